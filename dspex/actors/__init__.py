@@ -1,0 +1,24 @@
+"""The process model: actors with bounded mailboxes, call/cast/info, links, monitors and names.
+
+Semantics mirror Erlang/OTP's GenServer and processes; see ``DESIGN.md``.
+"""
+
+from dspex.actors._actor import Actor
+from dspex.actors._messages import Down, Exit, Overflow, is_normal_exit
+from dspex.actors._node import Node, Shutdown
+from dspex.actors._process import NOREPLY
+from dspex.actors._ref import DEFAULT_CALL_TIMEOUT, ActorRef, Caller
+
+__all__ = [
+    "DEFAULT_CALL_TIMEOUT",
+    "NOREPLY",
+    "Actor",
+    "ActorRef",
+    "Caller",
+    "Down",
+    "Exit",
+    "Node",
+    "Overflow",
+    "Shutdown",
+    "is_normal_exit",
+]

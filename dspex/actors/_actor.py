@@ -1,0 +1,161 @@
+"""The Actor base class: a GenServer-shaped object whose callbacks run in its own task."""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import logging
+from collections.abc import Coroutine
+from typing import TYPE_CHECKING, Any, ClassVar, TypeVar
+
+from dspex.actors._messages import NOPROC, Down, Overflow
+from dspex.actors._ref import ActorRef, Caller
+from dspex.errors import ActorError
+
+if TYPE_CHECKING:
+    from dspex.actors._node import Node
+    from dspex.actors._process import _Process
+
+log = logging.getLogger("dspex.actors")
+
+A = TypeVar("A", bound="Actor")
+T = TypeVar("T")
+
+_monitor_ids = itertools.count(1)
+
+
+class Actor:
+    """Subclass and override the async callbacks; spawn with :meth:`dspex.actors.Node.spawn`.
+
+    Callbacks run one at a time in the actor's own task, in mailbox order:
+
+    - ``init(*args)``: set up state; an exception here fails the spawn with ``StartError``;
+    - ``handle_call(msg, caller)``: return the reply, or :data:`NOREPLY` and answer later through
+      ``caller`` (to run slow work concurrently, e.g. in :meth:`start_task`);
+    - ``handle_cast(msg)`` and ``handle_info(msg)`` (timers, :class:`Down`, trapped :class:`Exit`);
+    - ``terminate(reason)``: clean up when the actor stops itself, is stopped gracefully or
+      crashes.
+
+    An exception escaping a callback crashes the actor ("let it crash"): callers waiting on it get
+    ``ActorExited`` at once, links and monitors are told, and its supervisor restarts it.
+
+    Class attributes set the defaults of the spawn options: ``mailbox_size`` (bounded),
+    ``overflow`` (``"raise"``: senders get ``MailboxFull``; ``"wait"``: callers wait for room) and
+    ``trap_exit`` (receive exit signals of linked actors as :class:`Exit` messages).
+    """
+
+    mailbox_size: ClassVar[int] = 1024
+    overflow: ClassVar[Overflow] = "raise"
+    trap_exit: ClassVar[bool] = False
+    ref_type: ClassVar[type[ActorRef]] = ActorRef
+
+    _proc: _Process
+
+    # -- callbacks ------------------------------------------------------------------------------
+
+    async def init(self, *args: Any) -> None:
+        """Set up the actor's state from the spawn arguments."""
+
+    async def handle_call(self, msg: Any, caller: Caller) -> Any:
+        """Answer a call. The default crashes the actor, as an unexpected call is a bug."""
+        raise ActorError(f"{type(self).__name__} received a call it does not handle: {msg!r}")
+
+    async def handle_cast(self, msg: Any) -> None:
+        """Handle a cast. The default crashes the actor, as an unexpected cast is a bug."""
+        raise ActorError(f"{type(self).__name__} received a cast it does not handle: {msg!r}")
+
+    async def handle_info(self, msg: Any) -> None:
+        """Handle any other message. The default logs and drops it (as a GenServer does)."""
+        if not isinstance(msg, Down):
+            log.warning("%r dropped an unexpected message: %r", self.ref, msg)
+
+    async def terminate(self, reason: object) -> None:
+        """Clean up before the actor exits with ``reason``."""
+
+    # -- the actor's own process ----------------------------------------------------------------
+
+    @property
+    def ref(self) -> ActorRef:
+        """This actor's address."""
+        return self._proc.ref
+
+    @property
+    def runtime(self) -> Node:
+        """The runtime (node) this actor runs in."""
+        return self._proc.node
+
+    def stop(self, reason: object = "normal") -> None:
+        """Exit with ``reason`` once the current callback returns; ``terminate`` runs first."""
+        self._proc.request_stop(reason)
+
+    def set_trap_exit(self, flag: bool) -> None:
+        """Turn trapping of exit signals on or off for this incarnation."""
+        self._proc.trap_exit = flag
+
+    async def spawn_link(self, factory: type[A], *args: Any, **options: Any) -> ActorRef:
+        """Spawn an actor linked to this one (see :meth:`dspex.actors.Node.spawn`)."""
+        return await self._proc.node.spawn(factory, *args, _parent=self._proc, **options)
+
+    def link(self, ref: ActorRef) -> None:
+        """Link to ``ref``: when either exits abnormally the other gets the exit signal.
+
+        Linking to an actor that is already dead sends this actor an exit signal ``noproc``.
+        """
+        me, other = self._proc, ref._proc
+        if other is me:
+            return
+        if not other.alive:
+            me.exit_signal(ref, NOPROC)
+            return
+        me.links.add(other)
+        other.links.add(me)
+
+    def unlink(self, ref: ActorRef) -> None:
+        """Remove the link to ``ref``, if any."""
+        me, other = self._proc, ref._proc
+        me.links.discard(other)
+        other.links.discard(me)
+
+    def monitor(self, ref: ActorRef) -> int:
+        """Watch ``ref``: a :class:`Down` message arrives when it exits (at once, ``noproc``,
+        if it is already dead). Returns the monitor id, for :meth:`demonitor`."""
+        me, target = self._proc, ref._proc
+        mref = next(_monitor_ids)
+        if not target.alive:
+            me.info(Down(mref, ref, NOPROC))
+            return mref
+        if target.monitors is None:
+            target.monitors = {}
+        target.monitors[mref] = me
+        if me.watching is None:
+            me.watching = {}
+        me.watching[mref] = target
+        return mref
+
+    def demonitor(self, mref: int, *, flush: bool = False) -> None:
+        """Stop a monitor; with ``flush``, also drop its Down message if already queued."""
+        me = self._proc
+        target = me.watching.pop(mref, None) if me.watching else None
+        if target is not None and target.monitors is not None:
+            target.monitors.pop(mref, None)
+        if flush:
+            kept = [
+                it for it in me.mailbox if not (isinstance(it[1], Down) and it[1].monitor == mref)
+            ]
+            me.mailbox.clear()
+            me.mailbox.extend(kept)
+
+    def send_after(self, delay: float, msg: Any) -> asyncio.TimerHandle:
+        """Deliver ``msg`` to this actor's ``handle_info`` after ``delay`` seconds.
+
+        Returns a handle whose ``cancel()`` stops the timer; timers die with the actor.
+        """
+        return self._proc.add_timer(delay, msg)
+
+    def start_task(self, coro: Coroutine[Any, Any, T]) -> asyncio.Task[T]:
+        """Run ``coro`` in a task this actor owns, concurrently with its mailbox.
+
+        The task is cancelled when the actor exits; an exception escaping it kills the actor at
+        once with that exception as the reason, like the crash of a linked process.
+        """
+        return self._proc.start_task(coro)

@@ -1,0 +1,214 @@
+"""Node: the process table, the name registry and the operations on actors by ref or name."""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import logging
+from typing import Any, Literal, TypeVar
+
+from dspex.actors._actor import Actor
+from dspex.actors._messages import KILLED, NORMAL, SHUTDOWN, Overflow
+from dspex.actors._process import _Process
+from dspex.actors._ref import DEFAULT_CALL_TIMEOUT, ActorRef
+from dspex.errors import ActorError, ConfigError, NameTaken, NoProc
+
+log = logging.getLogger("dspex.actors")
+
+A = TypeVar("A", bound=Actor)
+
+#: How long a stop waits for the actor to finish ``terminate``; ``"brutal_kill"`` kills at once
+#: and ``"infinity"`` waits as long as it takes.
+Shutdown = float | Literal["brutal_kill", "infinity"]
+
+#: How long to wait for a cancelled task to unwind before giving up on it.
+_UNWIND_TIMEOUT = 1.0
+
+
+class Node:
+    """The actor system of one event loop: spawns actors and finds them by name.
+
+    :class:`dspex.Runtime` is a Node with a root supervisor and a lifecycle; use that.
+    """
+
+    def __init__(self) -> None:
+        self._procs: dict[int, _Process] = {}
+        self._names: dict[str, _Process] = {}
+        self._pids = itertools.count(1)
+        self._loop: asyncio.AbstractEventLoop | None = None
+
+    @property
+    def loop(self) -> asyncio.AbstractEventLoop:
+        """The event loop this node's actors run on."""
+        if self._loop is None:
+            raise ActorError("the runtime is not running; use `async with Runtime()` first")
+        return self._loop
+
+    # -- spawning -------------------------------------------------------------------------------
+
+    async def spawn(
+        self,
+        factory: type[A],
+        *args: Any,
+        name: str | None = None,
+        mailbox_size: int | None = None,
+        overflow: Overflow | None = None,
+        trap_exit: bool | None = None,
+        start_timeout: float | None = None,
+        _parent: _Process | None = None,
+    ) -> ActorRef:
+        """Start an actor: build it with ``factory()``, run ``await actor.init(*args)``, return
+        its ref once ``init`` has returned.
+
+        Options default to the actor class's attributes. ``name`` registers the actor
+        (``NameTaken`` if a live actor has it). If ``init`` raises or takes longer than
+        ``start_timeout``, the actor is gone and ``StartError`` is raised with the cause.
+        """
+        loop = self.loop
+        if name is not None and name in self._names:
+            raise NameTaken(f"the name {name!r} is registered to {self._names[name].ref!r}")
+        actor = factory()
+        if not isinstance(actor, Actor):
+            raise ActorError(f"{factory!r} did not build an Actor (got {type(actor).__name__})")
+        capacity = mailbox_size if mailbox_size is not None else actor.mailbox_size
+        policy = overflow if overflow is not None else actor.overflow
+        if not isinstance(capacity, int) or capacity < 1:
+            raise ConfigError(f"mailbox_size must be a positive int, got {capacity!r}")
+        if policy not in ("raise", "wait"):
+            raise ConfigError(f"overflow must be 'raise' or 'wait', got {policy!r}")
+        pid = next(self._pids)
+        proc = _Process(
+            self,
+            pid,
+            actor,
+            name=name,
+            capacity=capacity,
+            overflow=policy,
+            trap_exit=actor.trap_exit if trap_exit is None else trap_exit,
+        )
+        proc.parent = _parent
+        actor._proc = proc
+        self._procs[pid] = proc
+        if name is not None:
+            self._names[name] = proc
+        started: asyncio.Future[None] = loop.create_future()
+        proc.task = loop.create_task(proc.main(args, started), name=f"dspex-actor-{pid}")
+        timer = (
+            loop.call_later(start_timeout, proc.kill, ("start_timeout", start_timeout))
+            if start_timeout is not None
+            else None
+        )
+        try:
+            await asyncio.shield(started)
+        except asyncio.CancelledError:
+            proc.kill(KILLED)  # the spawner gave up: never leave the child behind
+            raise
+        finally:
+            if timer is not None:
+                timer.cancel()
+        return proc.ref
+
+    def _forget(self, proc: _Process) -> None:
+        self._procs.pop(proc.pid, None)
+        if proc.name is not None and self._names.get(proc.name) is proc:
+            del self._names[proc.name]
+
+    # -- names ----------------------------------------------------------------------------------
+
+    def whereis(self, name: str) -> ActorRef | None:
+        """The live actor registered under ``name``, or None."""
+        proc = self._names.get(name)
+        return proc.ref if proc is not None else None
+
+    def register(self, name: str, ref: ActorRef) -> None:
+        """Register a live actor under ``name``; the entry goes when the actor exits."""
+        proc = ref._proc
+        if not proc.alive:
+            raise NoProc(f"cannot register {name!r}: {ref!r} is not alive")
+        holder = self._names.get(name)
+        if holder is not None and holder is not proc:
+            raise NameTaken(f"the name {name!r} is registered to {holder.ref!r}")
+        if proc.name is not None and proc.name != name:
+            raise NameTaken(f"{ref!r} is already registered as {proc.name!r}")
+        proc.name = name
+        self._names[name] = proc
+
+    def unregister(self, name: str) -> None:
+        """Remove ``name`` from the registry (the actor keeps running)."""
+        proc = self._names.pop(name, None)
+        if proc is not None:
+            proc.name = None
+
+    def resolve(self, target: ActorRef | str) -> ActorRef:
+        """The ref for ``target`` (a ref, or a registered name); ``NoProc`` for unknown names."""
+        if isinstance(target, ActorRef):
+            return target
+        proc = self._names.get(target)
+        if proc is None:
+            raise NoProc(f"no actor is registered under the name {target!r}")
+        return proc.ref
+
+    # -- messages and signals -------------------------------------------------------------------
+
+    async def call(
+        self, target: ActorRef | str, msg: Any, timeout: float | None = DEFAULT_CALL_TIMEOUT
+    ) -> Any:
+        """:meth:`ActorRef.call` on a ref or a registered name."""
+        return await self.resolve(target).call(msg, timeout)
+
+    def cast(self, target: ActorRef | str, msg: Any) -> None:
+        """:meth:`ActorRef.cast` on a ref or a registered name (unknown names drop the message)."""
+        proc = target._proc if isinstance(target, ActorRef) else self._names.get(target)
+        if proc is not None:
+            proc.ref.cast(msg)
+
+    def send_after(self, target: ActorRef, delay: float, msg: Any) -> asyncio.TimerHandle:
+        """Deliver ``msg`` to ``target``'s ``handle_info`` after ``delay`` seconds."""
+        return target._proc.add_timer(delay, msg)
+
+    def exit(self, target: ActorRef, reason: object) -> None:
+        """Send an exit signal from outside any actor, as ``Process.exit/2``.
+
+        ``"kill"`` always kills; an actor trapping exits gets an :class:`Exit` message; otherwise
+        ``"normal"`` is ignored and any other reason kills the actor with that reason.
+        """
+        target._proc.exit_signal(None, reason)
+
+    async def stop(
+        self, target: ActorRef, reason: object = NORMAL, timeout: Shutdown = 5.0
+    ) -> object:
+        """Stop an actor gracefully (``terminate`` runs, after the messages already queued), or
+        kill it after ``timeout``. Returns the exit reason."""
+        return await self.shutdown_process(target._proc, timeout, reason)
+
+    async def shutdown_process(
+        self, proc: _Process, timeout: Shutdown, reason: object = SHUTDOWN
+    ) -> object:
+        """Graceful stop, then a hard kill after ``timeout``; waits until the task has ended."""
+        if proc.alive:
+            if timeout == "brutal_kill":
+                proc.kill(KILLED)
+            else:
+                proc.stop_gracefully(reason)
+                waiter = asyncio.ensure_future(proc.wait_exit())
+                limit = None if timeout == "infinity" else float(timeout)
+                done, _ = await asyncio.wait({waiter}, timeout=limit)
+                if not done:
+                    waiter.cancel()
+                    log.warning("%r did not stop within %s s; killing it", proc.ref, timeout)
+                    proc.kill(KILLED)
+        task = proc.task
+        if task is not None and not task.done() and task is not asyncio.current_task():
+            done, _ = await asyncio.wait({task}, timeout=_UNWIND_TIMEOUT)
+            if not done:
+                log.error("the task of %r ignores cancellation", proc.ref)
+        return proc.reason
+
+    def processes(self) -> list[ActorRef]:
+        """Refs of all live actors, in start order."""
+        return [p.ref for p in self._procs.values()]
+
+    async def _stop_all(self, timeout: Shutdown) -> None:
+        """Stop every live actor, newest first."""
+        for proc in reversed(list(self._procs.values())):
+            await self.shutdown_process(proc, timeout)

@@ -1,0 +1,167 @@
+"""The one rooted exception tree of dspex.
+
+Every error dspex raises on purpose derives from :class:`DSPexError`, names what was wrong
+and, where it helps, what to do about it::
+
+    DSPexError
+    ├── ConfigError             a configuration key has an invalid value
+    ├── SignatureError          a signature string or class DSPy would not accept
+    ├── InputError              a module was called with missing or ill-typed inputs
+    ├── ParseError              an LM reply could not be parsed into the output fields
+    ├── LMError                 the LM endpoint failed (HTTP status, malformed body, ...)
+    │   ├── LMConnectionError   the endpoint could not be reached
+    │   └── LMTimeout           the endpoint did not answer in time (also a Timeout)
+    ├── Timeout                 a call passed its deadline (also a builtin TimeoutError)
+    ├── Overloaded              a limit was reached; retry later
+    │   └── MailboxFull         an actor's bounded mailbox is full
+    ├── ActorError
+    │   ├── NoProc              the target actor is not alive (or the name is unknown)
+    │   ├── ActorExited         the actor exited while the call was pending
+    │   ├── NameTaken           the name is registered to another live actor
+    │   └── StartError          an actor's ``init`` failed
+    ├── SupervisorError
+    │   ├── MaxChildren         a DynamicSupervisor is at ``max_children``
+    │   └── ChildNotFound       no child with that id
+    └── ScriptError             a dspex.testing.ScriptedLM script raised or ran out of actions
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+
+class DSPexError(Exception):
+    """Base class of every error dspex raises on purpose."""
+
+
+class ConfigError(DSPexError):
+    """A configuration value is invalid; the message names the key and the allowed values."""
+
+
+class SignatureError(DSPexError):
+    """A signature DSPy 3.4.1 would reject (or fail on), with the position of the problem."""
+
+    def __init__(self, message: str, *, signature: str | None = None, position: int | None = None):
+        self.signature = signature
+        self.position = position
+        if signature is not None and position is not None:
+            message = f"{message} (at position {position} in {signature!r})"
+        super().__init__(message)
+
+
+class InputError(DSPexError):
+    """A module was called with missing, unexpected or ill-typed inputs."""
+
+
+class ParseError(DSPexError):
+    """The LM's reply could not be parsed into the signature's output fields.
+
+    Raised where DSPy raises ``AdapterParseError``; carries the raw reply (``lm_response``), the
+    adapter that failed (``adapter_name``) and whatever was parsed before the failure.
+    """
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        adapter_name: str,
+        lm_response: str | None,
+        parsed_result: dict[str, Any] | None = None,
+    ):
+        self.adapter_name = adapter_name
+        self.lm_response = lm_response
+        self.parsed_result = parsed_result
+        super().__init__(f"{adapter_name}: {message}")
+
+
+class LMError(DSPexError):
+    """The LM endpoint failed. ``status`` is the HTTP status when there was one."""
+
+    def __init__(self, message: str, *, status: int | None = None, body: str | None = None):
+        self.status = status
+        self.body = body
+        super().__init__(message)
+
+
+class LMConnectionError(LMError):
+    """The LM endpoint could not be reached or dropped the connection."""
+
+
+class Timeout(DSPexError, TimeoutError):
+    """An operation passed its deadline."""
+
+
+class LMTimeout(LMError, Timeout):
+    """The LM endpoint did not answer within the client's timeout."""
+
+
+class Overloaded(DSPexError):
+    """A capacity limit was reached and the request was not accepted; retry later."""
+
+
+class MailboxFull(Overloaded):
+    """The target actor's bounded mailbox is full (its overflow policy is ``"raise"``)."""
+
+
+class ActorError(DSPexError):
+    """Base class for errors about actors."""
+
+
+class NoProc(ActorError):
+    """The target actor is not alive, or no actor is registered under that name."""
+
+
+class ActorExited(ActorError):
+    """The actor exited while the call was pending; ``reason`` is its exit reason.
+
+    When the actor crashed, ``reason`` is the exception and is also this error's ``__cause__``.
+    """
+
+    def __init__(self, actor: object, reason: object):
+        self.actor = actor
+        self.reason = reason
+        super().__init__(f"{actor!r} exited with reason {format_reason(reason)}")
+        if isinstance(reason, BaseException):
+            self.__cause__ = reason
+
+
+class NameTaken(ActorError):
+    """The name is already registered to another live actor."""
+
+
+class StartError(ActorError):
+    """An actor's ``init`` raised (or timed out); ``reason`` is what it failed with."""
+
+    def __init__(self, actor: object, reason: object):
+        self.actor = actor
+        self.reason = reason
+        super().__init__(f"{actor} failed to start: {format_reason(reason)}")
+        if isinstance(reason, BaseException):
+            self.__cause__ = reason
+
+
+class SupervisorError(DSPexError):
+    """Base class for errors a supervisor reports to the caller of its API."""
+
+
+class MaxChildren(SupervisorError, Overloaded):
+    """The DynamicSupervisor already has ``max_children`` children."""
+
+
+class ChildNotFound(SupervisorError):
+    """The supervisor has no child with that id (or ref)."""
+
+
+class ScriptError(DSPexError):
+    """A :class:`dspex.testing.ScriptedLM` script raised or ran out of actions.
+
+    The server answered such requests with HTTP 500; the error is raised again when the server
+    stops, so a test does not pass on a misconfigured script.
+    """
+
+
+def format_reason(reason: object) -> str:
+    """Render an exit reason for messages: exceptions as ``Type('msg')``, terms with ``repr``."""
+    if isinstance(reason, BaseException):
+        return f"{type(reason).__name__}({str(reason)!r})"
+    return repr(reason)

@@ -1,0 +1,36 @@
+"""Supervision trees: Supervisor, DynamicSupervisor, child specs and the fallback restart.
+
+Semantics mirror OTP's ``supervisor`` and Elixir's ``DynamicSupervisor``; see ``DESIGN.md``.
+"""
+
+from dspex.supervision._base import EventHandler
+from dspex.supervision._dynamic import DynamicSupervisor, DynamicSupervisorRef
+from dspex.supervision._spec import (
+    ChildFallback,
+    ChildInfo,
+    ChildRestarted,
+    ChildSpec,
+    Fallback,
+    Restart,
+    RestartIntensityExceeded,
+    Strategy,
+    SupervisorEvent,
+)
+from dspex.supervision._supervisor import Supervisor, SupervisorRef
+
+__all__ = [
+    "ChildFallback",
+    "ChildInfo",
+    "ChildRestarted",
+    "ChildSpec",
+    "DynamicSupervisor",
+    "DynamicSupervisorRef",
+    "EventHandler",
+    "Fallback",
+    "Restart",
+    "RestartIntensityExceeded",
+    "Strategy",
+    "Supervisor",
+    "SupervisorEvent",
+    "SupervisorRef",
+]

@@ -1,0 +1,236 @@
+"""What Supervisor and DynamicSupervisor share: children, restart intensity, fallback, events."""
+
+from __future__ import annotations
+
+import logging
+from collections import deque
+from collections.abc import Callable
+from typing import Any
+
+import msgspec
+
+from dspex.actors import Actor, ActorRef, Caller, Exit, Shutdown, is_normal_exit
+from dspex.actors._messages import SHUTDOWN
+from dspex.errors import ConfigError, DSPexError, StartError, SupervisorError
+from dspex.supervision._spec import (
+    ChildFallback,
+    ChildInfo,
+    ChildRestarted,
+    ChildSpec,
+    RestartIntensityExceeded,
+    SupervisorEvent,
+)
+
+log = logging.getLogger("dspex.supervision")
+
+EventHandler = Callable[[SupervisorEvent], None]
+
+
+class _TryAgain(msgspec.Struct, frozen=True):
+    """Retry starting the children whose restart failed (sent by a supervisor to itself)."""
+
+
+class WhichChildren(msgspec.Struct, frozen=True):
+    """Request: the children, in start order."""
+
+
+class CountChildren(msgspec.Struct, frozen=True):
+    """Request: counts of child specs, running children, supervisors and workers."""
+
+
+class _Child:
+    __slots__ = ("crashes", "key", "ref", "spec", "waiting")
+
+    def __init__(self, key: Any, spec: ChildSpec):
+        self.key = key
+        self.spec = spec
+        self.ref: ActorRef | None = None
+        self.waiting = False  # a restart failed; _TryAgain will start it
+        self.crashes: deque[float] | None = None
+
+    def info(self) -> ChildInfo:
+        return ChildInfo(self.spec.id, self.ref, self.spec.restart, _is_supervisor(self.spec.start))
+
+
+def _is_supervisor(start: Any) -> bool:
+    return isinstance(start, type) and issubclass(start, SupervisorBase)
+
+
+def _shutdown_of(spec: ChildSpec) -> Shutdown:
+    if spec.shutdown is not None:
+        return spec.shutdown
+    return "infinity" if _is_supervisor(spec.start) else 5.0
+
+
+class SupervisorBase(Actor):
+    """Shared machinery of the two supervisors; not used directly."""
+
+    trap_exit = True
+
+    _children: dict[Any, _Child]
+    _by_pid: dict[int, _Child]
+
+    def _setup(self, max_restarts: int, max_seconds: float, on_event: EventHandler | None) -> None:
+        if not isinstance(max_restarts, int) or max_restarts < 0:
+            raise ConfigError(f"max_restarts must be an int >= 0, got {max_restarts!r}")
+        if not isinstance(max_seconds, (int, float)) or max_seconds <= 0:
+            raise ConfigError(f"max_seconds must be > 0, got {max_seconds!r}")
+        self._max_restarts = max_restarts
+        self._max_seconds = float(max_seconds)
+        self._restarts: deque[float] = deque()
+        self._on_event = on_event
+        self._children = {}
+        self._by_pid = {}
+
+    # -- events and intensity -------------------------------------------------------------------
+
+    def _emit(self, event: SupervisorEvent) -> None:
+        if self._on_event is None:
+            return
+        try:
+            self._on_event(event)
+        except Exception:
+            log.exception("on_event handler of %r raised; ignored", self.ref)
+
+    def _add_restart(self) -> bool:
+        """Count one restart; False when that exceeds the restart intensity."""
+        now = self.runtime.loop.time()
+        restarts = self._restarts
+        restarts.append(now)
+        while restarts and restarts[0] < now - self._max_seconds:
+            restarts.popleft()
+        return len(restarts) <= self._max_restarts
+
+    def _give_up(self) -> None:
+        log.error(
+            "%r: more than %d restarts in %g s; shutting down",
+            self.ref,
+            self._max_restarts,
+            self._max_seconds,
+        )
+        self._emit(RestartIntensityExceeded(self.ref, self._max_restarts, self._max_seconds))
+        self.stop(SHUTDOWN)  # terminate() stops the children; our parent decides what next
+
+    def _note_crash(self, child: _Child, reason: object) -> None:
+        fb = child.spec.fallback
+        if fb is None or is_normal_exit(reason):
+            return
+        now = self.runtime.loop.time()
+        crashes = child.crashes
+        if crashes is None:
+            crashes = child.crashes = deque()
+        crashes.append(now)
+        while crashes and crashes[0] < now - fb.within:
+            crashes.popleft()
+        if len(crashes) >= fb.after:
+            child.spec = msgspec.structs.replace(fb.spec, id=child.spec.id)
+            child.crashes = None
+            log.warning("%r: child %r falls back to %r", self.ref, child.spec.id, child.spec.start)
+            self._emit(ChildFallback(self.ref, child.spec.id, reason, len(crashes), child.spec))
+
+    # -- starting and stopping children ---------------------------------------------------------
+
+    async def _start(self, child: _Child) -> StartError | None:
+        spec = child.spec
+        try:
+            ref = await self.spawn_link(
+                spec.start,
+                *spec.args,
+                name=spec.name,
+                mailbox_size=spec.mailbox_size,
+                overflow=spec.overflow,
+                start_timeout=spec.start_timeout,
+            )
+        except StartError as exc:
+            return exc
+        except DSPexError as exc:  # e.g. NameTaken, ConfigError from the spawn options
+            return StartError(spec.id, exc)
+        child.ref = ref
+        child.waiting = False
+        self._by_pid[ref.pid] = child
+        return None
+
+    async def _terminate(self, child: _Child) -> None:
+        ref = child.ref
+        if ref is None:
+            return
+        child.ref = None
+        self._by_pid.pop(ref.pid, None)
+        self.unlink(ref)
+        await self.runtime.shutdown_process(ref._proc, _shutdown_of(child.spec))
+
+    async def _restart_one(self, child: _Child, reason: object) -> bool:
+        """Start a child again; on failure leave it waiting for a retry. True on success."""
+        err = await self._start(child)
+        if err is not None:
+            log.error("%r: restarting child %r failed: %s", self.ref, child.spec.id, err)
+            child.waiting = True
+            self._proc.info(_TryAgain())
+            return False
+        assert child.ref is not None
+        self._emit(ChildRestarted(self.ref, child.spec.id, reason, child.ref))
+        return True
+
+    def _remove(self, child: _Child) -> None:
+        self._children.pop(child.key, None)
+
+    # -- callbacks ------------------------------------------------------------------------------
+
+    async def handle_info(self, msg: Any) -> None:
+        if isinstance(msg, Exit):
+            child = self._by_pid.pop(msg.actor.pid, None) if msg.actor is not None else None
+            if child is not None:
+                child.ref = None
+                await self._child_exited(child, msg.reason)
+        elif isinstance(msg, _TryAgain):
+            if not self._add_restart():
+                self._give_up()
+                return
+            for child in list(self._children.values()):
+                if child.waiting and not await self._restart_one(child, "start_failed"):
+                    return
+        else:
+            await super().handle_info(msg)
+
+    async def _child_exited(self, child: _Child, reason: object) -> None:
+        restart = child.spec.restart
+        if restart == "temporary" or (restart == "transient" and is_normal_exit(reason)):
+            self._exited_for_good(child)
+            return
+        if not self._add_restart():
+            self._give_up()
+            return
+        self._note_crash(child, reason)
+        await self._restart(child, reason)
+
+    def _exited_for_good(self, child: _Child) -> None:
+        """A child that is not to be restarted exited."""
+        self._remove(child)
+
+    async def _restart(self, child: _Child, reason: object) -> None:
+        await self._restart_one(child, reason)
+
+    async def terminate(self, reason: object) -> None:
+        for child in reversed(list(self._children.values())):
+            await self._terminate(child)
+
+    async def handle_call(self, msg: Any, caller: Caller) -> Any:
+        try:
+            return await self._request(msg)
+        except DSPexError as exc:  # a bad request is the caller's error, not a crash
+            caller.fail(exc)
+            return None
+
+    async def _request(self, msg: Any) -> Any:
+        children = self._children.values()
+        if isinstance(msg, WhichChildren):
+            return [c.info() for c in children]
+        if isinstance(msg, CountChildren):
+            sups = sum(1 for c in children if _is_supervisor(c.spec.start))
+            return {
+                "specs": len(children),
+                "active": sum(1 for c in children if c.ref is not None),
+                "supervisors": sups,
+                "workers": len(children) - sups,
+            }
+        raise SupervisorError(f"{type(self).__name__} does not handle the request {msg!r}")

@@ -1,0 +1,114 @@
+"""Child specs, the fallback rule, and the events supervisors report."""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+import msgspec
+
+from dspex.actors import ActorRef, Overflow, Shutdown
+from dspex.errors import ConfigError
+
+Restart = Literal["permanent", "transient", "temporary"]
+Strategy = Literal["one_for_one", "one_for_all", "rest_for_one"]
+
+_RESTARTS = ("permanent", "transient", "temporary")
+STRATEGIES = ("one_for_one", "one_for_all", "rest_for_one")
+
+
+class ChildSpec(msgspec.Struct, frozen=True, kw_only=True):
+    """How a supervisor starts, restarts and stops one child.
+
+    ``start`` builds a fresh actor (an Actor subclass or a zero-argument factory) and ``args`` go
+    to its ``init``, on the first start and on every restart. ``restart``: ``permanent`` always,
+    ``transient`` only after an abnormal exit, ``temporary`` never. ``shutdown``: seconds to wait
+    for a graceful stop before a hard kill, ``"brutal_kill"``, or ``"infinity"`` (``None`` picks
+    5 s for workers and infinity for supervisors, as OTP does). ``fallback`` restarts the child
+    from another spec after repeated crashes.
+    """
+
+    id: Any
+    start: Any
+    args: tuple[Any, ...] = ()
+    restart: Restart = "permanent"
+    shutdown: Shutdown | None = None
+    name: str | None = None
+    mailbox_size: int | None = None
+    overflow: Overflow | None = None
+    start_timeout: float | None = None
+    fallback: Fallback | None = None
+
+    def __post_init__(self) -> None:
+        if not callable(self.start):
+            raise ConfigError(f"child {self.id!r}: start must be an Actor class or factory")
+        if self.restart not in _RESTARTS:
+            raise ConfigError(
+                f"child {self.id!r}: restart must be one of {_RESTARTS}, got {self.restart!r}"
+            )
+        sd = self.shutdown
+        if not (
+            sd is None
+            or sd in ("brutal_kill", "infinity")
+            or (isinstance(sd, (int, float)) and not isinstance(sd, bool) and sd >= 0)
+        ):
+            raise ConfigError(
+                f"child {self.id!r}: shutdown must be seconds >= 0, 'brutal_kill' or "
+                f"'infinity', got {sd!r}"
+            )
+        if self.fallback is not None and not isinstance(self.fallback, Fallback):
+            raise ConfigError(f"child {self.id!r}: fallback must be a Fallback")
+
+
+class Fallback(msgspec.Struct, frozen=True, kw_only=True):
+    """Restart a child from ``spec`` instead after ``after`` abnormal exits within ``within`` s.
+
+    This is dspex's native -> dspy fallback restart; the supervisor reports it as a
+    :class:`ChildFallback` event. The new spec keeps the child's id.
+    """
+
+    spec: ChildSpec
+    after: int = 3
+    within: float = 60.0
+
+    def __post_init__(self) -> None:
+        if self.after < 1 or self.within <= 0:
+            raise ConfigError(f"Fallback needs after >= 1 and within > 0, got {self}")
+
+
+class ChildInfo(msgspec.Struct, frozen=True):
+    """One row of ``which_children``: ``ref`` is None while the child is not running."""
+
+    id: Any
+    ref: ActorRef | None
+    restart: Restart
+    supervisor: bool
+
+
+class ChildRestarted(msgspec.Struct, frozen=True):
+    """A child exited with ``reason`` and was started again as ``ref``."""
+
+    supervisor: ActorRef
+    child_id: Any
+    reason: Any
+    ref: ActorRef
+
+
+class ChildFallback(msgspec.Struct, frozen=True):
+    """A child crashed ``crashes`` times within its window; it restarts from ``spec`` now."""
+
+    supervisor: ActorRef
+    child_id: Any
+    reason: Any
+    crashes: int
+    spec: ChildSpec
+
+
+class RestartIntensityExceeded(msgspec.Struct, frozen=True):
+    """More than ``max_restarts`` restarts in ``max_seconds``: the supervisor shuts down."""
+
+    supervisor: ActorRef
+    max_restarts: int
+    max_seconds: float
+
+
+SupervisorEvent = ChildRestarted | ChildFallback | RestartIntensityExceeded

@@ -1,0 +1,169 @@
+"""DynamicSupervisor, and the fallback restart (a different spec after repeated crashes)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from dspex.actors import Actor, Caller
+from dspex.errors import ActorExited, ChildNotFound, MaxChildren, StartError
+from dspex.runtime import Runtime
+from dspex.supervision import (
+    ChildFallback,
+    ChildRestarted,
+    ChildSpec,
+    DynamicSupervisor,
+    DynamicSupervisorRef,
+    Fallback,
+    RestartIntensityExceeded,
+    Supervisor,
+)
+from tests.actors.helpers import FailingInit
+from tests.supervision.helpers import Events, worker
+
+
+async def test_start_and_terminate_children_at_run_time(runtime: Runtime) -> None:
+    journal: list[Any] = []
+    sup = await DynamicSupervisor.start(runtime)
+    a = await sup.start_child(worker("a", journal))
+    b = await sup.start_child(worker("b", journal))
+    assert [c.ref for c in await sup.which_children()] == [a, b]
+    await sup.terminate_child(a)
+    assert not a.alive
+    assert journal[-1] == ("stop", "a", "shutdown")
+    assert await sup.count_children() == {"specs": 1, "active": 1, "supervisors": 0, "workers": 1}
+    with pytest.raises(ChildNotFound):
+        await sup.terminate_child(a)
+
+
+async def test_max_children_is_enforced(runtime: Runtime) -> None:
+    sup = await DynamicSupervisor.start(runtime, max_children=2)
+    await sup.start_child(worker("a", []))
+    await sup.start_child(worker("b", []))
+    with pytest.raises(MaxChildren, match="max_children=2"):
+        await sup.start_child(worker("c", []))
+    assert sup.alive
+
+
+async def test_a_failing_child_start_is_the_callers_error(runtime: Runtime) -> None:
+    sup = await DynamicSupervisor.start(runtime)
+    with pytest.raises(StartError, match="init refused"):
+        await sup.start_child(ChildSpec(id="bad", start=FailingInit))
+    assert await sup.which_children() == []
+    assert sup.alive
+
+
+async def test_crashed_children_are_restarted_one_for_one(runtime: Runtime) -> None:
+    journal: list[Any] = []
+    events = Events()
+    sup = await DynamicSupervisor.start(runtime, on_event=events)
+    a = await sup.start_child(worker("a", journal))
+    b = await sup.start_child(worker("b", journal))
+    with pytest.raises(ActorExited):
+        await a.call("crash")
+    event = await events.next()
+    assert isinstance(event, ChildRestarted)
+    assert event.child_id == "a"
+    assert event.ref is runtime.whereis("a")
+    assert event.ref is not a
+    assert await event.ref.call("count") == 1
+    assert b.alive
+    assert await b.call("count") == 1
+
+
+async def test_dynamic_supervisor_restart_intensity(runtime: Runtime) -> None:
+    events = Events()
+    sup = await DynamicSupervisor.start(runtime, max_restarts=1, on_event=events)
+    await sup.start_child(worker("a", []))
+    for expected in (ChildRestarted, RestartIntensityExceeded):
+        ref = runtime.whereis("a")
+        assert ref is not None
+        with pytest.raises(ActorExited):
+            await ref.call("crash")
+        assert isinstance(await events.next(), expected)
+    assert await sup.wait() == "shutdown"
+
+
+class Native(Actor):
+    """Crashes on request: stands in for a native module implementation with a bug."""
+
+    async def handle_call(self, msg: Any, caller: Caller) -> Any:
+        if msg == "crash":
+            raise RuntimeError("native bug")
+        return "native"
+
+
+class Reference(Actor):
+    async def handle_call(self, msg: Any, caller: Caller) -> Any:
+        return "reference"
+
+
+def _with_fallback(after: int) -> ChildSpec:
+    reference = ChildSpec(id="unused", start=Reference, name="mod")
+    return ChildSpec(
+        id="mod", start=Native, name="mod", fallback=Fallback(spec=reference, after=after)
+    )
+
+
+async def test_repeated_crashes_restart_the_child_from_its_fallback_spec(
+    runtime: Runtime,
+) -> None:
+    events = Events()
+    sup = await DynamicSupervisor.start(runtime, max_restarts=10, on_event=events)
+    await sup.start_child(_with_fallback(after=3))
+    for _ in range(2):
+        with pytest.raises(ActorExited):
+            await runtime.call("mod", "crash")
+        assert isinstance(await events.next(), ChildRestarted)
+        assert await runtime.call("mod", "ping") == "native"
+    with pytest.raises(ActorExited):
+        await runtime.call("mod", "crash")
+    fallback = await events.next()
+    assert isinstance(fallback, ChildFallback)
+    assert fallback.crashes == 3
+    assert fallback.spec.start is Reference
+    assert fallback.child_id == "mod"  # the new spec keeps the child's id
+    assert isinstance(await events.next(), ChildRestarted)
+    assert await runtime.call("mod", "ping") == "reference"
+    # it stays on the fallback spec from now on
+    runtime.exit(runtime.resolve("mod"), "boom")
+    assert isinstance(await events.next(), ChildRestarted)
+    assert await runtime.call("mod", "ping") == "reference"
+
+
+async def test_fallback_also_works_under_a_static_supervisor(runtime: Runtime) -> None:
+    events = Events()
+    await Supervisor.start(runtime, [_with_fallback(after=1)], on_event=events)
+    with pytest.raises(ActorExited):
+        await runtime.call("mod", "crash")
+    assert isinstance(await events.next(), ChildFallback)
+    assert isinstance(await events.next(), ChildRestarted)
+    assert await runtime.call("mod", "ping") == "reference"
+
+
+async def test_normal_exits_do_not_count_towards_fallback(runtime: Runtime) -> None:
+    events = Events()
+    await Supervisor.start(runtime, [_with_fallback(after=1)], on_event=events)
+    await runtime.stop(runtime.resolve("mod"), reason="shutdown")
+    event = await events.next()
+    assert isinstance(event, ChildRestarted)  # permanent: restarted, still native
+    assert await runtime.call("mod", "ping") == "native"
+
+
+async def test_replace_child_switches_a_dynamic_child_by_hand(runtime: Runtime) -> None:
+    sup = await DynamicSupervisor.start(runtime)
+    old = await sup.start_child(ChildSpec(id="m", start=Native, name="m"))
+    new = await sup.replace_child(old, ChildSpec(id="m", start=Reference, name="m"))
+    assert not old.alive
+    assert await new.call("ping") == "reference"
+    assert [c.ref for c in await sup.which_children()] == [new]
+
+
+async def test_dynamic_supervisor_nested_under_a_supervisor(runtime: Runtime) -> None:
+    await runtime.start_child(DynamicSupervisor.child_spec("modules", name="modules"))
+    dyn = runtime.resolve("modules")
+    assert [c.supervisor for c in await runtime.root.which_children()] == [True]
+    assert isinstance(dyn, DynamicSupervisorRef)  # the ref of a supervisor carries its API
+    child = await dyn.start_child(worker("w", []))
+    assert await child.call("count") == 1
