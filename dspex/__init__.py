@@ -3,6 +3,7 @@
 The public API is what ``__all__`` lists; everything else is private.
 """
 
+from dspex._version import __version__ as __version__
 from dspex.actors import (
     NOREPLY,
     Actor,
@@ -78,4 +79,3 @@ __all__ = [
     "Timeout",
     "is_normal_exit",
 ]
-__version__ = "0.1.0"

@@ -1,0 +1,251 @@
+"""Config: how the router picks implementations, when it falls back, and the runtime's limits.
+
+Build it from keywords (``Config(implementation_preference="native_first")``), from ``DSPEX_*``
+environment variables (``Config.from_env()``), or change it at run time through the router
+(``await runtime.configure(...)``). Invalid values raise ``ConfigError`` naming the key and the
+allowed values. ``"python"`` is accepted wherever ``"dspy"`` is, and ``"python_first"`` for
+``"dspy_first"``.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from typing import Any, Literal
+
+import msgspec
+
+from dspex.errors import ConfigError
+
+Implementation = Literal["native", "dspy"]
+Preference = Literal["auto", "native_first", "dspy_first"]
+AdapterName = Literal["chat", "json"]
+
+IMPLEMENTATIONS: tuple[Implementation, ...] = ("native", "dspy")
+PREFERENCES: tuple[Preference, ...] = ("auto", "native_first", "dspy_first")
+ADAPTERS: tuple[AdapterName, ...] = ("chat", "json")
+_ALIASES = {"python": "dspy", "python_first": "dspy_first"}
+
+
+def implementation_name(value: object, key: str = "implementation") -> Implementation:
+    """Normalize an implementation name (``"python"`` -> ``"dspy"``) or raise ConfigError."""
+    name = _ALIASES.get(value, value) if isinstance(value, str) else value
+    if name not in IMPLEMENTATIONS:
+        raise ConfigError(f"{key} must be one of 'native', 'dspy' (or 'python'), got {value!r}")
+    return name
+
+
+def _check(key: str, ok: bool, allowed: str, value: object) -> None:
+    if not ok:
+        raise ConfigError(f"{key} must be {allowed}, got {value!r}")
+
+
+def _positive(value: object) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and value > 0
+
+
+class AdaptiveConfig(msgspec.Struct, frozen=True, kw_only=True):
+    """The adaptive policy (``implementation_preference="auto"``).
+
+    Per module type and implementation it keeps an EWMA of latency (weight ``alpha``) and of
+    success. Once both have ``min_samples`` calls, it routes to the one with the better success
+    rate when they differ by more than ``success_margin``, else to the faster one; a fraction
+    ``explore_rate`` of calls goes to the other so its figures stay fresh.
+    """
+
+    alpha: float = 0.2
+    explore_rate: float = 0.05
+    min_samples: int = 10
+    success_margin: float = 0.05
+
+    def __post_init__(self) -> None:
+        _check("adaptive.alpha", 0 < self.alpha <= 1, "in (0, 1]", self.alpha)
+        _check("adaptive.explore_rate", 0 <= self.explore_rate <= 1, "in [0, 1]", self.explore_rate)
+        _check("adaptive.min_samples", self.min_samples >= 1, "an int >= 1", self.min_samples)
+        _check(
+            "adaptive.success_margin",
+            0 <= self.success_margin <= 1,
+            "in [0, 1]",
+            self.success_margin,
+        )
+
+
+class CircuitConfig(msgspec.Struct, frozen=True, kw_only=True):
+    """The native circuit breaker per module type.
+
+    After ``crash_threshold`` native crashes of one module actor within ``window`` seconds the
+    actor is restarted to serve on dspy and the circuit of its module type opens: no call of that
+    type is routed to native until ``cooldown`` seconds later, when one probe call tries native;
+    its success closes the circuit, its failure opens it again.
+    """
+
+    crash_threshold: int = 3
+    window: float = 60.0
+    cooldown: float = 30.0
+
+    def __post_init__(self) -> None:
+        _check(
+            "circuit.crash_threshold",
+            isinstance(self.crash_threshold, int) and self.crash_threshold >= 1,
+            "an int >= 1",
+            self.crash_threshold,
+        )
+        _check("circuit.window", _positive(self.window), "> 0", self.window)
+        _check("circuit.cooldown", _positive(self.cooldown), "> 0", self.cooldown)
+
+
+class Config(msgspec.Struct, frozen=True, kw_only=True):
+    """Routing, fallback and limits of a runtime.
+
+    - ``implementation_preference``: ``auto`` (adaptive), ``native_first`` or ``dspy_first``.
+    - ``allow_fallback``: re-run a call on dspy when native fails with an LM or parse error.
+    - ``module_overrides``: module type -> implementation, e.g. ``{"ReAct": "dspy"}``.
+    - ``adapter``: ``chat`` (with DSPy's JSON fallback) or ``json``, for modules that set none.
+    - ``mailbox_size`` and ``max_concurrency`` per module actor; ``call_timeout`` a default
+      deadline per call in seconds (None: none); ``max_restarts`` in ``max_seconds`` is the
+      restart intensity of the module supervisor.
+    """
+
+    implementation_preference: Preference = "auto"
+    allow_fallback: bool = True
+    module_overrides: dict[str, Implementation] = {}
+    adapter: AdapterName = "chat"
+    adaptive: AdaptiveConfig = AdaptiveConfig()
+    circuit: CircuitConfig = CircuitConfig()
+    mailbox_size: int = 1024
+    max_concurrency: int = 256
+    call_timeout: float | None = None
+    max_restarts: int = 100
+    max_seconds: float = 5.0
+
+    def __post_init__(self) -> None:
+        raw: object = self.implementation_preference
+        pref = _ALIASES.get(raw, raw) if isinstance(raw, str) else raw
+        _check(
+            "implementation_preference",
+            pref in PREFERENCES,
+            "one of 'auto', 'native_first', 'dspy_first' (or 'python_first')",
+            raw,
+        )
+        msgspec.structs.force_setattr(self, "implementation_preference", pref)
+        _check(
+            "allow_fallback", isinstance(self.allow_fallback, bool), "a bool", self.allow_fallback
+        )
+        _check(
+            "module_overrides",
+            isinstance(self.module_overrides, Mapping),
+            "a mapping of module type to implementation",
+            self.module_overrides,
+        )
+        overrides = {
+            str(k): implementation_name(v, f"module_overrides[{k!r}]")
+            for k, v in self.module_overrides.items()
+        }
+        msgspec.structs.force_setattr(self, "module_overrides", overrides)
+        _check("adapter", self.adapter in ADAPTERS, "one of 'chat', 'json'", self.adapter)
+        for key in ("mailbox_size", "max_concurrency", "max_restarts"):
+            value = getattr(self, key)
+            _check(
+                key,
+                isinstance(value, int) and not isinstance(value, bool) and value >= 1,
+                "an int >= 1",
+                value,
+            )
+        _check(
+            "call_timeout",
+            self.call_timeout is None or _positive(self.call_timeout),
+            "None or seconds > 0",
+            self.call_timeout,
+        )
+        _check("max_seconds", _positive(self.max_seconds), "seconds > 0", self.max_seconds)
+        for nested, kind in (("adaptive", AdaptiveConfig), ("circuit", CircuitConfig)):
+            value = getattr(self, nested)
+            if isinstance(value, Mapping):  # Config(adaptive={"explore_rate": 0.1})
+                value = _build(kind, value, nested)
+                msgspec.structs.force_setattr(self, nested, value)
+            _check(nested, isinstance(value, kind), f"a {kind.__name__} or a dict", value)
+
+    def replace(self, **changes: Any) -> Config:
+        """A validated copy with ``changes`` applied; nested keys as ``adaptive={...}``."""
+        unknown = set(changes) - set(self.__struct_fields__)
+        if unknown:
+            raise ConfigError(
+                f"unknown config key(s) {sorted(unknown)}; known: {list(self.__struct_fields__)}"
+            )
+        for nested, kind in (("adaptive", AdaptiveConfig), ("circuit", CircuitConfig)):
+            value = changes.get(nested)
+            if isinstance(value, Mapping):
+                current = msgspec.structs.asdict(getattr(self, nested))
+                changes[nested] = _build(kind, {**current, **value}, nested)
+        config: Config = _build(Config, {**msgspec.structs.asdict(self), **changes}, "")
+        return config
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str] | None = None, **overrides: Any) -> Config:
+        """Read ``DSPEX_<KEY>`` variables (nested: ``DSPEX_CIRCUIT_COOLDOWN``), then apply
+        ``overrides``. ``DSPEX_MODULE_OVERRIDES`` reads ``"ReAct=dspy,Predict=native"``."""
+        env = os.environ if environ is None else environ
+        values: dict[str, Any] = {}
+        for key in cls.__struct_fields__:
+            if key in ("adaptive", "circuit"):
+                kind = AdaptiveConfig if key == "adaptive" else CircuitConfig
+                nested = {
+                    sub: env[f"DSPEX_{key.upper()}_{sub.upper()}"]
+                    for sub in kind.__struct_fields__
+                    if f"DSPEX_{key.upper()}_{sub.upper()}" in env
+                }
+                if nested:
+                    values[key] = _build(kind, nested, key, from_text=True)
+            elif f"DSPEX_{key.upper()}" in env:
+                raw = env[f"DSPEX_{key.upper()}"]
+                values[key] = _parse_overrides(raw) if key == "module_overrides" else raw
+        config: Config = _build(cls, values, "", from_text=True)
+        return config.replace(**overrides) if overrides else config
+
+
+def _parse_overrides(raw: str) -> dict[str, str]:
+    out = {}
+    for item in filter(None, (part.strip() for part in raw.split(","))):
+        name, sep, impl = item.partition("=")
+        if not sep or not name.strip():
+            raise ConfigError(
+                f"DSPEX_MODULE_OVERRIDES must look like 'ReAct=dspy,Predict=native', got {raw!r}"
+            )
+        out[name.strip()] = impl.strip()
+    return out
+
+
+_TRUE = {"1", "true", "yes", "on"}
+_FALSE = {"0", "false", "no", "off"}
+
+
+def _from_text(key: str, raw: str, kind: Any) -> Any:
+    """Turn an environment string into the field's type; validation is __post_init__'s job."""
+    text = raw.strip()
+    if kind is bool:
+        if text.lower() in _TRUE | _FALSE:
+            return text.lower() in _TRUE
+        raise ConfigError(f"{key} must be true or false, got {raw!r}")
+    if kind in (int, float, float | None):
+        if kind == float | None and text.lower() in ("", "none"):
+            return None
+        try:
+            return int(text) if kind is int else float(text)
+        except ValueError:
+            raise ConfigError(f"{key} must be a number, got {raw!r}") from None
+    return text
+
+
+def _build(kind: type[Any], values: Mapping[str, Any], prefix: str, from_text: bool = False) -> Any:
+    """Build ``kind`` from ``values`` (strings when ``from_text``); every check raises
+    ConfigError through the struct's ``__post_init__``."""
+    fields = {f.name: f.type for f in msgspec.structs.fields(kind)}
+    kwargs = {}
+    for key, value in values.items():
+        name = f"{prefix}.{key}" if prefix else key
+        if key not in fields:
+            raise ConfigError(f"unknown config key {name!r}; known: {list(fields)}")
+        kwargs[key] = (
+            _from_text(name, value, fields[key]) if from_text and isinstance(value, str) else value
+        )
+    return kind(**kwargs)

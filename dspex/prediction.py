@@ -1,0 +1,84 @@
+"""Prediction: a module's outputs, with attribute and dict access, and how it was served."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Mapping
+from typing import Any
+
+
+class Prediction(Mapping[str, Any]):
+    """The output fields of one module call, like ``dspy.Prediction``.
+
+    Read fields as attributes (``pred.answer``) or items (``pred["answer"]``). Besides the fields
+    it records who served the call: ``implementation`` (``"native"`` or ``"dspy"``), whether a
+    ``fallback`` to dspy happened and why (``fallback_reason``), the LM token ``usage``, and, for
+    ``n > 1``, every completion in ``completions`` (the fields hold the first one).
+    """
+
+    __slots__ = ("_fields", "completions", "fallback", "fallback_reason", "implementation", "usage")
+
+    def __init__(
+        self,
+        fields: dict[str, Any],
+        *,
+        implementation: str = "native",
+        completions: list[dict[str, Any]] | None = None,
+        usage: dict[str, int] | None = None,
+        fallback: bool = False,
+        fallback_reason: str | None = None,
+    ):
+        self._fields = fields
+        self.implementation = implementation
+        self.completions = completions if completions is not None else [fields]
+        self.usage = usage or {}
+        self.fallback = fallback
+        self.fallback_reason = fallback_reason
+
+    def __getattr__(self, name: str) -> Any:
+        try:
+            return self._fields[name]
+        except KeyError:
+            raise AttributeError(
+                f"the prediction has no field {name!r}; its fields are {list(self._fields)}"
+            ) from None
+
+    def __getitem__(self, key: str) -> Any:
+        return self._fields[key]
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._fields)
+
+    def __len__(self) -> int:
+        return len(self._fields)
+
+    def __eq__(self, other: object) -> bool:
+        """Equal when the output fields are equal (how it was served does not matter)."""
+        if isinstance(other, Prediction):
+            return self._fields == other._fields
+        if isinstance(other, Mapping):
+            return self._fields == dict(other)
+        return NotImplemented
+
+    __hash__ = None  # type: ignore[assignment]
+
+    def to_dict(self) -> dict[str, Any]:
+        """The output fields as a new dict."""
+        return dict(self._fields)
+
+    def with_served(self, implementation: str, *, fallback_reason: str | None = None) -> Prediction:
+        """This prediction, marked as served by ``implementation`` (and as a fallback, if a
+        reason is given)."""
+        return Prediction(
+            self._fields,
+            implementation=implementation,
+            completions=self.completions,
+            usage=self.usage,
+            fallback=fallback_reason is not None,
+            fallback_reason=fallback_reason,
+        )
+
+    def __repr__(self) -> str:
+        fields = ", ".join(f"{k}={v!r}" for k, v in self._fields.items())
+        extra = f", fallback={self.fallback_reason!r}" if self.fallback else ""
+        more = f", +{len(self.completions) - 1} completions" if len(self.completions) > 1 else ""
+        return f"Prediction({fields}; served by {self.implementation}{extra}{more})"

@@ -1,0 +1,87 @@
+"""The registry of implementations per module type, and the preference rules of the design."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+
+from dspex.config import Config, Implementation, implementation_name
+from dspex.errors import ConfigError
+
+
+class Registry:
+    """Which implementations exist for each module type.
+
+    Immutable once built; the router publishes it inside each routing snapshot.
+    """
+
+    __slots__ = ("_impls",)
+
+    def __init__(self, implementations: Mapping[str, Iterable[str]]):
+        self._impls: dict[str, tuple[Implementation, ...]] = {
+            module_type: tuple(
+                sorted({implementation_name(i) for i in impls}, key=("native", "dspy").index)
+            )
+            for module_type, impls in implementations.items()
+        }
+
+    @property
+    def module_types(self) -> list[str]:
+        """Every registered module type."""
+        return list(self._impls)
+
+    def available_implementations(self, module_type: str) -> tuple[Implementation, ...]:
+        """The implementations that exist for ``module_type`` (native first)."""
+        try:
+            return self._impls[module_type]
+        except KeyError:
+            raise ConfigError(
+                f"unknown module type {module_type!r}; known: {sorted(self._impls)}"
+            ) from None
+
+    def native_available(self, module_type: str) -> bool:
+        """Whether ``module_type`` has a native implementation."""
+        return "native" in self.available_implementations(module_type)
+
+    def check_forced(self, module_type: str, implementation: str | None) -> Implementation | None:
+        """Normalize a forced implementation; ConfigError if it does not exist for the type."""
+        if implementation is None:
+            return None
+        impl = implementation_name(implementation)
+        available = self.available_implementations(module_type)
+        if impl not in available:
+            raise ConfigError(
+                f"{module_type} has no {impl!r} implementation; available: {list(available)}"
+            )
+        return impl
+
+    def preferred_implementation(
+        self, module_type: str, config: Config, implementation: str | None = None
+    ) -> Implementation | None:
+        """The design's static rules, in order: a forced implementation; the module override;
+        ``native_first`` / ``dspy_first`` among those available. Returns None for ``auto``
+        with both available: the adaptive policy decides."""
+        forced = self.check_forced(module_type, implementation)
+        if forced is not None:
+            return forced
+        available = self.available_implementations(module_type)
+        override = config.module_overrides.get(module_type)
+        if override is not None and override in available:
+            return override
+        if len(available) == 1:
+            return available[0]
+        if config.implementation_preference == "native_first":
+            return "native"
+        if config.implementation_preference == "dspy_first":
+            return "dspy"
+        return None
+
+    def validate(self, config: Config) -> None:
+        """ConfigError if ``config`` overrides a module type that does not exist, or to an
+        implementation it does not have."""
+        for module_type, impl in config.module_overrides.items():
+            available = self.available_implementations(module_type)
+            if impl not in available:
+                raise ConfigError(
+                    f"module_overrides[{module_type!r}] = {impl!r}, but {module_type} has only "
+                    f"{list(available)}"
+                )
