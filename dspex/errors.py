@@ -8,6 +8,7 @@ and, where it helps, what to do about it::
     ├── SignatureError          a signature string or class DSPy would not accept
     ├── InputError              a module was called with missing or ill-typed inputs
     ├── ParseError              an LM reply could not be parsed into the output fields
+    ├── ModuleError             a module's implementation failed unexpectedly (cause attached)
     ├── LMError                 the LM endpoint failed (HTTP status, malformed body, ...)
     │   ├── LMConnectionError   the endpoint could not be reached
     │   └── LMTimeout           the endpoint did not answer in time (also a Timeout)
@@ -72,6 +73,10 @@ class ParseError(DSPexError):
         self.lm_response = lm_response
         self.parsed_result = parsed_result
         super().__init__(f"{adapter_name}: {message}")
+
+
+class ModuleError(DSPexError):
+    """A module's implementation raised an unexpected exception; it is this error's cause."""
 
 
 class LMError(DSPexError):

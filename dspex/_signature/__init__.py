@@ -1,0 +1,1 @@
+"""Private implementation of :mod:`dspex.signature`; import from there."""

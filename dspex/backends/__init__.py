@@ -1,0 +1,1 @@
+"""Implementations behind dspex's module API: ``native`` (our own) and ``dspy`` (real DSPy)."""

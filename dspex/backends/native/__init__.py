@@ -1,0 +1,30 @@
+"""The native implementation: DSPy 3.4.1's adapters rebuilt for speed, byte for byte.
+
+``ChatAdapter`` / ``JSONAdapter`` format the exact messages DSPy sends (``format``), parse replies
+into the same values and types (``parse``, ``parse_completions``), say which extra request
+arguments DSPy adds (``request_kwargs``) and whether DSPy would retry with another adapter after an
+error (``fallback_adapter``). Templates are built once per signature and adapter.
+
+A native Predict call is therefore::
+
+    messages = adapter.format(sig, demos, inputs)
+    reply = await lm(messages, **adapter.request_kwargs(sig, support))
+    try:
+        outputs = adapter.parse_completions(sig, reply.texts)
+    except ParseError as err:
+        fallback = adapter.fallback_adapter(err)
+        if fallback is None:
+            raise
+        ...  # one more LM call with fallback.format(...) / fallback.request_kwargs(...)
+"""
+
+from dspex.backends.native._adapters import Adapter, ChatAdapter, JSONAdapter, ResponseFormatSupport
+from dspex.backends.native._parsing import UnrecoverableParseError
+
+__all__ = [
+    "Adapter",
+    "ChatAdapter",
+    "JSONAdapter",
+    "ResponseFormatSupport",
+    "UnrecoverableParseError",
+]

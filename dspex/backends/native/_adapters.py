@@ -1,0 +1,411 @@
+"""Native ChatAdapter and JSONAdapter: DSPy 3.4.1's messages and parsing, precompiled per signature.
+
+Everything that does not depend on the inputs (system message, headers, reminder, value parsers,
+``response_format``) is built once per (signature, adapter) and kept on the signature; a call
+is a few string joins plus the value formatting.
+"""
+
+from __future__ import annotations
+
+import json
+import textwrap
+from collections.abc import Iterable, Mapping, Sequence
+from typing import Any, ClassVar
+
+import msgspec
+
+from dspex.errors import ParseError, SignatureError
+from dspex.signature import Field, Signature, SignatureLike, ensure_signature
+
+from ._parsing import (
+    UnrecoverableParseError,
+    ValueParser,
+    make_value_parser,
+    parse_chat,
+    parse_json,
+)
+from ._types import (
+    annotation_name,
+    dspy_type_in,
+    field_descriptions,
+    reminder_type_info,
+    type_note,
+)
+from ._values import MARKER_START, expand_markers, format_value, serialize_for_json
+
+Message = dict[str, Any]
+_INCOMPLETE_PREFIX = (
+    "This is an example of the task, though some input or output fields are not supplied."
+)
+_MISSING_IN_EXAMPLE = "Not supplied for this particular example. "
+_MISSING_IN_HISTORY = "Not supplied for this conversation history message. "
+_STRUCTURE_INTRO = (
+    "All interactions will be structured in the following way, with the appropriate values "
+    "filled in."
+)
+
+
+class ResponseFormatSupport(msgspec.Struct, frozen=True):
+    """What DSPy believes the LM supports; decides JSONAdapter's ``response_format``.
+
+    DSPy reads ``"response_format" in lm.supported_params`` and ``lm.supports_response_schema``
+    from its model catalog. For a model it does not know (e.g. any local model behind an
+    ``openai/<name>`` route) both are false and JSONAdapter sends no ``response_format`` at all.
+    """
+
+    response_format: bool = False
+    response_schema: bool = False
+
+    @classmethod
+    def of_dspy_lm(cls, lm: Any) -> ResponseFormatSupport:
+        """Read the support flags from a ``dspy.LM`` (or any object with DSPy's LM properties)."""
+        return cls(
+            response_format="response_format" in lm.supported_params,
+            response_schema=bool(lm.supports_response_schema),
+        )
+
+
+class _Plan:
+    """The per-signature, per-adapter template: everything a call does not change."""
+
+    __slots__ = (
+        "all_names",
+        "formats",
+        "input_names",
+        "inputs",
+        "output_names",
+        "outputs",
+        "parsers",
+        "reminder",
+        "system",
+    )
+
+    def __init__(self, sig: Signature, adapter: Adapter) -> None:
+        for f in (*sig.inputs, *sig.outputs):
+            found = dspy_type_in(f.annotation)
+            if found is not None:
+                raise SignatureError(
+                    f"field {f.name!r} uses {annotation_name(found)}, a dspy.Type that the "
+                    "native adapters do not implement; run this signature on the dspy backend"
+                )
+        self.inputs: tuple[tuple[str, str, bool], ...] = tuple(
+            (f.name, f"[[ ## {f.name} ## ]]\n", f.annotation is str) for f in sig.inputs
+        )
+        self.outputs: tuple[Field, ...] = sig.outputs
+        self.input_names = tuple(f.name for f in sig.inputs)
+        self.output_names = tuple(f.name for f in sig.outputs)
+        self.all_names = self.input_names + self.output_names
+        try:
+            self.system = adapter._system_message(sig)
+            self.reminder = adapter._reminder(sig)
+        except SignatureError:
+            raise
+        except Exception as exc:  # e.g. pydantic cannot build a JSON schema for a type
+            raise SignatureError(
+                f"cannot describe the signature's types to the LM: {type(exc).__name__}: {exc}"
+            ) from exc
+        self.parsers: dict[str, ValueParser] = {
+            f.name: make_value_parser(f.annotation) for f in sig.outputs
+        }
+        self.formats: dict[Any, dict[str, Any]] = {}
+
+
+class Adapter:
+    """Common machinery of the native adapters (see :class:`ChatAdapter`, :class:`JSONAdapter`)."""
+
+    name: ClassVar[str] = "Adapter"
+
+    # -- per-signature template --------------------------------------------------------------
+
+    def _plan(self, signature: SignatureLike) -> _Plan:
+        sig = signature if type(signature) is Signature else ensure_signature(signature)
+        plan: _Plan = sig.cached(("dspex.native", self.name), lambda: _Plan(sig, self))
+        return plan
+
+    def prepare(self, signature: SignatureLike) -> Signature:
+        """Validate ``signature`` and build its cached templates now (else on first use)."""
+        sig = signature if type(signature) is Signature else ensure_signature(signature)
+        self._plan(sig)
+        return sig
+
+    def system_message(self, signature: SignatureLike) -> str:
+        """The system message for ``signature`` (cached)."""
+        return self._plan(signature).system
+
+    def _system_message(self, sig: Signature) -> str:
+        desc = (
+            f"Your input fields are:\n{field_descriptions(sig.inputs)}\n"
+            f"Your output fields are:\n{field_descriptions(sig.outputs)}"
+        )
+        instructions = textwrap.dedent(sig.instructions)
+        objective = ("\n" + " " * 8).join(["", *instructions.splitlines()])
+        task = f"In adhering to this structure, your objective is: {objective}"
+        return f"{desc}\n{self._structure(sig)}\n{task}"
+
+    def _structure(self, sig: Signature) -> str:
+        raise NotImplementedError
+
+    def _reminder(self, sig: Signature) -> str:
+        raise NotImplementedError
+
+    def _assistant(self, plan: _Plan, values: Mapping[str, Any], missing: str) -> str:
+        raise NotImplementedError
+
+    # -- format ------------------------------------------------------------------------------
+
+    def format(
+        self,
+        signature: SignatureLike,
+        demos: Sequence[Mapping[str, Any]] = (),
+        inputs: Mapping[str, Any] | None = None,
+    ) -> list[Message]:
+        """The chat messages DSPy's adapter sends for ``signature``, ``demos`` and ``inputs``.
+
+        Demos are mappings keyed by field name (extra keys are ignored); demos missing a field come
+        first, demos without any input or any output are dropped, as in DSPy.
+        """
+        plan = self._plan(signature)
+        messages: list[Message] = [{"role": "system", "content": plan.system}]
+        if demos:
+            messages.extend(self._demos(plan, demos))
+        content = self._user(plan, inputs or {}, "", plan.reminder)
+        if content:
+            messages.append({"role": "user", "content": content})
+        for m in messages:
+            if m["role"] == "user" and MARKER_START in m["content"]:
+                m["content"] = expand_markers(m["content"])
+        return messages
+
+    def _user(self, plan: _Plan, values: Mapping[str, Any], prefix: str, reminder: str) -> str:
+        parts = [prefix]
+        for name, header, is_str in plan.inputs:
+            if name in values:
+                parts.append(header + format_value(values.get(name), is_str))
+        if reminder:
+            parts.append(reminder)
+        parts.append("")
+        return "\n\n".join(parts).strip()
+
+    def _demos(self, plan: _Plan, demos: Iterable[Mapping[str, Any]]) -> list[Message]:
+        complete: list[Mapping[str, Any]] = []
+        incomplete: list[Mapping[str, Any]] = []
+        for demo in demos:
+            if all(k in demo and demo[k] is not None for k in plan.all_names):
+                complete.append(demo)
+            elif any(k in demo for k in plan.input_names) and any(
+                k in demo for k in plan.output_names
+            ):
+                incomplete.append(demo)
+        messages: list[Message] = []
+        for demo in incomplete:
+            messages.append(
+                {"role": "user", "content": self._user(plan, demo, _INCOMPLETE_PREFIX, "")}
+            )
+            messages.append(
+                {"role": "assistant", "content": self._assistant(plan, demo, _MISSING_IN_EXAMPLE)}
+            )
+        for demo in complete:
+            messages.append({"role": "user", "content": self._user(plan, demo, "", "")})
+            messages.append(
+                {"role": "assistant", "content": self._assistant(plan, demo, _MISSING_IN_HISTORY)}
+            )
+        return messages
+
+    # -- parse -------------------------------------------------------------------------------
+
+    def parse(self, signature: SignatureLike, completion: str) -> dict[str, Any]:
+        """Parse one completion into the output fields, with DSPy's types and coercions.
+
+        Raises :class:`~dspex.errors.ParseError` where DSPy raises ``AdapterParseError`` and
+        :class:`UnrecoverableParseError` where DSPy fails with another exception; nothing else.
+        """
+        raise NotImplementedError
+
+    def parse_completions(
+        self, signature: SignatureLike, completions: Iterable[str | Mapping[str, Any] | None]
+    ) -> list[dict[str, Any]]:
+        """Parse the ``n`` completions of one LM call, as DSPy's adapter does after the call.
+
+        Each completion is the text or a mapping with ``text`` (and optionally ``logprobs``,
+        copied to the result like DSPy). An empty or missing text is a ``ParseError``, and the
+        first failing completion fails the whole call (as in DSPy, which then falls back).
+        """
+        plan = self._plan(signature)
+        sig = signature if type(signature) is Signature else ensure_signature(signature)
+        values: list[dict[str, Any]] = []
+        for output in completions:
+            text: Any = output
+            logprobs = None
+            if isinstance(output, Mapping):
+                text = output.get("text")
+                logprobs = output.get("logprobs")
+            if not text:
+                raise ParseError(
+                    "The LM returned an empty or null response.",
+                    adapter_name=self.name,
+                    lm_response=str(output),
+                )
+            value = self.parse(sig, text)
+            for name in plan.output_names:
+                value.setdefault(name, None)
+            if logprobs:
+                value["logprobs"] = logprobs
+            values.append(value)
+        return values
+
+    # -- LM request --------------------------------------------------------------------------
+
+    def request_kwargs(
+        self, signature: SignatureLike, support: ResponseFormatSupport | None = None
+    ) -> dict[str, Any]:
+        """Extra LM request arguments DSPy's adapter adds (ChatAdapter: none)."""
+        return {}
+
+    def fallback_adapter(
+        self, error: BaseException, *, stream_emitted: bool = False
+    ) -> Adapter | None:
+        """The adapter DSPy retries the whole call with after ``error``, or ``None`` to re-raise."""
+        return None
+
+
+class ChatAdapter(Adapter):
+    """DSPy's default adapter: ``[[ ## field ## ]]`` sections, JSONAdapter fallback on parse errors.
+
+    Args:
+        use_json_adapter_fallback: retry once with :class:`JSONAdapter` after a ``ParseError``
+            (DSPy's default, True).
+    """
+
+    name: ClassVar[str] = "ChatAdapter"
+
+    def __init__(self, *, use_json_adapter_fallback: bool = True) -> None:
+        self.use_json_adapter_fallback = use_json_adapter_fallback
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}(use_json_adapter_fallback={self.use_json_adapter_fallback})"
+
+    def _structure(self, sig: Signature) -> str:
+        parts = [
+            _STRUCTURE_INTRO,
+            _section_block(sig.inputs),
+            _section_block(sig.outputs),
+            "[[ ## completed ## ]]\n",
+        ]
+        return "\n\n".join(parts).strip()
+
+    def _reminder(self, sig: Signature) -> str:
+        listed = ", then ".join(
+            f"`[[ ## {f.name} ## ]]`{reminder_type_info(f)}" for f in sig.outputs
+        )
+        return (
+            "Respond with the corresponding output fields, starting with the field "
+            f"{listed}, and then ending with the marker for `[[ ## completed ## ]]`."
+        )
+
+    def _assistant(self, plan: _Plan, values: Mapping[str, Any], missing: str) -> str:
+        parts = [
+            f"[[ ## {f.name} ## ]]\n"
+            + format_value(values.get(f.name, missing), f.annotation is str)
+            for f in plan.outputs
+        ]
+        return "\n\n".join(parts).strip() + "\n\n[[ ## completed ## ]]\n"
+
+    def parse(self, signature: SignatureLike, completion: str) -> dict[str, Any]:
+        """Parse ``[[ ## name ## ]]`` sections (first occurrence wins) into typed outputs."""
+        plan = self._plan(signature)
+        return parse_chat(completion, plan.outputs, plan.parsers)
+
+    def fallback_adapter(
+        self, error: BaseException, *, stream_emitted: bool = False
+    ) -> Adapter | None:
+        """``JSONAdapter()`` where DSPy's ``ChatAdapter.__call__`` retries with it, else ``None``.
+
+        DSPy retries (one more LM call, same demos and inputs) only on ``AdapterParseError``
+        (here: :class:`~dspex.errors.ParseError`, but not :class:`UnrecoverableParseError`), only
+        if ``use_json_adapter_fallback`` is set and no streamed output was shown yet. LM errors
+        (context window, HTTP, timeouts) never fall back, and JSONAdapter never falls back.
+        """
+        if (
+            isinstance(error, ParseError)
+            and not isinstance(error, UnrecoverableParseError)
+            and self.use_json_adapter_fallback
+            and not stream_emitted
+        ):
+            return JSONAdapter()
+        return None
+
+
+class JSONAdapter(Adapter):
+    """DSPy's JSONAdapter: JSON-object replies; may ask for ``response_format`` (see
+    :meth:`request_kwargs`). It never falls back."""
+
+    name: ClassVar[str] = "JSONAdapter"
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}()"
+
+    def _structure(self, sig: Signature) -> str:
+        skeleton = {f.name: type_note(f) for f in sig.outputs}
+        parts = [
+            _STRUCTURE_INTRO,
+            "Inputs will have the following structure:",
+            _section_block(sig.inputs),
+            "Outputs will be a JSON object with the following fields.",
+            json.dumps(serialize_for_json(skeleton), indent=2, ensure_ascii=False),
+        ]
+        return "\n\n".join(parts).strip()
+
+    def _reminder(self, sig: Signature) -> str:
+        listed = ", then ".join(f"`{f.name}`{reminder_type_info(f)}" for f in sig.outputs)
+        return f"Respond with a JSON object in the following order of fields: {listed}."
+
+    def _assistant(self, plan: _Plan, values: Mapping[str, Any], missing: str) -> str:
+        d = {f.name: values.get(f.name, missing) for f in plan.outputs}
+        return json.dumps(serialize_for_json(d), indent=2, ensure_ascii=False)
+
+    def parse(self, signature: SignatureLike, completion: str) -> dict[str, Any]:
+        """Parse a (leniently repaired) JSON object into typed outputs."""
+        plan = self._plan(signature)
+        return parse_json(completion, plan.outputs, plan.parsers)
+
+    def request_kwargs(
+        self, signature: SignatureLike, support: ResponseFormatSupport | None = None
+    ) -> dict[str, Any]:
+        """The ``response_format`` DSPy's JSONAdapter adds to the LM request, in wire form.
+
+        - LM without ``response_format`` support (DSPy's view; the default here): nothing.
+        - an output typed ``dict[...]`` (open-ended mapping) or no structured-output support:
+          ``{"response_format": {"type": "json_object"}}``.
+        - otherwise OpenAI structured outputs: ``{"type": "json_schema", "json_schema": {"name":
+          "DSPyProgramOutputs", "schema": <strict schema of the outputs>, "strict": true}}``,
+          or ``json_object`` if pydantic cannot build that schema.
+
+        A caller-supplied ``response_format`` is overwritten by DSPy, so apply these last.
+        """
+        support = support or ResponseFormatSupport()
+        if not support.response_format:
+            return {}
+        plan = self._plan(signature)
+        cached = plan.formats.get(support)
+        if cached is None:
+            from ._schema import response_format
+
+            cached = plan.formats.setdefault(
+                support, {"response_format": response_format(plan.outputs, support.response_schema)}
+            )
+        return {"response_format": _copy_json(cached["response_format"])}
+
+
+def _copy_json(value: Any) -> Any:
+    if isinstance(value, dict):
+        return {k: _copy_json(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_copy_json(v) for v in value]
+    return value
+
+
+def _section_block(fields: tuple[Field, ...]) -> str:
+    """``[[ ## name ## ]]\\n{name}<type note>`` blocks (DSPy's ``format_field_with_value``)."""
+    return "\n\n".join(
+        f"[[ ## {f.name} ## ]]\n{format_value(type_note(f), f.annotation is str)}" for f in fields
+    ).strip()

@@ -1,0 +1,144 @@
+"""How DSPy 3.4.1 describes types to the LM (``dspy/adapters/utils.py``), ported.
+
+Everything here runs once per signature (adapter templates are cached), so the ports stay literal
+rather than fast. pydantic is imported only for types that need a JSON schema.
+"""
+
+from __future__ import annotations
+
+import enum
+import inspect
+import json
+import sys
+import types
+from collections.abc import Iterable, Mapping
+from typing import Any, Literal, Union, get_args, get_origin
+
+from dspex.signature import Field
+
+
+def annotation_name(annotation: Any) -> str:
+    """DSPy's ``get_annotation_name``: ``Optional[str]`` -> ``Union[str, NoneType]``."""
+    origin = get_origin(annotation)
+    args = get_args(annotation)
+    if origin is types.UnionType:
+        origin = Union
+    if origin is None:
+        if hasattr(annotation, "__name__"):
+            return str(annotation.__name__)
+        return str(annotation)
+    if origin is Literal:
+        args_str = ", ".join(
+            _quoted_literal(a) if isinstance(a, str) else annotation_name(a) for a in args
+        )
+    else:
+        args_str = ", ".join(annotation_name(a) for a in args)
+    return f"{annotation_name(origin)}[{args_str}]"
+
+
+def _quoted_literal(s: str) -> str:
+    has_single = "'" in s
+    has_double = '"' in s
+    if has_single and not has_double:
+        return f'"{s}"'
+    if has_double and not has_single:
+        return f"'{s}'"
+    if has_single and has_double:
+        escaped = s.replace("'", "\\'")
+        return f"'{escaped}'"
+    return f"'{s}'"
+
+
+def allows_none(annotation: Any) -> bool:
+    """DSPy's ``annotation_allows_none``: ``str | None``, ``Optional[int]``, ``None``."""
+    if annotation is None or annotation is type(None):
+        return True
+    origin = get_origin(annotation)
+    args = get_args(annotation)
+    from typing import Annotated
+
+    if origin is Annotated:
+        return bool(args) and allows_none(args[0])
+    if origin is Union or origin is types.UnionType:
+        return any(allows_none(a) for a in args)
+    return False
+
+
+def _is_subclass(annotation: Any, base: type) -> bool:
+    try:
+        return inspect.isclass(annotation) and issubclass(annotation, base)
+    except TypeError:
+        return False
+
+
+def json_schema(annotation: Any) -> dict[str, Any]:
+    """pydantic's JSON schema of ``annotation`` with ``"type"`` keys first, as DSPy renders it."""
+    import pydantic
+
+    def move_type_to_front(d: Any) -> Any:
+        if isinstance(d, Mapping):
+            return {
+                k: move_type_to_front(v)
+                for k, v in sorted(d.items(), key=lambda item: (item[0] != "type", item[0]))
+            }
+        if isinstance(d, list):
+            return [move_type_to_front(item) for item in d]
+        return d
+
+    schema: dict[str, Any] = move_type_to_front(pydantic.TypeAdapter(annotation).json_schema())
+    return schema
+
+
+def type_note(field: Field) -> str:
+    """DSPy's ``translate_field_type``: ``{name}`` plus the output type note."""
+    t = field.annotation
+    if field.kind == "input" or t is str:
+        desc = ""
+    elif t is bool:
+        desc = "must be True or False"
+    elif t in (int, float):
+        desc = f"must be a single {t.__name__} value"
+    elif _is_subclass(t, enum.Enum):
+        desc = f"must be one of: {'; '.join(str(member.value) for member in t)}"
+    elif hasattr(t, "__origin__") and t.__origin__ is Literal:
+        desc = (
+            "must exactly match (no extra characters) one of: "
+            f"{'; '.join([str(x) for x in t.__args__])}"
+        )
+    else:
+        desc = f"must adhere to the JSON schema: {json.dumps(json_schema(t), ensure_ascii=False)}"
+    note = (" " * 8) + f"# note: the value you produce {desc}" if desc else ""
+    return f"{{{field.name}}}{note}"
+
+
+def field_descriptions(fields: Iterable[Field]) -> str:
+    """DSPy's ``get_field_description_string``: the numbered ``Your ... fields are`` block."""
+    lines = []
+    for idx, f in enumerate(fields):
+        line = f"{idx + 1}. `{f.name}` ({annotation_name(f.annotation)}): {f.description}"
+        if f.constraints:
+            line += f"\nConstraints: {f.constraints}"
+        lines.append(line)
+    return "\n".join(lines).strip()
+
+
+def reminder_type_info(field: Field) -> str:
+    """The ``(must be formatted as a valid Python T)`` note of the user-message reminder."""
+    if field.annotation is not str:
+        return f" (must be formatted as a valid Python {annotation_name(field.annotation)})"
+    return ""
+
+
+def dspy_type_in(annotation: Any) -> Any:
+    """The first ``dspy.Type`` (Image, History, Tool, ...) inside ``annotation``, else ``None``.
+
+    Those types change how DSPy builds messages; the native adapters do not implement them.
+    """
+    if "dspy" not in sys.modules:
+        return None
+    from dspy.adapters.types.base_type import (
+        Type as DspyType,
+    )
+
+    found = DspyType.extract_custom_type_from_annotation(annotation)
+    return found[0] if found else None

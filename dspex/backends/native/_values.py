@@ -1,0 +1,134 @@
+"""Values to prompt text, as DSPy's ``format_field_value`` / ``serialize_for_json`` do it.
+
+The common cases (``str``, numbers, ``None``, lists and dicts of those) take a fast path whose
+output equals pydantic's ``dump_python(mode="json")``; anything else goes through pydantic exactly
+as DSPy does.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import re
+from typing import Any
+
+from dspex.errors import InputError
+
+_PLAIN_SCALARS = (str, int, bool, type(None))
+MARKER_START = "<<CUSTOM-TYPE-START-IDENTIFIER>>"
+MARKER_END = "<<CUSTOM-TYPE-END-IDENTIFIER>>"
+_MARKER = re.compile(rf"{MARKER_START}(.*?){MARKER_END}", re.DOTALL)
+
+
+def _is_plain(value: Any, depth: int = 0) -> bool:
+    """True when pydantic's JSON-mode dump of ``value`` (nested) is ``value`` itself."""
+    t = type(value)
+    if t in _PLAIN_SCALARS:
+        return True
+    if t is float:
+        return math.isfinite(value)  # nested inf/nan dump as None
+    if depth > 50:
+        return False
+    if t is list:
+        return all(_is_plain(v, depth + 1) for v in value)
+    if t is dict:
+        return all(type(k) is str and _is_plain(v, depth + 1) for k, v in value.items())
+    return False
+
+
+_ADAPTERS: dict[type, Any] = {}
+
+
+def _type_adapter(tp: type) -> Any:
+    adapter = _ADAPTERS.get(tp)
+    if adapter is None:
+        from pydantic import TypeAdapter
+
+        if len(_ADAPTERS) > 512:  # bound the cache (types can be created dynamically)
+            _ADAPTERS.clear()
+        adapter = _ADAPTERS.setdefault(tp, TypeAdapter(tp))
+    return adapter
+
+
+def serialize_for_json(value: Any) -> Any:
+    """DSPy's ``serialize_for_json``: a JSON-compatible form of ``value`` (pydantic, else str)."""
+    t = type(value)
+    if t is str or t is float or _is_plain(value):
+        return value
+    try:
+        return _type_adapter(t).dump_python(value, mode="json", fallback=str)
+    except Exception:
+        return str(value)
+
+
+def format_value(value: Any, annotation_is_str: bool) -> str:
+    """DSPy's ``format_field_value``: the text shown for one field value."""
+    if type(value) is str:
+        return value
+    if annotation_is_str and isinstance(value, list):
+        return _format_list(value)
+    jsonable = serialize_for_json(value)
+    if isinstance(jsonable, (dict, list)):
+        return json.dumps(jsonable, ensure_ascii=False)
+    return str(jsonable)
+
+
+def _format_list(value: list[Any]) -> str:
+    if len(value) == 0:
+        return "N/A"
+    if len(value) == 1:
+        return _format_blob(value[0])
+    return "\n".join([f"[{idx + 1}] {_format_blob(txt)}" for idx, txt in enumerate(value)])
+
+
+def _format_blob(blob: Any) -> str:
+    try:
+        plain = "\n" not in blob and "«" not in blob and "»" not in blob
+        if plain:
+            return f"«{blob}»"
+        modified = blob.replace("\n", "\n    ")
+    except Exception:
+        # DSPy fails here with a bare TypeError/AttributeError.
+        raise InputError(
+            f"a list given for a str field must contain strings, found {type(blob).__name__} "
+            f"{blob!r}; pass a str or change the field's type"
+        ) from None
+    return f"«««\n    {modified}\n»»»"
+
+
+def expand_markers(content: str) -> str | list[dict[str, Any]]:
+    """DSPy's legacy custom-type marker expansion of user message content (rarely needed)."""
+    if MARKER_START not in content:
+        return content
+    blocks: list[dict[str, Any]] = []
+    last_end = 0
+    for match in _MARKER.finditer(content):
+        start, end = match.span()
+        if start > last_end:
+            blocks.append({"type": "text", "text": content[last_end:start]})
+        blocks.extend(_payload_blocks(match.group(1).strip()))
+        last_end = end
+    if last_end < len(content):
+        blocks.append({"type": "text", "text": content[last_end:]})
+    return blocks
+
+
+def _payload_blocks(payload: str) -> list[dict[str, Any]]:
+    parsed = _parse_payload(payload)
+    if isinstance(parsed, list):
+        return [b if isinstance(b, dict) else {"type": "text", "text": str(b)} for b in parsed]
+    return [{"type": "text", "text": payload}]
+
+
+def _parse_payload(payload: str) -> Any:
+    import json_repair
+
+    def doubly_quoted(value: str) -> Any:
+        return json.loads(json.loads(f'"{value}"'))
+
+    for parse_fn in (json.loads, doubly_quoted, json_repair.loads):
+        try:
+            return parse_fn(payload)
+        except Exception:
+            continue
+    return None

@@ -1,0 +1,340 @@
+"""``LMClient``: the native async chat-completions client (aiohttp, one pool per owner)."""
+
+from __future__ import annotations
+
+import asyncio
+import datetime
+import logging
+import os
+import random
+from collections.abc import Mapping, Sequence
+from email.utils import parsedate_to_datetime
+from types import TracebackType
+from typing import Any, TypeVar
+
+import aiohttp
+import msgspec
+
+from dspex.errors import ConfigError, LMConnectionError, LMError, LMTimeout
+from dspex.lm._config import LM, is_reasoning_model
+from dspex.lm._wire import (
+    Completion,
+    Message,
+    Usage,
+    body_prefix,
+    decode_completion,
+    params_suffix,
+)
+
+__all__ = ["LMClient", "RetryPolicy"]
+
+logger = logging.getLogger("dspex.lm")
+
+_C = TypeVar("_C", bound="LMClient")
+_encode = msgspec.json.Encoder().encode
+_EXCERPT = 500
+_CACHE_SIZE = 256
+_DEFAULT_BASE = "https://api.openai.com/v1"
+_USER_AGENT = "dspex/0.1.0"
+
+
+class RetryPolicy(msgspec.Struct, frozen=True):
+    """How the client waits between attempts; how many attempts is ``LM.num_retries``.
+
+    The n-th retry waits ``min(max_delay, initial_delay * multiplier**n)``, shortened by up to
+    ``jitter`` (a fraction) at random, unless the server sent ``Retry-After`` (seconds or an HTTP
+    date; ``retry-after-ms`` too): then exactly that, capped at ``max_retry_after``. Retried:
+    connection errors, HTTP 408, 429 and 5xx, and timeouts when ``retry_timeouts``.
+    """
+
+    initial_delay: float = 1.0
+    multiplier: float = 2.0
+    max_delay: float = 60.0
+    jitter: float = 0.25
+    max_retry_after: float = 60.0
+    retry_timeouts: bool = True
+
+    def __post_init__(self) -> None:
+        for name in ("initial_delay", "multiplier", "max_delay", "max_retry_after"):
+            value = getattr(self, name)
+            if not isinstance(value, (int, float)) or value < 0:
+                raise ConfigError(f"RetryPolicy.{name} must be a number >= 0, got {value!r}")
+        if not 0 <= self.jitter <= 1:
+            raise ConfigError(f"RetryPolicy.jitter must be within [0, 1], got {self.jitter!r}")
+
+    def delay(self, retry: int, retry_after: float | None) -> float:
+        """Seconds to wait before retry number ``retry`` (0-based)."""
+        if retry_after is not None:
+            return min(retry_after, self.max_retry_after)
+        delay = min(self.max_delay, self.initial_delay * self.multiplier**retry)
+        return delay * (1.0 - self.jitter * random.random())
+
+
+def retry_after_seconds(headers: Mapping[str, str]) -> float | None:
+    """The server's retry hint in seconds (``retry-after-ms``, then ``Retry-After``), if valid."""
+    value = headers.get("retry-after-ms")
+    if value is not None:
+        try:
+            seconds = float(value) / 1000
+        except ValueError:
+            seconds = -1.0
+        if 0 <= seconds < float("inf"):
+            return seconds
+    value = headers.get("retry-after")
+    if value is None:
+        return None
+    try:
+        seconds = float(value)
+    except ValueError:
+        try:
+            when = parsedate_to_datetime(value)
+        except (TypeError, ValueError, IndexError):
+            return None
+        now = datetime.datetime.now(when.tzinfo or datetime.timezone.utc)
+        return max(0.0, (when - now).total_seconds())
+    return seconds if 0 <= seconds < float("inf") else None
+
+
+class _Prepared:
+    """Everything about one LM that does not change per call, computed once."""
+
+    __slots__ = (
+        "headers",
+        "lm",
+        "max_tokens_key",
+        "params",
+        "prefix",
+        "secret",
+        "suffix",
+        "timeout",
+        "url",
+    )
+
+    def __init__(self, lm: LM) -> None:
+        if lm.provider != "openai":
+            raise ConfigError(
+                f"the native LM client speaks the OpenAI chat-completions API; use "
+                f"'openai/<name>' with api_base for {lm.model!r}, or the dspy implementation"
+            )
+        self.lm = lm
+        base = lm.api_base or os.environ.get("OPENAI_BASE_URL") or os.environ.get("OPENAI_API_BASE")
+        self.url = (base or _DEFAULT_BASE).rstrip("/") + "/chat/completions"
+        self.secret = lm.api_key if lm.api_key is not None else os.environ.get("OPENAI_API_KEY")
+        self.headers = {"Content-Type": "application/json"}
+        if self.secret:
+            self.headers["Authorization"] = f"Bearer {self.secret}"
+        # DSPy sends OpenAI reasoning models max_completion_tokens, all others max_tokens.
+        reasoning = is_reasoning_model(lm.model)
+        self.max_tokens_key = "max_completion_tokens" if reasoning else "max_tokens"
+        self.params: dict[str, Any] = {}
+        if lm.temperature is not None:
+            self.params["temperature"] = lm.temperature
+        if lm.max_tokens is not None:
+            self.params[self.max_tokens_key] = lm.max_tokens
+        self.params.update(lm.extra)
+        self.prefix = body_prefix(lm.wire_model)
+        self.suffix = params_suffix(self.params)
+        self.timeout = aiohttp.ClientTimeout(total=lm.timeout)
+
+    def mask(self, text: str) -> str:
+        """``text`` with the API key masked (servers may echo it in errors)."""
+        return text.replace(self.secret, "***") if self.secret else text
+
+    def excerpt(self, content: bytes) -> str:
+        """The start of a reply body, for an error, with the API key masked."""
+        return self.mask(content[:_EXCERPT].decode("utf-8", "replace"))
+
+
+def _error_detail(content: bytes) -> str:
+    try:
+        error = msgspec.json.decode(content).get("error")
+        message = error.get("message") if isinstance(error, dict) else error
+    except (msgspec.DecodeError, AttributeError):
+        return ""
+    if not isinstance(message, str) or not message:
+        return ""
+    return f": {message[:_EXCERPT]}" + ("..." if len(message) > _EXCERPT else "")
+
+
+class LMClient:
+    """An async OpenAI chat-completions client with one shared connection pool.
+
+    Create one per owner (a runtime, a service), use it for any number of LMs and concurrent
+    calls, and close it (``async with`` or :meth:`aclose`). It retries connection errors, timeouts,
+    HTTP 408, 429 and 5xx ``LM.num_retries`` times with backoff (see :class:`RetryPolicy`), and
+    raises :class:`~dspex.errors.LMError` (``.status``, ``.body``), ``LMTimeout`` or
+    ``LMConnectionError``. :attr:`usage` sums the tokens of every completion. Use it from one
+    event loop.
+    """
+
+    def __init__(self, *, max_connections: int = 100, retry: RetryPolicy | None = None) -> None:
+        if not isinstance(max_connections, int) or max_connections < 1:
+            raise ConfigError(f"max_connections must be an int >= 1, got {max_connections!r}")
+        self.max_connections = max_connections
+        self.retry = retry if retry is not None else RetryPolicy()
+        self._session: aiohttp.ClientSession | None = None
+        self._closed = False
+        self._prepared: dict[int, _Prepared] = {}
+        self._prompt_tokens = 0
+        self._completion_tokens = 0
+        self._total_tokens = 0
+
+    def __repr__(self) -> str:
+        state = "closed" if self._closed else "open"
+        return f"<LMClient {state} max_connections={self.max_connections}>"
+
+    @property
+    def usage(self) -> Usage:
+        """Tokens used by every completion this client returned."""
+        return Usage(self._prompt_tokens, self._completion_tokens, self._total_tokens)
+
+    @property
+    def closed(self) -> bool:
+        """Whether :meth:`aclose` was called."""
+        return self._closed
+
+    async def __aenter__(self: _C) -> _C:
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.aclose()
+
+    async def aclose(self) -> None:
+        """Close the connection pool. Idempotent."""
+        self._closed = True
+        session, self._session = self._session, None
+        if session is not None:
+            await session.close()
+
+    def _session_or_open(self) -> aiohttp.ClientSession:
+        if self._session is None:
+            if self._closed:
+                raise RuntimeError("this LMClient is closed")
+            connector = aiohttp.TCPConnector(limit=self.max_connections, limit_per_host=0)
+            headers = {"User-Agent": _USER_AGENT, "Accept": "application/json"}
+            self._session = aiohttp.ClientSession(connector=connector, headers=headers)
+        return self._session
+
+    def _prepare(self, lm: LM) -> _Prepared:
+        prepared = self._prepared.get(id(lm))
+        if prepared is None or prepared.lm is not lm:
+            if len(self._prepared) >= _CACHE_SIZE:
+                self._prepared.clear()
+            prepared = self._prepared[id(lm)] = _Prepared(lm)
+        return prepared
+
+    async def complete(
+        self,
+        lm: LM,
+        messages: Sequence[Message | Mapping[str, Any]],
+        *,
+        temperature: float | None = None,
+        max_tokens: int | None = None,
+        n: int | None = None,
+        timeout: float | None = None,
+        extra: Mapping[str, Any] | None = None,
+    ) -> Completion:
+        """Ask ``lm`` for a chat completion of ``messages``.
+
+        ``temperature``, ``max_tokens``, ``n``, ``timeout`` (seconds per attempt) and ``extra``
+        request fields override the LM's settings for this call; None keeps them.
+        """
+        session = self._session_or_open()
+        prepared = self._prepare(lm)
+        suffix = prepared.suffix
+        if temperature is not None or max_tokens is not None or n is not None or extra:
+            params = dict(prepared.params)
+            if temperature is not None:
+                params["temperature"] = temperature
+            if max_tokens is not None:
+                params[prepared.max_tokens_key] = max_tokens
+            if n is not None:
+                params["n"] = n
+            if extra:
+                params.update(extra)
+            suffix = params_suffix(params)
+        try:
+            body = prepared.prefix + _encode(messages) + suffix
+        except (TypeError, msgspec.EncodeError) as exc:
+            raise LMError(f"could not encode the request to {lm.model}: {exc}") from exc
+        client_timeout = prepared.timeout
+        if timeout is not None:
+            client_timeout = aiohttp.ClientTimeout(total=timeout)
+        completion = await self._send(session, prepared, body, client_timeout)
+        usage = completion.usage
+        self._prompt_tokens += usage.prompt_tokens
+        self._completion_tokens += usage.completion_tokens
+        self._total_tokens += usage.total_tokens
+        return completion
+
+    async def _send(
+        self,
+        session: aiohttp.ClientSession,
+        prepared: _Prepared,
+        body: bytes,
+        timeout: aiohttp.ClientTimeout,
+    ) -> Completion:
+        retries = prepared.lm.num_retries
+        attempt = 0
+        while True:
+            attempt += 1
+            kind: type[LMError] = LMError
+            status: int | None = None
+            excerpt: str | None = None
+            retry_after: float | None = None
+            cause: BaseException | None = None
+            try:
+                async with session.post(
+                    prepared.url, data=body, headers=prepared.headers, timeout=timeout
+                ) as response:
+                    content = await response.read()
+                    status = response.status
+                    if status >= 300:
+                        retry_after = retry_after_seconds(response.headers)
+            except asyncio.TimeoutError as exc:
+                kind, cause, retryable = LMTimeout, exc, self.retry.retry_timeouts
+                message = (
+                    f"the LM at {prepared.url} did not answer within {timeout.total} s; "
+                    "raise LM.timeout or check the server"
+                )
+            except (aiohttp.ClientError, OSError) as exc:
+                kind, cause, retryable = LMConnectionError, exc, True
+                message = f"could not reach the LM at {prepared.url}: {type(exc).__name__}: {exc}"
+            else:
+                if status < 300:
+                    return self._decode(prepared, status, content, attempt)
+                excerpt = prepared.excerpt(content)
+                retryable = status in (408, 429) or status >= 500
+                message = f"the LM at {prepared.url} answered HTTP {status}{_error_detail(content)}"
+            message = prepared.mask(message)
+            if not retryable or attempt > retries:
+                if attempt > 1:
+                    message += f" (after {attempt} attempts)"
+                raise kind(message, status=status, body=excerpt) from cause
+            delay = self.retry.delay(attempt - 1, retry_after)
+            logger.info("%s; retry %d of %d in %.3f s", message, attempt, retries, delay)
+            await asyncio.sleep(delay)
+
+    @staticmethod
+    def _decode(prepared: _Prepared, status: int, content: bytes, attempts: int) -> Completion:
+        try:
+            return decode_completion(content, prepared.lm.wire_model, attempts)
+        except (msgspec.DecodeError, ValueError) as exc:
+            if isinstance(exc, msgspec.ValidationError):
+                problem = "is not a chat.completion"
+            elif isinstance(exc, msgspec.DecodeError):
+                problem = "is not valid JSON"
+            else:
+                problem = "is malformed"
+            raise LMError(
+                prepared.mask(
+                    f"the LM at {prepared.url} answered HTTP {status} but its body {problem}: {exc}"
+                ),
+                status=status,
+                body=prepared.excerpt(content),
+            ) from exc

@@ -1,0 +1,1 @@
+"""Tests of dspex.backends.native."""

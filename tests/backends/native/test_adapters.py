@@ -1,0 +1,167 @@
+"""Native adapter behaviour beyond byte parity: fallback rules, request kwargs, caching, errors."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import dspy
+import pytest
+from dspy.adapters.json_adapter import JSONAdapter as DspyJSONAdapter
+
+from dspex.backends.native import (
+    ChatAdapter,
+    JSONAdapter,
+    ResponseFormatSupport,
+    UnrecoverableParseError,
+)
+from dspex.errors import InputError, LMError, ParseError, SignatureError
+from dspex.signature import Signature
+
+FULL = ResponseFormatSupport(response_format=True, response_schema=True)
+
+
+class _FakeLM:
+    """Just the capability properties DSPy's JSONAdapter reads before calling the LM."""
+
+    def __init__(self, params: set[str], schema: bool) -> None:
+        self.supported_params = params
+        self.supports_response_schema = schema
+
+
+def _dspy_response_format(sig: type, lm: _FakeLM) -> dict[str, Any]:
+    from dspex.backends.native._schema import strict_json_schema
+
+    kwargs: dict[str, Any] = {}
+    DspyJSONAdapter()._prepare_response_format(lm, kwargs, sig)
+    fmt = kwargs.get("response_format")
+    if isinstance(fmt, type):  # DSPy's LM layer turns the pydantic model into this wire form
+        kwargs["response_format"] = {
+            "type": "json_schema",
+            "json_schema": {
+                "name": fmt.__name__,
+                "schema": strict_json_schema(fmt.model_json_schema()),
+                "strict": True,
+            },
+        }
+    return kwargs
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "question -> answer",
+        "q -> n: int, tags: list[str], label: Literal['a', 'b'], maybe: str | None",
+        "q -> d: dict[str, int]",
+        "q -> d: Dict[str, Any], n: int",
+        "q -> t: tuple[int, str], s: set[float]",
+    ],
+)
+@pytest.mark.parametrize(
+    ("params", "schema"),
+    [(set(), False), ({"response_format"}, False), ({"response_format"}, True)],
+)
+def test_request_kwargs_match_dspy_json_adapter(text: str, params: set[str], schema: bool) -> None:
+    lm = _FakeLM(params, schema)
+    expected = _dspy_response_format(dspy.Signature(text), lm)
+    support = ResponseFormatSupport.of_dspy_lm(lm)
+    assert JSONAdapter().request_kwargs(text, support) == expected
+    assert ChatAdapter().request_kwargs(text, support) == {}
+
+
+def test_request_kwargs_for_a_pydantic_output_and_defaults() -> None:
+    from .corpus import Rich
+
+    expected = _dspy_response_format(Rich, _FakeLM({"response_format"}, True))
+    assert JSONAdapter().request_kwargs(Rich, FULL) == expected
+    first = JSONAdapter().request_kwargs(Rich, FULL)
+    first["response_format"]["json_schema"]["name"] = "mutated"
+    assert JSONAdapter().request_kwargs(Rich, FULL) == expected  # callers get a fresh copy
+
+
+def test_support_from_a_real_dspy_lm() -> None:
+    local = dspy.LM("openai/some-local-model", api_base="http://127.0.0.1:9/v1", api_key="x")
+    known = dspy.LM("openai/gpt-4o-mini", api_base="http://127.0.0.1:9/v1", api_key="x")
+    assert ResponseFormatSupport.of_dspy_lm(local) == ResponseFormatSupport()
+    assert ResponseFormatSupport.of_dspy_lm(known) == FULL
+    assert JSONAdapter().request_kwargs("q -> a") == {}
+
+
+def test_fallback_follows_dspy_chat_adapter_rules() -> None:
+    err = ParseError("bad", adapter_name="ChatAdapter", lm_response="x")
+    assert isinstance(ChatAdapter().fallback_adapter(err), JSONAdapter)
+    assert ChatAdapter(use_json_adapter_fallback=False).fallback_adapter(err) is None
+    assert ChatAdapter().fallback_adapter(err, stream_emitted=True) is None
+    assert JSONAdapter().fallback_adapter(err) is None
+    assert ChatAdapter().fallback_adapter(LMError("context window exceeded", status=400)) is None
+    assert ChatAdapter().fallback_adapter(ValueError("bug")) is None
+    crash = UnrecoverableParseError("TypeError", adapter_name="ChatAdapter", lm_response="x")
+    assert ChatAdapter().fallback_adapter(crash) is None
+
+
+def test_parse_errors_carry_the_reply_and_partial_result() -> None:
+    with pytest.raises(ParseError) as info:
+        ChatAdapter().parse("q -> a, b", "[[ ## a ## ]]\nfirst")
+    assert info.value.adapter_name == "ChatAdapter"
+    assert info.value.lm_response == "[[ ## a ## ]]\nfirst"
+    assert info.value.parsed_result == {"a": "first"}
+    assert "b" in str(info.value)
+    with pytest.raises(ParseError) as info:
+        JSONAdapter().parse("q -> n: int", '{"n": "many"}')
+    assert info.value.adapter_name == "JSONAdapter"
+    assert "n" in str(info.value)
+    with pytest.raises(UnrecoverableParseError):
+        ChatAdapter().parse("q -> a", None)  # type: ignore[arg-type]
+
+
+def test_optional_outputs_and_defaults_fill_in_like_dspy() -> None:
+    from .corpus import Rich
+
+    reply = (
+        '[[ ## color ## ]]\nred\n[[ ## where ## ]]\n{"x": 1}\n[[ ## score ## ]]\n0.5\n'
+        "[[ ## points ## ]]\n[]"
+    )
+    expected = dspy.ChatAdapter().parse(Rich, reply)
+    got = ChatAdapter().parse(Rich, reply)
+    assert got == expected
+    assert got["note"] == "n/a"
+    assert ChatAdapter().parse("q -> a: str | None, b", "[[ ## b ## ]]\nx") == {"a": None, "b": "x"}
+
+
+def test_templates_are_built_once_per_signature_and_adapter() -> None:
+    sig = Signature.parse("context, question -> answer, confidence: float")
+    chat, json_adapter = ChatAdapter(), JSONAdapter()
+    assert chat._plan(sig) is ChatAdapter()._plan(sig)
+    assert json_adapter._plan(sig) is not chat._plan(sig)
+    assert chat.system_message(sig) is chat.system_message(sig)
+    messages = chat.format(sig, [], {"context": "c", "question": "q"})
+    assert messages[0]["content"] is chat.system_message(sig)
+    assert chat.prepare("context, question -> answer, confidence: float") is sig
+
+
+def test_bad_list_input_is_an_input_error_not_a_type_error() -> None:
+    # DSPy raises a bare TypeError here.
+    with pytest.raises(TypeError):
+        dspy.ChatAdapter().format(dspy.Signature("question -> answer"), [], {"question": [1, 2]})
+    with pytest.raises(InputError, match="must contain strings"):
+        ChatAdapter().format("question -> answer", [], {"question": [1, 2]})
+
+
+def test_dspy_types_are_refused_natively() -> None:
+    with pytest.raises(SignatureError, match="dspy backend"):
+        ChatAdapter().format(dspy.Signature("image: dspy.Image -> caption"), [], {})
+    with pytest.raises(SignatureError, match="dspy backend"):
+        JSONAdapter().parse(dspy.Signature("q -> calls: list[dspy.Tool]"), "{}")
+
+
+def test_reasoning_is_an_ordinary_leading_string_output() -> None:
+    sig = Signature.parse("question -> answer: int").with_reasoning()
+    reply = (
+        "[[ ## reasoning ## ]]\nSix times seven.\n\n[[ ## answer ## ]]\n42\n\n[[ ## completed ## ]]"
+    )
+    assert ChatAdapter().parse(sig, reply) == {"reasoning": "Six times seven.", "answer": 42}
+    reminder = ChatAdapter().format(sig, [], {"question": "q"})[-1]["content"]
+    assert reminder.endswith(
+        "starting with the field `[[ ## reasoning ## ]]`, then `[[ ## answer ## ]]` (must be "
+        "formatted as a valid Python int), and then ending with the marker for "
+        "`[[ ## completed ## ]]`."
+    )

@@ -1,0 +1,116 @@
+"""Property tests: generated signatures and values format like DSPy; arbitrary replies never raise
+anything but ParseError, and parse exactly like DSPy."""
+
+from __future__ import annotations
+
+import contextlib
+from typing import Any
+
+import dspy
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from dspex.backends.native import ChatAdapter, JSONAdapter
+from dspex.errors import ParseError
+from dspex.signature import Signature
+
+from .corpus import outcome
+
+FAST = settings(max_examples=120, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+
+_NAMES = st.sampled_from(
+    ["q", "text", "ctx", "answer", "score", "tags", "label", "n", "ok", "data"]
+)
+_TYPES = {
+    "str": st.text(max_size=30),
+    "int": st.integers(),
+    "float": st.floats(allow_nan=False),
+    "bool": st.booleans(),
+    "list[str]": st.lists(st.text(max_size=8), max_size=3),
+    "list[int]": st.lists(st.integers(), max_size=3),
+    "dict[str, float]": st.dictionaries(st.text(max_size=5), st.floats(allow_nan=True), max_size=3),
+    "Optional[str]": st.one_of(st.none(), st.text(max_size=10)),
+    "int | None": st.one_of(st.none(), st.integers()),
+    "Literal['a', 'b c', \"it's\"]": st.sampled_from(["a", "b c", "it's"]),
+    "Any": st.recursive(
+        st.one_of(st.none(), st.booleans(), st.integers(), st.text(max_size=5)),
+        lambda inner: (
+            st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=4), inner, max_size=3)
+        ),
+        max_leaves=6,
+    ),
+}
+
+
+@st.composite
+def _case(draw: st.DrawFn) -> tuple[str, dict[str, Any], list[dict[str, Any]]]:
+    names = draw(st.lists(_NAMES, min_size=2, max_size=5, unique=True))
+    split = draw(st.integers(1, len(names) - 1))
+    types = {n: draw(st.sampled_from(list(_TYPES))) for n in names}
+    text = (
+        ", ".join(f"{n}: {types[n]}" for n in names[:split])
+        + " -> "
+        + ", ".join(f"{n}: {types[n]}" for n in names[split:])
+    )
+    inputs = {
+        n: draw(_TYPES[types[n]]) for n in names[:split] if draw(st.booleans()) or n == names[0]
+    }
+    demos = [
+        {n: draw(_TYPES[types[n]]) for n in names if draw(st.integers(0, 4))}
+        for _ in range(draw(st.integers(0, 3)))
+    ]
+    return text, inputs, demos
+
+
+@FAST
+@given(_case(), st.sampled_from(["", "Do the task.\n  Carefully."]), st.booleans())
+def test_generated_signatures_and_values_format_like_dspy(
+    case: tuple[str, dict[str, Any], list[dict[str, Any]]], instructions: str, cot: bool
+) -> None:
+    text, inputs, demos = case
+    dspy_sig = dspy.Signature(text, instructions or None)
+    sig = Signature.parse(text, instructions or None)
+    if cot:
+        dspy_sig, sig = dspy.ChainOfThought(dspy_sig).predict.signature, sig.with_reasoning()
+    for dspy_adapter, native_adapter in (
+        (dspy.ChatAdapter, ChatAdapter),
+        (dspy.JSONAdapter, JSONAdapter),
+    ):
+        expected = outcome(dspy_adapter().format, dspy_sig, demos, inputs)
+        assert outcome(native_adapter().format, sig, demos, inputs) == expected
+
+
+_SIGNATURES = [
+    "q -> answer",
+    "q -> answer, score: float",
+    "q -> n: int, ok: bool, tags: list[str]",
+    "q -> label: Literal['pos', 'neg'], pick: Literal[1, 2]",
+    "q -> maybe: str | None, count: int | None",
+    "q -> data: dict[str, Any], pair: tuple[int, str]",
+]
+_HEADERS = ["answer", "score", "n", "ok", "tags", "label", "pick", "maybe", "count", "data", "pair"]
+_PIECES = [
+    *(f"[[ ## {name} ## ]]" for name in [*_HEADERS, "completed"]),
+    "\n", "\n\n", " ", "  ", "{", "}", "[", "]", '"answer"', '"n"', ":", ",", "1", "2.5", "-3",
+    "true", "None", "null", "pos", "'neg'", "Literal[", '"x"', "text", "```", "json", "\r",
+    "\u2028", "{[1]: 2}", "Infinity",
+]  # fmt: skip
+_REPLIES = st.one_of(
+    st.text(max_size=80), st.lists(st.sampled_from(_PIECES), max_size=25).map("".join)
+)
+
+
+@FAST
+@given(st.sampled_from(_SIGNATURES), _REPLIES)
+def test_arbitrary_replies_parse_like_dspy_and_raise_only_parse_errors(
+    text: str, reply: str
+) -> None:
+    sig, dspy_sig = Signature.parse(text), dspy.Signature(text)
+    for dspy_adapter, native_adapter in (
+        (dspy.ChatAdapter, ChatAdapter),
+        (dspy.JSONAdapter, JSONAdapter),
+    ):
+        with contextlib.suppress(ParseError):  # anything else propagates and fails the test
+            native_adapter().parse(sig, reply)
+        expected = outcome(dspy_adapter().parse, dspy_sig, reply)
+        assert outcome(native_adapter().parse, sig, reply) == expected

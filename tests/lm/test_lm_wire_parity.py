@@ -1,0 +1,93 @@
+"""The native client sends the same request body as DSPy 3.4.1 through LiteLLM (LM.to_dspy()).
+
+DSPy is the oracle: each case sends one call through ``lm.to_dspy()`` and the equivalent call
+through LMClient to a ScriptedLM, and compares the recorded JSON bodies, key order included.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from dspex.lm import LM, LMClient
+from dspex.testing import ScriptedLM
+
+ANSWER = "[[ ## answer ## ]]\nParis\n\n[[ ## completed ## ]]"
+
+CASES: list[tuple[str, dict[str, Any], dict[str, Any]]] = [
+    ("openai/my-model", {}, {}),
+    ("openai/my-model", {"temperature": 0.0, "max_tokens": 256}, {}),
+    ("openai/org/my-model", {"temperature": 0.5}, {"temperature": 0.9, "max_tokens": 7}),
+    (
+        "openai/my-model",
+        {
+            "temperature": 0.2,
+            "max_tokens": 10,
+            "extra": {
+                "top_p": 0.9,
+                "stop": ["\n\n"],
+                "seed": 1,
+                "presence_penalty": 0.1,
+                "frequency_penalty": 0.2,
+                "logit_bias": {"50256": -100},
+                "response_format": {"type": "json_object"},
+                "logprobs": True,
+                "top_logprobs": 2,
+                "custom_field": 3,
+            },
+        },
+        {"n": 2},
+    ),
+    ("openai/gpt-5-mini", {"temperature": 1.0, "max_tokens": 16000}, {}),
+]
+
+
+async def dspy_body(lm: LM, call: dict[str, Any]) -> dict[str, Any]:
+    async with ScriptedLM("ok") as server:
+        local = LM(lm.model, api_base=server.base_url, api_key="k", **_settings(lm))
+        dspy_lm = local.to_dspy()
+        await dspy_lm.acall("Hello there", **call)
+        await dspy_lm.aclose()
+    body = server.requests[0].body
+    assert body is not None
+    return body
+
+
+async def native_body(lm: LM, messages: list[dict[str, Any]], call: dict[str, Any]) -> Any:
+    async with ScriptedLM("ok") as server, LMClient() as client:
+        local = LM(lm.model, api_base=server.base_url, api_key="k", **_settings(lm))
+        await client.complete(local, messages, **call)
+    return server.requests[0].body
+
+
+def _settings(lm: LM) -> dict[str, Any]:
+    return {"temperature": lm.temperature, "max_tokens": lm.max_tokens, "extra": lm.extra}
+
+
+@pytest.mark.parametrize(("model", "settings", "call"), CASES)
+async def test_same_body_as_dspy_through_litellm(
+    model: str, settings: dict[str, Any], call: dict[str, Any]
+) -> None:
+    lm = LM(model, **settings)
+    expected = await dspy_body(lm, call)
+    messages = [{"role": "user", "content": "Hello there"}]
+    native = await native_body(lm, messages, call)
+    assert list(native.items()) == list(expected.items())
+
+
+async def test_same_body_for_a_dspy_predict_call() -> None:
+    import dspy
+
+    async with ScriptedLM(ANSWER) as server:
+        lm = LM("openai/my-model", api_base=server.base_url, api_key="k", temperature=0.0)
+        dspy_lm = lm.to_dspy()
+        with dspy.context(lm=dspy_lm):
+            prediction = await dspy.Predict("question -> answer").acall(question="Capital?")
+        await dspy_lm.aclose()
+        async with LMClient() as client:
+            completion = await client.complete(lm, server.requests[0].messages)
+    assert prediction.answer == "Paris"
+    assert completion.text == ANSWER
+    dspy_request, native_request = server.requests
+    assert list((native_request.body or {}).items()) == list((dspy_request.body or {}).items())
