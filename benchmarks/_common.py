@@ -5,12 +5,15 @@ Every figure is reported beside a baseline measured in the same run, and targets
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import platform
 import statistics
+import subprocess
 import sys
-from collections.abc import Sequence
+import time
+from collections.abc import Awaitable, Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -54,6 +57,35 @@ class Row:
 
 def median_of(samples: Sequence[float]) -> float:
     return statistics.median(samples)
+
+
+@contextlib.contextmanager
+def scripted_server(reply: str, latency: float = 0.0) -> Iterator[str]:
+    """A ScriptedLM in its own process (so it does not compete for this process's CPU),
+    answering ``reply`` after ``latency`` seconds; yields its base URL."""
+    command = [sys.executable, "-m", "dspex.testing", "serve", "--reply", reply]
+    proc = subprocess.Popen(
+        [*command, "--latency", str(latency)], stdout=subprocess.PIPE, text=True
+    )
+    try:
+        assert proc.stdout is not None
+        yield proc.stdout.readline().strip()
+    finally:
+        proc.terminate()
+        proc.wait()
+
+
+async def sequential(call: Callable[[], Awaitable[object]], requests: int) -> tuple[float, float]:
+    """Mean wall and CPU microseconds per call, one at a time, after a warm-up."""
+    for _ in range(max(20, requests // 10)):
+        await call()
+    wall, cpu = time.perf_counter(), time.process_time()
+    for _ in range(requests):
+        await call()
+    return (
+        (time.perf_counter() - wall) / requests * 1e6,
+        (time.process_time() - cpu) / requests * 1e6,
+    )
 
 
 def machine() -> dict[str, Any]:

@@ -21,7 +21,6 @@ import asyncio
 import json
 import os
 import platform
-import subprocess
 import sys
 import time
 from collections.abc import Awaitable, Callable
@@ -36,6 +35,9 @@ import httpx
 import msgspec
 
 from dspex.lm import LM, LMClient
+
+sys.path.insert(0, str(Path(__file__).parent))
+from _common import scripted_server, sequential
 
 RESULTS = Path(__file__).parent / "results"
 MODEL = "openai/bench"
@@ -64,29 +66,6 @@ MESSAGES = [
 BODY = msgspec.json.encode({"model": "bench", "messages": MESSAGES})
 HEADERS = {"Content-Type": "application/json", "Authorization": "Bearer bench"}
 Call = Callable[[], Awaitable[object]]
-
-
-def spawn(latency: float) -> tuple[subprocess.Popen[str], str]:
-    """Start ScriptedLM in its own process; return it and its base URL."""
-    command = [sys.executable, "-m", "dspex.testing", "serve", "--reply", REPLY]
-    proc = subprocess.Popen(
-        [*command, "--latency", str(latency)], stdout=subprocess.PIPE, text=True
-    )
-    assert proc.stdout is not None
-    return proc, proc.stdout.readline().strip()
-
-
-async def sequential(call: Call, requests: int) -> tuple[float, float]:
-    """Mean wall and CPU microseconds per request, one at a time."""
-    for _ in range(max(20, requests // 10)):
-        await call()
-    wall, cpu = time.perf_counter(), time.process_time()
-    for _ in range(requests):
-        await call()
-    return (
-        (time.perf_counter() - wall) / requests * 1e6,
-        (time.process_time() - cpu) / requests * 1e6,
-    )
 
 
 async def concurrent(call: Call, requests: int, concurrency: int) -> float:
@@ -178,14 +157,8 @@ def main() -> None:
     args = parser.parse_args()
     if args.quick:
         args.requests //= 4
-    instant, instant_url = spawn(0.0)
-    slow, slow_url = spawn(0.05)
-    try:
+    with scripted_server(REPLY) as instant_url, scripted_server(REPLY, 0.05) as slow_url:
         results = asyncio.run(run(args, instant_url, slow_url))
-    finally:
-        for proc in (instant, slow):
-            proc.terminate()
-            proc.wait()
     base = results["aiohttp (raw)"]
     print(
         f"\n{'client':<24}{'seq µs':>9}{'CPU µs':>9}{'x aiohttp':>11}"

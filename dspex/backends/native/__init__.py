@@ -19,12 +19,25 @@ A native Predict call is therefore::
 """
 
 from dspex.backends.native._adapters import Adapter, ChatAdapter, JSONAdapter, ResponseFormatSupport
+from dspex.backends.native._backend import NATIVE_MODULE_TYPES, NativeBackend
 from dspex.backends.native._parsing import UnrecoverableParseError
+from dspex.backends.native._predict import (
+    NativeChainOfThought,
+    NativePredict,
+    check_inputs,
+    make_adapter,
+)
 
 __all__ = [
+    "NATIVE_MODULE_TYPES",
     "Adapter",
     "ChatAdapter",
     "JSONAdapter",
+    "NativeBackend",
+    "NativeChainOfThought",
+    "NativePredict",
     "ResponseFormatSupport",
     "UnrecoverableParseError",
+    "check_inputs",
+    "make_adapter",
 ]

@@ -1,0 +1,71 @@
+"""What both implementations share: the module spec, per-call options and the protocol."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any, Protocol
+
+import msgspec
+
+from dspex.config import AdapterName, Implementation
+from dspex.lm import LM
+from dspex.prediction import Prediction
+from dspex.signature import Signature
+
+
+class ModuleSpec(msgspec.Struct, frozen=True, kw_only=True):
+    """Everything needed to build one module instance on either implementation.
+
+    ``options`` holds module options (``n``, ``tools``, ``max_iters``, ``reward_fn``, ...);
+    ``program`` a user's own ``dspy.Module`` (or a factory of one) for the generic wrapper.
+    """
+
+    module_type: str
+    signature: Signature | None = None
+    demos: tuple[dict[str, Any], ...] = ()
+    lm: LM | None = None
+    adapter: AdapterName = "chat"
+    options: dict[str, Any] = {}
+    program: Any = None
+
+
+class CallOptions(msgspec.Struct, frozen=True, kw_only=True):
+    """Per-call LM overrides: ``temperature``, ``max_tokens``, ``n`` (None: the LM's own)."""
+
+    temperature: float | None = None
+    max_tokens: int | None = None
+    n: int | None = None
+
+    def lm_overrides(self) -> dict[str, Any]:
+        """The overrides that are set, as LM keyword arguments."""
+        return {
+            k: v for k in ("temperature", "max_tokens", "n") if (v := getattr(self, k)) is not None
+        }
+
+
+NO_OPTIONS = CallOptions()
+
+
+class Backend(Protocol):
+    """One implementation of a set of module types (the original design's module protocol)."""
+
+    name: Implementation
+
+    @property
+    def module_types(self) -> frozenset[str]:
+        """The module types this implementation provides."""
+        ...
+
+    async def create(self, spec: ModuleSpec) -> Any:
+        """Build an instance of ``spec`` (heavy work here, once per module actor)."""
+        ...
+
+    async def execute(
+        self, instance: Any, inputs: Mapping[str, Any], options: CallOptions
+    ) -> Prediction:
+        """Run one call; expected failures raise dspex errors (LMError, ParseError, ...)."""
+        ...
+
+    def info(self) -> dict[str, Any]:
+        """A description for ``info()`` and telemetry."""
+        ...

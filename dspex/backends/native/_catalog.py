@@ -1,0 +1,49 @@
+"""What DSPy (through LiteLLM) believes an OpenAI model supports, without importing LiteLLM.
+
+DSPy's JSONAdapter asks for ``response_format`` according to ``dspy.LM.supported_params`` and
+``supports_response_schema``, which LiteLLM answers from its model catalog. Importing LiteLLM
+takes seconds, so the native path reads the same catalog file LiteLLM ships (the one it uses
+offline, with ``LITELLM_LOCAL_MODEL_COST_MAP=True``), once, on first use.
+"""
+
+from __future__ import annotations
+
+import functools
+import importlib.util
+from pathlib import Path
+from typing import Any
+
+import msgspec
+
+from dspex.backends.native._adapters import ResponseFormatSupport
+from dspex.lm import LM
+
+_CATALOG_FILE = "model_prices_and_context_window_backup.json"
+
+
+@functools.cache
+def _catalog() -> dict[str, Any]:
+    spec = importlib.util.find_spec("litellm")
+    if spec is None or not spec.submodule_search_locations:
+        return {}
+    path = Path(next(iter(spec.submodule_search_locations))) / _CATALOG_FILE
+    try:
+        data = msgspec.json.decode(path.read_bytes())
+    except (OSError, msgspec.DecodeError):
+        return {}
+    return data if isinstance(data, dict) else {}
+
+
+@functools.cache
+def _support(wire_model: str) -> ResponseFormatSupport:
+    catalog = _catalog()
+    entry = catalog.get(wire_model) or catalog.get(f"openai/{wire_model}") or {}
+    return ResponseFormatSupport(
+        response_format=True,  # every model on LiteLLM's openai route lists response_format
+        response_schema=bool(isinstance(entry, dict) and entry.get("supports_response_schema")),
+    )
+
+
+def response_format_support(lm: LM) -> ResponseFormatSupport:
+    """The support flags ``dspy.LM(lm.model, engine="litellm")`` reports for ``lm``."""
+    return _support(lm.wire_model)

@@ -1,0 +1,172 @@
+"""Native Predict and ChainOfThought: format -> one async LM call -> parse, as DSPy 3.4.1 does."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import msgspec
+
+from dspex.backends._spec import NO_OPTIONS, CallOptions
+from dspex.backends.native._adapters import Adapter, ChatAdapter, JSONAdapter
+from dspex.backends.native._catalog import response_format_support
+from dspex.backends.native._types import allows_none
+from dspex.config import AdapterName
+from dspex.errors import ConfigError, InputError, ParseError
+from dspex.lm import LM, LMClient
+from dspex.prediction import Prediction
+from dspex.signature import Signature, SignatureLike, ensure_signature
+
+log = logging.getLogger("dspex.native")
+
+
+def make_adapter(adapter: AdapterName | Adapter) -> Adapter:
+    """The adapter instance for a name (``chat`` falls back to JSON on parse errors)."""
+    if isinstance(adapter, Adapter):
+        return adapter
+    if adapter == "chat":
+        return ChatAdapter()
+    if adapter == "json":
+        return JSONAdapter()
+    raise ConfigError(f"adapter must be 'chat' or 'json', got {adapter!r}")
+
+
+def check_inputs(signature: Signature, inputs: Mapping[str, Any]) -> dict[str, Any]:
+    """The inputs a call runs with, checked against ``signature``.
+
+    As DSPy does, fields with defaults get them and unknown keys are ignored (with a warning);
+    unlike DSPy, which sends the LM a prompt with the field missing, a missing required input is
+    an :class:`InputError` naming it.
+    """
+    if not isinstance(inputs, Mapping):
+        raise InputError(
+            f"inputs must be a mapping of field name to value, got {type(inputs).__name__}"
+        )
+    values = dict(inputs)
+    missing = []
+    for field in signature.inputs:
+        if field.name in values:
+            continue
+        if field.default_factory is not None:
+            values[field.name] = field.default_factory()
+        elif field.default is not msgspec.UNSET:
+            values[field.name] = field.default
+        elif not allows_none(field.annotation):
+            missing.append(field.name)
+    if missing:
+        raise InputError(
+            f"missing input field(s) {missing} for signature {signature.signature!r}; "
+            f"given: {list(inputs)}"
+        )
+    extra = [k for k in values if k not in signature.input_names]
+    if extra:
+        log.warning(
+            "inputs %s are not input fields of %r and are ignored",
+            extra,
+            signature.signature,
+        )
+        for k in extra:
+            del values[k]
+    return values
+
+
+class NativePredict:
+    """DSPy's ``Predict`` on dspex's async LM client: same messages, same parsing, same fallback.
+
+    ``await predict(inputs)`` sends one chat completion request (two when the ChatAdapter's reply
+    does not parse and DSPy would retry with the JSONAdapter) and returns a :class:`Prediction`.
+    """
+
+    __slots__ = ("adapter", "client", "demos", "lm", "signature")
+
+    def __init__(
+        self,
+        signature: SignatureLike,
+        *,
+        lm: LM,
+        client: LMClient,
+        demos: Sequence[Mapping[str, Any]] = (),
+        adapter: AdapterName | Adapter = "chat",
+    ):
+        self.signature = ensure_signature(signature)
+        self.lm = lm
+        self.client = client
+        self.demos = tuple(demos)
+        self.adapter = make_adapter(adapter)
+
+    async def __call__(
+        self, inputs: Mapping[str, Any], options: CallOptions = NO_OPTIONS
+    ) -> Prediction:
+        """Run the call; raises InputError, LMError (and subclasses) or ParseError."""
+        sig = self.signature
+        values = check_inputs(sig, inputs)
+        lm = self.lm
+        temperature = options.temperature
+        n = options.n or lm.extra.get("n") or 1
+        # DSPy: unset or near-zero temperature with n > 1 becomes 0.7, to keep the samples apart.
+        effective = temperature or lm.temperature
+        if (effective is None or effective <= 0.15) and n > 1:
+            temperature = 0.7
+        adapter = self.adapter
+        try:
+            return await self._attempt(adapter, sig, values, temperature, options)
+        except ParseError as error:
+            fallback = adapter.fallback_adapter(error)
+            if fallback is None:
+                raise
+            return await self._attempt(fallback, sig, values, temperature, options)
+
+    async def _attempt(
+        self,
+        adapter: Adapter,
+        sig: Signature,
+        values: dict[str, Any],
+        temperature: float | None,
+        options: CallOptions,
+    ) -> Prediction:
+        messages = adapter.format(sig, self.demos, values)
+        completion = await self.client.complete(
+            self.lm,
+            messages,
+            temperature=temperature,
+            max_tokens=options.max_tokens,
+            n=options.n,
+            extra=adapter.request_kwargs(sig, response_format_support(self.lm)) or None,
+        )
+        outputs = adapter.parse_completions(sig, completion.texts)
+        usage = completion.usage
+        return Prediction(
+            outputs[0],
+            implementation="native",
+            completions=outputs,
+            usage={
+                "prompt_tokens": usage.prompt_tokens,
+                "completion_tokens": usage.completion_tokens,
+                "total_tokens": usage.total_tokens,
+            },
+        )
+
+
+class NativeChainOfThought(NativePredict):
+    """DSPy's ``ChainOfThought``: Predict on the signature with ``reasoning`` prepended to the
+    outputs (desc ``${reasoning}``), exactly as DSPy builds it."""
+
+    __slots__ = ()
+
+    def __init__(
+        self,
+        signature: SignatureLike,
+        *,
+        lm: LM,
+        client: LMClient,
+        demos: Sequence[Mapping[str, Any]] = (),
+        adapter: AdapterName | Adapter = "chat",
+    ):
+        super().__init__(
+            ensure_signature(signature).with_reasoning(),
+            lm=lm,
+            client=client,
+            demos=demos,
+            adapter=adapter,
+        )
