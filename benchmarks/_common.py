@@ -17,7 +17,22 @@ from collections.abc import Awaitable, Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
+from dspex.lm import LM, Completion, Usage
+
 RESULTS = Path(__file__).parent / "results"
+
+
+class InstantClient:
+    """Stands in for LMClient: answers every request at once with the same completion, without
+    HTTP, so a benchmark sees the framework's own cost."""
+
+    def __init__(self, text: str):
+        self.completion = Completion(
+            texts=[text], finish_reasons=["stop"], usage=Usage(), model="instant"
+        )
+
+    async def complete(self, lm: LM, messages: object, **options: object) -> Completion:
+        return self.completion
 
 
 class Row:

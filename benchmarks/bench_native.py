@@ -31,10 +31,10 @@ import aiohttp
 import dspy
 
 sys.path.insert(0, str(Path(__file__).parent))
-from _common import Row, report, scripted_server, sequential
+from _common import InstantClient, Row, report, scripted_server, sequential
 
 from dspex.backends.native import ChatAdapter, NativeChainOfThought, NativePredict
-from dspex.lm import LM, Completion, LMClient, Usage
+from dspex.lm import LM, LMClient
 from dspex.signature import Signature
 
 REPLY = (
@@ -45,18 +45,6 @@ INPUTS = {"question": "What is the capital of France?"}
 SIG = Signature.parse("question -> answer")
 
 Call = Callable[[], Awaitable[object]]
-
-
-class InstantClient:
-    """Answers every request at once with the same completion, without HTTP."""
-
-    def __init__(self, text: str):
-        self.completion = Completion(
-            texts=[text], finish_reasons=["stop"], usage=Usage(), model="instant"
-        )
-
-    async def complete(self, lm: LM, messages: object, **options: object) -> Completion:
-        return self.completion
 
 
 async def instant_calls() -> dict[str, Call]:

@@ -13,6 +13,7 @@ from dspex.actors import (
     Exit,
     is_normal_exit,
 )
+from dspex.config import AdaptiveConfig, CircuitConfig, Config
 from dspex.errors import (
     ActorError,
     ActorExited,
@@ -25,6 +26,7 @@ from dspex.errors import (
     LMTimeout,
     MailboxFull,
     MaxChildren,
+    ModuleError,
     NameTaken,
     NoProc,
     Overloaded,
@@ -34,7 +36,24 @@ from dspex.errors import (
     SupervisorError,
     Timeout,
 )
+from dspex.lm import LM
+from dspex.modules import (
+    BestOfN,
+    ChainOfThought,
+    Module,
+    ModuleInfo,
+    ModuleRef,
+    MultiChainComparison,
+    Parallel,
+    Predict,
+    ProgramOfThought,
+    ReAct,
+    Refine,
+)
+from dspex.prediction import Prediction
+from dspex.routing import ImplementationMetrics, MetricsReport
 from dspex.runtime import Runtime
+from dspex.signature import Signature
 from dspex.supervision import (
     ChildSpec,
     DynamicSupervisor,
@@ -45,14 +64,20 @@ from dspex.supervision import (
 )
 
 __all__ = [
+    "LM",
     "NOREPLY",
     "Actor",
     "ActorError",
     "ActorExited",
     "ActorRef",
+    "AdaptiveConfig",
+    "BestOfN",
     "Caller",
+    "ChainOfThought",
     "ChildNotFound",
     "ChildSpec",
+    "CircuitConfig",
+    "Config",
     "ConfigError",
     "DSPexError",
     "Down",
@@ -60,17 +85,31 @@ __all__ = [
     "DynamicSupervisorRef",
     "Exit",
     "Fallback",
+    "ImplementationMetrics",
     "InputError",
     "LMConnectionError",
     "LMError",
     "LMTimeout",
     "MailboxFull",
     "MaxChildren",
+    "MetricsReport",
+    "Module",
+    "ModuleError",
+    "ModuleInfo",
+    "ModuleRef",
+    "MultiChainComparison",
     "NameTaken",
     "NoProc",
     "Overloaded",
+    "Parallel",
     "ParseError",
+    "Predict",
+    "Prediction",
+    "ProgramOfThought",
+    "ReAct",
+    "Refine",
     "Runtime",
+    "Signature",
     "SignatureError",
     "StartError",
     "Supervisor",

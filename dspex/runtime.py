@@ -1,15 +1,42 @@
-"""Runtime: the actor system of an app, with a root supervisor and an orderly shutdown."""
+"""Runtime: the actor system of an app, its router, its module supervisor and its LM client."""
 
 from __future__ import annotations
 
 import asyncio
 import contextvars
+import itertools
 import logging
 from types import TracebackType
+from typing import Any
 
-from dspex.actors import ActorRef, Node
-from dspex.errors import DSPexError
-from dspex.supervision import ChildSpec, Supervisor, SupervisorRef
+from dspex.actors import ActorRef, Node, is_normal_exit
+from dspex.backends._spec import Backend
+from dspex.backends.dspy import DSPyBackend
+from dspex.backends.native import NativeBackend
+from dspex.config import Config
+from dspex.errors import ConfigError, DSPexError
+from dspex.lm import LM, LMClient
+from dspex.routing import (
+    Configure,
+    GetMetrics,
+    MetricsReport,
+    NativeCrashed,
+    OpenCircuit,
+    Registry,
+    RouterActor,
+    RoutingSnapshot,
+    SnapshotCell,
+)
+from dspex.supervision import (
+    ChildFallback,
+    ChildRestarted,
+    ChildSpec,
+    DynamicSupervisor,
+    DynamicSupervisorRef,
+    Supervisor,
+    SupervisorEvent,
+    SupervisorRef,
+)
 
 log = logging.getLogger("dspex.runtime")
 
@@ -17,24 +44,52 @@ _current: contextvars.ContextVar[Runtime | None] = contextvars.ContextVar(
     "dspex_runtime", default=None
 )
 
+ROUTER = "dspex.router"
+MODULES = "dspex.modules"
+
 
 class Runtime(Node):
     """The actor system of one app, used as an async context manager::
 
-        async with dspex.Runtime() as runtime:
-            ref = await runtime.spawn(Counter)
-            await ref.call("incr")
+        async with dspex.Runtime(lm=dspex.LM("openai/local", api_base=url)) as runtime:
+            cot = await dspex.ChainOfThought.create("question -> answer")
+            print((await cot(question="...")).answer)
 
-    On entry it starts the root supervisor (``runtime.root``, one_for_one); on exit it stops the
-    root's tree in reverse start order, then any other actor still alive (newest first), each
-    within its shutdown timeout, and leaves no task of its own behind.
+    On entry it starts the root supervisor (``runtime.root``, one_for_one) and under it the
+    router and the module supervisor. On exit it stops the root's tree in reverse start order,
+    then any other actor still alive (newest first), each within its shutdown timeout, closes
+    the LM connection pool and leaves no task of its own behind.
+
+    ``lm`` is the default LM of modules created without one; ``config`` defaults to
+    ``Config.from_env()`` (``DSPEX_*`` variables).
     """
 
-    def __init__(self, *, shutdown_timeout: float = 5.0) -> None:
+    def __init__(
+        self,
+        *,
+        lm: LM | Any = None,
+        config: Config | None = None,
+        shutdown_timeout: float = 5.0,
+    ) -> None:
         super().__init__()
+        if lm is not None and not isinstance(lm, LM):
+            if not (hasattr(lm, "model") and hasattr(lm, "kwargs")):
+                raise ConfigError(f"lm must be a dspex.LM or a dspy.LM, got {type(lm).__name__}")
+            lm = LM.from_dspy(lm)
+        if config is not None and not isinstance(config, Config):
+            raise ConfigError(f"config must be a dspex.Config, got {type(config).__name__}")
+        self.lm: LM | None = lm
         self.shutdown_timeout = shutdown_timeout
+        self._initial_config = config if config is not None else Config.from_env()
         self._root: SupervisorRef | None = None
         self._token: contextvars.Token[Runtime | None] | None = None
+        self._module_ids = itertools.count(1)
+        self.client: LMClient | None = None
+        self.backends: dict[str, Backend] = {}
+        self.registry = Registry({})
+        self.routing = SnapshotCell(RoutingSnapshot(0, self._initial_config, self.registry, {}, {}))
+
+    # -- what the pieces read -------------------------------------------------------------------
 
     @property
     def root(self) -> SupervisorRef:
@@ -42,6 +97,22 @@ class Runtime(Node):
         if self._root is None:
             raise DSPexError("the runtime is not running; use `async with Runtime()` first")
         return self._root
+
+    @property
+    def config(self) -> Config:
+        """The configuration in force (changed at run time with :meth:`configure`)."""
+        return self.routing.snapshot.config
+
+    @property
+    def modules(self) -> DynamicSupervisorRef:
+        """The supervisor of every module actor."""
+        ref = self.resolve(MODULES)
+        assert isinstance(ref, DynamicSupervisorRef)
+        return ref
+
+    def next_module_id(self) -> int:
+        """A fresh id for a module actor's name."""
+        return next(self._module_ids)
 
     @staticmethod
     def current() -> Runtime:
@@ -51,15 +122,78 @@ class Runtime(Node):
             raise DSPexError("no dspex Runtime is running here; use `async with dspex.Runtime()`")
         return runtime
 
+    # -- operations -----------------------------------------------------------------------------
+
     async def start_child(self, spec: ChildSpec) -> ActorRef:
         """Start a supervised child under the root supervisor."""
         return await self.root.start_child(spec)
+
+    async def configure(self, **changes: Any) -> Config:
+        """Change the configuration at run time (feature flags): validated by the router, then
+        followed by the next calls. Returns the new configuration."""
+        config: Config = await self.call(ROUTER, Configure(changes))
+        return config
+
+    async def metrics(self) -> MetricsReport:
+        """Calls, successes, failures, fallbacks, restarts and latency percentiles per module
+        type and implementation, and the state of each native circuit."""
+        report: MetricsReport = await self.call(ROUTER, GetMetrics())
+        return report
+
+    def _on_module_event(self, event: SupervisorEvent) -> None:
+        """Tell the router about module crashes (metrics) and fallback restarts (circuit)."""
+        router = self.whereis(ROUTER)
+        if router is None or not isinstance(event, (ChildRestarted, ChildFallback)):
+            return
+        module_type = event.child_id[0]
+        try:
+            if isinstance(event, ChildFallback):
+                router.cast(OpenCircuit(module_type, f"{event.crashes} native crashes"))
+            elif not is_normal_exit(event.reason):
+                router.cast(NativeCrashed(module_type))
+        except DSPexError:
+            log.warning("router mailbox full; dropped %r", event)
+
+    # -- lifecycle ------------------------------------------------------------------------------
 
     async def __aenter__(self) -> Runtime:
         if self._loop is not None:
             raise DSPexError("this Runtime is already running")
         self._loop = asyncio.get_running_loop()
-        self._root = await Supervisor.start(self, [], name="dspex.root")
+        try:
+            self.client = await LMClient().__aenter__()
+            native, dspy = NativeBackend(self.client), DSPyBackend()
+            self.backends = {"native": native, "dspy": dspy}
+            self.registry = Registry(
+                {
+                    module_type: [b.name for b in (native, dspy) if module_type in b.module_types]
+                    for module_type in sorted(dspy.module_types | native.module_types)
+                }
+            )
+            config = self._initial_config
+            self.registry.validate(config)
+            self.routing.snapshot = RoutingSnapshot(0, config, self.registry, {}, {})
+            self._root = await Supervisor.start(self, [], name="dspex.root")
+            await self._root.start_child(
+                ChildSpec(
+                    id="router",
+                    start=RouterActor,
+                    args=(self.registry, config, self.routing),
+                    name=ROUTER,
+                )
+            )
+            await self._root.start_child(
+                DynamicSupervisor.child_spec(
+                    "modules",
+                    max_restarts=config.max_restarts,
+                    max_seconds=config.max_seconds,
+                    on_event=self._on_module_event,
+                    name=MODULES,
+                )
+            )
+        except BaseException:
+            await self.shutdown()
+            raise
         self._token = _current.set(self)
         return self
 
@@ -79,9 +213,12 @@ class Runtime(Node):
             if self._root is not None:
                 await self.shutdown_process(self._root._proc, "infinity")
             await self._stop_all(self.shutdown_timeout)
+            if self.client is not None:
+                await self.client.aclose()
         finally:
             self._root = None
             self._loop = None
+            self.client = None
             if self._token is not None:
                 try:
                     _current.reset(self._token)

@@ -11,7 +11,29 @@ import pytest
 # DSPy's litellm must never try to fetch its model cost map: the suite runs offline.
 os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
 
+from opentelemetry import metrics, trace
+from opentelemetry.sdk.metrics import MeterProvider
+from opentelemetry.sdk.metrics.export import InMemoryMetricReader
+from opentelemetry.sdk.trace import TracerProvider
+from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+
 from dspex.runtime import Runtime
+
+# The OpenTelemetry SDK, as an app would install it: spans and metrics kept in memory.
+SPANS = InMemorySpanExporter()
+METRICS = InMemoryMetricReader()
+_tracer_provider = TracerProvider()
+_tracer_provider.add_span_processor(SimpleSpanProcessor(SPANS))
+trace.set_tracer_provider(_tracer_provider)
+metrics.set_meter_provider(MeterProvider(metric_readers=[METRICS]))
+
+
+@pytest.fixture
+def spans() -> InMemorySpanExporter:
+    """The spans finished during the test (the exporter is cleared first)."""
+    SPANS.clear()
+    return SPANS
 
 
 @pytest.fixture

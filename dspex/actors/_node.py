@@ -34,6 +34,7 @@ class Node:
     def __init__(self) -> None:
         self._procs: dict[int, _Process] = {}
         self._names: dict[str, _Process] = {}
+        self._name_waiters: dict[str, list[asyncio.Future[ActorRef]]] = {}
         self._pids = itertools.count(1)
         self._loop: asyncio.AbstractEventLoop | None = None
 
@@ -91,6 +92,7 @@ class Node:
         self._procs[pid] = proc
         if name is not None:
             self._names[name] = proc
+            self._wake_name_waiters(name, proc)
         started: asyncio.Future[None] = loop.create_future()
         proc.task = loop.create_task(proc.main(args, started), name=f"dspex-actor-{pid}")
         timer = (
@@ -132,6 +134,33 @@ class Node:
             raise NameTaken(f"{ref!r} is already registered as {proc.name!r}")
         proc.name = name
         self._names[name] = proc
+        self._wake_name_waiters(name, proc)
+
+    async def wait_for_name(self, name: str, timeout: float | None) -> ActorRef:
+        """The live actor registered under ``name``, waiting up to ``timeout`` seconds for one
+        to register (e.g. a restarted incarnation); ``NoProc`` if none does in time."""
+        proc = self._names.get(name)
+        if proc is not None:
+            return proc.ref
+        fut: asyncio.Future[ActorRef] = self.loop.create_future()
+        self._name_waiters.setdefault(name, []).append(fut)
+        try:
+            return await asyncio.wait_for(fut, timeout)
+        except TimeoutError:
+            raise NoProc(
+                f"no actor registered under the name {name!r} within {timeout} s"
+            ) from None
+        finally:
+            waiters = self._name_waiters.get(name)
+            if waiters is not None and fut in waiters:
+                waiters.remove(fut)
+                if not waiters:
+                    del self._name_waiters[name]
+
+    def _wake_name_waiters(self, name: str, proc: _Process) -> None:
+        for fut in self._name_waiters.pop(name, ()):
+            if not fut.done():
+                fut.set_result(proc.ref)
 
     def unregister(self, name: str) -> None:
         """Remove ``name`` from the registry (the actor keeps running)."""

@@ -11,10 +11,13 @@ from collections.abc import Mapping, Sequence
 from email.utils import parsedate_to_datetime
 from types import TracebackType
 from typing import Any, TypeVar
+from urllib.parse import urlsplit
 
 import aiohttp
 import msgspec
+from opentelemetry.trace import SpanKind, StatusCode
 
+from dspex import telemetry
 from dspex.errors import ConfigError, LMConnectionError, LMError, LMTimeout
 from dspex.lm._config import LM, is_reasoning_model
 from dspex.lm._wire import (
@@ -105,6 +108,8 @@ class _Prepared:
         "params",
         "prefix",
         "secret",
+        "span_attributes",
+        "span_name",
         "suffix",
         "timeout",
         "url",
@@ -135,6 +140,19 @@ class _Prepared:
         self.prefix = body_prefix(lm.wire_model)
         self.suffix = params_suffix(self.params)
         self.timeout = aiohttp.ClientTimeout(total=lm.timeout)
+        url = urlsplit(self.url)
+        self.span_name = f"chat {lm.wire_model}"
+        self.span_attributes: dict[str, Any] = {
+            telemetry.GEN_AI_OPERATION: "chat",
+            telemetry.GEN_AI_PROVIDER: "openai",
+            telemetry.GEN_AI_REQUEST_MODEL: lm.wire_model,
+            telemetry.SERVER_ADDRESS: url.hostname or "",
+            telemetry.SERVER_PORT: url.port or 0,
+        }
+        if lm.temperature is not None:
+            self.span_attributes[telemetry.GEN_AI_REQUEST_TEMPERATURE] = lm.temperature
+        if lm.max_tokens is not None:
+            self.span_attributes[telemetry.GEN_AI_REQUEST_MAX_TOKENS] = lm.max_tokens
 
     def mask(self, text: str) -> str:
         """``text`` with the API key masked (servers may echo it in errors)."""
@@ -265,8 +283,34 @@ class LMClient:
         client_timeout = prepared.timeout
         if timeout is not None:
             client_timeout = aiohttp.ClientTimeout(total=timeout)
-        completion = await self._send(session, prepared, body, client_timeout)
-        usage = completion.usage
+        span = telemetry.tracer.start_span(
+            prepared.span_name, kind=SpanKind.CLIENT, attributes=prepared.span_attributes
+        )
+        try:
+            completion = await self._send(session, prepared, body, client_timeout)
+            usage = completion.usage
+            if span.is_recording():  # only with an OpenTelemetry SDK installed
+                if temperature is not None:
+                    span.set_attribute(telemetry.GEN_AI_REQUEST_TEMPERATURE, temperature)
+                if max_tokens is not None:
+                    span.set_attribute(telemetry.GEN_AI_REQUEST_MAX_TOKENS, max_tokens)
+                span.set_attributes(
+                    {
+                        telemetry.GEN_AI_RESPONSE_MODEL: completion.model,
+                        telemetry.GEN_AI_USAGE_INPUT_TOKENS: usage.prompt_tokens,
+                        telemetry.GEN_AI_USAGE_OUTPUT_TOKENS: usage.completion_tokens,
+                        telemetry.GEN_AI_RESPONSE_FINISH_REASONS: [
+                            r or "" for r in completion.finish_reasons
+                        ],
+                    }
+                )
+        except LMError as exc:
+            if span.is_recording():
+                span.set_attribute(telemetry.ERROR_TYPE, type(exc).__name__)
+                span.set_status(StatusCode.ERROR, str(exc))
+            raise
+        finally:
+            span.end()
         self._prompt_tokens += usage.prompt_tokens
         self._completion_tokens += usage.completion_tokens
         self._total_tokens += usage.total_tokens

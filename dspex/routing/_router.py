@@ -148,6 +148,8 @@ class RouterActor(Actor):
 
     async def init(self, *args: Any) -> None:
         registry, config, cell = args
+        if cell.snapshot.version > 0:  # a restart: keep the flags set at run time
+            config = cell.snapshot.config
         registry.validate(config)
         self.registry: Registry = registry
         self.config: Config = config
@@ -184,7 +186,8 @@ class RouterActor(Actor):
             if msg.module_type in self.circuits:  # a crashing probe reopens the circuit
                 self._open(msg.module_type, "probe_crashed")
         elif isinstance(msg, OpenCircuit):
-            self._open(msg.module_type, msg.reason)
+            if self.config.allow_fallback:  # without fallback, native stays native
+                self._open(msg.module_type, msg.reason)
         else:
             await super().handle_cast(msg)
 

@@ -24,6 +24,7 @@ from dspex.testing._actions import (
     Script,
     Status,
 )
+from dspex.testing._respond import respond
 from dspex.testing._server import ScriptedLM
 
 __all__ = [
@@ -36,4 +37,5 @@ __all__ = [
     "Script",
     "ScriptedLM",
     "Status",
+    "respond",
 ]

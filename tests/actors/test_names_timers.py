@@ -126,3 +126,16 @@ async def test_runtime_current_is_set_inside_the_context() -> None:
         assert Runtime.current() is runtime
     with pytest.raises(Exception, match="no dspex Runtime"):
         Runtime.current()
+
+
+async def test_wait_for_name_follows_a_new_registration(runtime: Runtime) -> None:
+    old = await runtime.spawn(Recorder, name="svc")
+    assert await runtime.wait_for_name("svc", timeout=0) is old
+    await runtime.stop(old)
+    waiter = asyncio.ensure_future(runtime.wait_for_name("svc", timeout=5))
+    await asyncio.sleep(0)
+    new = await runtime.spawn(Recorder, name="svc")
+    assert await waiter is new
+    await runtime.stop(new)
+    with pytest.raises(NoProc, match=r"within 0\.01 s"):
+        await runtime.wait_for_name("svc", timeout=0.01)

@@ -53,5 +53,5 @@ class NativeBackend:
     async def execute(
         self, instance: NativePredict, inputs: Mapping[str, Any], options: CallOptions
     ) -> Prediction:
-        """Run one call of a native module."""
-        return await instance(inputs, options)
+        """Run one call of a native module (the module actor has checked the inputs)."""
+        return await instance.run(dict(inputs), options)

@@ -99,8 +99,11 @@ class NativePredict:
         self, inputs: Mapping[str, Any], options: CallOptions = NO_OPTIONS
     ) -> Prediction:
         """Run the call; raises InputError, LMError (and subclasses) or ParseError."""
+        return await self.run(check_inputs(self.signature, inputs), options)
+
+    async def run(self, values: dict[str, Any], options: CallOptions = NO_OPTIONS) -> Prediction:
+        """Run the call on inputs already checked with :func:`check_inputs`."""
         sig = self.signature
-        values = check_inputs(sig, inputs)
         lm = self.lm
         temperature = options.temperature
         n = options.n or lm.extra.get("n") or 1

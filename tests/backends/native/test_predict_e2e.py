@@ -140,9 +140,7 @@ async def test_n_completions_like_dspy(server: ScriptedLM, client: LMClient) -> 
     replies = [_reply_for(QA, "chat").replace("Paris", city) for city in ("Paris", "Lyon")]
     server.script = Reply(replies)
     lm = LM("openai/scripted", api_base=server.base_url, api_key="sk-test", extra={"n": 2})
-    native = await NativePredict(QA, lm=lm, client=client)(
-        {"context": "c", "question": "q"}
-    )
+    native = await NativePredict(QA, lm=lm, client=client)({"context": "c", "question": "q"})
     with dspy.context(lm=lm.to_dspy(), adapter=dspy.ChatAdapter()):
         reference = await dspy.Predict(QA).acall(context="c", question="q")
     assert server.requests[0].body == server.requests[1].body

@@ -1,0 +1,286 @@
+"""The dspy implementation: real DSPy 3.4.1 modules, run without blocking the event loop.
+
+DSPy is imported on first use, in a worker thread (importing it and LiteLLM takes seconds).
+``dspy.configure`` is never called: the LM and adapter go per call through ``dspy.context``,
+which lives in context variables and so follows each asyncio task (and ``to_thread``).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import importlib
+import os
+import shutil
+from collections.abc import Callable, Mapping
+from typing import Any
+
+from dspex.backends._spec import CallOptions, ModuleSpec
+from dspex.config import Implementation
+from dspex.errors import (
+    ConfigError,
+    DSPexError,
+    LMConnectionError,
+    LMError,
+    LMTimeout,
+    ModuleError,
+    ParseError,
+)
+from dspex.prediction import Prediction
+
+#: Module types this implementation provides.
+DSPY_MODULE_TYPES = frozenset(
+    {
+        "Predict",
+        "ChainOfThought",
+        "ReAct",
+        "MultiChainComparison",
+        "BestOfN",
+        "Refine",
+        "Parallel",
+        "ProgramOfThought",
+        "Module",
+    }
+)
+
+_dspy: Any = None
+_import_lock: asyncio.Lock | None = None
+
+
+async def import_dspy() -> Any:
+    """Import dspy once, in a worker thread so the event loop keeps running meanwhile."""
+    global _dspy, _import_lock
+    if _dspy is not None:
+        return _dspy
+    if _import_lock is None:
+        _import_lock = asyncio.Lock()
+    async with _import_lock:
+        if _dspy is None:
+            # Offline by default: LiteLLM must not fetch its model cost map over the network.
+            os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
+            _dspy = await asyncio.to_thread(importlib.import_module, "dspy")
+    return _dspy
+
+
+class DSPyInstance:
+    """A built DSPy module with the LM and adapter its calls run under."""
+
+    __slots__ = ("adapter", "is_async", "lm", "module", "output_names", "spec")
+
+    def __init__(self, spec: ModuleSpec, module: Any, lm: Any, adapter: Any):
+        self.spec = spec
+        self.module = module
+        self.lm = lm
+        self.adapter = adapter
+        # Modules without their own aforward run their sync forward in a worker thread.
+        self.is_async = spec.module_type != "Parallel" and "aforward" in _own_methods(module)
+        sig = spec.signature
+        self.output_names = sig.output_names if sig is not None else ()
+
+
+def _own_methods(module: Any) -> set[str]:
+    import dspy
+
+    names: set[str] = set()
+    for cls in type(module).__mro__:
+        if cls in (dspy.Module, object) or cls.__name__ in ("BaseModule", "Module"):
+            continue
+        names.update(vars(cls))
+    return names
+
+
+class DSPyBackend:
+    """Runs each module type on real DSPy 3.4.1."""
+
+    name: Implementation = "dspy"
+
+    @property
+    def module_types(self) -> frozenset[str]:
+        """Every module type DSPy ships that makes sense to call directly, plus ``Module``."""
+        return DSPY_MODULE_TYPES
+
+    def info(self) -> dict[str, Any]:
+        """The implementation and the DSPy version it runs."""
+        return {"implementation": "dspy", "dspy_version": getattr(_dspy, "__version__", None)}
+
+    async def create(self, spec: ModuleSpec) -> DSPyInstance:
+        """Build the DSPy module for ``spec`` (imports dspy on first use)."""
+        dspy = await import_dspy()
+        if spec.lm is None and spec.module_type != "Module":
+            raise ConfigError(f"{spec.module_type} needs an LM: pass lm= or set Runtime(lm=...)")
+        module = _BUILDERS[spec.module_type](dspy, spec)
+        if spec.demos:
+            _set_demos(dspy, module, spec)
+        lm = spec.lm.to_dspy() if spec.lm is not None else None
+        adapter = dspy.JSONAdapter() if spec.adapter == "json" else dspy.ChatAdapter()
+        return DSPyInstance(spec, module, lm, adapter)
+
+    async def execute(
+        self, instance: DSPyInstance, inputs: Mapping[str, Any], options: CallOptions
+    ) -> Prediction:
+        """Run one call under ``dspy.context(lm=..., adapter=...)``; map DSPy's errors."""
+        dspy = _dspy
+        lm = instance.lm
+        overrides = options.lm_overrides()
+        if overrides and lm is not None:
+            lm = lm.copy(**overrides)
+        context: dict[str, Any] = {"adapter": instance.adapter}
+        if lm is not None:
+            context["lm"] = lm
+        try:
+            with dspy.context(**context):
+                if instance.spec.module_type == "Parallel":
+                    return await _run_parallel(dspy, instance, inputs)
+                if instance.is_async:
+                    result = await instance.module.acall(**inputs)
+                else:
+                    result = await asyncio.to_thread(instance.module, **inputs)
+        except DSPexError:
+            raise
+        except Exception as exc:
+            raise map_dspy_error(exc) from exc
+        return to_prediction(result, instance.output_names)
+
+
+def to_prediction(result: Any, output_names: tuple[str, ...]) -> Prediction:
+    """A dspex Prediction from what a DSPy module returned."""
+    if hasattr(result, "items") and hasattr(result, "_store"):
+        fields = dict(result.items())
+        completions = getattr(result, "_completions", None)
+        rows: list[dict[str, Any]] | None = None
+        if completions is not None and len(completions) > 1:
+            keys = list(completions.keys())
+            rows = [{k: completions[k][i] for k in keys} for i in range(len(completions))]
+        usage = result.get_lm_usage() if hasattr(result, "get_lm_usage") else None
+        return Prediction(fields, implementation="dspy", completions=rows, usage=_flat_usage(usage))
+    if isinstance(result, Mapping):
+        return Prediction(dict(result), implementation="dspy")
+    return Prediction({"output": result}, implementation="dspy")
+
+
+def _flat_usage(usage: Any) -> dict[str, int] | None:
+    """DSPy reports usage per model; sum the integer counters."""
+    if not isinstance(usage, Mapping):
+        return None
+    total: dict[str, int] = {}
+    for per_model in usage.values():
+        if isinstance(per_model, Mapping):
+            for key, value in per_model.items():
+                if isinstance(value, int):
+                    total[key] = total.get(key, 0) + value
+    return total
+
+
+def map_dspy_error(exc: Exception) -> DSPexError:
+    """DSPy's and LiteLLM's exceptions as dspex errors (the cause stays attached)."""
+    name = type(exc).__name__
+    if name == "AdapterParseError":
+        return ParseError(
+            str(exc),
+            adapter_name=getattr(exc, "adapter_name", "dspy"),
+            lm_response=getattr(exc, "lm_response", None),
+            parsed_result=getattr(exc, "parsed_result", None),
+        )
+    lm_family = any(c.__name__ == "LMError" for c in type(exc).__mro__)  # DSPy's LM errors
+    if lm_family or type(exc).__module__.startswith(("litellm", "openai", "httpx", "aiohttp")):
+        status = getattr(exc, "status", None) or getattr(exc, "status_code", None)
+        status = status if isinstance(status, int) else None
+        message = f"LM request failed: {name}: {exc}"
+        if "Timeout" in name:
+            return LMTimeout(message, status=status)
+        if "Connection" in name or "Transport" in name:
+            return LMConnectionError(message, status=status)
+        return LMError(message, status=status)
+    return ModuleError(f"the dspy implementation raised {name}: {exc}")
+
+
+async def _run_parallel(dspy: Any, instance: DSPyInstance, inputs: Mapping[str, Any]) -> Prediction:
+    """``dspy.Parallel`` over ``inputs["batch"]``: results in order, errors per item."""
+    batch = list(inputs["batch"])
+    options = instance.spec.options
+    runner = dspy.Parallel(
+        num_threads=options.get("num_threads", 8),
+        max_errors=len(batch) + 1,
+        return_failed_examples=True,
+        disable_progress_bar=True,
+    )
+    pairs = [(instance.module, dict(item)) for item in batch]
+    results, _, _ = await asyncio.to_thread(runner, pairs)
+    out: list[Any] = []
+    for item in results:
+        if item is None:
+            out.append(ModuleError("the item failed in dspy.Parallel"))
+        else:
+            out.append(to_prediction(item, instance.output_names))
+    return Prediction({"results": out}, implementation="dspy")
+
+
+def _inner(dspy: Any, spec: ModuleSpec) -> Any:
+    kind = spec.options.get("module", "Predict")
+    if kind not in ("Predict", "ChainOfThought"):
+        raise ConfigError(f"{spec.module_type} module= must be 'Predict' or 'ChainOfThought'")
+    return getattr(dspy, kind)(_sig(spec))
+
+
+def _sig(spec: ModuleSpec) -> Any:
+    if spec.signature is None:
+        raise ConfigError(f"{spec.module_type} needs a signature")
+    return spec.signature.to_dspy()
+
+
+def _required(spec: ModuleSpec, *names: str) -> list[Any]:
+    missing = [n for n in names if n not in spec.options]
+    if missing:
+        raise ConfigError(f"{spec.module_type} needs the option(s) {missing}")
+    return [spec.options[n] for n in names]
+
+
+def _program_of_thought(dspy: Any, spec: ModuleSpec) -> Any:
+    if shutil.which("deno") is None:
+        raise ConfigError(
+            "ProgramOfThought runs code in DSPy's Deno sandbox and Deno is not installed; "
+            "install Deno (https://deno.land) and make sure `deno` is on PATH"
+        )
+    return dspy.ProgramOfThought(_sig(spec), max_iters=spec.options.get("max_iters", 3))
+
+
+def _program(dspy: Any, spec: ModuleSpec) -> Any:
+    program = spec.program
+    if isinstance(program, type) or (callable(program) and not isinstance(program, dspy.Module)):
+        program = program()  # a factory: a fresh instance per module actor incarnation
+    if not isinstance(program, dspy.Module):
+        raise ConfigError(f"Module.wrap needs a dspy.Module or a factory of one, got {program!r}")
+    return program
+
+
+_BUILDERS: dict[str, Callable[[Any, ModuleSpec], Any]] = {
+    "Predict": lambda dspy, spec: dspy.Predict(_sig(spec)),
+    "ChainOfThought": lambda dspy, spec: dspy.ChainOfThought(_sig(spec)),
+    "ReAct": lambda dspy, spec: dspy.ReAct(
+        _sig(spec), tools=_required(spec, "tools")[0], max_iters=spec.options.get("max_iters", 20)
+    ),
+    "MultiChainComparison": lambda dspy, spec: dspy.MultiChainComparison(
+        _sig(spec), M=spec.options.get("M", 3), temperature=spec.options.get("temperature", 0.7)
+    ),
+    "BestOfN": lambda dspy, spec: dspy.BestOfN(
+        _inner(dspy, spec),
+        *_required(spec, "N", "reward_fn", "threshold"),
+        fail_count=spec.options.get("fail_count"),
+    ),
+    "Refine": lambda dspy, spec: dspy.Refine(
+        _inner(dspy, spec),
+        *_required(spec, "N", "reward_fn", "threshold"),
+        fail_count=spec.options.get("fail_count"),
+    ),
+    "Parallel": _inner,
+    "ProgramOfThought": _program_of_thought,
+    "Module": _program,
+}
+
+
+def _set_demos(dspy: Any, module: Any, spec: ModuleSpec) -> None:
+    predictors = module.predictors()
+    if len(predictors) != 1:
+        raise ConfigError(
+            f"demos= needs a module with one predictor; {spec.module_type} has {len(predictors)}"
+        )
+    predictors[0].demos = [dspy.Example(**demo) for demo in spec.demos]

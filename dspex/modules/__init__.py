@@ -1,0 +1,34 @@
+"""Module actors and the facades users call (Predict, ChainOfThought, ReAct, ...)."""
+
+from dspex.modules._actor import ModuleActor, ModuleInfo
+from dspex.modules._facade import (
+    BestOfN,
+    ChainOfThought,
+    Module,
+    ModuleRef,
+    ModuleType,
+    MultiChainComparison,
+    Parallel,
+    Predict,
+    ProgramOfThought,
+    ReAct,
+    Refine,
+    create_module,
+)
+
+__all__ = [
+    "BestOfN",
+    "ChainOfThought",
+    "Module",
+    "ModuleActor",
+    "ModuleInfo",
+    "ModuleRef",
+    "ModuleType",
+    "MultiChainComparison",
+    "Parallel",
+    "Predict",
+    "ProgramOfThought",
+    "ReAct",
+    "Refine",
+    "create_module",
+]

@@ -1,0 +1,293 @@
+"""ModuleActor: one module instance, owning its spec and its backend instances.
+
+Calls run concurrently in tasks the actor owns (deferred replies, at most ``max_concurrency`` at
+once); state changes go through the mailbox one at a time. An unexpected exception in native code
+crashes the actor (its supervisor restarts it); expected failures (LM, parse, timeout) fall back to
+dspy when the configuration allows it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Mapping
+from typing import TYPE_CHECKING, Any
+
+import msgspec
+from opentelemetry import context as otel_context
+from opentelemetry import trace
+
+from dspex import telemetry
+from dspex.actors import NOREPLY, Actor, Caller
+from dspex.backends._spec import CallOptions, ModuleSpec
+from dspex.backends.native import check_inputs
+from dspex.config import Implementation
+from dspex.errors import DSPexError, InputError, LMError, ModuleError, ParseError, SignatureError
+from dspex.errors import Timeout as DSPexTimeout
+from dspex.prediction import Prediction
+from dspex.routing import Outcome, RouteReason, choose
+
+if TYPE_CHECKING:
+    from dspex.runtime import Runtime
+
+log = logging.getLogger("dspex.modules")
+
+#: Failures that are the LM's or the reply's, not a bug: they never crash the actor, and with
+#: ``allow_fallback`` a native call that hits one is re-run on dspy.
+EXPECTED = (LMError, ParseError, DSPexTimeout)
+
+#: Inputs some module types take besides their signature's input fields.
+_EXTRA_INPUTS = {"MultiChainComparison": frozenset({"completions"})}
+
+
+class SpecBox:
+    """The module's current spec, kept outside the actor so a restart starts from the latest
+    demos and settings (as OTP keeps state that must survive a crash in ETS)."""
+
+    __slots__ = ("spec",)
+
+    def __init__(self, spec: ModuleSpec):
+        self.spec = spec
+
+
+class Execute(msgspec.Struct, frozen=True):
+    """Run the module on ``inputs``; ``implementation`` forces one for this call."""
+
+    inputs: Mapping[str, Any]
+    options: CallOptions
+    implementation: Implementation | None = None
+    trace_context: Any = None
+
+
+class Info(msgspec.Struct, frozen=True):
+    """Request the module's description."""
+
+
+class SetDemos(msgspec.Struct, frozen=True):
+    """Replace the module's demos (kept across restarts)."""
+
+    demos: tuple[dict[str, Any], ...]
+
+
+class ModuleInfo(msgspec.Struct, frozen=True):
+    """What ``await module.info()`` returns."""
+
+    module_type: str
+    signature: str | None
+    implementations: tuple[str, ...]
+    forced: str | None
+    native_available: bool
+    native_unsupported: str | None
+    circuit: str
+    demos: int
+    in_flight: int
+    max_concurrency: int
+    adapter: str
+    lm: str | None
+
+
+class ModuleActor(Actor):
+    """Owns one module's spec and backend instances; runs its calls."""
+
+    async def init(self, *args: Any) -> None:
+        box, forced, rt = args
+        self.box: SpecBox = box
+        self.forced: Implementation | None = forced
+        self.rt: Runtime = rt
+        spec = box.spec
+        self.module_type = spec.module_type
+        registry = rt.routing.snapshot.registry
+        self.available = registry.available_implementations(self.module_type)
+        self.native_available = "native" in self.available
+        self.extra_inputs = _EXTRA_INPUTS.get(self.module_type, frozenset())
+        self.instances: dict[str, Any] = {}
+        self.native_unsupported: str | None = None
+        self.in_flight = 0
+        self.slots = asyncio.Semaphore(rt.config.max_concurrency)
+        await self._build(forced)
+
+    async def _build(self, forced: Implementation | None) -> None:
+        """Build what the module will serve on: native now (cheap); dspy now only if forced,
+        otherwise on first use (importing DSPy takes seconds)."""
+        self.instances.clear()
+        spec = self.box.spec
+        if self.native_available and forced != "dspy":
+            try:
+                self.instances["native"] = await self.rt.backends["native"].create(spec)
+            except SignatureError as exc:
+                if forced == "native" or "dspy" not in self.available:
+                    raise
+                self.native_unsupported = str(exc)  # e.g. a dspy.Type field: serve on dspy
+        if forced == "dspy" or not self.native_available:
+            await self._instance("dspy")
+
+    async def _instance(self, impl: Implementation) -> Any:
+        instance = self.instances.get(impl)
+        if instance is None:
+            instance = self.instances[impl] = await self.rt.backends[impl].create(self.box.spec)
+        return instance
+
+    # -- calls ----------------------------------------------------------------------------------
+
+    async def handle_call(self, msg: Any, caller: Caller) -> Any:
+        if isinstance(msg, Execute):
+            try:
+                inputs = self._check(msg.inputs)
+            except DSPexError as exc:
+                caller.fail(exc)
+                return NOREPLY
+            await self.slots.acquire()  # at max_concurrency the mailbox waits: backpressure
+            self.in_flight += 1
+            self.start_task(self._run(msg, inputs, caller))
+            return NOREPLY
+        if isinstance(msg, SetDemos):
+            self.box.spec = msgspec.structs.replace(self.box.spec, demos=msg.demos)
+            await self._build(self.forced)
+            return len(msg.demos)
+        if isinstance(msg, Info):
+            return self._info()
+        return await super().handle_call(msg, caller)
+
+    def _check(self, inputs: Mapping[str, Any]) -> dict[str, Any]:
+        spec = self.box.spec
+        if self.module_type == "Parallel":
+            batch = inputs.get("batch") if isinstance(inputs, Mapping) else None
+            if not isinstance(batch, (list, tuple)) or not all(
+                isinstance(i, Mapping) for i in batch
+            ):
+                raise InputError("Parallel takes batch=[{...}, ...]: a list of input mappings")
+            return {"batch": list(batch)}
+        if spec.signature is None:  # a wrapped dspy.Module: its own forward checks its inputs
+            return dict(inputs)
+        extra = {
+            k: inputs[k] for k in self.extra_inputs if isinstance(inputs, Mapping) and k in inputs
+        }
+        return {**check_inputs(spec.signature, inputs), **extra}
+
+    def _choose(self, forced: Implementation | None) -> tuple[Implementation, RouteReason]:
+        snapshot = self.rt.routing.snapshot
+        impl, reason = choose(
+            snapshot, self.module_type, forced or self.forced, self.rt.loop.time()
+        )
+        if impl == "native" and self.native_unsupported is not None:
+            return "dspy", "only"
+        return impl, reason
+
+    async def _run(self, msg: Execute, inputs: dict[str, Any], caller: Caller) -> None:
+        start = time.perf_counter()
+        impl, reason = self._choose(msg.implementation)
+        served, fallback_reason, error = impl, "", ""
+        span = telemetry.tracer.start_span("dspex.route", context=msg.trace_context)
+        recording = span.is_recording()  # False without an SDK: then spans cost next to nothing
+        token = otel_context.attach(trace.set_span_in_context(span)) if recording else None
+        try:
+            pred = await self._attempt(impl, inputs, msg.options, reason == "probe", start)
+            caller.reply(pred)
+        except EXPECTED as err:
+            error = type(err).__name__
+            if not self._can_fall_back(impl):
+                caller.fail(err)
+                return
+            served, fallback_reason = "dspy", error
+            telemetry.fallbacks.add(1, {telemetry.OPERATION: self.module_type})
+            try:
+                pred = await self._attempt("dspy", inputs, msg.options, False, time.perf_counter())
+            except DSPexError as second:
+                error = type(second).__name__
+                caller.fail(second)
+                return
+            error = ""
+            caller.reply(pred.with_served("dspy", fallback_reason=f"{fallback_reason}: {err}"))
+        except DSPexError as err:  # the caller's mistake (input, config): not the module's fault
+            error = type(err).__name__
+            caller.fail(err)
+        except Exception as bug:
+            error = type(bug).__name__
+            if recording:
+                span.record_exception(bug)
+            if impl == "native":
+                raise  # let it crash: the supervisor restarts us, the caller retries once
+            caller.fail(ModuleError(f"{self.module_type} on dspy failed: {bug!r}"))
+        finally:
+            self.in_flight -= 1
+            self.slots.release()
+            if token is not None:
+                otel_context.detach(token)
+                span.set_attributes(
+                    {
+                        telemetry.OPERATION: self.module_type,
+                        telemetry.NATIVE_AVAILABLE: self.native_available,
+                        telemetry.ROUTE_REASON: reason,
+                        telemetry.IMPLEMENTATION: served,
+                        telemetry.FALLBACK: bool(fallback_reason),
+                    }
+                )
+                if fallback_reason:
+                    span.set_attribute(telemetry.FALLBACK_REASON, fallback_reason)
+                if error:
+                    span.set_attribute(telemetry.ERROR_TYPE, error)
+            span.end()
+
+    def _can_fall_back(self, impl: Implementation) -> bool:
+        return impl == "native" and self.rt.config.allow_fallback and "dspy" in self.available
+
+    async def _attempt(
+        self,
+        impl: Implementation,
+        inputs: dict[str, Any],
+        options: CallOptions,
+        probe: bool,
+        start: float,
+    ) -> Prediction:
+        """One try on one implementation, reported to the router and to the metrics."""
+        ok = fell_back = False
+        span = telemetry.tracer.start_span("dspex.module.execute")
+        token = (
+            otel_context.attach(trace.set_span_in_context(span)) if span.is_recording() else None
+        )
+        try:
+            instance = self.instances.get(impl) or await self._instance(impl)
+            pred = await self.rt.backends[impl].execute(instance, inputs, options)
+            ok = True
+            return pred
+        except EXPECTED:
+            fell_back = self._can_fall_back(impl)
+            raise
+        finally:
+            duration = time.perf_counter() - start
+            self._report(Outcome(self.module_type, impl, duration, ok, fell_back, probe))
+            attrs = {telemetry.OPERATION: self.module_type, telemetry.IMPLEMENTATION: impl}
+            telemetry.calls.add(1, {**attrs, telemetry.OUTCOME: "ok" if ok else "error"})
+            telemetry.call_duration.record(duration, attrs)
+            if token is not None:
+                otel_context.detach(token)
+                span.set_attributes(attrs)
+            span.end()
+
+    def _report(self, outcome: Outcome) -> None:
+        router = self.rt.whereis("dspex.router")
+        if router is None:
+            return
+        try:
+            router.cast(outcome)
+        except DSPexError:  # the router is overloaded: metrics may drop, calls never do
+            log.debug("router mailbox full; dropped an outcome")
+
+    def _info(self) -> ModuleInfo:
+        spec = self.box.spec
+        snapshot = self.rt.routing.snapshot
+        return ModuleInfo(
+            module_type=self.module_type,
+            signature=spec.signature.signature if spec.signature is not None else None,
+            implementations=self.available,
+            forced=self.forced,
+            native_available=self.native_available and self.native_unsupported is None,
+            native_unsupported=self.native_unsupported,
+            circuit=snapshot.circuit_state(self.module_type, self.rt.loop.time()),
+            demos=len(spec.demos),
+            in_flight=self.in_flight,
+            max_concurrency=self.rt.config.max_concurrency,
+            adapter=spec.adapter,
+            lm=spec.lm.model if spec.lm is not None else None,
+        )

@@ -1,0 +1,358 @@
+"""The facades users call: ``await dspex.ChainOfThought.create(...)`` -> :class:`ModuleRef`."""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Callable, Iterable, Mapping
+from typing import TYPE_CHECKING, Any, ClassVar
+
+import msgspec
+from opentelemetry import context as otel_context
+
+from dspex.actors import ActorRef, is_normal_exit
+from dspex.backends._spec import CallOptions, ModuleSpec
+from dspex.config import ADAPTERS, AdapterName, Implementation
+from dspex.errors import (
+    ActorExited,
+    ChildNotFound,
+    ConfigError,
+    DSPexError,
+    InputError,
+    NoProc,
+    StartError,
+)
+from dspex.lm import LM
+from dspex.modules._actor import Execute, Info, ModuleActor, ModuleInfo, SetDemos, SpecBox
+from dspex.prediction import Prediction
+from dspex.signature import Signature, SignatureLike, ensure_signature
+from dspex.supervision import ChildSpec, Fallback
+
+if TYPE_CHECKING:
+    from dspex.runtime import Runtime
+
+#: How long a call whose actor crashed waits for the restarted incarnation before giving up.
+_RESTART_WAIT = 5.0
+
+
+class ModuleRef:
+    """A handle to one module actor, cheap to copy; it follows the actor across restarts.
+
+    ``await module(**inputs)`` or ``await module.execute(inputs, ...)`` returns a
+    :class:`~dspex.Prediction`. A call in flight when the actor crashed is retried once on the
+    restarted actor (LM calls are idempotent), then fails with ``ActorExited``.
+    """
+
+    __slots__ = ("_actor", "_runtime", "implementation", "module_type", "name")
+
+    def __init__(
+        self,
+        runtime: Runtime,
+        name: str,
+        module_type: str,
+        implementation: Implementation | None,
+        actor: ActorRef,
+    ):
+        self._runtime = runtime
+        self._actor = actor
+        self.name = name
+        self.module_type = module_type
+        self.implementation = implementation
+
+    def __repr__(self) -> str:
+        forced = f", implementation={self.implementation!r}" if self.implementation else ""
+        return f"<{self.module_type} module {self.name!r}{forced}>"
+
+    @property
+    def actor(self) -> ActorRef:
+        """The current incarnation of the module's actor."""
+        if not self._actor.alive:
+            ref = self._runtime.whereis(self.name)
+            if ref is not None:
+                self._actor = ref
+        return self._actor
+
+    async def __call__(self, **inputs: Any) -> Prediction:
+        """Run the module on keyword inputs."""
+        return await self.execute(inputs)
+
+    async def execute(
+        self,
+        inputs: Mapping[str, Any],
+        *,
+        implementation: str | None = None,
+        timeout: float | None = None,
+        temperature: float | None = None,
+        max_tokens: int | None = None,
+        n: int | None = None,
+    ) -> Prediction:
+        """Run the module on ``inputs``.
+
+        ``implementation`` forces one for this call; ``timeout`` (seconds; default: the runtime's
+        ``call_timeout``) bounds the call; ``temperature``, ``max_tokens`` and ``n`` override
+        the LM's settings for this call.
+        """
+        rt = self._runtime
+        forced = rt.registry.check_forced(self.module_type, implementation)
+        msg = Execute(
+            inputs,
+            CallOptions(temperature=temperature, max_tokens=max_tokens, n=n),
+            forced,
+            otel_context.get_current(),
+        )
+        deadline = timeout if timeout is not None else rt.config.call_timeout
+        try:
+            result: Prediction = await self._call(msg, deadline)
+        except ActorExited as exc:
+            if is_normal_exit(exc.reason):
+                raise
+            try:  # the actor crashed under this call: once more, on the restarted actor
+                self._actor = await rt.wait_for_name(self.name, _RESTART_WAIT)
+            except NoProc:
+                raise exc from None
+            result = await self._call(msg, deadline)
+        return result
+
+    async def _call(self, msg: Any, timeout: float | None) -> Any:
+        actor = self.actor
+        if not actor.alive:  # between incarnations
+            actor = self._actor = await self._runtime.wait_for_name(self.name, _RESTART_WAIT)
+        return await actor.call(msg, timeout=timeout)
+
+    async def info(self) -> ModuleInfo:
+        """The module's type, signature, implementations, circuit state and load."""
+        result: ModuleInfo = await self.actor.call(Info())
+        return result
+
+    async def set_demos(self, demos: Iterable[Mapping[str, Any]]) -> None:
+        """Replace the module's demos; they are kept across restarts."""
+        await self.actor.call(SetDemos(_demos(demos)))
+
+    async def stop(self) -> None:
+        """Stop the module actor and remove it from its supervisor."""
+        with contextlib.suppress(ChildNotFound):  # already gone
+            await self._runtime.modules.terminate_child(self.actor)
+
+
+def _demos(demos: Iterable[Mapping[str, Any]]) -> tuple[dict[str, Any], ...]:
+    out = []
+    for i, demo in enumerate(demos):
+        if not isinstance(demo, Mapping):
+            raise InputError(f"demos[{i}] must be a mapping of field name to value, got {demo!r}")
+        out.append(dict(demo))
+    return tuple(out)
+
+
+def _as_lm(lm: Any) -> LM | None:
+    if lm is None or isinstance(lm, LM):
+        return lm
+    if hasattr(lm, "model") and hasattr(lm, "kwargs"):  # a dspy.LM
+        return LM.from_dspy(lm)
+    raise ConfigError(f"lm must be a dspex.LM or a dspy.LM, got {type(lm).__name__}")
+
+
+async def create_module(
+    module_type: str,
+    signature: SignatureLike | None,
+    *,
+    instructions: str | None = None,
+    descriptions: Mapping[str, str] | None = None,
+    demos: Iterable[Mapping[str, Any]] = (),
+    lm: Any = None,
+    adapter: str | None = None,
+    implementation: str | None = None,
+    runtime: Runtime | None = None,
+    options: Mapping[str, Any] | None = None,
+    program: Any = None,
+) -> ModuleRef:
+    """Start a module actor under the runtime's module supervisor; see the facades."""
+    from dspex.runtime import Runtime
+
+    rt = runtime if runtime is not None else Runtime.current()
+    forced = rt.registry.check_forced(module_type, implementation)
+    sig: Signature | None = None
+    if signature is not None:
+        if descriptions is not None:
+            if not isinstance(signature, str):
+                raise ConfigError("descriptions= goes with a string signature only")
+            sig = Signature.parse(signature, instructions, descriptions=descriptions)
+        else:
+            sig = ensure_signature(signature, instructions)
+    elif module_type != "Module":
+        raise ConfigError(f"{module_type} needs a signature, e.g. 'question -> answer'")
+    model = _as_lm(lm) or rt.lm
+    if model is None and module_type != "Module":
+        raise ConfigError(f"{module_type} needs an LM: pass lm= or create the Runtime with lm=")
+    chosen = adapter if adapter is not None else rt.config.adapter
+    if chosen not in ADAPTERS:
+        raise ConfigError(f"adapter must be one of 'chat', 'json', got {chosen!r}")
+    spec = ModuleSpec(
+        module_type=module_type,
+        signature=sig,
+        demos=_demos(demos),
+        lm=model,
+        adapter=_adapter_name(chosen),
+        options=dict(options or {}),
+        program=program,
+    )
+    module_id = rt.next_module_id()
+    name = f"dspex.module.{module_type}.{module_id}"
+    config = rt.config
+    child = ChildSpec(
+        id=(module_type, module_id),
+        start=ModuleActor,
+        args=(SpecBox(spec), forced, rt),
+        name=name,
+        mailbox_size=config.mailbox_size,
+    )
+    if rt.registry.native_available(module_type) and forced != "dspy":
+        circuit = config.circuit
+        fallback = Fallback(spec=child, after=circuit.crash_threshold, within=circuit.window)
+        child = msgspec.structs.replace(child, fallback=fallback)
+    try:
+        actor = await rt.modules.start_child(child)
+    except StartError as exc:
+        if isinstance(exc.reason, DSPexError):
+            raise exc.reason from None  # the SignatureError / ConfigError itself
+        raise
+    return ModuleRef(rt, name, module_type, forced, actor)
+
+
+def _adapter_name(name: str) -> AdapterName:
+    return "json" if name == "json" else "chat"
+
+
+class ModuleType:
+    """Base of the facades: one per DSPy module type, each with ``create``."""
+
+    module_type: ClassVar[str]
+    #: Module options this type accepts; ``required`` ones must be given.
+    accepted: ClassVar[tuple[str, ...]] = ()
+    required: ClassVar[tuple[str, ...]] = ()
+
+    @classmethod
+    async def create(
+        cls,
+        signature: SignatureLike,
+        *,
+        instructions: str | None = None,
+        descriptions: Mapping[str, str] | None = None,
+        demos: Iterable[Mapping[str, Any]] = (),
+        lm: Any = None,
+        adapter: str | None = None,
+        implementation: str | None = None,
+        runtime: Runtime | None = None,
+        **options: Any,
+    ) -> ModuleRef:
+        """Start a module of this type in the current runtime and return its handle.
+
+        ``signature``: a string (``"question -> answer"``), a dspex Signature or a dspy.Signature
+        class; ``instructions`` and ``descriptions`` (field -> desc) refine a string signature.
+        ``demos``: few-shot examples (dicts keyed by field name). ``lm``: a dspex.LM or dspy.LM
+        (default: the runtime's). ``adapter``: ``"chat"`` (with DSPy's JSON fallback) or
+        ``"json"``. ``implementation``: ``"native"`` or ``"dspy"`` (``"python"``) to force one;
+        an implementation the type lacks is a ConfigError here, never a silent switch.
+        Module options (``tools=``, ``N=``, ...) follow; see the facade's docstring.
+        """
+        unknown = sorted(set(options) - set(cls.accepted))
+        if unknown:
+            accepted = ", ".join(cls.accepted) or "none"
+            raise ConfigError(
+                f"{cls.module_type} got unknown option(s) {unknown}; it accepts: {accepted}"
+            )
+        missing = [name for name in cls.required if name not in options]
+        if missing:
+            raise ConfigError(f"{cls.module_type} needs the option(s) {missing}")
+        return await create_module(
+            cls.module_type,
+            signature,
+            instructions=instructions,
+            descriptions=descriptions,
+            demos=demos,
+            lm=lm,
+            adapter=adapter,
+            implementation=implementation,
+            runtime=runtime,
+            options=options,
+        )
+
+
+class Predict(ModuleType):
+    """DSPy's ``Predict``: one LM call from the signature's inputs to its outputs."""
+
+    module_type = "Predict"
+
+
+class ChainOfThought(ModuleType):
+    """DSPy's ``ChainOfThought``: Predict with a ``reasoning`` output before the others."""
+
+    module_type = "ChainOfThought"
+
+
+class ReAct(ModuleType):
+    """DSPy's ``ReAct`` agent. Options: ``tools`` (Python callables, required),
+    ``max_iters`` (default 20)."""
+
+    module_type = "ReAct"
+    accepted = ("tools", "max_iters")
+    required = ("tools",)
+
+
+class MultiChainComparison(ModuleType):
+    """DSPy's ``MultiChainComparison``; calls take ``completions=[...]`` besides the inputs.
+    Options: ``M`` (default 3), ``temperature`` (default 0.7)."""
+
+    module_type = "MultiChainComparison"
+    accepted = ("M", "temperature")
+
+
+class BestOfN(ModuleType):
+    """DSPy's ``BestOfN`` over a Predict (or ``module="ChainOfThought"``). Options: ``N``,
+    ``reward_fn(inputs, prediction) -> float``, ``threshold`` (required), ``fail_count``."""
+
+    module_type = "BestOfN"
+    accepted = ("N", "reward_fn", "threshold", "fail_count", "module")
+    required = ("N", "reward_fn", "threshold")
+
+
+class Refine(BestOfN):
+    """DSPy's ``Refine``: like BestOfN, with feedback between attempts; the same options."""
+
+    module_type = "Refine"
+
+
+class Parallel(ModuleType):
+    """DSPy's ``Parallel``: many inputs through one module. Call it with ``batch=[{...}, ...]``;
+    the prediction's ``results`` holds, in order, a Prediction or the error of each item.
+    Options: ``module`` (``"Predict"`` or ``"ChainOfThought"``), ``num_threads``."""
+
+    module_type = "Parallel"
+    accepted = ("module", "num_threads")
+
+
+class ProgramOfThought(ModuleType):
+    """DSPy's ``ProgramOfThought``; needs DSPy's Deno sandbox (a clear error without it).
+    Options: ``max_iters`` (default 3)."""
+
+    module_type = "ProgramOfThought"
+    accepted = ("max_iters",)
+
+
+class Module:
+    """Any other ``dspy.Module``, run as a supervised actor on the dspy implementation."""
+
+    module_type: ClassVar[str] = "Module"
+
+    @classmethod
+    async def wrap(
+        cls,
+        program: Any | Callable[[], Any],
+        *,
+        lm: Any = None,
+        adapter: str | None = None,
+        runtime: Runtime | None = None,
+    ) -> ModuleRef:
+        """Run ``program`` (a dspy.Module, or a factory of one, called again on each restart)
+        as a module actor; calls pass their inputs to its ``acall``/``__call__``."""
+        return await create_module(
+            "Module", None, lm=lm, adapter=adapter, runtime=runtime, program=program
+        )

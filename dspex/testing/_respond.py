@@ -1,0 +1,48 @@
+"""``respond(**values)``: a script that answers each request in the format the request asks for."""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Callable
+from typing import Any
+
+from dspex.testing._actions import RecordedRequest, Reply
+
+_OUTPUTS = re.compile(r"Your output fields are:\n(.*?)\nAll interactions", re.S)
+_FIELD = re.compile(r"^\d+\. `([^`]+)`", re.M)
+
+
+def requested_outputs(request: RecordedRequest) -> tuple[list[str], bool]:
+    """The output field names a DSPy-style request lists, and whether it wants JSON."""
+    messages = request.messages
+    system = messages[0].get("content", "") if messages else ""
+    if not isinstance(system, str):
+        return [], False
+    block = _OUTPUTS.search(system)
+    names = _FIELD.findall(block.group(1)) if block else []
+    return names, "Outputs will be a JSON object" in system
+
+
+def _text(value: Any) -> str:
+    return value if isinstance(value, str) else json.dumps(value)
+
+
+def respond(**values: Any) -> Callable[[RecordedRequest], Reply]:
+    """A ScriptedLM script answering every request with ``values`` for the output fields it
+    asks for: ``[[ ## field ## ]]`` sections for DSPy's ChatAdapter, a JSON object for its
+    JSONAdapter. Fields the request asks for that ``values`` lacks are answered with ``""``;
+    values it does not ask for are left out. Works for native and dspy alike::
+
+        async with ScriptedLM(respond(answer="Paris", reasoning="It is the capital.")) as lm:
+            ...
+    """
+
+    def script(request: RecordedRequest) -> Reply:
+        names, as_json = requested_outputs(request)
+        if as_json:
+            return Reply(json.dumps({name: values.get(name, "") for name in names}))
+        sections = [f"[[ ## {name} ## ]]\n{_text(values.get(name, ''))}" for name in names]
+        return Reply("\n\n".join([*sections, "[[ ## completed ## ]]"]))
+
+    return script

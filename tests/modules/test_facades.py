@@ -1,0 +1,161 @@
+"""Every DSPy module type through its facade, against the scripted LM."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import dspy
+import pytest
+
+import dspex
+from dspex.errors import ActorExited, ConfigError, InputError, SignatureError
+from dspex.runtime import Runtime
+from dspex.testing import ScriptedLM, respond
+from tests.modules.helpers import break_native
+
+
+def lookup(city: str) -> str:
+    """Look up facts about a city."""
+    return f"{city} is a city."
+
+
+async def test_react_runs_tools_on_dspy(rt: Runtime, server: ScriptedLM) -> None:
+    steps = iter(
+        [
+            respond(
+                next_thought="Look it up.",
+                next_tool_name="lookup",
+                next_tool_args={"city": "Paris"},
+            ),
+            respond(next_thought="Done.", next_tool_name="finish", next_tool_args={}),
+            respond(reasoning="From the lookup.", answer="Paris"),
+        ]
+    )
+    server.script = lambda request: next(steps)(request)
+    react = await dspex.ReAct.create("question -> answer", tools=[lookup], max_iters=3)
+    result = await react(question="Capital of France?")
+    assert result.answer == "Paris"
+    assert result.implementation == "dspy"
+    assert "Paris is a city." in server.requests[1].messages[-1]["content"]  # the observation
+
+
+async def test_multi_chain_comparison(rt: Runtime, server: ScriptedLM) -> None:
+    server.script = respond(rationale="Both agree.", answer="Paris")
+    mcc = await dspex.MultiChainComparison.create("question -> answer", M=2)
+    attempts = [{"reasoning": "r1", "answer": "Paris"}, {"reasoning": "r2", "answer": "Paris"}]
+    result = await mcc(question="Capital of France?", completions=attempts)
+    assert result.answer == "Paris"
+    assert "r1" in server.requests[0].messages[-1]["content"]
+
+
+@pytest.mark.parametrize("facade", [dspex.BestOfN, dspex.Refine])
+async def test_best_of_n_and_refine(rt: Runtime, facade: type[dspex.BestOfN]) -> None:
+    scores: list[str] = []
+
+    def reward(args: dict[str, Any], pred: Any) -> float:
+        scores.append(pred.answer)
+        return 1.0
+
+    module = await facade.create("question -> answer", N=3, reward_fn=reward, threshold=1.0)
+    result = await module(question="Capital of France?")
+    assert result.answer == "Paris"
+    assert scores == ["Paris"]  # the first attempt met the threshold
+
+
+async def test_parallel_returns_results_in_order(rt: Runtime, server: ScriptedLM) -> None:
+    server.script = lambda request: respond(
+        answer=request.messages[-1]["content"].split("\n")[1].upper()
+    )(request)
+    par = await dspex.Parallel.create("question -> answer", num_threads=2)
+    result = await par(batch=[{"question": "a"}, {"question": "b"}, {"question": "c"}])
+    assert [r.answer for r in result.results] == ["A", "B", "C"]
+    with pytest.raises(InputError, match="batch"):
+        await par(batch="not a list")
+
+
+async def test_program_of_thought_without_deno_is_a_clear_error(rt: Runtime) -> None:
+    with pytest.raises(ConfigError, match="Deno"):
+        await dspex.ProgramOfThought.create("question -> answer")
+
+
+async def test_any_dspy_module_can_be_wrapped(rt: Runtime) -> None:
+    class Shout(dspy.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.predict = dspy.Predict("question -> answer")
+
+        def forward(self, question: str) -> Any:
+            answer = self.predict(question=question).answer
+            return dspy.Prediction(answer=answer.upper())
+
+    shout = await dspex.Module.wrap(Shout, lm=rt.lm)
+    result = await shout(question="Capital of France?")
+    assert result.answer == "PARIS"
+    with pytest.raises(ConfigError, match=r"dspy\.Module"):
+        await dspex.Module.wrap(42)
+
+
+async def test_create_rejects_bad_arguments_clearly(rt: Runtime) -> None:
+    with pytest.raises(SignatureError):
+        await dspex.Predict.create("question answer")
+    with pytest.raises(ConfigError, match=r"unknown option\(s\) \['tool'\]"):
+        await dspex.ReAct.create("question -> answer", tool=[lookup])
+    with pytest.raises(ConfigError, match=r"needs the option\(s\) \['tools'\]"):
+        await dspex.ReAct.create("question -> answer")
+    with pytest.raises(ConfigError, match="adapter must be one of"):
+        await dspex.Predict.create("question -> answer", adapter="xml")
+    with pytest.raises(InputError, match=r"demos\[0\]"):
+        await dspex.Predict.create("question -> answer", demos=["not a dict"])  # type: ignore[list-item]
+    with pytest.raises(ConfigError, match="lm must be"):
+        await dspex.Predict.create("question -> answer", lm="openai/gpt-4o")
+
+
+async def test_missing_inputs_fail_the_call_not_the_actor(rt: Runtime) -> None:
+    predict = await dspex.Predict.create("context, question -> answer")
+    with pytest.raises(InputError, match=r"\['question'\]"):
+        await predict(context="c")
+    assert predict.actor.alive
+    assert (await predict(context="c", question="q")).answer == "Paris"
+
+
+async def test_signature_class_instructions_and_descriptions(
+    rt: Runtime, server: ScriptedLM
+) -> None:
+    class QA(dspy.Signature):
+        """Answer in one word."""
+
+        question: str = dspy.InputField()
+        answer: str = dspy.OutputField(desc="one word")
+
+    from_class = await dspex.Predict.create(QA)
+    from_text = await dspex.Predict.create(
+        "question -> answer",
+        instructions="Answer in one word.",
+        descriptions={"answer": "one word"},
+    )
+    await from_class(question="q")
+    await from_text(question="q")
+    assert server.requests[0].messages == server.requests[1].messages
+
+
+async def test_info_and_demos_that_survive_a_restart(rt: Runtime, server: ScriptedLM) -> None:
+    predict = await dspex.Predict.create("question -> answer")
+    info = await predict.info()
+    assert (info.module_type, info.signature, info.implementations) == (
+        "Predict",
+        "question -> answer",
+        ("native", "dspy"),
+    )
+    assert (info.native_available, info.circuit, info.demos) == (True, "closed", 0)
+    await predict.set_demos([{"question": "Capital of Italy?", "answer": "Rome"}])
+    break_native(rt, lambda n: RuntimeError("bug") if n == 1 else None)
+    await predict(question="q")  # crashes once, restarted, retried
+    assert (await predict.info()).demos == 1
+    assert "Rome" in server.requests[-1].messages[2]["content"]
+
+
+async def test_stop_removes_the_module(rt: Runtime) -> None:
+    predict = await dspex.Predict.create("question -> answer")
+    await predict.stop()
+    with pytest.raises((ActorExited, dspex.NoProc)):
+        await predict(question="q")
