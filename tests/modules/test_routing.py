@@ -54,7 +54,9 @@ async def test_forcing_a_missing_implementation_is_an_error_at_create(rt: Runtim
         await dspex.Predict.create("question -> answer", implementation="rust")
 
 
-@pytest.mark.parametrize("config", [Config(module_overrides={"Predict": "dspy"})])
+@pytest.mark.parametrize(
+    "config", [Config(module_overrides={"Predict": "dspy"}, adaptive={"explore_rate": 0.0})]
+)
 async def test_module_override(rt: Runtime, spans: InMemorySpanExporter) -> None:
     predict = await dspex.Predict.create("question -> answer")
     cot = await dspex.ChainOfThought.create("question -> answer")
