@@ -118,7 +118,7 @@ async def test_parse_error_falls_back_to_dspy_and_says_so(rt: Runtime, server: S
     assert (native.failures, native.fallbacks) == (1, 1)
 
 
-@pytest.mark.parametrize("config", [Config(allow_fallback=False)])
+@pytest.mark.parametrize("config", [Config(allow_fallback=False, adaptive={"explore_rate": 0.0})])
 async def test_without_fallback_a_parse_error_reaches_the_caller(
     rt: Runtime, server: ScriptedLM
 ) -> None:
