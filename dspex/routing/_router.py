@@ -183,6 +183,10 @@ class RouterActor(Actor):
         elif isinstance(msg, NativeCrashed):
             self._stats(msg.module_type, "native").restarts += 1
             telemetry.restarts.add(1, {telemetry.OPERATION: msg.module_type})
+            span = telemetry.tracer.start_span(
+                "dspex.restart", attributes={telemetry.OPERATION: msg.module_type}
+            )
+            span.end()
             if msg.module_type in self.circuits:  # a crashing probe reopens the circuit
                 self._open(msg.module_type, "probe_crashed")
         elif isinstance(msg, OpenCircuit):

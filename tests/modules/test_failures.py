@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 
 import pytest
+from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
 import dspex
 from dspex.config import Config
@@ -19,7 +20,9 @@ class NativeBug(Exception):
     """Stands in for a bug in native code."""
 
 
-async def test_a_native_bug_restarts_the_actor_and_the_call_is_retried(rt: Runtime) -> None:
+async def test_a_native_bug_restarts_the_actor_and_the_call_is_retried(
+    rt: Runtime, spans: InMemorySpanExporter
+) -> None:
     faulty = break_native(rt, lambda n: NativeBug("boom") if n == 1 else None)
     predict = await dspex.Predict.create("question -> answer")
     first = predict.actor
@@ -33,6 +36,7 @@ async def test_a_native_bug_restarts_the_actor_and_the_call_is_retried(rt: Runti
     report = await rt.metrics()
     assert report.modules["Predict"]["native"].restarts == 1
     assert report.circuits == {}
+    assert [s.name for s in spans.get_finished_spans()].count("dspex.restart") == 1
 
 
 async def test_other_calls_in_flight_are_retried_too(rt: Runtime, server: ScriptedLM) -> None:
@@ -104,7 +108,9 @@ def _junk_then(answer_after: int) -> object:
     return script
 
 
-async def test_parse_error_falls_back_to_dspy_and_says_so(rt: Runtime, server: ScriptedLM) -> None:
+async def test_parse_error_falls_back_to_dspy_and_says_so(
+    rt: Runtime, server: ScriptedLM, spans: InMemorySpanExporter
+) -> None:
     server.script = _junk_then(2)  # native's ChatAdapter try and its JSONAdapter retry
     predict = await dspex.Predict.create("question -> answer")
     result = await predict(question="q")
@@ -116,6 +122,11 @@ async def test_parse_error_falls_back_to_dspy_and_says_so(rt: Runtime, server: S
     assert len(server.requests) == 3
     native = (await rt.metrics()).modules["Predict"]["native"]
     assert (native.failures, native.fallbacks) == (1, 1)
+    (route,) = [s.attributes for s in spans.get_finished_spans() if s.name == "dspex.route"]
+    assert route is not None
+    assert route["dspex.fallback"] is True
+    assert route["dspex.fallback.reason"] == "ParseError"
+    assert route["dspex.implementation"] == "dspy"
 
 
 @pytest.mark.parametrize("config", [Config(allow_fallback=False, adaptive={"explore_rate": 0.0})])
