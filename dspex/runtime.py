@@ -16,6 +16,7 @@ from dspex.backends.native import NativeBackend
 from dspex.config import Config
 from dspex.errors import ConfigError, DSPexError
 from dspex.lm import LM, LMClient
+from dspex.lm._embedded import LocalLM, LocalLMServer, _State
 from dspex.routing import (
     Configure,
     GetMetrics,
@@ -46,6 +47,7 @@ _current: contextvars.ContextVar[Runtime | None] = contextvars.ContextVar(
 
 ROUTER = "dspex.router"
 MODULES = "dspex.modules"
+LOCAL_LM = "dspex.local_lm"
 
 
 class Runtime(Node):
@@ -60,19 +62,23 @@ class Runtime(Node):
     then any other actor still alive (newest first), each within its shutdown timeout, closes
     the LM connection pool and leaves no task of its own behind.
 
-    ``lm`` is the default LM of modules created without one; ``config`` defaults to
-    ``Config.from_env()`` (``DSPEX_*`` variables).
+    ``lm`` is the default LM of modules created without one: a ``dspex.LM``, a ``dspy.LM``, or
+    ``dspex.LM.local()`` to run the embedded model under the root supervisor. ``config``
+    defaults to ``Config.from_env()`` (``DSPEX_*`` variables).
     """
 
     def __init__(
         self,
         *,
-        lm: LM | Any = None,
+        lm: LM | LocalLM | Any = None,
         config: Config | None = None,
         shutdown_timeout: float = 5.0,
     ) -> None:
         super().__init__()
-        if lm is not None and not isinstance(lm, LM):
+        self._local: LocalLM | None = None
+        if isinstance(lm, LocalLM):
+            self._local, lm = lm, None
+        elif lm is not None and not isinstance(lm, LM):
             if not (hasattr(lm, "model") and hasattr(lm, "kwargs")):
                 raise ConfigError(f"lm must be a dspex.LM or a dspy.LM, got {type(lm).__name__}")
             lm = LM.from_dspy(lm)
@@ -174,6 +180,19 @@ class Runtime(Node):
             self.registry.validate(config)
             self.routing.snapshot = RoutingSnapshot(0, config, self.registry, {}, {})
             self._root = await Supervisor.start(self, [], name="dspex.root")
+            if self._local is not None:
+                state = _State(self._local.port)
+                await self._root.start_child(
+                    ChildSpec(
+                        id="local-lm",
+                        start=LocalLMServer,
+                        args=(self._local, state),
+                        name=LOCAL_LM,
+                        shutdown=10.0,
+                    )
+                )
+                assert state.port is not None
+                self.lm = self._local.lm(state.port)
             await self._root.start_child(
                 ChildSpec(
                     id="router",

@@ -14,6 +14,21 @@ against ~100 for httpx, whose connection pool degrades badly under concurrency. 
 
 from dspex.lm._client import LMClient, RetryPolicy
 from dspex.lm._config import LM
+from dspex.lm._embedded import LocalLM, ServerStatus
+from dspex.lm._local import MODELS, LocalModel, assemble, local_model
 from dspex.lm._wire import Completion, Message, Usage
 
-__all__ = ["LM", "Completion", "LMClient", "Message", "RetryPolicy", "Usage"]
+__all__ = [
+    "LM",
+    "MODELS",
+    "Completion",
+    "LMClient",
+    "LocalLM",
+    "LocalModel",
+    "Message",
+    "RetryPolicy",
+    "ServerStatus",
+    "Usage",
+    "assemble",
+    "local_model",
+]

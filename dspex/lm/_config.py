@@ -13,6 +13,8 @@ from dspex.errors import ConfigError
 if TYPE_CHECKING:
     import dspy
 
+    from dspex.lm._embedded import LocalLM
+
 __all__ = ["LM"]
 
 # Request settings that have their own LM field (or are set per call).
@@ -161,6 +163,16 @@ class LM(msgspec.Struct, frozen=True):
         kwargs.update(self.extra)
         kwargs.update(overrides)
         return dspy.LM(self.model, **kwargs)
+
+    @staticmethod
+    def local(model: str = "qwen2.5-coder-1.5b", **settings: Any) -> LocalLM:
+        """The embedded local model, for ``Runtime(lm=dspex.LM.local())``: the runtime starts
+        a supervised llama.cpp server on 127.0.0.1 and uses it as its LM (no API key, no
+        network). ``settings``: ``temperature``, ``max_tokens``, ``timeout``, ``threads``,
+        ``context``, ``port``. Needs ``pip install "dspex[local]"`` and ``dspex lm pull``."""
+        from dspex.lm._embedded import LocalLM
+
+        return LocalLM(model=model, **settings)
 
     @classmethod
     def from_dspy(cls, lm: Any) -> LM:

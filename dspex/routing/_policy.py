@@ -35,6 +35,11 @@ class Circuit:
         """``open`` before the cool-down ends, ``half_open`` after."""
         return "open" if now < self.until else "half_open"
 
+    @property
+    def probing(self) -> bool:
+        """Whether a probe call was let through to native."""
+        return self._probing
+
     def claim_probe(self, now: float) -> bool:
         """True for the first caller after the cool-down: it runs the probe call on native."""
         if now < self.until or self._probing:

@@ -187,7 +187,8 @@ class RouterActor(Actor):
                 "dspex.restart", attributes={telemetry.OPERATION: msg.module_type}
             )
             span.end()
-            if msg.module_type in self.circuits:  # a crashing probe reopens the circuit
+            circuit = self.circuits.get(msg.module_type)
+            if circuit is not None and circuit.probing:  # a crashing probe reopens it
                 self._open(msg.module_type, "probe_crashed")
         elif isinstance(msg, OpenCircuit):
             if self.config.allow_fallback:  # without fallback, native stays native

@@ -24,18 +24,22 @@ from dspex.testing._actions import (
     Script,
     Status,
 )
+from dspex.testing._faults import FaultInjector, InjectedCrash, inject_faults
 from dspex.testing._respond import respond
 from dspex.testing._server import ScriptedLM
 
 __all__ = [
     "Action",
     "Drop",
+    "FaultInjector",
     "Hang",
+    "InjectedCrash",
     "Malformed",
     "RecordedRequest",
     "Reply",
     "Script",
     "ScriptedLM",
     "Status",
+    "inject_faults",
     "respond",
 ]

@@ -10,8 +10,7 @@ import pytest
 import dspex
 from dspex.errors import ActorExited, ConfigError, InputError, SignatureError
 from dspex.runtime import Runtime
-from dspex.testing import ScriptedLM, respond
-from tests.modules.helpers import break_native
+from dspex.testing import ScriptedLM, inject_faults, respond
 
 
 def lookup(city: str) -> str:
@@ -148,7 +147,7 @@ async def test_info_and_demos_that_survive_a_restart(rt: Runtime, server: Script
     )
     assert (info.native_available, info.circuit, info.demos) == (True, "closed", 0)
     await predict.set_demos([{"question": "Capital of Italy?", "answer": "Rome"}])
-    break_native(rt, lambda n: RuntimeError("bug") if n == 1 else None)
+    inject_faults(rt, crash_on={1})
     await predict(question="q")  # crashes once, restarted, retried
     assert (await predict.info()).demos == 1
     assert "Rome" in server.requests[-1].messages[2]["content"]

@@ -11,19 +11,14 @@ import dspex
 from dspex.config import Config
 from dspex.errors import ActorExited, LMError, ParseError
 from dspex.runtime import Runtime
-from dspex.testing import RecordedRequest, Reply, ScriptedLM, Status
+from dspex.testing import InjectedCrash, RecordedRequest, Reply, ScriptedLM, Status, inject_faults
 from tests.modules.conftest import ANSWER
-from tests.modules.helpers import break_native
-
-
-class NativeBug(Exception):
-    """Stands in for a bug in native code."""
 
 
 async def test_a_native_bug_restarts_the_actor_and_the_call_is_retried(
     rt: Runtime, spans: InMemorySpanExporter
 ) -> None:
-    faulty = break_native(rt, lambda n: NativeBug("boom") if n == 1 else None)
+    faulty = inject_faults(rt, crash_on={1})
     predict = await dspex.Predict.create("question -> answer")
     first = predict.actor
     result = await predict(question="Capital of France?")
@@ -32,7 +27,7 @@ async def test_a_native_bug_restarts_the_actor_and_the_call_is_retried(
     assert faulty.calls == 2
     assert predict.actor is not first
     assert not first.alive
-    assert isinstance(first.exit_reason, NativeBug)
+    assert isinstance(first.exit_reason, InjectedCrash)
     report = await rt.metrics()
     assert report.modules["Predict"]["native"].restarts == 1
     assert report.circuits == {}
@@ -42,17 +37,17 @@ async def test_a_native_bug_restarts_the_actor_and_the_call_is_retried(
 async def test_other_calls_in_flight_are_retried_too(rt: Runtime, server: ScriptedLM) -> None:
     server.script = lambda req: Reply(ANSWER(req).text, latency=0.05)
     predict = await dspex.Predict.create("question -> answer")
-    break_native(rt, lambda n: NativeBug("boom") if n == 3 else None)
+    inject_faults(rt, crash_on={3})
     results = await asyncio.gather(*(predict(question=f"q{i}") for i in range(5)))
     assert [r.answer for r in results] == ["Paris"] * 5
 
 
 async def test_a_call_that_crashes_twice_fails_with_a_clear_error(rt: Runtime) -> None:
-    break_native(rt, lambda n: NativeBug(f"boom {n}") if n <= 2 else None)
+    inject_faults(rt, crash_on={1, 2})
     predict = await dspex.Predict.create("question -> answer")
-    with pytest.raises(ActorExited, match="boom 2") as info:
+    with pytest.raises(ActorExited, match="injected crash on call 2") as info:
         await predict(question="q")
-    assert isinstance(info.value.reason, NativeBug)
+    assert isinstance(info.value.reason, InjectedCrash)
     assert (await predict(question="q")).answer == "Paris"  # the module serves again
 
 
@@ -61,8 +56,7 @@ async def test_a_call_that_crashes_twice_fails_with_a_clear_error(rt: Runtime) -
     [Config(adaptive={"explore_rate": 0.0}, circuit={"crash_threshold": 2, "cooldown": 0.2})],
 )
 async def test_repeated_crashes_fall_back_to_dspy_until_a_probe_succeeds(rt: Runtime) -> None:
-    healthy = asyncio.Event()
-    faulty = break_native(rt, lambda n: None if healthy.is_set() else NativeBug("boom"))
+    faulty = inject_faults(rt, crash_rate=1.0)
     predict = await dspex.Predict.create("question -> answer")
     await predict.execute({"question": "q"}, implementation="dspy")  # DSPy and LiteLLM loaded
     with pytest.raises(ActorExited):  # crash, restart, retry, crash: the 2nd crash opens it
@@ -72,11 +66,11 @@ async def test_repeated_crashes_fall_back_to_dspy_until_a_probe_succeeds(rt: Run
     assert (await rt.metrics()).circuits == {"Predict": "open"}
     assert (await predict.info()).circuit == "open"
     calls_while_open = faulty.calls
-    healthy.set()
+    faulty.remove()  # native is healthy again
     await asyncio.sleep(0.25)  # the cool-down is wall-clock time; nothing to await instead
     probe = await predict(question="q")
     assert probe.implementation == "native"
-    assert faulty.calls == calls_while_open + 1
+    assert faulty.calls == calls_while_open  # the probe ran on the real backend
     assert (await rt.metrics()).circuits == {}
     assert (await predict(question="q")).implementation == "native"
 
@@ -86,7 +80,7 @@ async def test_repeated_crashes_fall_back_to_dspy_until_a_probe_succeeds(rt: Run
     [Config(adaptive={"explore_rate": 0.0}, circuit={"crash_threshold": 1, "cooldown": 0.05})],
 )
 async def test_a_failing_probe_opens_the_circuit_again(rt: Runtime) -> None:
-    break_native(rt, lambda n: NativeBug("boom") if n != 2 else LMError("still down"))
+    inject_faults(rt, crash_on={1}, fail_on={2})
     predict = await dspex.Predict.create("question -> answer")
     await predict.execute({"question": "q"}, implementation="dspy")  # DSPy and LiteLLM loaded
     served = await predict(question="q")  # crash 1 opens the circuit; the retry runs on dspy

@@ -84,9 +84,13 @@ async def test_failed_or_crashed_probe_reopens_the_circuit(runtime: Runtime) -> 
     assert second is not first
     assert second.until >= first.until
     ref.cast(NativeCrashed("Predict"))  # type: ignore[attr-defined]
+    await ref.call(GetMetrics())  # type: ignore[attr-defined]
+    assert cell.snapshot.circuits["Predict"] is second  # a crash that is not a probe's
+    assert second.claim_probe(second.until)
+    ref.cast(NativeCrashed("Predict"))  # type: ignore[attr-defined]
     report = await ref.call(GetMetrics())  # type: ignore[attr-defined]
-    assert cell.snapshot.circuits["Predict"] is not second
-    assert report.modules["Predict"]["native"].restarts == 1
+    assert cell.snapshot.circuits["Predict"] is not second  # the probe crashed: open again
+    assert report.modules["Predict"]["native"].restarts == 2
 
 
 async def test_configure_changes_flags_at_run_time_and_validates(runtime: Runtime) -> None:

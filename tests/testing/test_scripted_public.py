@@ -15,4 +15,8 @@ def test_public_names_are_all() -> None:
     }
     assert public == set(dspex.testing.__all__)
     expected = {"Action", "Drop", "Hang", "Malformed", "RecordedRequest", "Reply", "Script"}
-    assert set(dspex.testing.__all__) == expected | {"ScriptedLM", "Status", "respond"}
+    assert set(dspex.testing.__all__) == expected | {"ScriptedLM", "Status", "respond"} | {
+        "FaultInjector",
+        "InjectedCrash",
+        "inject_faults",
+    }

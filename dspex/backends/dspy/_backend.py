@@ -64,10 +64,11 @@ async def import_dspy() -> Any:
 class DSPyInstance:
     """A built DSPy module with the LM and adapter its calls run under."""
 
-    __slots__ = ("adapter", "is_async", "lm", "module", "output_names", "spec")
+    __slots__ = ("adapter", "is_async", "lm", "module", "module_type", "output_names", "spec")
 
     def __init__(self, spec: ModuleSpec, module: Any, lm: Any, adapter: Any):
         self.spec = spec
+        self.module_type = spec.module_type
         self.module = module
         self.lm = lm
         self.adapter = adapter

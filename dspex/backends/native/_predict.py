@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Mapping, Sequence
-from typing import Any
+from typing import Any, ClassVar
 
 import msgspec
 
@@ -79,6 +79,7 @@ class NativePredict:
     """
 
     __slots__ = ("adapter", "client", "demos", "lm", "signature")
+    module_type: ClassVar[str] = "Predict"
 
     def __init__(
         self,
@@ -156,6 +157,7 @@ class NativeChainOfThought(NativePredict):
     outputs (desc ``${reasoning}``), exactly as DSPy builds it."""
 
     __slots__ = ()
+    module_type: ClassVar[str] = "ChainOfThought"
 
     def __init__(
         self,

@@ -1,0 +1,281 @@
+"""``dspex demo``: DSPy modules as supervised actors on a real LM, with faults injected."""
+
+from __future__ import annotations
+
+import ast
+import operator
+import os
+import time
+from collections.abc import Callable
+from typing import Any
+
+import aiohttp
+import msgspec
+from rich.console import Console
+from rich.table import Table
+
+import dspex
+from dspex.backends.dspy import import_dspy
+from dspex.config import IMPLEMENTATIONS, implementation_name
+from dspex.errors import ActorExited, ConfigError, DSPexError, LMError
+from dspex.lm._local import local_model
+from dspex.testing import inject_faults
+
+QUESTIONS = [
+    ("What is the capital of France?", "Paris"),
+    ("What is the capital of Japan?", "Tokyo"),
+    ("Which planet is known as the Red Planet?", "Mars"),
+    ("What is the chemical symbol for gold?", "Au"),
+    ("How many legs does a spider have?", "8"),
+    ("What is the largest ocean on Earth?", "Pacific"),
+    ("Who wrote Romeo and Juliet?", "Shakespeare"),
+    ("What is the freezing point of water in degrees Celsius?", "0"),
+]
+ARITHMETIC = ("What is 37 multiplied by 49?", "1813")
+INSTRUCTIONS = "Answer the question with a single word or number."
+
+
+class DemoOptions(msgspec.Struct, frozen=True):
+    """The demo's options, validated."""
+
+    lm: str | None
+    lm_model: str | None
+    implementations: tuple[str, ...]
+    questions: int
+    model: str
+
+    @classmethod
+    def build(
+        cls,
+        *,
+        lm: str | None,
+        lm_model: str | None,
+        implementation: str,
+        questions: int,
+        model: str,
+    ) -> DemoOptions:
+        """Validate the command-line values; ConfigError names the bad one."""
+        if lm is not None and not lm.startswith(("http://", "https://")):
+            raise ConfigError(f"--lm must be an http:// or https:// URL, got {lm!r}")
+        if implementation == "both":
+            impls = IMPLEMENTATIONS
+        else:
+            try:
+                impls = (implementation_name(implementation),)
+            except ConfigError:
+                raise ConfigError(
+                    f"--implementation must be native, dspy (or python) or both, got "
+                    f"{implementation!r}"
+                ) from None
+        local_model(model)
+        return cls(lm, lm_model, impls, questions, model)
+
+
+def calculator(expression: str) -> str:
+    """Evaluate an arithmetic expression such as '37 * 49' and return the result."""
+    ops: dict[type, Callable[..., Any]] = {
+        ast.Add: operator.add,
+        ast.Sub: operator.sub,
+        ast.Mult: operator.mul,
+        ast.Div: operator.truediv,
+        ast.Pow: operator.pow,
+        ast.USub: operator.neg,
+    }
+
+    def value(node: ast.AST) -> Any:
+        if isinstance(node, ast.Constant) and isinstance(node.value, (int, float)):
+            return node.value
+        if isinstance(node, ast.BinOp) and type(node.op) in ops:
+            return ops[type(node.op)](value(node.left), value(node.right))
+        if isinstance(node, ast.UnaryOp) and type(node.op) in ops:
+            return ops[type(node.op)](value(node.operand))
+        raise ValueError(f"not plain arithmetic: {expression!r}")
+
+    result = value(ast.parse(expression.replace("x", "*"), mode="eval").body)
+    return str(int(result) if float(result).is_integer() else result)
+
+
+async def _endpoint_lm(url: str, model: str | None) -> dspex.LM:
+    if model is None:
+        try:
+            async with (
+                aiohttp.ClientSession() as session,
+                session.get(f"{url.rstrip('/')}/models", timeout=aiohttp.ClientTimeout(10)) as r,
+            ):
+                listed = (await r.json()).get("data", [])
+        except (aiohttp.ClientError, TimeoutError, ValueError) as exc:
+            raise LMError(f"cannot list the models at {url}: {exc}; pass --lm-model") from None
+        if not listed:
+            raise LMError(f"{url} lists no models; pass --lm-model")
+        model = str(listed[0]["id"])
+    return dspex.LM(
+        f"openai/{model}",
+        api_base=url,
+        api_key=os.environ.get("OPENAI_API_KEY", "none"),
+        temperature=0.0,
+        max_tokens=512,
+        timeout=120.0,
+    )
+
+
+def _correct(answer: object, expected: str) -> bool:
+    return expected.lower() in str(answer).lower()
+
+
+async def run_demo(options: DemoOptions, console: Console) -> bool:
+    """Run the demo; True when every step completed."""
+    lm: Any = (
+        await _endpoint_lm(options.lm, options.lm_model)
+        if options.lm
+        else dspex.LM.local(options.model)
+    )
+    config = dspex.Config(
+        implementation_preference="native_first",
+        adaptive=dspex.AdaptiveConfig(explore_rate=0.0),
+        circuit=dspex.CircuitConfig(crash_threshold=2, cooldown=60.0),
+    )
+    where = options.lm or f"the embedded {options.model} (CPU, llama.cpp)"
+    with console.status(f"Starting the runtime on {where}..."):
+        runtime = dspex.Runtime(lm=lm, config=config)
+        await runtime.__aenter__()
+    try:
+        assert runtime.lm is not None
+        console.print(f"[green]LM ready[/] at {runtime.lm.api_base} ({runtime.lm.model})")
+        if "dspy" in options.implementations:
+            with console.status("Loading DSPy 3.4.1 for the dspy implementation..."):
+                await import_dspy()
+        correct, asked = await _questions(runtime, options, console)
+        await _react(options, console)
+        await _faults(runtime, console)
+        await _metrics(runtime, console)
+    finally:
+        with console.status("Stopping the runtime (modules, router, model server)..."):
+            await runtime.shutdown()
+    console.print(
+        f"\n[bold]{correct} of {asked} answers correct.[/] The runtime shut down cleanly."
+    )
+    return True
+
+
+async def _questions(
+    runtime: dspex.Runtime, options: DemoOptions, console: Console
+) -> tuple[int, int]:
+    console.rule("Predict and ChainOfThought, each on both implementations")
+    modules = []
+    for facade in (dspex.Predict, dspex.ChainOfThought):
+        for impl in options.implementations:
+            ref = await facade.create(
+                "question -> answer", instructions=INSTRUCTIONS, implementation=impl
+            )
+            modules.append((facade.__name__, impl, ref))
+    table = Table()
+    for column in ("module", "implementation", "question", "answer", "ok", "latency", "fallback"):
+        table.add_column(column)
+    correct = asked = 0
+    for question, expected in QUESTIONS[: options.questions]:
+        for name, impl, ref in modules:
+            start = time.perf_counter()
+            with console.status(f"{name} on {impl}: {question}"):
+                pred = await ref(question=question)
+            ok = _correct(pred.answer, expected)
+            correct, asked = correct + ok, asked + 1
+            table.add_row(
+                name,
+                pred.implementation,
+                question,
+                str(pred.answer),
+                "[green]yes[/]" if ok else "[red]no[/]",
+                f"{time.perf_counter() - start:.2f} s",
+                pred.fallback_reason or "-",
+            )
+    console.print(table)
+    return correct, asked
+
+
+async def _react(options: DemoOptions, console: Console) -> None:
+    console.rule("ReAct with a Python calculator tool (dspy: native ReAct is not built yet)")
+    react = await dspex.ReAct.create("question -> answer", tools=[calculator], max_iters=4)
+    question, expected = ARITHMETIC
+    start = time.perf_counter()
+    with console.status(f"ReAct: {question}"):
+        try:
+            pred = await react(question=question)
+        except DSPexError as exc:
+            console.print(f"ReAct could not answer: [red]{exc}[/]")
+            return
+    verdict = "[green]correct[/]" if _correct(pred.answer, expected) else "[red]wrong[/]"
+    console.print(
+        f"{question} -> [bold]{pred.answer}[/] ({verdict}, served by {pred.implementation}, "
+        f"{time.perf_counter() - start:.2f} s)"
+    )
+
+
+async def _faults(runtime: dspex.Runtime, console: Console) -> None:
+    console.rule("Faults: a crash, repeated crashes, an LM failure")
+    question = QUESTIONS[0][0]
+    predict = await dspex.Predict.create("question -> answer", instructions=INSTRUCTIONS)
+    before = predict.actor
+    with inject_faults(runtime, crash_on={1}):
+        pred = await predict(question=question)
+    console.print(
+        f"1. A bug in native code crashed {before}; its supervisor restarted it as "
+        f"{predict.actor} and the call was retried: [bold]{pred.answer}[/] "
+        f"(served by {pred.implementation})."
+    )
+    with inject_faults(runtime, fail_on={1}):
+        pred = await predict(question=question)
+    console.print(
+        f"2. An LM failure on native fell back to dspy within the call: [bold]{pred.answer}[/] "
+        f"(served by {pred.implementation}, fallback: {pred.fallback_reason})."
+    )
+    fresh = await dspex.Predict.create("question -> answer", instructions=INSTRUCTIONS)
+    with inject_faults(runtime, crash_rate=1.0):
+        try:
+            await fresh(question=question)
+        except ActorExited as exc:
+            console.print(
+                f"3. Native crashed again under the retry: the caller got a clear error "
+                f"({type(exc).__name__}: {exc.reason})."
+            )
+        pred = await fresh(question=question)
+    state = (await runtime.metrics()).circuits.get("Predict", "closed")
+    console.print(
+        f"   After {runtime.config.circuit.crash_threshold} crashes the module was restarted on "
+        f"dspy and the native circuit of Predict is [bold]{state}[/]: the next call was served "
+        f"by {pred.implementation}: [bold]{pred.answer}[/]."
+    )
+
+
+async def _metrics(runtime: dspex.Runtime, console: Console) -> None:
+    report = await runtime.metrics()
+    table = Table(title="Router metrics")
+    for column in (
+        "module type",
+        "implementation",
+        "calls",
+        "ok",
+        "failed",
+        "fallbacks",
+        "restarts",
+        "p50",
+        "p90",
+    ):
+        table.add_column(
+            column, justify="right" if column not in ("module type", "implementation") else "left"
+        )
+    for module_type, impls in sorted(report.modules.items()):
+        for impl, m in sorted(impls.items()):
+            table.add_row(
+                module_type,
+                impl,
+                str(m.calls),
+                str(m.successes),
+                str(m.failures),
+                str(m.fallbacks),
+                str(m.restarts),
+                f"{m.latency_p50_ms / 1000:.2f} s",
+                f"{m.latency_p90_ms / 1000:.2f} s",
+            )
+    console.print(table)
+    circuits = ", ".join(f"{k}: {v}" for k, v in report.circuits.items()) or "all closed"
+    console.print(f"Native circuits: {circuits}")

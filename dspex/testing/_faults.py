@@ -1,0 +1,163 @@
+"""Fault injection into a running Runtime: make an implementation crash, fail or hang.
+
+``inject_faults(runtime, ...)`` wraps one implementation's backend so that its calls crash (an
+unexpected exception: the module actor dies and is restarted), fail (an ``LMError``: the call may
+fall back to dspy) or hang, on chosen call numbers or with a probability, from a seeded random
+generator so a failing run can be replayed. It returns the injector; ``remove()`` restores the
+real backend (it is also a context manager).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import random
+from collections.abc import Iterable, Mapping
+from types import TracebackType
+from typing import TYPE_CHECKING, Any
+
+from dspex.backends._spec import Backend, CallOptions, ModuleSpec
+from dspex.config import Implementation, implementation_name
+from dspex.errors import ConfigError, LMError
+from dspex.prediction import Prediction
+
+if TYPE_CHECKING:
+    from dspex.runtime import Runtime
+
+
+class InjectedCrash(Exception):
+    """The exception an injected crash raises: stands in for a bug in an implementation."""
+
+
+class FaultInjector:
+    """A backend around the real one that injects faults; see :func:`inject_faults`."""
+
+    def __init__(
+        self,
+        runtime: Runtime,
+        implementation: Implementation,
+        *,
+        crash_on: Iterable[int],
+        fail_on: Iterable[int],
+        hang_on: Iterable[int],
+        crash_rate: float,
+        fail_rate: float,
+        hang_rate: float,
+        module_types: Iterable[str] | None,
+        seed: int | None,
+    ):
+        for name, rate in (
+            ("crash_rate", crash_rate),
+            ("fail_rate", fail_rate),
+            ("hang_rate", hang_rate),
+        ):
+            if not 0 <= rate <= 1:
+                raise ConfigError(f"{name} must be in [0, 1], got {rate!r}")
+        if crash_rate + fail_rate + hang_rate > 1:
+            raise ConfigError("crash_rate + fail_rate + hang_rate must be at most 1")
+        self.runtime = runtime
+        self.name = implementation
+        self.inner: Backend = runtime.backends[implementation]
+        self.crash_on, self.fail_on, self.hang_on = set(crash_on), set(fail_on), set(hang_on)
+        self.rates = (crash_rate, fail_rate, hang_rate)
+        self.only = frozenset(module_types) if module_types is not None else None
+        self.random = random.Random(seed)
+        self.calls = 0
+        self.injected = {"crash": 0, "fail": 0, "hang": 0}
+        runtime.backends[implementation] = self
+
+    # -- the backend protocol -----------------------------------------------------------------
+
+    @property
+    def module_types(self) -> frozenset[str]:
+        """The module types of the wrapped implementation."""
+        return self.inner.module_types
+
+    def info(self) -> dict[str, Any]:
+        """The wrapped implementation's info, and the faults injected so far."""
+        return {**self.inner.info(), "faults": dict(self.injected)}
+
+    async def create(self, spec: ModuleSpec) -> Any:
+        """Build with the real backend."""
+        return await self.inner.create(spec)
+
+    async def execute(
+        self, instance: Any, inputs: Mapping[str, Any], options: CallOptions
+    ) -> Prediction:
+        """Count the call, inject the scheduled fault if any, else run the real backend."""
+        module_type = getattr(instance, "module_type", None)
+        if self.only is None or module_type in self.only:
+            self.calls += 1
+            fault = self._pick(self.calls)
+            if fault is not None:
+                self.injected[fault] += 1
+                if fault == "crash":
+                    raise InjectedCrash(f"injected crash on call {self.calls}")
+                if fault == "fail":
+                    raise LMError(f"injected LM failure on call {self.calls}", status=503)
+                await asyncio.Event().wait()  # hang until cancelled
+        return await self.inner.execute(instance, inputs, options)
+
+    def _pick(self, n: int) -> str | None:
+        if n in self.crash_on:
+            return "crash"
+        if n in self.fail_on:
+            return "fail"
+        if n in self.hang_on:
+            return "hang"
+        if any(self.rates):
+            roll = self.random.random()
+            crash, fail, hang = self.rates
+            if roll < crash:
+                return "crash"
+            if roll < crash + fail:
+                return "fail"
+            if roll < crash + fail + hang:
+                return "hang"
+        return None
+
+    # -- removal --------------------------------------------------------------------------------
+
+    def remove(self) -> None:
+        """Put the real backend back."""
+        if self.runtime.backends.get(self.name) is self:
+            self.runtime.backends[self.name] = self.inner
+
+    def __enter__(self) -> FaultInjector:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.remove()
+
+
+def inject_faults(
+    runtime: Runtime,
+    implementation: str = "native",
+    *,
+    crash_on: Iterable[int] = (),
+    fail_on: Iterable[int] = (),
+    hang_on: Iterable[int] = (),
+    crash_rate: float = 0.0,
+    fail_rate: float = 0.0,
+    hang_rate: float = 0.0,
+    module_types: Iterable[str] | None = None,
+    seed: int | None = None,
+) -> FaultInjector:
+    """Make ``implementation``'s calls (1-based, counted across modules of ``module_types``)
+    crash, fail with an LMError or hang, on the given call numbers or with the given rates."""
+    return FaultInjector(
+        runtime,
+        implementation_name(implementation),
+        crash_on=crash_on,
+        fail_on=fail_on,
+        hang_on=hang_on,
+        crash_rate=crash_rate,
+        fail_rate=fail_rate,
+        hang_rate=hang_rate,
+        module_types=module_types,
+        seed=seed,
+    )
