@@ -5,15 +5,16 @@ from __future__ import annotations
 import functools
 import inspect
 import warnings
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from types import MappingProxyType
-from typing import Any, ClassVar, Union
+from typing import Any, ClassVar, TypeVar, Union
 
 from dspex._signature._field import Field, FieldKind, default_desc
 from dspex._signature._grammar import caller_frame, detect_custom_types, parse_text
 from dspex._signature._names import name_problem
 from dspex.errors import SignatureError
 
+_T = TypeVar("_T")
 SignatureLike = Union["Signature", str, type]
 """What every dspex API accepts as a signature: a :class:`Signature`, DSPy's string form, or a
 ``dspy.Signature`` class."""
@@ -158,12 +159,14 @@ class Signature:
         """The bare string form, ``"a, b -> c"`` (names only, like DSPy's ``signature``)."""
         return f"{', '.join(self.input_names)} -> {', '.join(self.output_names)}"
 
-    def cached(self, key: Any, build: Any) -> Any:
-        """Per-signature memo for derived artefacts (adapter templates): ``build()`` runs once."""
+    def cached(self, key: Any, build: Callable[..., _T], *args: Any) -> _T:
+        """Per-signature memo for derived artefacts (adapter templates): the first ``build(*args)``
+        stored for ``key`` is returned from then on."""
         try:
-            return self._cache[key]
+            value: _T = self._cache[key]
         except KeyError:
-            return self._cache.setdefault(key, build())
+            value = self._cache.setdefault(key, build(*args))
+        return value
 
     def __eq__(self, other: object) -> bool:
         if self is other:
@@ -290,7 +293,7 @@ class Signature:
         An output field ``reasoning: str`` (desc ``${reasoning}``, prefix ``Reasoning:``) prepended
         with ``Signature.prepend``, so the DSPy quirks of ``insert`` apply.
         """
-        return self.cached(("with_reasoning",), lambda: self.prepend(self._REASONING))  # type: ignore[no-any-return]
+        return self.cached(("with_reasoning",), self.prepend, self._REASONING)
 
 
 def _type_repr(annotation: Any) -> str:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 import signal
 import subprocess
 import sys
@@ -11,6 +12,7 @@ from typing import Annotated
 
 import typer
 from rich.console import Console
+from rich.logging import RichHandler
 from rich.markup import escape
 from rich.progress import BarColumn, DownloadColumn, Progress, TextColumn, TimeRemainingColumn
 from rich.table import Table
@@ -47,6 +49,23 @@ ModelOption = Annotated[
     str,
     typer.Option("--model", "-m", help=f"Embedded model: {', '.join(MODELS)}.", show_default=True),
 ]
+
+
+class _OneLine(logging.Filter):
+    """Crash reports as one line each: the demo tells the story, tracebacks would drown it."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if record.exc_info and record.exc_info[1] is not None:
+            record.msg = f"{record.getMessage()}: {record.exc_info[1]!r}"
+            record.args = ()
+            record.exc_info = None
+        return True
+
+
+def _logging() -> None:
+    handler = RichHandler(console=console, show_time=False, show_path=False, markup=False)
+    handler.addFilter(_OneLine())
+    logging.basicConfig(level=logging.WARNING, handlers=[handler], format="%(message)s")
 
 
 def _fail(error: DSPexError) -> typer.Exit:
@@ -93,6 +112,7 @@ def demo(
         )
     except DSPexError as exc:
         raise typer.BadParameter(str(exc)) from None
+    _logging()
     try:
         ok = asyncio.run(run_demo(options, console))
     except DSPexError as exc:
@@ -173,6 +193,7 @@ def serve(
     port: Annotated[int | None, typer.Option(help="TCP port (default: a free one).")] = None,
 ) -> None:
     """Serve the embedded model on 127.0.0.1 (OpenAI-compatible) until interrupted."""
+    _logging()
     try:
         asyncio.run(_serve(model, port))
     except DSPexError as exc:

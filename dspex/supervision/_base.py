@@ -125,7 +125,13 @@ class SupervisorBase(Actor):
         if len(crashes) >= fb.after:
             child.spec = msgspec.structs.replace(fb.spec, id=child.spec.id)
             child.crashes = None
-            log.warning("%r: child %r falls back to %r", self.ref, child.spec.id, child.spec.start)
+            log.warning(
+                "%r: child %r crashed %d times in %g s; restarting it from its fallback spec",
+                self.ref,
+                child.spec.id,
+                len(crashes),
+                fb.within,
+            )
             self._emit(ChildFallback(self.ref, child.spec.id, reason, len(crashes), child.spec))
 
     # -- starting and stopping children ---------------------------------------------------------

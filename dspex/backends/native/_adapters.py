@@ -7,9 +7,9 @@ is a few string joins plus the value formatting.
 
 from __future__ import annotations
 
-import json
+import abc
 import textwrap
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any, ClassVar
 
 import msgspec
@@ -17,13 +17,7 @@ import msgspec
 from dspex.errors import ParseError, SignatureError
 from dspex.signature import Field, Signature, SignatureLike, ensure_signature
 
-from ._parsing import (
-    UnrecoverableParseError,
-    ValueParser,
-    make_value_parser,
-    parse_chat,
-    parse_json,
-)
+from ._parsing import ReplyParser, UnrecoverableParseError
 from ._types import (
     annotation_name,
     dspy_type_in,
@@ -31,11 +25,13 @@ from ._types import (
     reminder_type_info,
     type_note,
 )
-from ._values import MARKER_START, expand_markers, format_value, serialize_for_json
+from ._values import MARKER_START, expand_markers, format_value, json_object_text
 
 Message = dict[str, Any]
+FieldSpec = tuple[str, str, bool]
+"""A field as messages show it: name, ``[[ ## name ## ]]\\n`` header, annotated ``str``."""
 _INCOMPLETE_PREFIX = (
-    "This is an example of the task, though some input or output fields are not supplied."
+    "This is an example of the task, though some input or output fields are not supplied.\n\n"
 )
 _MISSING_IN_EXAMPLE = "Not supplied for this particular example. "
 _MISSING_IN_HISTORY = "Not supplied for this conversation history message. "
@@ -75,8 +71,9 @@ class _Plan:
         "inputs",
         "output_names",
         "outputs",
-        "parsers",
+        "read",
         "reminder",
+        "reply",
         "system",
     )
 
@@ -88,10 +85,8 @@ class _Plan:
                     f"field {f.name!r} uses {annotation_name(found)}, a dspy.Type that the "
                     "native adapters do not implement; run this signature on the dspy backend"
                 )
-        self.inputs: tuple[tuple[str, str, bool], ...] = tuple(
-            (f.name, f"[[ ## {f.name} ## ]]\n", f.annotation is str) for f in sig.inputs
-        )
-        self.outputs: tuple[Field, ...] = sig.outputs
+        self.inputs = _specs(sig.inputs)
+        self.outputs = _specs(sig.outputs)
         self.input_names = tuple(f.name for f in sig.inputs)
         self.output_names = tuple(f.name for f in sig.outputs)
         self.all_names = self.input_names + self.output_names
@@ -104,13 +99,40 @@ class _Plan:
             raise SignatureError(
                 f"cannot describe the signature's types to the LM: {type(exc).__name__}: {exc}"
             ) from exc
-        self.parsers: dict[str, ValueParser] = {
-            f.name: make_value_parser(f.annotation) for f in sig.outputs
-        }
+        self.reply = ReplyParser(sig.outputs)
+        self.read = adapter._reader(self.reply)
         self.formats: dict[Any, dict[str, Any]] = {}
 
 
-class Adapter:
+def _specs(fields: tuple[Field, ...]) -> tuple[FieldSpec, ...]:
+    return tuple((f.name, f"[[ ## {f.name} ## ]]\n", f.annotation is str) for f in fields)
+
+
+def _sections(
+    fields: tuple[FieldSpec, ...], values: Mapping[str, Any], missing: str | None = None
+) -> str:
+    """The ``[[ ## name ## ]]\\nvalue`` blocks of ``fields``; a field not in ``values`` shows
+    ``missing``, or is left out when that is ``None``."""
+    parts = []
+    for name, header, is_str in fields:
+        if name in values:
+            value = values[name]
+        elif missing is None:
+            continue
+        else:
+            value = missing
+        parts.append(header + (value if type(value) is str else format_value(value, is_str)))
+    return "\n\n".join(parts)
+
+
+def _user(content: str) -> Message:
+    """A user message; DSPy expands its legacy custom-type markers in user messages only."""
+    if MARKER_START in content:
+        return {"role": "user", "content": expand_markers(content)}
+    return {"role": "user", "content": content}
+
+
+class Adapter(abc.ABC):
     """Common machinery of the native adapters (see :class:`ChatAdapter`, :class:`JSONAdapter`)."""
 
     name: ClassVar[str] = "Adapter"
@@ -119,8 +141,7 @@ class Adapter:
 
     def _plan(self, signature: SignatureLike) -> _Plan:
         sig = signature if type(signature) is Signature else ensure_signature(signature)
-        plan: _Plan = sig.cached(("dspex.native", self.name), lambda: _Plan(sig, self))
-        return plan
+        return sig.cached(type(self), _Plan, sig, self)
 
     def prepare(self, signature: SignatureLike) -> Signature:
         """Validate ``signature`` and build its cached templates now (else on first use)."""
@@ -142,14 +163,21 @@ class Adapter:
         task = f"In adhering to this structure, your objective is: {objective}"
         return f"{desc}\n{self._structure(sig)}\n{task}"
 
+    @abc.abstractmethod
     def _structure(self, sig: Signature) -> str:
-        raise NotImplementedError
+        """Overridden by each adapter."""
 
+    @abc.abstractmethod
     def _reminder(self, sig: Signature) -> str:
-        raise NotImplementedError
+        """Overridden by each adapter."""
 
+    @abc.abstractmethod
     def _assistant(self, plan: _Plan, values: Mapping[str, Any], missing: str) -> str:
-        raise NotImplementedError
+        """Overridden by each adapter."""
+
+    @abc.abstractmethod
+    def _reader(self, reply: ReplyParser) -> Callable[[str], dict[str, Any]]:
+        """The parse function for this adapter's replies."""
 
     # -- format ------------------------------------------------------------------------------
 
@@ -167,49 +195,39 @@ class Adapter:
         plan = self._plan(signature)
         messages: list[Message] = [{"role": "system", "content": plan.system}]
         if demos:
-            messages.extend(self._demos(plan, demos))
-        content = self._user(plan, inputs or {}, "", plan.reminder)
-        if content:
-            messages.append({"role": "user", "content": content})
-        for m in messages:
-            if m["role"] == "user" and MARKER_START in m["content"]:
-                m["content"] = expand_markers(m["content"])
+            self._demos(plan, demos, messages)
+        # DSPy joins the blocks and the reminder with blank lines and strips the result; the
+        # blocks start with a header and the reminder ends with a period, so only joins remain.
+        text = _sections(plan.inputs, inputs or {})
+        messages.append(_user(f"{text}\n\n{plan.reminder}" if text else plan.reminder))
         return messages
 
-    def _user(self, plan: _Plan, values: Mapping[str, Any], prefix: str, reminder: str) -> str:
-        parts = [prefix]
-        for name, header, is_str in plan.inputs:
-            if name in values:
-                parts.append(header + format_value(values.get(name), is_str))
-        if reminder:
-            parts.append(reminder)
-        parts.append("")
-        return "\n\n".join(parts).strip()
-
-    def _demos(self, plan: _Plan, demos: Iterable[Mapping[str, Any]]) -> list[Message]:
+    def _demos(
+        self, plan: _Plan, demos: Iterable[Mapping[str, Any]], messages: list[Message]
+    ) -> None:
+        """Append the demos' user/assistant pairs: incomplete demos first, then complete ones."""
         complete: list[Mapping[str, Any]] = []
         incomplete: list[Mapping[str, Any]] = []
         for demo in demos:
-            if all(k in demo and demo[k] is not None for k in plan.all_names):
+            for name in plan.all_names:
+                if demo.get(name) is None:
+                    break
+            else:
                 complete.append(demo)
-            elif any(k in demo for k in plan.input_names) and any(
+                continue
+            if any(k in demo for k in plan.input_names) and any(
                 k in demo for k in plan.output_names
             ):
                 incomplete.append(demo)
-        messages: list[Message] = []
+        # DSPy strips a demo's user text; as it starts with a header, only its end can change.
         for demo in incomplete:
-            messages.append(
-                {"role": "user", "content": self._user(plan, demo, _INCOMPLETE_PREFIX, "")}
-            )
-            messages.append(
-                {"role": "assistant", "content": self._assistant(plan, demo, _MISSING_IN_EXAMPLE)}
-            )
+            messages.append(_user((_INCOMPLETE_PREFIX + _sections(plan.inputs, demo)).rstrip()))
+            content = self._assistant(plan, demo, _MISSING_IN_EXAMPLE)
+            messages.append({"role": "assistant", "content": content})
         for demo in complete:
-            messages.append({"role": "user", "content": self._user(plan, demo, "", "")})
-            messages.append(
-                {"role": "assistant", "content": self._assistant(plan, demo, _MISSING_IN_HISTORY)}
-            )
-        return messages
+            messages.append(_user(_sections(plan.inputs, demo).rstrip()))
+            content = self._assistant(plan, demo, _MISSING_IN_HISTORY)
+            messages.append({"role": "assistant", "content": content})
 
     # -- parse -------------------------------------------------------------------------------
 
@@ -219,7 +237,7 @@ class Adapter:
         Raises :class:`~dspex.errors.ParseError` where DSPy raises ``AdapterParseError`` and
         :class:`UnrecoverableParseError` where DSPy fails with another exception; nothing else.
         """
-        raise NotImplementedError
+        return self._plan(signature).read(completion)
 
     def parse_completions(
         self, signature: SignatureLike, completions: Iterable[str | Mapping[str, Any] | None]
@@ -230,13 +248,12 @@ class Adapter:
         copied to the result like DSPy). An empty or missing text is a ``ParseError``, and the
         first failing completion fails the whole call (as in DSPy, which then falls back).
         """
-        plan = self._plan(signature)
-        sig = signature if type(signature) is Signature else ensure_signature(signature)
+        read = self._plan(signature).read
         values: list[dict[str, Any]] = []
         for output in completions:
             text: Any = output
             logprobs = None
-            if isinstance(output, Mapping):
+            if not isinstance(output, str) and isinstance(output, Mapping):  # (str: fast check)
                 text = output.get("text")
                 logprobs = output.get("logprobs")
             if not text:
@@ -245,9 +262,7 @@ class Adapter:
                     adapter_name=self.name,
                     lm_response=str(output),
                 )
-            value = self.parse(sig, text)
-            for name in plan.output_names:
-                value.setdefault(name, None)
+            value = read(text)  # holds every output field (or raised)
             if logprobs:
                 value["logprobs"] = logprobs
             values.append(value)
@@ -303,17 +318,10 @@ class ChatAdapter(Adapter):
         )
 
     def _assistant(self, plan: _Plan, values: Mapping[str, Any], missing: str) -> str:
-        parts = [
-            f"[[ ## {f.name} ## ]]\n"
-            + format_value(values.get(f.name, missing), f.annotation is str)
-            for f in plan.outputs
-        ]
-        return "\n\n".join(parts).strip() + "\n\n[[ ## completed ## ]]\n"
+        return _sections(plan.outputs, values, missing).rstrip() + "\n\n[[ ## completed ## ]]\n"
 
-    def parse(self, signature: SignatureLike, completion: str) -> dict[str, Any]:
-        """Parse ``[[ ## name ## ]]`` sections (first occurrence wins) into typed outputs."""
-        plan = self._plan(signature)
-        return parse_chat(completion, plan.outputs, plan.parsers)
+    def _reader(self, reply: ReplyParser) -> Callable[[str], dict[str, Any]]:
+        return reply.parse_chat
 
     def fallback_adapter(
         self, error: BaseException, *, stream_emitted: bool = False
@@ -351,7 +359,7 @@ class JSONAdapter(Adapter):
             "Inputs will have the following structure:",
             _section_block(sig.inputs),
             "Outputs will be a JSON object with the following fields.",
-            json.dumps(serialize_for_json(skeleton), indent=2, ensure_ascii=False),
+            json_object_text(skeleton),
         ]
         return "\n\n".join(parts).strip()
 
@@ -360,13 +368,10 @@ class JSONAdapter(Adapter):
         return f"Respond with a JSON object in the following order of fields: {listed}."
 
     def _assistant(self, plan: _Plan, values: Mapping[str, Any], missing: str) -> str:
-        d = {f.name: values.get(f.name, missing) for f in plan.outputs}
-        return json.dumps(serialize_for_json(d), indent=2, ensure_ascii=False)
+        return json_object_text({name: values.get(name, missing) for name in plan.output_names})
 
-    def parse(self, signature: SignatureLike, completion: str) -> dict[str, Any]:
-        """Parse a (leniently repaired) JSON object into typed outputs."""
-        plan = self._plan(signature)
-        return parse_json(completion, plan.outputs, plan.parsers)
+    def _reader(self, reply: ReplyParser) -> Callable[[str], dict[str, Any]]:
+        return reply.parse_json
 
     def request_kwargs(
         self, signature: SignatureLike, support: ResponseFormatSupport | None = None
@@ -390,9 +395,8 @@ class JSONAdapter(Adapter):
         if cached is None:
             from ._schema import response_format
 
-            cached = plan.formats.setdefault(
-                support, {"response_format": response_format(plan.outputs, support.response_schema)}
-            )
+            fmt = response_format(plan.reply.fields, support.response_schema)
+            cached = plan.formats.setdefault(support, {"response_format": fmt})
         return {"response_format": _copy_json(cached["response_format"])}
 
 

@@ -1,12 +1,26 @@
-"""LM reply text to typed values, as DSPy 3.4.1's ``parse_value`` and adapters' ``parse`` do it."""
+"""LM reply text to typed values, as DSPy 3.4.1's ``parse_value`` and adapters' ``parse`` do it.
+
+Everything that depends only on the signature (a value parser per output field, with its pydantic
+``TypeAdapter`` built once; the usual header lines) is built once in a :class:`ReplyParser`. Fast
+paths skip work whose result is known to be DSPy's, and otherwise run DSPy's steps:
+
+- :func:`loads_lenient` returns ``json.loads(text)`` without json_repair when the text is plain
+  JSON, which is what ``json_repair.loads`` itself returns first;
+- an ``int``, ``float`` or ``bool`` field reads a plain JSON number with ``int()`` / ``float()``,
+  as json's scanner does, and a candidate value of exactly the field's type is returned as is,
+  which is what pydantic's validation returns for it;
+- ChatAdapter finds the usual header lines (``[[ ## name ## ]]`` alone on a line) with a dict
+  lookup, and only runs the header regex on other lines that contain ``[[ ## ``.
+"""
 
 from __future__ import annotations
 
 import ast
 import enum
+import json
 import re
 import types
-from collections.abc import Callable, Mapping
+from collections.abc import Callable
 from typing import Any, Literal, Union, get_args, get_origin
 
 from dspex.errors import ParseError
@@ -17,6 +31,10 @@ from ._types import allows_none
 ValueParser = Callable[[Any], Any]
 HEADER = re.compile(r"\[\[ ## (\w+) ## \]\]")
 _JSON_OBJECT = r"\{(?:[^{}]|(?R))*\}"
+_decode_json = json.JSONDecoder().raw_decode  # json.loads's decoder: the default settings
+# The texts json.loads reads as one number (ASCII digits only), with an integer part short enough
+# for int()'s digit limit (640 at the lowest): json's scanner converts these with int() / float().
+_JSON_NUMBER = re.compile(r"-?(?:0|[1-9][0-9]{0,500})(\.[0-9]+)?([eE][-+]?[0-9]+)?")
 
 
 class UnrecoverableParseError(ParseError):
@@ -28,7 +46,22 @@ class UnrecoverableParseError(ParseError):
     """
 
 
-def _json_repair_loads(text: str) -> Any:
+def loads_lenient(text: str) -> Any:
+    """``json_repair.loads(text)``, without json_repair when ``text`` is plain JSON.
+
+    json_repair returns ``json.loads(text)`` whenever that succeeds. ``json.loads`` skips leading
+    whitespace, ``raw_decode``-s one value and accepts only whitespace after it, so a value
+    decoded from index 0 that ends exactly at ``len(text)`` is its result. Anything else
+    (surrounding whitespace, repairs, errors) goes through json_repair itself. (JSON nested so
+    deep that json.loads hits the recursion limit raises RecursionError, as in DSPy.)
+    """
+    try:
+        value, end = _decode_json(text)
+    except ValueError:  # JSONDecodeError: not one JSON value from the first character
+        pass
+    else:
+        if end == len(text):
+            return value
     import json_repair
 
     return json_repair.loads(text)
@@ -44,6 +77,17 @@ def find_enum_member(enum_cls: Any, identifier: Any) -> Any:
     raise ValueError(f"{identifier} is not a valid name or value for the enum {enum_cls.__name__}")
 
 
+def _candidate(value: str) -> Any:
+    """What DSPy's ``parse_value`` validates for a text value: lenient JSON, then a literal."""
+    candidate = loads_lenient(value)
+    if candidate == "" and value != "":  # json_repair's "nothing found"
+        try:
+            candidate = ast.literal_eval(value)
+        except (ValueError, SyntaxError):
+            candidate = value
+    return candidate
+
+
 def make_value_parser(annotation: Any) -> ValueParser:
     """A callable equivalent to ``parse_value(value, annotation)`` with its TypeAdapter cached."""
     if annotation is str:
@@ -51,13 +95,6 @@ def make_value_parser(annotation: Any) -> ValueParser:
     if isinstance(annotation, enum.EnumMeta):
         return lambda value: find_enum_member(annotation, value)
 
-    origin = get_origin(annotation)
-    is_literal = origin is Literal
-    allowed = get_args(annotation) if is_literal else ()
-    args = get_args(annotation)
-    optional_str = (
-        (origin is Union or origin is types.UnionType) and type(None) in args and str in args
-    )
     adapter: list[Any] = []
 
     def validate(value: Any) -> Any:
@@ -66,6 +103,33 @@ def make_value_parser(annotation: Any) -> ValueParser:
 
             adapter.append(TypeAdapter(annotation))
         return adapter[0].validate_python(value)
+
+    if annotation is int or annotation is float or annotation is bool:
+
+        def parse_scalar(value: Any) -> Any:
+            if isinstance(value, str):
+                number = _JSON_NUMBER.fullmatch(value)
+                if number is None:
+                    candidate = _candidate(value)
+                elif number.lastindex:  # a fraction or an exponent
+                    candidate = float(value)
+                else:
+                    candidate = int(value)
+            else:
+                candidate = value
+            # pydantic returns an int / float (nan and inf included) / bool of exactly the
+            # annotated type unchanged; anything else it converts or rejects.
+            return candidate if type(candidate) is annotation else validate(candidate)
+
+        return parse_scalar
+
+    origin = get_origin(annotation)
+    is_literal = origin is Literal
+    allowed = get_args(annotation) if is_literal else ()
+    args = get_args(annotation)
+    optional_str = (
+        (origin is Union or origin is types.UnionType) and type(None) in args and str in args
+    )
 
     def parse(value: Any) -> Any:
         if is_literal:
@@ -80,45 +144,11 @@ def make_value_parser(annotation: Any) -> ValueParser:
                 if v in allowed:
                     return v
                 value = v
-        if not isinstance(value, str):
+        if not isinstance(value, str) or optional_str:
             return validate(value)
-        if optional_str:
-            return validate(value)
-        candidate = _json_repair_loads(value)
-        if candidate == "" and value != "":
-            try:
-                candidate = ast.literal_eval(value)
-            except (ValueError, SyntaxError):
-                candidate = value
-        return validate(candidate)
+        return validate(_candidate(value))
 
     return parse
-
-
-def apply_defaults(outputs: tuple[Field, ...], fields: dict[str, Any]) -> dict[str, Any]:
-    """DSPy's ``apply_output_field_defaults``: fill optional outputs, in signature order."""
-    completed: dict[str, Any] = {}
-    for f in outputs:
-        if f.name in fields:
-            completed[f.name] = fields[f.name]
-        elif not f.required:
-            completed[f.name] = f.default_value()
-        elif allows_none(f.annotation):
-            completed[f.name] = None
-    return completed
-
-
-def _missing_error(
-    adapter: str, outputs: tuple[Field, ...], completion: str, fields: dict[str, Any]
-) -> ParseError:
-    missing = [f.name for f in outputs if f.name not in fields]
-    return ParseError(
-        f"the LM response lacks output field(s) {', '.join(missing)}; expected "
-        f"[{', '.join(f.name for f in outputs)}], parsed [{', '.join(fields)}]",
-        adapter_name=adapter,
-        lm_response=completion,
-        parsed_result=fields,
-    )
 
 
 def _value_error(
@@ -141,73 +171,123 @@ def _not_text(adapter: str, completion: Any) -> ParseError:
     )
 
 
-def parse_chat(
-    completion: str,
-    outputs: tuple[Field, ...],
-    parsers: Mapping[str, ValueParser],
-) -> dict[str, Any]:
-    """ChatAdapter.parse: ``[[ ## name ## ]]`` sections, first occurrence wins, typed values."""
-    if not isinstance(completion, str):
-        raise _not_text("ChatAdapter", completion)
-    sections: list[tuple[str | None, list[str]]] = [(None, [])]
-    for line in completion.splitlines():
-        if "[[ ## " in line:
-            match = HEADER.match(line.strip())
-            if match:
-                remaining = line[match.end() :].strip()
-                sections.append((match.group(1), [remaining] if remaining else []))
-                continue
-        sections[-1][1].append(line)
+class ReplyParser:
+    """A signature's output fields, ready to parse replies into (built once per signature)."""
 
-    fields: dict[str, Any] = {}
-    for name, lines in sections:
-        if name is not None and name not in fields and name in parsers:
-            value = "\n".join(lines).strip()
+    __slots__ = ("fields", "headers", "names", "parsers")
+
+    def __init__(self, outputs: tuple[Field, ...]) -> None:
+        self.fields = outputs
+        self.names = tuple(f.name for f in outputs)
+        self.parsers: dict[str, ValueParser] = {
+            f.name: make_value_parser(f.annotation) for f in outputs
+        }
+        # Header lines as LMs write them (no indent, nothing after), each mapped to the name
+        # HEADER finds on it: a dict lookup instead of a regex match for those lines.
+        self.headers: dict[str, str] = {}
+        for name in (*self.names, "completed"):
+            line = f"[[ ## {name} ## ]]"
+            match = HEADER.match(line)
+            if match and match.group(1) == name and match.end() == len(line):
+                self.headers[line] = name
+
+    def parse_chat(self, completion: str) -> dict[str, Any]:
+        """ChatAdapter.parse: ``[[ ## name ## ]]`` sections, first occurrence wins, typed values."""
+        if not isinstance(completion, str):
+            raise _not_text("ChatAdapter", completion)
+        lines = completion.splitlines()
+        # Where each section starts: its header's line index and name (and, by line index, any
+        # text after the header on its line).
+        starts: list[int] = []
+        names: list[str] = []
+        rests: dict[int, str] = {}
+        headers = self.headers
+        for i, line in enumerate(lines):
+            if "[[ ## " in line:
+                name = headers.get(line)
+                if name is None:
+                    match = HEADER.match(line.strip())
+                    if match is None:
+                        continue
+                    name = match.group(1)
+                    rest = line[match.end() :].strip()
+                    if rest:
+                        rests[i] = rest
+                starts.append(i)
+                names.append(name)
+        starts.append(len(lines))  # where the last section ends
+
+        # The first section of each output field, parsed in the order of the reply.
+        parsers = self.parsers
+        fields: dict[str, Any] = {}
+        for k, name in enumerate(names):
+            if name in parsers and name not in fields:
+                i = starts[k]
+                body = lines[i + 1 : starts[k + 1]]
+                if i in rests:
+                    body.insert(0, rests[i])
+                value = "\n".join(body).strip()
+                parser = parsers[name]
+                try:
+                    fields[name] = value if parser is str else parser(value)
+                except Exception as exc:
+                    raise _value_error("ChatAdapter", name, value, exc, completion, fields) from exc
+        return self._complete("ChatAdapter", completion, fields)
+
+    def parse_json(self, completion: str) -> dict[str, Any]:
+        """JSONAdapter.parse: lenient JSON (json_repair, then the first ``{...}``), typed values."""
+        adapter = "JSONAdapter"
+        if not isinstance(completion, str):
+            raise _not_text(adapter, completion)
+        try:
+            fields = loads_lenient(completion)
+            if not isinstance(fields, dict):
+                import regex
+
+                match = regex.search(_JSON_OBJECT, completion, regex.DOTALL)
+                if match:
+                    completion = match.group(0)
+                    fields = loads_lenient(completion)
+        except Exception as exc:  # DSPy lets these escape (e.g. ValueError on deep nesting)
+            raise UnrecoverableParseError(
+                f"{type(exc).__name__}: {exc}", adapter_name=adapter, lm_response=completion
+            ) from exc
+        if not isinstance(fields, dict):
+            raise ParseError(
+                "LM response cannot be serialized to a JSON object.",
+                adapter_name=adapter,
+                lm_response=completion,
+            )
+        parsers = self.parsers
+        fields = {k: v for k, v in fields.items() if k in parsers}
+        for name, value in fields.items():
             try:
                 fields[name] = parsers[name](value)
             except Exception as exc:
-                raise _value_error("ChatAdapter", name, value, exc, completion, fields) from exc
-    fields = apply_defaults(outputs, fields)
-    if len(fields) != len(outputs):
-        raise _missing_error("ChatAdapter", outputs, completion, fields)
-    return fields
+                raise _value_error(adapter, name, value, exc, completion, fields) from exc
+        return self._complete(adapter, completion, fields)
 
-
-def parse_json(
-    completion: str,
-    outputs: tuple[Field, ...],
-    parsers: Mapping[str, ValueParser],
-) -> dict[str, Any]:
-    """JSONAdapter.parse: lenient JSON (json_repair, then the first ``{...}``), typed values."""
-    adapter = "JSONAdapter"
-    if not isinstance(completion, str):
-        raise _not_text(adapter, completion)
-    try:
-        fields = _json_repair_loads(completion)
-        if not isinstance(fields, dict):
-            import regex
-
-            match = regex.search(_JSON_OBJECT, completion, regex.DOTALL)
-            if match:
-                completion = match.group(0)
-                fields = _json_repair_loads(completion)
-    except Exception as exc:  # DSPy lets these escape (e.g. ValueError on deep nesting)
-        raise UnrecoverableParseError(
-            f"{type(exc).__name__}: {exc}", adapter_name=adapter, lm_response=completion
-        ) from exc
-    if not isinstance(fields, dict):
-        raise ParseError(
-            "LM response cannot be serialized to a JSON object.",
-            adapter_name=adapter,
-            lm_response=completion,
-        )
-    fields = {k: v for k, v in fields.items() if k in parsers}
-    for name, value in fields.items():
-        try:
-            fields[name] = parsers[name](value)
-        except Exception as exc:
-            raise _value_error(adapter, name, value, exc, completion, fields) from exc
-    fields = apply_defaults(outputs, fields)
-    if len(fields) != len(outputs):
-        raise _missing_error(adapter, outputs, completion, fields)
-    return fields
+    def _complete(self, adapter: str, completion: str, fields: dict[str, Any]) -> dict[str, Any]:
+        """DSPy's ``apply_output_field_defaults`` (signature order, optional outputs filled in),
+        then a ``ParseError`` if a required output is still missing."""
+        names = self.names
+        if tuple(fields) == names:
+            return fields
+        completed: dict[str, Any] = {}
+        for f in self.fields:
+            if f.name in fields:
+                completed[f.name] = fields[f.name]
+            elif not f.required:
+                completed[f.name] = f.default_value()
+            elif allows_none(f.annotation):
+                completed[f.name] = None
+        if len(completed) != len(names):
+            missing = [name for name in names if name not in completed]
+            raise ParseError(
+                f"the LM response lacks output field(s) {', '.join(missing)}; expected "
+                f"[{', '.join(names)}], parsed [{', '.join(completed)}]",
+                adapter_name=adapter,
+                lm_response=completion,
+                parsed_result=completed,
+            )
+        return completed

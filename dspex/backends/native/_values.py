@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import math
 import re
+from json.encoder import encode_basestring
 from typing import Any
 
 from dspex.errors import InputError
@@ -61,10 +62,44 @@ def serialize_for_json(value: Any) -> Any:
         return str(value)
 
 
+def json_object_text(value: dict[str, Any]) -> str:
+    """``json.dumps(serialize_for_json(value), indent=2, ensure_ascii=False)``: how DSPy's
+    JSONAdapter writes an object (the outputs of a demo, the output skeleton).
+
+    A non-empty dict of ``str`` keys to ``str``, ``int``, ``bool``, ``None`` or finite ``float``
+    values (which serialize_for_json returns as it is) is written here item by item, exactly as
+    json's indenting encoder (pure Python, hence slow) writes it; anything else goes through json.
+    """
+    items = []
+    for key, item in value.items():
+        t = type(item)
+        if t is str:
+            text = encode_basestring(item)
+        elif t is int:
+            text = int.__repr__(item)
+        elif t is bool:
+            text = "true" if item else "false"
+        elif item is None:
+            text = "null"
+        elif t is float and math.isfinite(item):
+            text = float.__repr__(item)
+        else:
+            break
+        if type(key) is not str:
+            break
+        items.append(f"{encode_basestring(key)}: {text}")
+    else:
+        if items:
+            return "{\n  " + ",\n  ".join(items) + "\n}"
+    return json.dumps(serialize_for_json(value), indent=2, ensure_ascii=False)
+
+
 def format_value(value: Any, annotation_is_str: bool) -> str:
     """DSPy's ``format_field_value``: the text shown for one field value."""
     if type(value) is str:
         return value
+    if type(value) in _PLAIN_SCALARS or type(value) is float:  # serialize_for_json keeps these
+        return str(value)
     if annotation_is_str and isinstance(value, list):
         return _format_list(value)
     jsonable = serialize_for_json(value)

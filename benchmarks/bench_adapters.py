@@ -1,0 +1,211 @@
+"""Native adapters vs DSPy 3.4.1's: the per-call format + parse work of one Predict call.
+
+    python benchmarks/bench_adapters.py [--quick]
+
+For each case (ChatAdapter on Predict's signature, ChatAdapter on ChainOfThought's signature,
+JSONAdapter), over the reference QA signature (two inputs, a ``float`` output, one demo) and a
+plain ``question -> answer``: the time of ``format(sig, demos, inputs)`` followed by parsing the
+reply, natively (``adapter.parse_completions(sig, [reply])``, as a native Predict call does) and
+with DSPy (``dspy.ChatAdapter().format(...)`` + ``.parse(...)``), in the same run. Each side is the
+best of several timeit repeats (the least disturbed). Both sides are first checked to produce equal
+messages and values. Target: native at least 30x faster on every case.
+
+Prints a table and writes benchmarks/results/bench_adapters.json; exits 1 if a target is missed.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import timeit
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+sys.path.insert(0, str(Path(__file__).parent))
+
+import dspy
+from _common import Row, report
+
+from dspex.backends.native import ChatAdapter, JSONAdapter
+from dspex.signature import Signature
+
+TARGET = 30.0
+
+
+class QA(dspy.Signature):
+    """Answer the question using the context."""
+
+    context: str = dspy.InputField(desc="facts to use")
+    question: str = dspy.InputField()
+    answer: str = dspy.OutputField(desc="a short answer")
+    confidence: float = dspy.OutputField()
+
+
+QA_DEMOS = [
+    {
+        "context": "Paris is the capital of France.",
+        "question": "What is the capital of France?",
+        "answer": "Paris",
+        "confidence": 0.99,
+    }
+]
+QA_INPUTS = {"context": "Berlin is the capital of Germany.", "question": "What is the capital?"}
+QA_OUTPUTS = {"answer": "Berlin", "confidence": 0.95}
+PLAIN_DEMOS = [{"question": "What is the capital of France?", "answer": "Paris"}]
+PLAIN_INPUTS = {"question": "What is the capital of Germany?"}
+PLAIN_OUTPUTS = {"answer": "Berlin"}
+REASONING = "The context says Berlin is the capital of Germany."
+
+
+class Case:
+    """One signature + adapter: the two per-call functions, checked to agree before timing."""
+
+    def __init__(
+        self,
+        name: str,
+        dspy_adapter: Any,
+        native_adapter: ChatAdapter | JSONAdapter,
+        dspy_sig: type,
+        native_sig: Signature,
+        demos: list[dict[str, Any]],
+        inputs: dict[str, Any],
+        outputs: dict[str, Any],
+    ) -> None:
+        self.name = name
+        # the reply an LM would send: the adapter's own rendering of the expected outputs
+        reply: str = dspy_adapter.format_assistant_message_content(dspy_sig, outputs)
+        expected = dspy_adapter.format(dspy_sig, demos, inputs)
+        assert native_adapter.format(native_sig, demos, inputs) == expected, name
+        assert native_adapter.parse_completions(native_sig, [reply]) == [outputs], name
+        assert dspy_adapter.parse(dspy_sig, reply) == outputs, name
+
+        def dspy_format() -> Any:
+            return dspy_adapter.format(dspy_sig, demos, inputs)
+
+        def dspy_parse() -> Any:
+            return dspy_adapter.parse(dspy_sig, reply)
+
+        def dspy_call() -> Any:
+            dspy_adapter.format(dspy_sig, demos, inputs)
+            return dspy_adapter.parse(dspy_sig, reply)
+
+        def native_format() -> Any:
+            return native_adapter.format(native_sig, demos, inputs)
+
+        def native_parse() -> Any:
+            return native_adapter.parse_completions(native_sig, [reply])
+
+        def native_call() -> Any:
+            native_adapter.format(native_sig, demos, inputs)
+            return native_adapter.parse_completions(native_sig, [reply])
+
+        self.pairs = {
+            "format": (native_format, dspy_format),
+            "parse": (native_parse, dspy_parse),
+            "format+parse": (native_call, dspy_call),
+        }
+
+
+def cases() -> list[Case]:
+    out: list[Case] = []
+    for label, dspy_sig, demos, inputs, outputs in (
+        ("QA", QA, QA_DEMOS, QA_INPUTS, QA_OUTPUTS),
+        ("plain", dspy.Signature("question -> answer"), PLAIN_DEMOS, PLAIN_INPUTS, PLAIN_OUTPUTS),
+    ):
+        native_sig = Signature.from_dspy(dspy_sig)
+        cot_sig = dspy.ChainOfThought(dspy_sig).predict.signature
+        cot_outputs = {"reasoning": REASONING, **outputs}
+        cot_demos = [{**d, "reasoning": "From the context."} for d in demos]
+        out += [
+            Case(
+                f"{label} Chat/Predict",
+                dspy.ChatAdapter(),
+                ChatAdapter(),
+                dspy_sig,
+                native_sig,
+                demos,
+                inputs,
+                outputs,
+            ),
+            Case(
+                f"{label} Chat/CoT",
+                dspy.ChatAdapter(),
+                ChatAdapter(),
+                cot_sig,
+                native_sig.with_reasoning(),
+                cot_demos,
+                inputs,
+                cot_outputs,
+            ),
+            Case(
+                f"{label} JSON/Predict",
+                dspy.JSONAdapter(),
+                JSONAdapter(),
+                dspy_sig,
+                native_sig,
+                demos,
+                inputs,
+                outputs,
+            ),
+        ]
+    return out
+
+
+def per_call_us(fn: Callable[[], Any], number: int) -> float:
+    return timeit.timeit(fn, number=number) / number * 1e6  # (timeit pauses the GC)
+
+
+def measure(
+    native: Callable[[], Any], reference: Callable[[], Any], budget: float, repeats: int
+) -> tuple[float, float]:
+    """Best per-call µs of each side over ``repeats`` runs of about ``budget / repeats`` seconds,
+    interleaved so that drift hits both sides alike."""
+    numbers = [
+        max(1, int(budget / repeats / (timeit.timeit(fn, number=20) / 20)))  # also a warm-up
+        for fn in (native, reference)
+    ]
+    runs = [
+        (per_call_us(native, numbers[0]), per_call_us(reference, numbers[1]))
+        for _ in range(repeats)
+    ]
+    return min(ours for ours, _ in runs), min(theirs for _, theirs in runs)
+
+
+def main(quick: bool) -> bool:
+    budget, repeats = (0.1, 3) if quick else (0.5, 7)  # seconds per side per figure
+    rows: list[Row] = []
+    for case in cases():
+        times = {
+            part: measure(native, reference, budget, repeats)
+            for part, (native, reference) in case.pairs.items()
+        }
+        for part, (ours, theirs) in times.items():
+            rows.append(
+                Row(
+                    f"{case.name} {part}",
+                    ours,
+                    "us",
+                    baseline=theirs,
+                    baseline_name="dspy 3.4.1",
+                    target="reported",
+                )
+            )
+        ours, theirs = times["format+parse"]
+        speedup = theirs / ours
+        rows.append(
+            Row(
+                f"{case.name} speedup",
+                speedup,
+                "x",
+                target=f">= {TARGET:.0f}x",
+                ok=speedup >= TARGET,
+            )
+        )
+    return report("bench_adapters", rows)
+
+
+if __name__ == "__main__":
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true", help="fewer iterations")
+    sys.exit(0 if main(parser.parse_args().quick) else 1)

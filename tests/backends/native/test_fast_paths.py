@@ -1,0 +1,292 @@
+"""The native fast paths against the slow paths they stand for, with DSPy 3.4.1 as the oracle.
+
+- scalar fields (int / float / bool) read plain JSON numbers with int() / float() and skip
+  pydantic for values of exactly the right type;
+- lenient JSON skips json_repair when ``json.loads`` alone reads the text;
+- JSONAdapter writes flat objects of scalars without json's (slow) indenting encoder;
+- ChatAdapter looks up exact header lines in a dict before trying the header regex;
+- user messages are joined without DSPy's final strip where it cannot change anything.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from typing import Any, Literal, Optional
+
+import dspy
+import json_repair
+import pytest
+from dspy.adapters.utils import parse_value, serialize_for_json
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from dspex.backends.native import ChatAdapter, JSONAdapter
+from dspex.backends.native._parsing import loads_lenient, make_value_parser
+from dspex.backends.native._values import json_object_text
+from dspex.signature import Signature
+
+from .corpus import outcome, typed
+
+FAST = settings(max_examples=300, deadline=None)
+
+NUMBER_TEXTS = [
+    *["0", "-0", "0.0", "-0.0", "1", "-1", "42", "0.5", "0.95", "-3.25", "1e3", "1E3", "1e+3"],
+    *["1e-3", "2.5e-3", "1e400", "-1e400", "1e-400", "4.9e-324", "0.1e1", "10", "007", "01"],
+    *["1.", ".5", "+1", "-", "1e", "1.5e", "1e+", "--1", "1-", "0x10", "0o7", "0b1", "1_000"],
+    *["1,5", "1 000", " 0.5 ", "0.5 ", " 0.5", "\t1\n", "nan", "NaN", "-NaN", "inf", "Infinity"],
+    *["-Infinity", "infinity", "1" * 30, "1" * 30 + ".5", "9" * 400, "1" * 501, "1" * 502],
+    *["1" * 700, "1" * 5000, "1" * 5000 + ".0", "0." + "1" * 5000],  # int()'s digit limit
+    *["\u0661\u0662", "\uff11\uff12", "\u0663.\u0665", "\u00b2", "1\u0662", "1.\u0665"],
+    *["1e\u0663", "-\u0661", "1\u0660", "\uff11.5", "1.5\u200b", "\u00a01"],  # non-ASCII
+    *["True", "False", "true", "false", "TRUE", "yes", "no", "1.0", "2.0", "None", "null"],
+    *["", " ", '"12"', "'12'", "[1]", "{}", "12 apples", "1/2", "½", "0.95\u2028", "1\x00"],
+]
+SCALAR_TYPES: list[Any] = [int, float, bool]
+
+
+@pytest.mark.parametrize("annotation", SCALAR_TYPES, ids=lambda t: t.__name__)
+@pytest.mark.parametrize("text", NUMBER_TEXTS, ids=repr)
+def test_scalar_values_parse_like_dspy(annotation: Any, text: str) -> None:
+    parse = make_value_parser(annotation)
+    assert outcome(parse, text) == outcome(parse_value, text, annotation)
+
+
+@pytest.mark.parametrize("annotation", SCALAR_TYPES, ids=lambda t: t.__name__)
+@pytest.mark.parametrize(
+    "value",
+    [0, -0.0, 1, 2**70, 10**400, 0.5, math.nan, math.inf, -math.inf, True, False, None, "1", []],
+    ids=repr,
+)
+def test_scalar_json_values_parse_like_dspy(annotation: Any, value: Any) -> None:
+    parse = make_value_parser(annotation)
+    result = outcome(parse, value)
+    assert result == outcome(parse_value, value, annotation)
+    if result[0] == "ok" and isinstance(value, float) and value == 0:
+        assert math.copysign(1, parse(value)) == math.copysign(1, parse_value(value, annotation))
+
+
+@pytest.mark.parametrize("text", ["-0", "-0.0", "0.0", "-0e1"])
+def test_negative_zero_keeps_its_sign_like_dspy(text: str) -> None:
+    ours, theirs = make_value_parser(float)(text), parse_value(text, float)
+    assert math.copysign(1, ours) == math.copysign(1, theirs)
+
+
+@FAST
+@given(
+    st.one_of(
+        st.from_regex(r"[-+]?[0-9]{0,4}(\.[0-9]{0,4})?([eE][-+]?[0-9]{0,3})?", fullmatch=True),
+        st.from_regex(r"\s?-?(0|[1-9][0-9]{0,20})(\.[0-9]{1,20})?([eE][-+]?[0-9]{1,4})?\s?"),
+        st.floats().map(repr),
+        st.integers().map(str),
+        st.text(alphabet="0123456789.eE+-_ nN\u0660\u0663\uff11", max_size=8),
+    ),
+    st.sampled_from(SCALAR_TYPES),
+)
+def test_generated_number_texts_parse_like_dspy(text: str, annotation: Any) -> None:
+    assert outcome(make_value_parser(annotation), text) == outcome(parse_value, text, annotation)
+
+
+@pytest.mark.parametrize(
+    "annotation",
+    [Optional[float], int | None, Literal[1, 2], list[float], dict[str, int], Any],  # noqa: UP045
+    ids=repr,
+)
+@pytest.mark.parametrize("text", ["1", "2.5", "1e3", "nan", "None", "[1, 2]", '{"a": 1}', "x"])
+def test_other_types_still_parse_like_dspy(annotation: Any, text: str) -> None:
+    assert outcome(make_value_parser(annotation), text) == outcome(parse_value, text, annotation)
+
+
+LENIENT_TEXTS = [
+    *["", " ", "1", " 1", "1 ", "\ufeff1", "\ufeff{}", "nan", "NaN", "Infinity", '"x"', "'x'"],
+    *['{"a": 1}', ' {"a": 1}', '{"a": 1} ', '{"a": 1}\n', '{"a": 1}x', '{"a": 1}{"b": 2}'],
+    *['{"a": 1,}', "{'a': 1}", '{"a": [1, 2', "[1, 2]", "[1, 2] // c", "```json\n[1]\n```"],
+    *['{"a": "\\u00e9\\ud83d\\ude80"}', '{"a": "tab\there"}', '{"a": 1, "a": 2}', "1" * 5000],
+    *["[" * 150 + "]" * 150, "[" * 199 + "]" * 199, "[" * 200 + "]" * 200, "[" * 3000],
+    *["{" * 300, "[" * 3000 + "]" * 3000, '{"a": ' + "[" * 250 + "]" * 250 + "}"],
+    *["[" + ", ".join(["[1]"] * 300) + "]", '"' + "[" * 300 + '"', "true", "True", "null"],
+]
+
+
+@pytest.mark.parametrize("text", LENIENT_TEXTS, ids=lambda s: repr(s[:30]))
+def test_lenient_json_equals_json_repair(text: str) -> None:
+    assert outcome(loads_lenient, text) == outcome(json_repair.loads, text)
+
+
+@FAST
+@given(
+    st.one_of(
+        st.text(max_size=40),
+        st.recursive(
+            st.none() | st.booleans() | st.integers() | st.floats() | st.text(max_size=5),
+            lambda inner: (
+                st.lists(inner, max_size=3)
+                | st.dictionaries(st.text(max_size=4), inner, max_size=3)
+            ),
+            max_leaves=8,
+        ).map(json.dumps),
+        st.lists(st.sampled_from(list('{}[]",: 1a\n')), max_size=20).map("".join),
+    )
+)
+def test_generated_texts_load_like_json_repair(text: str) -> None:
+    assert outcome(loads_lenient, text) == outcome(json_repair.loads, text)
+
+
+_SCALARS = st.one_of(
+    st.none(),
+    st.booleans(),
+    st.integers(),
+    st.floats(),  # nan and inf included: DSPy's serialize_for_json turns them into null
+    st.text(),
+)
+
+
+def _dspy_json_object(value: dict[str, Any]) -> str:
+    return json.dumps(serialize_for_json(value), indent=2, ensure_ascii=False)
+
+
+@FAST
+@given(
+    st.dictionaries(
+        st.text(),
+        _SCALARS | st.lists(_SCALARS, max_size=2) | st.dictionaries(st.text(), _SCALARS),
+        max_size=4,
+    )
+)
+def test_json_objects_are_written_like_dspy(value: dict[str, Any]) -> None:
+    assert json_object_text(value) == _dspy_json_object(value)
+
+
+@pytest.mark.parametrize(
+    "value",
+    [
+        {},
+        {"a": 1, 2: "non-str key"},
+        {"a": True, "b": False, "c": None, "d": 0.1, "e": 10**30, "f": -0.0},
+        {"quote": 'say "hi"\\', "ctrl": "\x00\x1f\t\n", "uni": "é 日本 🚀 \u2028 \ud800"},
+        {"inf": math.inf, "nan": math.nan, "ok": 1.5},
+        {"nested": {"a": [1, 2]}, "list": []},
+    ],
+    ids=repr,
+)
+def test_json_object_edge_cases_are_written_like_dspy(value: dict[Any, Any]) -> None:
+    assert json_object_text(value) == _dspy_json_object(value)
+
+
+QA_TEXT = "context, question -> answer, confidence: float"
+CHAT_REPLIES = [
+    "[[ ## answer ## ]]\nA\n\n[[ ## confidence ## ]]\n0.5\n\n[[ ## completed ## ]]\n",
+    "[[ ## answer ## ]]\r\nA\r\n\r\n[[ ## confidence ## ]]\r\n0.5\r\n[[ ## completed ## ]]",
+    "[[ ## answer ## ]]\rA\r[[ ## confidence ## ]]\r1e3",
+    "[[ ## answer ## ]]\x0bA\x0c[[ ## confidence ## ]]\x1c0.5\x1d\x1e\x85\u2028\u2029",
+    "[[ ## answer ## ]]  \nA\n[[ ## confidence ## ]]\t\n0.5",
+    "\t[[ ## answer ## ]]\nA\n\xa0[[ ## confidence ## ]]\n0.5",
+    "\u3000[[ ## answer ## ]] A on the line\n[[ ## confidence ## ]] 0.5 trailing",
+    "[[ ## answer ## ]] [[ ## confidence ## ]] 0.5",
+    "[[ ## answer ## ]]\nA [[ ## confidence ## ]] 2\n[[ ## confidence ## ]]\n3",
+    "[[ ## answer ## ]][[ ## confidence ## ]]\n0.5",
+    "x [[ ## answer ## ]]\nA\n[[ ## confidence ## ]]\n0.5",
+    "[[ ## answer ## ]]\nA\n[[ ## answer ## ]]\nB\n[[ ## confidence ## ]]\n 0.5 ",
+    "[[ ## confidence ## ]]\nnan\n[[ ## answer ## ]]\n[[ ## completed ## ]]",
+    "[[ ## confidence ## ]]\n1_000\n[[ ## answer ## ]]\nA",
+    "[[ ## confidence ## ]]\n0x10\n[[ ## answer ## ]]\nA",
+    "[[ ## confidence ## ]]\n\u0661\u0662\n[[ ## answer ## ]]\nA",
+    "[[ ## confidence ## ]]\n" + "9" * 700 + "\n[[ ## answer ## ]]\nA",
+    "[[ ## confidence ## ]]\nTrue\n[[ ## answer ## ]]\nA",
+    "[[ ## confidence ## ]]\n\n[[ ## answer ## ]]\nA",
+    "[[ ## answer ## ]]\nA\n[[ ## Confidence ## ]]\n0.5",
+    "[[ ## answer ## ]]\nA\n[[ ## confidence ## ]]\n0.5\n[[ ## completed ## ]]\n[[ ## answer ## ]]",
+    "[[ ## answer ## ]]\nA\n[[ ## confidence ## ]] \n0.5",
+    "[[ ## answer ## ]]\nA\n[[ ## confidence ##  ]]\n0.5",
+]
+
+
+@pytest.mark.parametrize("reply", CHAT_REPLIES, ids=repr)
+def test_chat_replies_parse_like_dspy(reply: str) -> None:
+    expected = outcome(dspy.ChatAdapter().parse, dspy.Signature(QA_TEXT), reply)
+    assert outcome(ChatAdapter().parse, Signature.parse(QA_TEXT), reply) == expected
+
+
+@pytest.mark.parametrize(
+    ("text", "reply"),
+    [
+        ("q -> completed", "[[ ## completed ## ]]\ndone\n[[ ## completed ## ]]\nagain"),
+        ("q -> ünïcode", "[[ ## ünïcode ## ]]\nvalue"),
+        ("q -> a, b", "[[ ## b ## ]]\nB\n[[ ## a ## ]]\nA"),  # reply order != signature order
+        ("q -> n: int, x: float", "[[ ## n ## ]]\n42\n[[ ## x ## ]]\n42"),
+        ("q -> n: int, x: float", "[[ ## n ## ]]\n42.0\n[[ ## x ## ]]\n-0"),
+        ("q -> n: int, x: float", "[[ ## n ## ]]\n-0\n[[ ## x ## ]]\n1E-2"),
+    ],
+    ids=repr,
+)
+def test_more_chat_replies_parse_like_dspy(text: str, reply: str) -> None:
+    expected = outcome(dspy.ChatAdapter().parse, dspy.Signature(text), reply)
+    assert outcome(ChatAdapter().parse, Signature.parse(text), reply) == expected
+
+
+JSON_REPLIES = [
+    '{"answer": "A", "confidence": 0.5}',
+    '  {"answer": "A", "confidence": 0.5}  ',
+    '\ufeff{"answer": "A", "confidence": 0.5}',
+    '{"answer": "A", "confidence": "0.5"}',
+    '{"answer": "A", "confidence": " 0.5 "}',
+    '{"answer": "A", "confidence": "1e3"}',
+    '{"answer": "A", "confidence": "nan"}',
+    '{"answer": "A", "confidence": NaN}',
+    '{"answer": "A", "confidence": -Infinity}',
+    '{"answer": "A", "confidence": 1}',
+    '{"answer": "A", "confidence": true}',
+    '{"answer": "A", "confidence": "1_000"}',
+    '{"answer": "A", "confidence": ' + "9" * 5000 + "}",
+    '{"answer": 12, "confidence": 0.5, "answer": "B"}',
+    '{"confidence": 0.5, "answer": ["x"]}',
+    '{"answer": "A", "confidence": 0.5} and more',
+    'Here: {"answer": "A", "confidence": 0.5}',
+    '{"answer": "' + "[" * 300 + '", "confidence": 0.5}',
+    '{"answer": ' + "[" * 250 + "]" * 250 + ', "confidence": 0.5}',
+]
+
+
+@pytest.mark.parametrize("reply", JSON_REPLIES, ids=lambda s: repr(s[:40]))
+def test_json_replies_parse_like_dspy(reply: str) -> None:
+    expected = outcome(dspy.JSONAdapter().parse, dspy.Signature(QA_TEXT), reply)
+    assert outcome(JSONAdapter().parse, Signature.parse(QA_TEXT), reply) == expected
+
+
+@pytest.mark.parametrize("adapter", ["chat", "json"])
+@pytest.mark.parametrize(
+    ("demos", "inputs"),
+    [
+        ([], {}),
+        ([], {"question": "only the second input"}),
+        ([{"context": "", "question": "", "answer": "", "confidence": 0.0}], {"context": ""}),
+        (
+            [{"context": "  c  \n", "question": "q \n\n", "answer": " a ", "confidence": -0.0}],
+            {"context": " x ", "question": "y\n\n"},
+        ),
+        (
+            [{"context": "c", "question": "q", "answer": "a", "confidence": math.inf}],
+            {"context": 1, "question": None},
+        ),
+        ([{"context": "c", "answer": "a"}, {"question": "q", "confidence": 1}], {}),
+        ([{"context": "c", "question": "q", "answer": {"k": [1]}, "confidence": True}], {}),
+        ([{"context": "c", "question": "q", "answer": 'é"\\\n🚀', "confidence": 1e300}], {}),
+    ],
+    ids=repr,
+)
+def test_messages_match_dspy_at_the_join_edges(
+    adapter: str, demos: list[dict[str, Any]], inputs: dict[str, Any]
+) -> None:
+    dspy_adapter, native = (
+        (dspy.ChatAdapter(), ChatAdapter())
+        if adapter == "chat"
+        else (dspy.JSONAdapter(), JSONAdapter())
+    )
+    expected = dspy_adapter.format(dspy.Signature(QA_TEXT), demos, inputs)
+    assert native.format(Signature.parse(QA_TEXT), demos, inputs) == expected
+
+
+def test_typed_comparison_sees_float_types() -> None:
+    # the oracle helper compares types too: 1 and 1.0 differ, nan equals nan
+    assert typed(1) != typed(1.0)
+    assert typed(math.nan) == typed(math.nan)
