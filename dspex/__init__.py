@@ -35,6 +35,7 @@ from dspex.errors import (
     StartError,
     SupervisorError,
     Timeout,
+    Unavailable,
 )
 from dspex.lm import LM
 from dspex.modules import (
@@ -116,5 +117,6 @@ __all__ = [
     "SupervisorError",
     "SupervisorRef",
     "Timeout",
+    "Unavailable",
     "is_normal_exit",
 ]

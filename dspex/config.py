@@ -15,6 +15,7 @@ from typing import Any, Literal
 
 import msgspec
 
+from dspex.actors._messages import Overflow
 from dspex.errors import ConfigError
 
 Implementation = Literal["native", "dspy"]
@@ -101,9 +102,13 @@ class Config(msgspec.Struct, frozen=True, kw_only=True):
     - ``allow_fallback``: re-run a call on dspy when native fails with an LM or parse error.
     - ``module_overrides``: module type -> implementation, e.g. ``{"ReAct": "dspy"}``.
     - ``adapter``: ``chat`` (with DSPy's JSON fallback) or ``json``, for modules that set none.
-    - ``mailbox_size`` and ``max_concurrency`` per module actor; ``call_timeout`` a default
-      deadline per call in seconds (None: none); ``max_restarts`` in ``max_seconds`` is the
-      restart intensity of the module supervisor.
+    - ``mailbox_size`` and ``max_concurrency`` per module actor: at most ``max_concurrency``
+      calls run at once and ``mailbox_size`` more wait; beyond that ``overload="raise"`` fails a
+      call at once with ``Overloaded`` and ``"wait"`` lets it wait for room up to its deadline.
+    - ``call_timeout``: the default deadline of a call in seconds (None: none); at the deadline
+      the call's work, its LM request included, is cancelled and the caller gets ``Timeout``.
+    - ``drain_timeout``: how long shutdown lets calls in flight finish before cancelling them.
+    - ``max_restarts`` in ``max_seconds``: the restart intensity of the module supervisor.
     """
 
     implementation_preference: Preference = "auto"
@@ -115,6 +120,8 @@ class Config(msgspec.Struct, frozen=True, kw_only=True):
     mailbox_size: int = 1024
     max_concurrency: int = 256
     call_timeout: float | None = None
+    overload: Overflow = "raise"
+    drain_timeout: float = 10.0
     max_restarts: int = 100
     max_seconds: float = 5.0
 
@@ -158,6 +165,13 @@ class Config(msgspec.Struct, frozen=True, kw_only=True):
             self.call_timeout,
         )
         _check("max_seconds", _positive(self.max_seconds), "seconds > 0", self.max_seconds)
+        _check("overload", self.overload in ("raise", "wait"), "'raise' or 'wait'", self.overload)
+        _check(
+            "drain_timeout",
+            isinstance(self.drain_timeout, (int, float)) and self.drain_timeout >= 0,
+            "seconds >= 0",
+            self.drain_timeout,
+        )
         for nested, kind in (("adaptive", AdaptiveConfig), ("circuit", CircuitConfig)):
             value = getattr(self, nested)
             if isinstance(value, Mapping):  # Config(adaptive={"explore_rate": 0.1})

@@ -14,6 +14,7 @@ and, where it helps, what to do about it::
     │   ├── LMConnectionError   the endpoint could not be reached
     │   └── LMTimeout           the endpoint did not answer in time (also a Timeout)
     ├── Timeout                 a call passed its deadline (also a builtin TimeoutError)
+    ├── Unavailable             the runtime is shutting down or stopped: no new calls
     ├── Overloaded              a limit was reached; retry later
     │   └── MailboxFull         an actor's bounded mailbox is full
     ├── ActorError
@@ -104,6 +105,10 @@ class Timeout(DSPexError, TimeoutError):
 
 class LMTimeout(LMError, Timeout):
     """The LM endpoint did not answer within the client's timeout."""
+
+
+class Unavailable(DSPexError):
+    """The runtime is shutting down (draining) or stopped; it accepts no new calls."""
 
 
 class Overloaded(DSPexError):

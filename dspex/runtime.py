@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
 import contextvars
 import itertools
 import logging
+import signal
 from types import TracebackType
 from typing import Any
 
@@ -91,6 +93,9 @@ class Runtime(Node):
         self._token: contextvars.Token[Runtime | None] | None = None
         self._module_ids = itertools.count(1)
         self.client: LMClient | None = None
+        self.executor: concurrent.futures.ThreadPoolExecutor | None = None
+        self._state = "stopped"
+        self.forcing = False
         self.backends: dict[str, Backend] = {}
         self.registry = Registry({})
         self.routing = SnapshotCell(RoutingSnapshot(0, self._initial_config, self.registry, {}, {}))
@@ -168,7 +173,10 @@ class Runtime(Node):
         self._loop = asyncio.get_running_loop()
         try:
             self.client = await LMClient().__aenter__()
-            native, dspy = NativeBackend(self.client), DSPyBackend()
+            self.executor = concurrent.futures.ThreadPoolExecutor(
+                max_workers=32, thread_name_prefix="dspex-dspy"
+            )
+            native, dspy = NativeBackend(self.client), DSPyBackend(self.executor)
             self.backends = {"native": native, "dspy": dspy}
             self.registry = Registry(
                 {
@@ -213,6 +221,7 @@ class Runtime(Node):
         except BaseException:
             await self.shutdown()
             raise
+        self._state = "running"
         self._token = _current.set(self)
         return self
 
@@ -224,20 +233,43 @@ class Runtime(Node):
     ) -> None:
         await self.shutdown()
 
-    async def shutdown(self) -> None:
-        """Stop everything: the root tree first, then the remaining actors, newest first."""
+    @property
+    def state(self) -> str:
+        """``running``, ``draining`` (shutting down: no new calls) or ``stopped``."""
+        return self._state
+
+    @property
+    def accepting(self) -> bool:
+        """Whether module calls are accepted (the runtime is running, not shutting down)."""
+        return self._state == "running"
+
+    async def shutdown(self, *, force: bool = False) -> None:
+        """Stop accepting calls, let the calls in flight finish (up to the configuration's
+        ``drain_timeout``, then they are cancelled), stop the root tree in reverse start order,
+        then any other actor, newest first; close the LM pool and the worker threads.
+
+        ``force`` cancels the calls in flight at once instead of draining them.
+        """
         if self._loop is None:
             return
+        self._state = "draining"
         try:
+            if force:
+                self._cancel_calls()
             if self._root is not None:
                 await self.shutdown_process(self._root._proc, "infinity")
             await self._stop_all(self.shutdown_timeout)
             if self.client is not None:
                 await self.client.aclose()
+            if self.executor is not None:
+                self.executor.shutdown(wait=not force, cancel_futures=True)
         finally:
+            self._state = "stopped"
+            self.forcing = False
             self._root = None
             self._loop = None
             self.client = None
+            self.executor = None
             if self._token is not None:
                 try:
                     _current.reset(self._token)
@@ -245,6 +277,41 @@ class Runtime(Node):
                     if _current.get() is self:
                         _current.set(None)
                 self._token = None
+
+    def _cancel_calls(self) -> None:
+        """Stop draining: cancel every call in flight (their callers get ActorExited)."""
+        self.forcing = True
+        for proc in list(self._procs.values()):
+            if proc.actor_type == "ModuleActor" and proc.actor is not None:
+                proc.actor.cancel_tasks()
+
+    def stop_on_signals(self) -> asyncio.Event:
+        """Shut down on SIGINT or SIGTERM, gracefully the first time and forcibly the second;
+        returns an event set once the runtime has stopped (await it in a service's main)."""
+        loop = self.loop
+        stopped = asyncio.Event()
+        signals = 0
+        tasks: set[asyncio.Task[None]] = set()
+
+        async def stop(force: bool) -> None:
+            await self.shutdown(force=force)
+            stopped.set()
+
+        def on_signal() -> None:
+            nonlocal signals
+            signals += 1
+            if signals == 1:
+                log.warning("signal received: draining calls in flight (again to force)")
+            else:
+                log.warning("second signal: cancelling calls in flight")
+                self._cancel_calls()
+            task = loop.create_task(stop(signals > 1))
+            tasks.add(task)
+            task.add_done_callback(tasks.discard)
+
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(sig, on_signal)
+        return stopped
 
     def __repr__(self) -> str:
         state = "running" if self._loop is not None else "stopped"

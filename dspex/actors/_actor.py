@@ -152,6 +152,18 @@ class Actor:
         """
         return self._proc.add_timer(delay, msg)
 
+    async def wait_tasks(self) -> None:
+        """Wait until every task this actor owns has finished (e.g. to drain in ``terminate``;
+        the supervisor's shutdown timeout bounds the wait)."""
+        tasks = self._proc.tasks
+        if tasks:
+            await asyncio.wait(set(tasks))
+
+    def cancel_tasks(self) -> None:
+        """Cancel every task this actor owns."""
+        for task in list(self._proc.tasks or ()):
+            task.cancel()
+
     def start_task(self, coro: Coroutine[Any, Any, T]) -> asyncio.Task[T]:
         """Run ``coro`` in a task this actor owns, concurrently with its mailbox.
 

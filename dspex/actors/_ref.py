@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from dspex.errors import MailboxFull, NoProc, Timeout
@@ -115,10 +116,11 @@ class Caller:
     Answers after the caller gave up (timeout, cancellation, exit) are dropped.
     """
 
-    __slots__ = ("_fut",)
+    __slots__ = ("_answered", "_fut")
 
     def __init__(self, fut: asyncio.Future[Any]):
         self._fut = fut
+        self._answered = False
 
     @property
     def waiting(self) -> bool:
@@ -127,10 +129,22 @@ class Caller:
 
     def reply(self, value: Any) -> None:
         """Answer the call with ``value``."""
+        self._answered = True
         if not self._fut.done():
             self._fut.set_result(value)
 
     def fail(self, error: BaseException) -> None:
         """Answer the call by raising ``error`` in the caller; the actor itself is unaffected."""
+        self._answered = True
         if not self._fut.done():
             self._fut.set_exception(error)
+
+    def on_abandon(self, callback: Callable[[], object]) -> None:
+        """Run ``callback`` if the caller stops waiting before it is answered: its timeout
+        fired, it was cancelled, or the actor exited. Use it to cancel the caller's work."""
+
+        def done(_: asyncio.Future[Any]) -> None:
+            if not self._answered:
+                callback()
+
+        self._fut.add_done_callback(done)

@@ -139,7 +139,8 @@ class ModuleActor(Actor):
                 return NOREPLY
             await self.slots.acquire()  # at max_concurrency the mailbox waits: backpressure
             self.in_flight += 1
-            self.start_task(self._run(msg, inputs, caller))
+            task = self.start_task(self._run(msg, inputs, caller))
+            caller.on_abandon(task.cancel)  # deadline or cancellation: stop the work, LM included
             return NOREPLY
         if isinstance(msg, SetDemos):
             self.box.spec = msgspec.structs.replace(self.box.spec, demos=msg.demos)
@@ -273,6 +274,14 @@ class ModuleActor(Actor):
             router.cast(outcome)
         except DSPexError:  # the router is overloaded: metrics may drop, calls never do
             log.debug("router mailbox full; dropped an outcome")
+
+    async def terminate(self, reason: object) -> None:
+        """Drain: let the calls in flight finish (the supervisor's shutdown timeout, the
+        runtime's ``drain_timeout``, bounds this; then they are cancelled), unless the runtime
+        is shutting down by force."""
+        if self.rt.forcing:
+            self.cancel_tasks()
+        await self.wait_tasks()
 
     def _info(self) -> ModuleInfo:
         spec = self.box.spec

@@ -20,6 +20,8 @@ from dspex.errors import (
     InputError,
     NoProc,
     StartError,
+    Timeout,
+    Unavailable,
 )
 from dspex.lm import LM
 from dspex.modules._actor import Execute, Info, ModuleActor, ModuleInfo, SetDemos, SpecBox
@@ -92,6 +94,8 @@ class ModuleRef:
         the LM's settings for this call.
         """
         rt = self._runtime
+        if not rt.accepting:
+            raise Unavailable(f"the runtime is {rt.state}; {self.module_type} takes no new calls")
         forced = rt.registry.check_forced(self.module_type, implementation)
         msg = Execute(
             inputs,
@@ -99,23 +103,40 @@ class ModuleRef:
             forced,
             otel_context.get_current(),
         )
-        deadline = timeout if timeout is not None else rt.config.call_timeout
+        limit = timeout if timeout is not None else rt.config.call_timeout
+        deadline = rt.loop.time() + limit if limit is not None else None
         try:
-            result: Prediction = await self._call(msg, deadline)
-        except ActorExited as exc:
-            if is_normal_exit(exc.reason):
-                raise
-            try:  # the actor crashed under this call: once more, on the restarted actor
-                self._actor = await rt.wait_for_name(self.name, _RESTART_WAIT)
-            except NoProc:
-                raise exc from None
-            result = await self._call(msg, deadline)
+            try:
+                result: Prediction = await self._call(msg, deadline)
+            except ActorExited as exc:
+                if is_normal_exit(exc.reason) or not rt.accepting:
+                    raise
+                try:  # the actor crashed under this call: once more, on the restarted actor
+                    self._actor = await rt.wait_for_name(self.name, self._left(deadline))
+                except NoProc:
+                    raise exc from None
+                result = await self._call(msg, deadline)
+        except Timeout:
+            raise Timeout(
+                f"{self.module_type} call timed out after {limit:g} s; its work, LM request "
+                "included, was cancelled"
+            ) from None
         return result
 
-    async def _call(self, msg: Any, timeout: float | None) -> Any:
+    def _left(self, deadline: float | None) -> float:
+        """Seconds left until ``deadline`` for a wait that must end (Timeout when none are)."""
+        if deadline is None:
+            return _RESTART_WAIT
+        left = deadline - self._runtime.loop.time()
+        if left <= 0:
+            raise Timeout("deadline passed")
+        return min(left, _RESTART_WAIT)
+
+    async def _call(self, msg: Any, deadline: float | None) -> Any:
         actor = self.actor
         if not actor.alive:  # between incarnations
-            actor = self._actor = await self._runtime.wait_for_name(self.name, _RESTART_WAIT)
+            actor = self._actor = await self._runtime.wait_for_name(self.name, self._left(deadline))
+        timeout = None if deadline is None else max(0.0, deadline - self._runtime.loop.time())
         return await actor.call(msg, timeout=timeout)
 
     async def info(self) -> ModuleInfo:
@@ -203,6 +224,8 @@ async def create_module(
         args=(SpecBox(spec), forced, rt),
         name=name,
         mailbox_size=config.mailbox_size,
+        overflow=config.overload,
+        shutdown=config.drain_timeout,
     )
     if rt.registry.native_available(module_type) and forced != "dspy":
         circuit = config.circuit

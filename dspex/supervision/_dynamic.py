@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import itertools
 from typing import Any, cast
 
@@ -117,6 +118,10 @@ class DynamicSupervisor(SupervisorBase):
             restart=restart,
             name=name,
         )
+
+    async def terminate(self, reason: object) -> None:
+        """Stop all children at once (they have no order), each within its shutdown timeout."""
+        await asyncio.gather(*(self._terminate(c) for c in list(self._children.values())))
 
     def _child_of(self, ref: ActorRef) -> _Child:
         child = self._by_pid.get(ref.pid)

@@ -2,17 +2,22 @@
 
 DSPy is imported on first use, in a worker thread (importing it and LiteLLM takes seconds).
 ``dspy.configure`` is never called: the LM and adapter go per call through ``dspy.context``,
-which lives in context variables and so follows each asyncio task (and ``to_thread``).
+which lives in context variables and so follows each asyncio task and is copied into the worker
+threads (owned by the runtime, shut down with it) that run DSPy's sync-only modules.
 """
 
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
+import contextvars
+import functools
 import importlib
 import os
 import shutil
-from collections.abc import Callable, Mapping
-from typing import Any
+import threading
+from collections.abc import Awaitable, Callable, Mapping
+from typing import Any, TypeVar
 
 from dspex.backends._spec import CallOptions, ModuleSpec
 from dspex.config import Implementation
@@ -42,8 +47,36 @@ DSPY_MODULE_TYPES = frozenset(
     }
 )
 
+T = TypeVar("T")
+
 _dspy: Any = None
 _import_lock: asyncio.Lock | None = None
+
+
+async def in_thread(fn: Callable[..., T], *args: Any) -> T:
+    """Run ``fn`` in a thread of its own that ends with it (no pool left behind)."""
+    loop = asyncio.get_running_loop()
+    future: asyncio.Future[T] = loop.create_future()
+
+    def run() -> None:
+        try:
+            result = fn(*args)
+        except BaseException as exc:  # delivered to the awaiting task
+            loop.call_soon_threadsafe(_settle, future, None, exc)
+        else:
+            loop.call_soon_threadsafe(_settle, future, result, None)
+
+    threading.Thread(target=run, name="dspex-import", daemon=True).start()
+    return await future
+
+
+def _settle(future: asyncio.Future[Any], result: Any, error: BaseException | None) -> None:
+    if future.done():
+        return
+    if error is not None:
+        future.set_exception(error)
+    else:
+        future.set_result(result)
 
 
 async def import_dspy() -> Any:
@@ -57,7 +90,7 @@ async def import_dspy() -> Any:
         if _dspy is None:
             # Offline by default: LiteLLM must not fetch its model cost map over the network.
             os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
-            _dspy = await asyncio.to_thread(importlib.import_module, "dspy")
+            _dspy = await in_thread(importlib.import_module, "dspy")
     return _dspy
 
 
@@ -90,9 +123,18 @@ def _own_methods(module: Any) -> set[str]:
 
 
 class DSPyBackend:
-    """Runs each module type on real DSPy 3.4.1."""
+    """Runs each module type on real DSPy 3.4.1; sync-only modules run in ``executor``."""
 
     name: Implementation = "dspy"
+
+    def __init__(self, executor: concurrent.futures.Executor | None = None):
+        self.executor = executor
+
+    async def _in_pool(self, fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
+        """Run ``fn`` in the executor with this task's context (dspy.context included)."""
+        context = contextvars.copy_context()
+        call = functools.partial(context.run, fn, *args, **kwargs)
+        return await asyncio.get_running_loop().run_in_executor(self.executor, call)
 
     @property
     def module_types(self) -> frozenset[str]:
@@ -130,15 +172,23 @@ class DSPyBackend:
         try:
             with dspy.context(**context):
                 if instance.spec.module_type == "Parallel":
-                    return await _run_parallel(dspy, instance, inputs)
+                    return await _run_parallel(dspy, instance, inputs, self._in_pool)
                 if instance.is_async:
                     result = await instance.module.acall(**inputs)
                 else:
-                    result = await asyncio.to_thread(instance.module, **inputs)
+                    result = await self._in_pool(instance.module, **inputs)
         except DSPexError:
             raise
         except Exception as exc:
-            raise map_dspy_error(exc) from exc
+            secret = instance.spec.lm.api_key if instance.spec.lm is not None else None
+            error = map_dspy_error(exc, secret)
+            if secret is None or secret not in _chain_text(exc):
+                raise error from exc
+            failed: DSPexError | None = error  # it shows the key: raise with no cause/context
+        else:
+            failed = None
+        if failed is not None:
+            raise failed
         return to_prediction(result, instance.output_names)
 
 
@@ -171,12 +221,24 @@ def _flat_usage(usage: Any) -> dict[str, int] | None:
     return total
 
 
-def map_dspy_error(exc: Exception) -> DSPexError:
-    """DSPy's and LiteLLM's exceptions as dspex errors (the cause stays attached)."""
+def _chain_text(exc: BaseException) -> str:
+    """The messages of ``exc`` and of every exception chained to it."""
+    texts, seen = [], set()
+    current: BaseException | None = exc
+    while current is not None and id(current) not in seen:
+        seen.add(id(current))
+        texts.append(str(current))
+        current = current.__cause__ or current.__context__
+    return "\n".join(texts)
+
+
+def map_dspy_error(exc: Exception, secret: str | None = None) -> DSPexError:
+    """DSPy's and LiteLLM's exceptions as dspex errors, ``secret`` masked in the message."""
     name = type(exc).__name__
+    text = str(exc).replace(secret, "***") if secret else str(exc)
     if name == "AdapterParseError":
         return ParseError(
-            str(exc),
+            text,
             adapter_name=getattr(exc, "adapter_name", "dspy"),
             lm_response=getattr(exc, "lm_response", None),
             parsed_result=getattr(exc, "parsed_result", None),
@@ -185,16 +247,21 @@ def map_dspy_error(exc: Exception) -> DSPexError:
     if lm_family or type(exc).__module__.startswith(("litellm", "openai", "httpx", "aiohttp")):
         status = getattr(exc, "status", None) or getattr(exc, "status_code", None)
         status = status if isinstance(status, int) else None
-        message = f"LM request failed: {name}: {exc}"
+        message = f"LM request failed: {name}: {text}"
         if "Timeout" in name:
             return LMTimeout(message, status=status)
         if "Connection" in name or "Transport" in name:
             return LMConnectionError(message, status=status)
         return LMError(message, status=status)
-    return ModuleError(f"the dspy implementation raised {name}: {exc}")
+    return ModuleError(f"the dspy implementation raised {name}: {text}")
 
 
-async def _run_parallel(dspy: Any, instance: DSPyInstance, inputs: Mapping[str, Any]) -> Prediction:
+async def _run_parallel(
+    dspy: Any,
+    instance: DSPyInstance,
+    inputs: Mapping[str, Any],
+    in_pool: Callable[..., Awaitable[Any]],
+) -> Prediction:
     """``dspy.Parallel`` over ``inputs["batch"]``: results in order, errors per item."""
     batch = list(inputs["batch"])
     options = instance.spec.options
@@ -205,7 +272,7 @@ async def _run_parallel(dspy: Any, instance: DSPyInstance, inputs: Mapping[str, 
         disable_progress_bar=True,
     )
     pairs = [(instance.module, dict(item)) for item in batch]
-    results, _, _ = await asyncio.to_thread(runner, pairs)
+    results, _, _ = await in_pool(runner, pairs)
     out: list[Any] = []
     for item in results:
         if item is None:

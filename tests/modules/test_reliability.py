@@ -1,0 +1,246 @@
+"""Deadlines, overload, shutdown with calls in flight, cancellation and secrets."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import signal
+import threading
+
+import pytest
+from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+
+import dspex
+from dspex.config import Config
+from dspex.errors import ActorExited, LMError, Overloaded, Timeout, Unavailable
+from dspex.runtime import Runtime
+from dspex.testing import Hang, RecordedRequest, Reply, ScriptedLM, Status
+from tests.modules.conftest import ANSWER, lm_of
+
+
+def slow(seconds: float) -> object:
+    def script(request: RecordedRequest) -> Reply:
+        return Reply(ANSWER(request).text, latency=seconds)
+
+    return script
+
+
+async def settled(module: dspex.ModuleRef) -> int:
+    """The module's calls in flight once the event loop had a moment to run cancellations."""
+    for _ in range(100):
+        info = await module.info()
+        if info.in_flight == 0:
+            return 0
+        await asyncio.sleep(0.01)
+    return info.in_flight
+
+
+async def test_a_deadline_cancels_the_work_and_the_actor_keeps_serving(
+    rt: Runtime, server: ScriptedLM
+) -> None:
+    server.script = Hang()
+    predict = await dspex.Predict.create("question -> answer")
+    with pytest.raises(Timeout, match=r"Predict call timed out after 0\.2 s"):
+        await predict.execute({"question": "q"}, timeout=0.2)
+    assert await settled(predict) == 0  # the task, LM request included, was cancelled
+    server.script = ANSWER
+    assert (await predict(question="q")).answer == "Paris"
+
+
+@pytest.mark.parametrize("config", [Config(call_timeout=0.2, adaptive={"explore_rate": 0.0})])
+async def test_the_runtime_default_deadline_applies(rt: Runtime, server: ScriptedLM) -> None:
+    server.script = Hang()
+    predict = await dspex.Predict.create("question -> answer")
+    with pytest.raises(Timeout):
+        await predict(question="q")
+    assert isinstance(Timeout("x"), TimeoutError)
+
+
+@pytest.mark.parametrize(
+    "config", [Config(max_concurrency=1, mailbox_size=1, adaptive={"explore_rate": 0.0})]
+)
+async def test_overload_fails_fast_beyond_the_limits(rt: Runtime, server: ScriptedLM) -> None:
+    server.script = slow(0.3)
+    predict = await dspex.Predict.create("question -> answer")
+    calls = []
+    for i in range(6):  # one at a time, so the actor takes each as far as it can
+        calls.append(asyncio.ensure_future(predict(question=f"q{i}")))
+        await asyncio.sleep(0.02)
+    results = await asyncio.gather(*calls, return_exceptions=True)
+    served = [r for r in results if isinstance(r, dspex.Prediction)]
+    refused = [r for r in results if isinstance(r, Overloaded)]
+    # one running, one waiting for a slot in the actor, one in the mailbox; the rest refused
+    assert (len(served), len(refused)) == (3, 3)
+    assert all("mailbox" in str(r) for r in refused)
+    assert (await predict(question="again")).answer == "Paris"
+
+
+@pytest.mark.parametrize(
+    "config",
+    [Config(max_concurrency=1, mailbox_size=1, overload="wait", adaptive={"explore_rate": 0.0})],
+)
+async def test_overload_can_wait_for_room_within_the_deadline(
+    rt: Runtime, server: ScriptedLM
+) -> None:
+    server.script = slow(0.1)
+    predict = await dspex.Predict.create("question -> answer")
+    results = await asyncio.gather(*(predict(question=f"q{i}") for i in range(6)))
+    assert [r.answer for r in results] == ["Paris"] * 6
+    server.script = slow(0.3)
+    late = await asyncio.gather(
+        *(predict.execute({"question": "q"}, timeout=0.5) for _ in range(6)),
+        return_exceptions=True,
+    )
+    assert {type(r) for r in late} == {dspex.Prediction, Timeout}  # none waits past its deadline
+
+
+async def test_memory_stays_bounded_under_a_flood() -> None:
+    config = Config(max_concurrency=4, mailbox_size=8, adaptive={"explore_rate": 0.0})
+    async with ScriptedLM(slow(0.2)) as server, Runtime(lm=lm_of(server), config=config) as rt:
+        predict = await dspex.Predict.create("question -> answer")
+        calls = [asyncio.ensure_future(predict(question="q")) for _ in range(10 * 13)]
+        await asyncio.sleep(0.05)
+        proc = predict.actor._proc
+        assert len(proc.mailbox) + len(proc.blocked) <= 8  # bounded whatever the flood
+        results = await asyncio.gather(*calls, return_exceptions=True)
+        served = sum(isinstance(r, dspex.Prediction) for r in results)
+        assert 8 <= served <= 4 + 1 + 8  # what was accepted was served...
+        assert all(
+            isinstance(r, (dspex.Prediction, Overloaded)) for r in results
+        )  # ...the rest refused
+        assert rt.state == "running"
+
+
+async def test_shutdown_drains_calls_in_flight_and_refuses_new_ones() -> None:
+    before = {t.name for t in threading.enumerate()}
+    async with ScriptedLM(slow(0.2)) as server:
+        rt = Runtime(lm=lm_of(server), config=Config(adaptive={"explore_rate": 0.0}))
+        await rt.__aenter__()
+        predict = await dspex.Predict.create("question -> answer")
+        reference = await dspex.Predict.create("question -> answer", implementation="dspy")
+        await reference(question="warm up")  # DSPy's worker threads exist now
+        calls = [asyncio.ensure_future(predict(question=f"q{i}")) for i in range(5)]
+        calls.append(asyncio.ensure_future(reference(question="q")))
+        await asyncio.sleep(0.05)
+        stopping = asyncio.ensure_future(rt.shutdown())
+        await asyncio.sleep(0)
+        with pytest.raises(Unavailable, match="draining"):
+            await predict(question="too late")
+        await stopping
+        results = await asyncio.gather(*calls)
+        assert [r.answer for r in results] == ["Paris"] * 6  # every accepted call finished
+        with pytest.raises(Unavailable, match="stopped"):
+            await predict(question="after")
+    left = {t.name for t in threading.enumerate()} - before
+    assert not [name for name in left if name.startswith("dspex")]
+
+
+async def test_drain_timeout_then_calls_in_flight_get_a_clear_error() -> None:
+    config = Config(drain_timeout=0.1, adaptive={"explore_rate": 0.0})
+    async with ScriptedLM(Hang()) as server:
+        rt = Runtime(lm=lm_of(server), config=config)
+        await rt.__aenter__()
+        predict = await dspex.Predict.create("question -> answer")
+        call = asyncio.ensure_future(predict(question="q"))
+        await asyncio.sleep(0.05)
+        await asyncio.wait_for(rt.shutdown(), 5)
+        with pytest.raises(ActorExited):
+            await call
+
+
+async def test_forced_shutdown_cancels_at_once() -> None:
+    async with ScriptedLM(Hang()) as server:
+        rt = Runtime(lm=lm_of(server))
+        await rt.__aenter__()
+        predict = await dspex.Predict.create("question -> answer")
+        call = asyncio.ensure_future(predict(question="q"))
+        await asyncio.sleep(0.05)
+        await asyncio.wait_for(rt.shutdown(force=True), 1)
+        with pytest.raises(ActorExited):
+            await call
+
+
+async def test_signals_drain_then_force() -> None:
+    async with ScriptedLM(slow(0.2)) as server:
+        rt = Runtime(lm=lm_of(server), config=Config(adaptive={"explore_rate": 0.0}))
+        await rt.__aenter__()
+        stopped = rt.stop_on_signals()
+        predict = await dspex.Predict.create("question -> answer")
+        call = asyncio.ensure_future(predict(question="q"))
+        await asyncio.sleep(0.05)
+        os.kill(os.getpid(), signal.SIGTERM)
+        await asyncio.wait_for(stopped.wait(), 5)
+        assert (await call).answer == "Paris"  # drained, not cancelled
+        assert rt.state == "stopped"
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        asyncio.get_running_loop().remove_signal_handler(sig)
+
+
+async def test_a_cancelled_caller_cancels_only_its_own_work(
+    rt: Runtime, server: ScriptedLM
+) -> None:
+    server.script = slow(0.5)
+    predict = await dspex.Predict.create("question -> answer")
+    mine = asyncio.ensure_future(predict(question="mine"))
+    other = asyncio.ensure_future(predict(question="other"))
+    await asyncio.sleep(0.1)
+    mine.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await mine
+    info = await predict.info()
+    assert info.in_flight == 1  # only the other call still runs
+    assert (await other).answer == "Paris"
+
+
+SECRET = "sk-secret-test-key"  # the key conftest's LM uses
+
+
+async def test_the_api_key_never_leaks(
+    rt: Runtime,
+    server: ScriptedLM,
+    spans: InMemorySpanExporter,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    caplog.set_level(logging.DEBUG)
+    predict = await dspex.Predict.create("question -> answer")
+    await predict(question="q")
+    server.script = Status(401, message=f"Incorrect API key provided: {SECRET}")
+    with pytest.raises(LMError) as info:
+        await predict(question="q")
+    texts = [
+        repr(rt),
+        repr(rt.lm),
+        str(rt.lm),
+        repr(predict),
+        repr(await predict.info()),
+        str(info.value),
+        repr(info.value),
+        str(info.value.__cause__),
+        str(info.value.__context__),
+        *(record.getMessage() for record in caplog.records),
+        *(str(record.exc_info) for record in caplog.records),
+        *(str(dict(s.attributes or {})) for s in spans.get_finished_spans()),
+        *(str(e.attributes) for s in spans.get_finished_spans() for e in s.events),
+    ]
+    assert all(SECRET not in text for text in texts), [t for t in texts if SECRET in t]
+    assert server.requests[0].headers["authorization"] == f"Bearer {SECRET}"  # it was used
+
+
+async def test_a_second_signal_forces_the_shutdown() -> None:
+    async with ScriptedLM(Hang()) as server:
+        rt = Runtime(lm=lm_of(server), config=Config(drain_timeout=60))
+        await rt.__aenter__()
+        stopped = rt.stop_on_signals()
+        predict = await dspex.Predict.create("question -> answer")
+        call = asyncio.ensure_future(predict(question="q"))
+        await asyncio.sleep(0.05)
+        os.kill(os.getpid(), signal.SIGTERM)
+        await asyncio.sleep(0.1)
+        assert rt.state == "draining"  # waiting for the hung call, up to drain_timeout
+        os.kill(os.getpid(), signal.SIGTERM)
+        await asyncio.wait_for(stopped.wait(), 5)
+        with pytest.raises(ActorExited):
+            await call
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        asyncio.get_running_loop().remove_signal_handler(sig)
