@@ -52,12 +52,17 @@ class SpecBox:
 
 
 class Execute(msgspec.Struct, frozen=True):
-    """Run the module on ``inputs``; ``implementation`` forces one for this call."""
+    """Run the module on ``inputs``; ``implementation`` forces one for this call.
+
+    ``crashed`` is set on the retry of a call whose actor crashed under it (native code failed):
+    unless native is forced, the retry runs on dspy when fallback is allowed.
+    """
 
     inputs: Mapping[str, Any]
     options: CallOptions
     implementation: Implementation | None = None
     trace_context: Any = None
+    crashed: str | None = None
 
 
 class Info(msgspec.Struct, frozen=True):
@@ -166,24 +171,28 @@ class ModuleActor(Actor):
         }
         return {**check_inputs(spec.signature, inputs), **extra}
 
-    def _choose(self, forced: Implementation | None) -> tuple[Implementation, RouteReason]:
+    def _choose(self, msg: Execute) -> tuple[Implementation, RouteReason]:
+        forced = msg.implementation or self.forced
+        if msg.crashed is not None and forced is None and self._can_fall_back("native"):
+            return "dspy", "retry_after_crash"
         snapshot = self.rt.routing.snapshot
-        impl, reason = choose(
-            snapshot, self.module_type, forced or self.forced, self.rt.loop.time()
-        )
+        impl, reason = choose(snapshot, self.module_type, forced, self.rt.loop.time())
         if impl == "native" and self.native_unsupported is not None:
             return "dspy", "only"
         return impl, reason
 
     async def _run(self, msg: Execute, inputs: dict[str, Any], caller: Caller) -> None:
         start = time.perf_counter()
-        impl, reason = self._choose(msg.implementation)
+        impl, reason = self._choose(msg)
         served, fallback_reason, error = impl, "", ""
         span = telemetry.tracer.start_span("dspex.route", context=msg.trace_context)
         recording = span.is_recording()  # False without an SDK: then spans cost next to nothing
         token = otel_context.attach(trace.set_span_in_context(span)) if recording else None
         try:
             pred = await self._attempt(impl, inputs, msg.options, reason == "probe", start)
+            if msg.crashed is not None and impl == "dspy":
+                fallback_reason = "NativeCrash"
+                pred = pred.with_served("dspy", fallback_reason=f"native crashed: {msg.crashed}")
             caller.reply(pred)
         except EXPECTED as err:
             error = type(err).__name__

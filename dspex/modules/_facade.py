@@ -22,6 +22,7 @@ from dspex.errors import (
     StartError,
     Timeout,
     Unavailable,
+    format_reason,
 )
 from dspex.lm import LM
 from dspex.modules._actor import Execute, Info, ModuleActor, ModuleInfo, SetDemos, SpecBox
@@ -34,6 +35,8 @@ if TYPE_CHECKING:
 
 #: How long a call whose actor crashed waits for the restarted incarnation before giving up.
 _RESTART_WAIT = 5.0
+#: How many times a call interrupted by crashes is retried (once only when native is forced).
+_RETRIES = 3
 
 
 class ModuleRef:
@@ -41,7 +44,8 @@ class ModuleRef:
 
     ``await module(**inputs)`` or ``await module.execute(inputs, ...)`` returns a
     :class:`~dspex.Prediction`. A call in flight when the actor crashed is retried once on the
-    restarted actor (LM calls are idempotent), then fails with ``ActorExited``.
+    restarted actor (LM calls are idempotent), on dspy when fallback is allowed and native is not
+    forced (the prediction says so), then fails with ``ActorExited``.
     """
 
     __slots__ = ("_actor", "_runtime", "implementation", "module_type", "name")
@@ -105,17 +109,26 @@ class ModuleRef:
         )
         limit = timeout if timeout is not None else rt.config.call_timeout
         deadline = rt.loop.time() + limit if limit is not None else None
+        # A retry after a crash runs on dspy when allowed, which cannot crash the actor: if
+        # another call's crash interrupts it, it is not this call's fault and it may go again.
+        retries = 1 if (forced or self.implementation) == "native" else _RETRIES
         try:
-            try:
-                result: Prediction = await self._call(msg, deadline)
-            except ActorExited as exc:
-                if is_normal_exit(exc.reason) or not rt.accepting:
-                    raise
-                try:  # the actor crashed under this call: once more, on the restarted actor
-                    self._actor = await rt.wait_for_name(self.name, self._left(deadline))
-                except NoProc:
-                    raise exc from None
-                result = await self._call(msg, deadline)
+            attempt = 0
+            while True:
+                try:
+                    result: Prediction = await self._call(msg, deadline)
+                    break
+                except ActorExited as exc:
+                    attempt += 1
+                    if is_normal_exit(exc.reason) or not rt.accepting or attempt > retries:
+                        raise
+                    if attempt > 1 and not rt.config.allow_fallback:
+                        raise
+                    try:  # once more, on the restarted actor
+                        self._actor = await rt.wait_for_name(self.name, self._left(deadline))
+                    except NoProc:
+                        raise exc from None
+                    msg = msgspec.structs.replace(msg, crashed=format_reason(exc.reason))
         except Timeout:
             raise Timeout(
                 f"{self.module_type} call timed out after {limit:g} s; its work, LM request "

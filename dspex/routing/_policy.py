@@ -13,7 +13,15 @@ CircuitState = Literal["closed", "open", "half_open"]
 
 #: Why an implementation was chosen; recorded on the ``dspex.route`` span.
 RouteReason = Literal[
-    "forced", "override", "only", "preference", "adaptive", "explore", "circuit_open", "probe"
+    "forced",
+    "override",
+    "only",
+    "preference",
+    "adaptive",
+    "explore",
+    "circuit_open",
+    "probe",
+    "retry_after_crash",
 ]
 
 

@@ -24,12 +24,21 @@ from dspex.testing._actions import (
     Script,
     Status,
 )
+from dspex.testing._chaos import Chaos, chaos
 from dspex.testing._faults import FaultInjector, InjectedCrash, inject_faults
 from dspex.testing._respond import respond
 from dspex.testing._server import ScriptedLM
+from dspex.testing._soak import SoakReport, soak
+from dspex.testing._telemetry import (
+    Telemetry,
+    assert_fell_back,
+    assert_restarted,
+    capture_telemetry,
+)
 
 __all__ = [
     "Action",
+    "Chaos",
     "Drop",
     "FaultInjector",
     "Hang",
@@ -39,7 +48,14 @@ __all__ = [
     "Reply",
     "Script",
     "ScriptedLM",
+    "SoakReport",
     "Status",
+    "Telemetry",
+    "assert_fell_back",
+    "assert_restarted",
+    "capture_telemetry",
+    "chaos",
     "inject_faults",
     "respond",
+    "soak",
 ]

@@ -166,7 +166,9 @@ class DSPyBackend:
         overrides = options.lm_overrides()
         if overrides and lm is not None:
             lm = lm.copy(**overrides)
-        context: dict[str, Any] = {"adapter": instance.adapter}
+        # DSPy keeps up to 10,000 calls in each LM's history: a service would carry that memory
+        # for nothing (dspex reports calls through its own metrics and spans).
+        context: dict[str, Any] = {"adapter": instance.adapter, "disable_history": True}
         if lm is not None:
             context["lm"] = lm
         try:

@@ -10,8 +10,8 @@ import dspy
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from dspex.backends.native import ChatAdapter, JSONAdapter
-from dspex.errors import ParseError
+from dspex.backends.native import ChatAdapter, JSONAdapter, check_inputs
+from dspex.errors import InputError, ParseError
 from dspex.signature import Signature
 
 from .corpus import outcome
@@ -114,3 +114,23 @@ def test_arbitrary_replies_parse_like_dspy_and_raise_only_parse_errors(
             native_adapter().parse(sig, reply)
         expected = outcome(dspy_adapter().parse, dspy_sig, reply)
         assert outcome(native_adapter().parse, sig, reply) == expected
+
+
+@settings(max_examples=150, deadline=None)
+@given(
+    st.dictionaries(
+        st.one_of(st.text(max_size=12), st.integers(), st.none()),
+        st.one_of(st.none(), st.integers(), st.text(max_size=20), st.lists(st.integers())),
+        max_size=6,
+    )
+    | st.one_of(st.none(), st.integers(), st.text(max_size=10), st.lists(st.text(max_size=5)))
+)
+def test_input_validation_raises_only_input_errors(inputs: object) -> None:
+    """Whatever a caller passes as inputs, the check answers with values or an InputError."""
+    signature = Signature.parse("context, question: str, hint: str | None -> answer")
+    try:
+        values = check_inputs(signature, inputs)  # type: ignore[arg-type]
+    except InputError:
+        return
+    assert set(values) <= {"context", "question", "hint"}
+    assert {"context", "question"} <= set(values)

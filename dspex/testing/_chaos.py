@@ -1,0 +1,84 @@
+"""``chaos(script, ...)``: a ScriptedLM script that misbehaves at given rates, reproducibly."""
+
+from __future__ import annotations
+
+import random
+from collections.abc import Awaitable, Callable
+
+from dspex.errors import ConfigError
+from dspex.testing._actions import (
+    ACTION_TYPES,
+    Action,
+    ActionLike,
+    Drop,
+    Hang,
+    Malformed,
+    RecordedRequest,
+    Reply,
+    Status,
+)
+
+Inner = ActionLike | Callable[[RecordedRequest], ActionLike | Awaitable[ActionLike]]
+
+
+class Chaos:
+    """A ScriptedLM script that misbehaves at given rates; see :func:`chaos`."""
+
+    def __init__(self, script: Inner, rates: dict[str, float], status: int, seed: int | None):
+        for name, rate in rates.items():
+            if not 0 <= rate <= 1:
+                raise ConfigError(f"{name}_rate must be in [0, 1], got {rate!r}")
+        if sum(rates.values()) > 1:
+            raise ConfigError("the chaos rates must add up to at most 1")
+        self.script = script
+        self.rates = rates
+        self.faults: dict[str, Action] = {
+            "error": Status(status, message="injected by chaos()"),
+            "hang": Hang(),
+            "drop": Drop(),
+            "malformed": Malformed(),
+            "unparsable": Reply("I will not follow any format."),
+        }
+        self.random = random.Random(seed)
+        #: How many of each fault were injected so far.
+        self.counts = dict.fromkeys(rates, 0)
+
+    def __call__(self, request: RecordedRequest) -> ActionLike | Awaitable[ActionLike]:
+        roll, edge = self.random.random(), 0.0
+        for name, rate in self.rates.items():
+            edge += rate
+            if roll < edge:
+                self.counts[name] += 1
+                return self.faults[name]
+        if isinstance(self.script, (str, *ACTION_TYPES)) or not callable(self.script):
+            return self.script
+        return self.script(request)
+
+
+def chaos(
+    script: Inner,
+    *,
+    error_rate: float = 0.0,
+    status: int = 503,
+    hang_rate: float = 0.0,
+    drop_rate: float = 0.0,
+    malformed_rate: float = 0.0,
+    unparsable_rate: float = 0.0,
+    seed: int | None = None,
+) -> Chaos:
+    """Wrap ``script`` (an action, a reply text or a function of the request) so that each
+    request, with these probabilities, gets instead: HTTP ``status`` (``error_rate``), no
+    answer at all (``hang_rate``), a closed connection (``drop_rate``), a body that is not JSON
+    (``malformed_rate``) or a well-formed reply no adapter can parse (``unparsable_rate``).
+
+    The choices come from ``random.Random(seed)`` in arrival order, so a run can be replayed;
+    ``counts`` on the result tells what was injected.
+    """
+    rates = {
+        "error": error_rate,
+        "hang": hang_rate,
+        "drop": drop_rate,
+        "malformed": malformed_rate,
+        "unparsable": unparsable_rate,
+    }
+    return Chaos(script, rates, status, seed)

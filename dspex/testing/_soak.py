@@ -1,0 +1,177 @@
+"""``soak()``: many calls through a runtime under injected faults, reconciled afterwards."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import time
+from typing import Any
+
+import msgspec
+
+from dspex.config import AdaptiveConfig, CircuitConfig, Config
+from dspex.errors import DSPexError
+from dspex.lm import LM
+from dspex.modules import ChainOfThought, Predict
+from dspex.runtime import Runtime
+from dspex.testing._chaos import chaos
+from dspex.testing._faults import inject_faults
+from dspex.testing._respond import respond
+from dspex.testing._server import ScriptedLM
+
+#: A caller may see its error this long after its deadline: timers fire when the event loop
+#: gets to them, late by whatever synchronous work (LiteLLM's, under load) ran meanwhile.
+DEADLINE_SLACK = 0.5
+
+
+def _ours(task: asyncio.Task[Any]) -> bool:
+    """Whether dspex started ``task`` (LiteLLM keeps a logging task of its own on the loop)."""
+    code = getattr(task.get_coro(), "cr_code", None)
+    return task.get_name().startswith("dspex") or (
+        code is not None and f"{os.sep}dspex{os.sep}" in code.co_filename
+    )
+
+
+class SoakReport(msgspec.Struct, frozen=True):
+    """What a soak run saw: every submitted call is a success or a typed error, or lost."""
+
+    submitted: int
+    succeeded: int
+    errors: dict[str, int]
+    lost: int
+    past_deadline: int
+    worst_overrun_s: float
+    fallbacks: int
+    restarts: int
+    supervisor_escalations: int
+    tasks_left: int
+    injected: dict[str, int]
+    rss_first_mb: float
+    rss_last_mb: float
+    seconds: float
+
+    @property
+    def rss_drift(self) -> float:
+        """Relative RSS change between the first and the last tenth of the run."""
+        if not self.rss_first_mb:
+            return 0.0
+        return (self.rss_last_mb - self.rss_first_mb) / self.rss_first_mb
+
+    @property
+    def reconciled(self) -> bool:
+        """Whether successes, typed errors and lost calls add up to what was submitted."""
+        return self.succeeded + sum(self.errors.values()) + self.lost == self.submitted
+
+
+def rss_mb() -> float:
+    """This process's resident memory in MB (0 where /proc is not available)."""
+    try:
+        with open("/proc/self/statm") as f:
+            return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE") / 1e6
+    except OSError:
+        return 0.0
+
+
+async def soak(
+    calls: int = 2000,
+    *,
+    concurrency: int = 50,
+    deadline: float = 2.0,
+    native_crash_rate: float = 0.05,
+    lm_error_rate: float = 0.05,
+    lm_hang_rate: float = 0.01,
+    malformed_rate: float = 0.02,
+    seed: int = 0,
+) -> SoakReport:
+    """Run ``calls`` Predict and ChainOfThought calls, ``concurrency`` at a time, each with a
+    ``deadline``, against a ScriptedLM that returns HTTP 503s, hangs, malformed bodies and
+    unparsable replies at the given rates while the native implementation crashes at
+    ``native_crash_rate``; then shut the runtime down and reconcile every call."""
+    before = asyncio.all_tasks()
+    script = chaos(
+        respond(answer="Paris", reasoning="It is the capital."),
+        error_rate=lm_error_rate,
+        hang_rate=lm_hang_rate,
+        malformed_rate=malformed_rate / 2,  # a body that is not JSON
+        unparsable_rate=malformed_rate / 2,  # a reply no adapter can parse
+        seed=seed,
+    )
+    config = Config(
+        call_timeout=deadline,
+        adaptive=AdaptiveConfig(explore_rate=0.05),
+        circuit=CircuitConfig(crash_threshold=3, window=10.0, cooldown=0.5),
+        max_concurrency=concurrency,
+        mailbox_size=concurrency * 4,
+        max_restarts=1000,
+    )
+    errors: dict[str, int] = {}
+    succeeded = lost = past = fallbacks = 0
+    worst = 0.0
+    rss: list[float] = []
+    started = time.perf_counter()
+    async with ScriptedLM(script, strict=False, record=False) as server:
+        # Hangs are cut by the LM client's own timeout first, well inside the call's deadline.
+        lm = LM("openai/soak", api_base=server.base_url, api_key="soak", timeout=deadline / 4)
+        async with Runtime(lm=lm, config=config) as runtime:
+            modules_pid = runtime.modules.pid
+            modules = [
+                await Predict.create("question -> answer"),
+                await ChainOfThought.create("question -> answer"),
+            ]
+            faults = inject_faults(runtime, crash_rate=native_crash_rate, seed=seed)
+            gate = asyncio.Semaphore(concurrency)
+            tenth = max(1, calls // 10)
+
+            async def one(i: int) -> None:
+                nonlocal succeeded, lost, past, fallbacks, worst
+                async with gate:
+                    begin = time.perf_counter()
+                    try:
+                        pred = await modules[i % 2](question=f"question {i}")
+                        succeeded += 1
+                        fallbacks += pred.fallback
+                    except DSPexError as exc:
+                        name = type(exc).__name__
+                        errors[name] = errors.get(name, 0) + 1
+                    except Exception:
+                        lost += 1
+                    overrun = time.perf_counter() - begin - deadline
+                    if overrun > DEADLINE_SLACK:
+                        past += 1
+                    worst = max(worst, overrun)
+                    if i % tenth == 0:
+                        rss.append(rss_mb())
+
+            await asyncio.gather(*(one(i) for i in range(calls)))
+            report = await runtime.metrics()
+            restarts = sum(m.restarts for impls in report.modules.values() for m in impls.values())
+            escalations = 0 if runtime.modules.pid == modules_pid else 1
+            injected = {**faults.injected, **{f"lm_{k}": v for k, v in script.counts.items()}}
+    await asyncio.sleep(0)  # let cancelled tasks finish unwinding
+    left = [t for t in asyncio.all_tasks() - before if not t.done()]
+    left = [t for t in left if t is not asyncio.current_task() and _ours(t)]
+    return SoakReport(
+        submitted=calls,
+        succeeded=succeeded,
+        errors=errors,
+        lost=lost,
+        past_deadline=past,
+        worst_overrun_s=max(0.0, worst),
+        fallbacks=fallbacks,
+        restarts=restarts,
+        supervisor_escalations=escalations,
+        tasks_left=len(left),
+        injected=injected,
+        rss_first_mb=rss[1] if len(rss) > 2 else (rss[0] if rss else 0.0),
+        rss_last_mb=rss[-1] if rss else 0.0,
+        seconds=time.perf_counter() - started,
+    )
+
+
+def summary(report: SoakReport) -> dict[str, Any]:
+    """The report as a flat dict for printing, with the derived figures."""
+    return {
+        **msgspec.structs.asdict(report),
+        "rss_drift": report.rss_drift,
+        "reconciled": report.reconciled,
+    }
