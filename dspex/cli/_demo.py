@@ -122,13 +122,16 @@ def _correct(answer: object, expected: str) -> bool:
     return expected.lower() in str(answer).lower()
 
 
+async def lm_for(options: DemoOptions) -> Any:
+    """The LM the options ask for: an endpoint's, or the embedded model."""
+    if options.lm:
+        return await _endpoint_lm(options.lm, options.lm_model)
+    return dspex.LM.local(options.model)
+
+
 async def run_demo(options: DemoOptions, console: Console) -> bool:
     """Run the demo; True when every step completed."""
-    lm: Any = (
-        await _endpoint_lm(options.lm, options.lm_model)
-        if options.lm
-        else dspex.LM.local(options.model)
-    )
+    lm = await lm_for(options)
     config = dspex.Config(
         implementation_preference="native_first",
         adaptive=dspex.AdaptiveConfig(explore_rate=0.0),
@@ -202,7 +205,7 @@ async def _questions(
 
 
 async def _react(options: DemoOptions, console: Console) -> None:
-    console.rule("ReAct with a Python calculator tool (dspy: native ReAct is not built yet)")
+    console.rule("ReAct with a Python calculator tool")
     react = await dspex.ReAct.create("question -> answer", tools=[calculator], max_iters=3)
     question, expected = ARITHMETIC
     start = time.perf_counter()

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import random
 import time
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
@@ -26,7 +27,7 @@ from dspex.config import Implementation
 from dspex.errors import DSPexError, InputError, LMError, ModuleError, ParseError, SignatureError
 from dspex.errors import Timeout as DSPexTimeout
 from dspex.prediction import Prediction
-from dspex.routing import Outcome, RouteReason, choose
+from dspex.routing import Outcome, RouteReason, ShadowResult, choose
 
 if TYPE_CHECKING:
     from dspex.runtime import Runtime
@@ -36,6 +37,20 @@ log = logging.getLogger("dspex.modules")
 #: Failures that are the LM's or the reply's, not a bug: they never crash the actor, and with
 #: ``allow_fallback`` a native call that hits one is re-run on dspy.
 EXPECTED = (LMError, ParseError, DSPexTimeout)
+
+
+def redact(value: Any, secret: str | None) -> Any:
+    """``value`` with every occurrence of ``secret`` in its strings replaced by ``***``."""
+    if not secret:
+        return value
+    if isinstance(value, str):
+        return value.replace(secret, "***")
+    if isinstance(value, Mapping):
+        return {k: redact(v, secret) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [redact(v, secret) for v in value]
+    return value
+
 
 #: Inputs some module types take besides their signature's input fields.
 _EXTRA_INPUTS = {"MultiChainComparison": frozenset({"completions"})}
@@ -63,6 +78,7 @@ class Execute(msgspec.Struct, frozen=True):
     implementation: Implementation | None = None
     trace_context: Any = None
     crashed: str | None = None
+    key: str | None = None
 
 
 class Info(msgspec.Struct, frozen=True):
@@ -109,6 +125,7 @@ class ModuleActor(Actor):
         self.instances: dict[str, Any] = {}
         self.native_unsupported: str | None = None
         self.in_flight = 0
+        self.shadows_in_flight = 0
         self.slots = asyncio.Semaphore(rt.config.max_concurrency)
         await self._build(forced)
 
@@ -176,7 +193,7 @@ class ModuleActor(Actor):
         if msg.crashed is not None and forced is None and self._can_fall_back("native"):
             return "dspy", "retry_after_crash"
         snapshot = self.rt.routing.snapshot
-        impl, reason = choose(snapshot, self.module_type, forced, self.rt.loop.time())
+        impl, reason = choose(snapshot, self.module_type, forced, self.rt.loop.time(), key=msg.key)
         if impl == "native" and self.native_unsupported is not None:
             return "dspy", "only"
         return impl, reason
@@ -194,6 +211,7 @@ class ModuleActor(Actor):
                 fallback_reason = "NativeCrash"
                 pred = pred.with_served("dspy", fallback_reason=f"native crashed: {msg.crashed}")
             caller.reply(pred)
+            self._maybe_shadow(impl, inputs, msg.options, pred, time.perf_counter() - start)
         except EXPECTED as err:
             error = type(err).__name__
             if not self._can_fall_back(impl):
@@ -239,6 +257,69 @@ class ModuleActor(Actor):
                     span.set_attribute(telemetry.ERROR_TYPE, error)
             span.end()
 
+    def _maybe_shadow(
+        self,
+        served: Implementation,
+        inputs: dict[str, Any],
+        options: CallOptions,
+        pred: Prediction,
+        seconds: float,
+    ) -> None:
+        """Sample this call for a shadow run on the other implementation, within the caps."""
+        shadow = self.rt.config.shadow.get(self.module_type)
+        other: Implementation = "dspy" if served == "native" else "native"
+        if (
+            shadow is None
+            or self.shadows_in_flight >= shadow.max_in_flight
+            or other not in self.available
+            or (other == "native" and self.native_unsupported is not None)
+            or random.random() >= shadow.rate
+        ):
+            return
+        self.shadows_in_flight += 1
+        self.start_task(self._shadow(other, inputs, options, pred, seconds))
+
+    async def _shadow(
+        self,
+        impl: Implementation,
+        inputs: dict[str, Any],
+        options: CallOptions,
+        primary: Prediction,
+        primary_seconds: float,
+    ) -> None:
+        """Run ``impl`` on the same inputs and report how its outputs compare. Whatever happens
+        here never reaches the caller (already answered) and never crashes the actor."""
+        start = time.perf_counter()
+        output: dict[str, Any] | None = None
+        error: str | None = None
+        try:
+            shadow = await self.rt.backends[impl].execute(
+                await self._instance(impl), inputs, options
+            )
+            output = shadow.to_dict()
+        except Exception as exc:
+            error = f"{type(exc).__name__}: {exc}"
+        finally:
+            self.shadows_in_flight -= 1
+        seconds = time.perf_counter() - start
+        expected = primary.to_dict()
+        fields = {
+            k: output is not None and k in output and output[k] == v for k, v in expected.items()
+        }
+        secret = self.box.spec.lm.api_key if self.box.spec.lm is not None else None
+        result = ShadowResult(
+            module_type=self.module_type,
+            primary=primary.implementation,
+            fields=fields,
+            primary_ms=primary_seconds * 1000,
+            shadow_ms=seconds * 1000,
+            inputs=redact(inputs, secret),
+            primary_output=redact(expected, secret),
+            shadow_output=redact(output, secret) if output is not None else None,
+            shadow_error=redact(error, secret),
+        )
+        self._report(result)
+
     def _can_fall_back(self, impl: Implementation) -> bool:
         return impl == "native" and self.rt.config.allow_fallback and "dspy" in self.available
 
@@ -275,7 +356,7 @@ class ModuleActor(Actor):
                 span.set_attributes(attrs)
             span.end()
 
-    def _report(self, outcome: Outcome) -> None:
+    def _report(self, outcome: Outcome | ShadowResult) -> None:
         router = self.rt.whereis("dspex.router")
         if router is None:
             return

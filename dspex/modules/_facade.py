@@ -90,12 +90,14 @@ class ModuleRef:
         temperature: float | None = None,
         max_tokens: int | None = None,
         n: int | None = None,
+        key: str | None = None,
     ) -> Prediction:
         """Run the module on ``inputs``.
 
         ``implementation`` forces one for this call; ``timeout`` (seconds; default: the runtime's
         ``call_timeout``) bounds the call; ``temperature``, ``max_tokens`` and ``n`` override
-        the LM's settings for this call.
+        the LM's settings for this call; ``key`` (e.g. a user or session id) keeps a canary
+        rollout's choice the same for every call with that key.
         """
         rt = self._runtime
         if not rt.accepting:
@@ -106,6 +108,7 @@ class ModuleRef:
             CallOptions(temperature=temperature, max_tokens=max_tokens, n=n),
             forced,
             otel_context.get_current(),
+            key=key,
         )
         limit = timeout if timeout is not None else rt.config.call_timeout
         deadline = rt.loop.time() + limit if limit is not None else None

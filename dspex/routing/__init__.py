@@ -1,9 +1,17 @@
 """Routing: the registry of implementations, the router actor, metrics and the per-call choice."""
 
-from dspex.routing._policy import Circuit, CircuitState, RouteReason, RoutingSnapshot, choose
+from dspex.routing._policy import (
+    Circuit,
+    CircuitState,
+    RouteReason,
+    RoutingSnapshot,
+    canary_share,
+    choose,
+)
 from dspex.routing._registry import Registry
 from dspex.routing._router import (
     Configure,
+    Divergence,
     GetMetrics,
     ImplementationMetrics,
     MetricsReport,
@@ -11,6 +19,8 @@ from dspex.routing._router import (
     OpenCircuit,
     Outcome,
     RouterActor,
+    ShadowReport,
+    ShadowResult,
     SnapshotCell,
 )
 
@@ -18,6 +28,7 @@ __all__ = [
     "Circuit",
     "CircuitState",
     "Configure",
+    "Divergence",
     "GetMetrics",
     "ImplementationMetrics",
     "MetricsReport",
@@ -28,6 +39,9 @@ __all__ = [
     "RouteReason",
     "RouterActor",
     "RoutingSnapshot",
+    "ShadowReport",
+    "ShadowResult",
     "SnapshotCell",
+    "canary_share",
     "choose",
 ]

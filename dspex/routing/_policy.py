@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import random
+import zlib
 from collections.abc import Callable
 from typing import Literal
 
@@ -22,7 +23,13 @@ RouteReason = Literal[
     "circuit_open",
     "probe",
     "retry_after_crash",
+    "canary",
 ]
+
+
+def canary_share(module_type: str, key: str) -> float:
+    """Where a request key falls in [0, 100): the same key always lands on the same side."""
+    return zlib.crc32(f"{module_type}\x00{key}".encode()) % 10_000 / 100
 
 
 class Circuit:
@@ -91,20 +98,27 @@ def choose(
     forced: Implementation | None,
     now: float,
     rand: Callable[[], float] = random.random,
+    key: str | None = None,
 ) -> tuple[Implementation, RouteReason]:
     """Pick the implementation for one call, following the design's rules in order.
 
-    A forced implementation wins; then a module override, a single implementation, or the
-    ``native_first``/``dspy_first`` preference; ``auto`` follows the adaptive leader and
-    explores the other at ``explore_rate``. Native is never chosen while its circuit is open,
-    except by force; after the cool-down one call probes it.
+    A forced implementation wins; then a module override; then a canary rollout (its
+    percentage of calls to native; sticky by request ``key`` when one is given); then a single
+    implementation, or the ``native_first``/``dspy_first`` preference; ``auto`` follows the
+    adaptive leader and explores the other at ``explore_rate``. Native is never chosen while its
+    circuit is open, except by force; after the cool-down one call probes it.
     """
     if forced is not None:
         return forced, "forced"
     registry, config = snapshot.registry, snapshot.config
     preferred = registry.preferred_implementation(module_type, config)
+    rollout = config.rollout.get(module_type)
     reason: RouteReason
-    if preferred is not None:
+    if rollout is not None and module_type not in config.module_overrides:
+        share = canary_share(module_type, key) if key is not None else rand() * 100
+        impl: Implementation = "native" if share < rollout.native_percent else "dspy"
+        reason = "canary"
+    elif preferred is not None:
         impl = preferred
         if module_type in config.module_overrides:
             reason = "override"

@@ -76,8 +76,15 @@ class Registry:
         return None
 
     def validate(self, config: Config) -> None:
-        """ConfigError if ``config`` overrides a module type that does not exist, or to an
-        implementation it does not have."""
+        """ConfigError if ``config`` names a module type that does not exist, overrides one to an
+        implementation it does not have, or rolls out or shadows one without both."""
+        for key in ("rollout", "shadow"):
+            for module_type in getattr(config, key):
+                if len(self.available_implementations(module_type)) < 2:
+                    raise ConfigError(
+                        f"{key}[{module_type!r}]: {module_type} has only "
+                        f"{list(self.available_implementations(module_type))}; {key} needs both"
+                    )
         for module_type, impl in config.module_overrides.items():
             available = self.available_implementations(module_type)
             if impl not in available:

@@ -53,6 +53,49 @@ class GetMetrics(msgspec.Struct, frozen=True):
     """Request the metrics report."""
 
 
+class ShadowResult(msgspec.Struct, frozen=True):
+    """One shadow comparison: the caller's answer (``primary``) beside the other
+    implementation's (``shadow``), compared field by field; outputs already redacted."""
+
+    module_type: str
+    primary: str
+    fields: dict[str, bool]
+    primary_ms: float
+    shadow_ms: float
+    inputs: dict[str, Any]
+    primary_output: dict[str, Any]
+    shadow_output: dict[str, Any] | None
+    shadow_error: str | None = None
+
+    @property
+    def agreed(self) -> bool:
+        """Whether the shadow answered and every field matched."""
+        return self.shadow_error is None and all(self.fields.values())
+
+
+class Divergence(msgspec.Struct, frozen=True):
+    """A shadow comparison that disagreed: the inputs and both outputs (or the error)."""
+
+    inputs: dict[str, Any]
+    primary: str
+    primary_output: dict[str, Any]
+    shadow_output: dict[str, Any] | None
+    shadow_error: str | None
+    fields: list[str]
+
+
+class ShadowReport(msgspec.Struct, frozen=True):
+    """Shadow comparisons of one module type."""
+
+    calls: int
+    agreement_rate: float
+    field_agreement: dict[str, float]
+    primary_p50_ms: float
+    shadow_p50_ms: float
+    errors: int
+    divergences: list[Divergence]
+
+
 class ImplementationMetrics(msgspec.Struct, frozen=True):
     """Live figures of one implementation of one module type."""
 
@@ -69,10 +112,13 @@ class ImplementationMetrics(msgspec.Struct, frozen=True):
 
 
 class MetricsReport(msgspec.Struct, frozen=True):
-    """``modules[module_type][implementation]`` figures, and the state of each native circuit."""
+    """``modules[module_type][implementation]`` figures, the state of each native circuit, the
+    canary rollouts rolled back (module type -> why), and the shadow comparisons."""
 
     modules: dict[str, dict[str, ImplementationMetrics]]
     circuits: dict[str, str]
+    rollbacks: dict[str, str] = {}
+    shadow: dict[str, ShadowReport] = {}
 
 
 class _Stats:
@@ -129,6 +175,54 @@ class _Stats:
         )
 
 
+class _ShadowStats:
+    __slots__ = ("agreed", "calls", "divergences", "errors", "fields", "primary_ms", "shadow_ms")
+
+    def __init__(self, keep: int) -> None:
+        self.calls = self.agreed = self.errors = 0
+        self.fields: dict[str, list[int]] = {}
+        self.primary_ms: deque[float] = deque(maxlen=_SAMPLES)
+        self.shadow_ms: deque[float] = deque(maxlen=_SAMPLES)
+        self.divergences: deque[Divergence] = deque(maxlen=keep)
+
+    def record(self, r: ShadowResult) -> None:
+        self.calls += 1
+        self.agreed += r.agreed
+        self.errors += r.shadow_error is not None
+        for name, same in r.fields.items():
+            counts = self.fields.setdefault(name, [0, 0])
+            counts[0] += same
+            counts[1] += 1
+        self.primary_ms.append(r.primary_ms)
+        self.shadow_ms.append(r.shadow_ms)
+        if not r.agreed and self.divergences.maxlen:
+            different = [name for name, same in r.fields.items() if not same]
+            self.divergences.append(
+                Divergence(
+                    r.inputs,
+                    r.primary,
+                    r.primary_output,
+                    r.shadow_output,
+                    r.shadow_error,
+                    different,
+                )
+            )
+
+    def report(self) -> ShadowReport:
+        def p50(samples: deque[float]) -> float:
+            return sorted(samples)[len(samples) // 2] if samples else 0.0
+
+        return ShadowReport(
+            calls=self.calls,
+            agreement_rate=self.agreed / self.calls if self.calls else 1.0,
+            field_agreement={k: same / total for k, (same, total) in self.fields.items()},
+            primary_p50_ms=p50(self.primary_ms),
+            shadow_p50_ms=p50(self.shadow_ms),
+            errors=self.errors,
+            divergences=list(self.divergences),
+        )
+
+
 class SnapshotCell:
     """Where the router publishes the current :class:`RoutingSnapshot` for direct reads."""
 
@@ -157,6 +251,8 @@ class RouterActor(Actor):
         self.stats: dict[tuple[str, str], _Stats] = {}
         self.adaptive: dict[str, Implementation] = {}
         self.circuits: dict[str, Circuit] = {}
+        self.rollbacks: dict[str, str] = {}
+        self.shadows: dict[str, _ShadowStats] = {}
         self._publish()
 
     def _publish(self) -> None:
@@ -180,6 +276,14 @@ class RouterActor(Actor):
             if msg.probe:
                 self._probe_result(msg.module_type, msg.ok)
             self._update_leader(msg.module_type)
+            self._check_rollout(msg.module_type)
+        elif isinstance(msg, ShadowResult):
+            stats = self.shadows.get(msg.module_type)
+            if stats is None:
+                shadow = self.config.shadow.get(msg.module_type)
+                keep = shadow.max_divergences if shadow is not None else 100
+                stats = self.shadows[msg.module_type] = _ShadowStats(keep)
+            stats.record(msg)
         elif isinstance(msg, NativeCrashed):
             self._stats(msg.module_type, "native").restarts += 1
             telemetry.restarts.add(1, {telemetry.OPERATION: msg.module_type})
@@ -210,6 +314,39 @@ class RouterActor(Actor):
             self.adaptive[module_type] = leader
             log.info("adaptive routing: %s now prefers %s", module_type, leader)
             self._publish()
+
+    def _check_rollout(self, module_type: str) -> None:
+        """Roll a canary back to 0% native when native does worse than dspy by the limits."""
+        rollout = self.config.rollout.get(module_type)
+        n = self.stats.get((module_type, "native"))
+        d = self.stats.get((module_type, "dspy"))
+        if rollout is None or not rollout.native_percent or n is None or d is None:
+            return
+        if min(n.calls, d.calls) < rollout.min_calls:
+            return
+        native_errors, dspy_errors = 1 - n.ewma_success, 1 - d.ewma_success
+        why = ""
+        if native_errors - dspy_errors > rollout.max_error_rate_increase:
+            why = f"native error rate {native_errors:.0%} against dspy's {dspy_errors:.0%}"
+        elif (
+            rollout.max_latency_ratio
+            and n.ewma_latency > rollout.max_latency_ratio * d.ewma_latency
+        ):
+            why = (
+                f"native latency {n.ewma_latency * 1000:.1f} ms against dspy's "
+                f"{d.ewma_latency * 1000:.1f} ms"
+            )
+        if not why:
+            return
+        stopped = msgspec.structs.replace(rollout, native_percent=0.0)
+        self.config = self.config.replace(rollout={**self.config.rollout, module_type: stopped})
+        self.rollbacks[module_type] = why
+        log.warning("canary of native %s rolled back: %s", module_type, why)
+        span = telemetry.tracer.start_span(
+            "dspex.rollback", attributes={telemetry.OPERATION: module_type, "dspex.reason": why}
+        )
+        span.end()
+        self._publish()
 
     def _open(self, module_type: str, reason: str) -> None:
         now = self.runtime.loop.time()
@@ -246,6 +383,9 @@ class RouterActor(Actor):
                 caller.fail(exc)
                 return None
             self.config = config
+            for module_type, rollout in config.rollout.items():
+                if rollout.native_percent:  # a new rollout starts from a clean slate
+                    self.rollbacks.pop(module_type, None)
             with telemetry.tracer.start_as_current_span("dspex.configure") as span:
                 for key, value in msg.changes.items():
                     span.set_attribute(f"dspex.config.{key}", str(value))
@@ -257,5 +397,8 @@ class RouterActor(Actor):
             for (module_type, impl), stats in self.stats.items():
                 modules.setdefault(module_type, {})[impl] = stats.report()
             circuits: dict[str, str] = {t: c.state(now) for t, c in self.circuits.items()}
-            return MetricsReport(modules=modules, circuits=circuits)
+            shadow = {t: stats.report() for t, stats in self.shadows.items()}
+            return MetricsReport(
+                modules=modules, circuits=circuits, rollbacks=dict(self.rollbacks), shadow=shadow
+            )
         return await super().handle_call(msg, caller)

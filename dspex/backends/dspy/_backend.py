@@ -168,7 +168,12 @@ class DSPyBackend:
             lm = lm.copy(**overrides)
         # DSPy keeps up to 10,000 calls in each LM's history: a service would carry that memory
         # for nothing (dspex reports calls through its own metrics and spans).
-        context: dict[str, Any] = {"adapter": instance.adapter, "disable_history": True}
+        # track_usage: token counts on the prediction, as the native client reports them.
+        context: dict[str, Any] = {
+            "adapter": instance.adapter,
+            "disable_history": True,
+            "track_usage": True,
+        }
         if lm is not None:
             context["lm"] = lm
         try:
