@@ -13,7 +13,7 @@ from dspex.actors import (
     Exit,
     is_normal_exit,
 )
-from dspex.config import AdaptiveConfig, CircuitConfig, Config
+from dspex.config import AdaptiveConfig, CircuitConfig, Config, Rollout, Shadow
 from dspex.errors import (
     ActorError,
     ActorExited,
@@ -108,8 +108,10 @@ __all__ = [
     "Prediction",
     "ProgramOfThought",
     "ReAct",
+    "Rollout",
     "Refine",
     "Runtime",
+    "Shadow",
     "Signature",
     "SignatureError",
     "StartError",

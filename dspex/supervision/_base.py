@@ -30,6 +30,25 @@ class _TryAgain(msgspec.Struct, frozen=True):
     """Retry starting the children whose restart failed (sent by a supervisor to itself)."""
 
 
+class StartChild(msgspec.Struct, frozen=True):
+    """Request: start a child from ``spec``."""
+
+    spec: ChildSpec
+
+
+class TerminateChild(msgspec.Struct, frozen=True):
+    """Request: stop the child ``target`` (an id, or a ref for a DynamicSupervisor)."""
+
+    target: Any
+
+
+class ReplaceChild(msgspec.Struct, frozen=True):
+    """Request: stop the child ``target`` and run it from ``spec`` from now on."""
+
+    target: Any
+    spec: ChildSpec
+
+
 class WhichChildren(msgspec.Struct, frozen=True):
     """Request: the children, in start order."""
 

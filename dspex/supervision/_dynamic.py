@@ -6,31 +6,19 @@ import asyncio
 import itertools
 from typing import Any, cast
 
-import msgspec
-
 from dspex.actors import ActorRef, Node
 from dspex.errors import ChildNotFound, ConfigError, MaxChildren
 from dspex.supervision._base import (
     CountChildren,
     EventHandler,
+    ReplaceChild,
+    StartChild,
     SupervisorBase,
+    TerminateChild,
     WhichChildren,
     _Child,
 )
 from dspex.supervision._spec import ChildInfo, ChildSpec, Restart
-
-
-class _StartChild(msgspec.Struct, frozen=True):
-    spec: ChildSpec
-
-
-class _TerminateChild(msgspec.Struct, frozen=True):
-    ref: ActorRef
-
-
-class _ReplaceChild(msgspec.Struct, frozen=True):
-    ref: ActorRef
-    spec: ChildSpec
 
 
 class DynamicSupervisorRef(ActorRef):
@@ -40,16 +28,16 @@ class DynamicSupervisorRef(ActorRef):
 
     async def start_child(self, spec: ChildSpec) -> ActorRef:
         """Start a child from ``spec``; ``MaxChildren`` when the supervisor is full."""
-        return cast(ActorRef, await self.call(_StartChild(spec), timeout=None))
+        return cast(ActorRef, await self.call(StartChild(spec), timeout=None))
 
     async def terminate_child(self, ref: ActorRef) -> None:
         """Stop the child ``ref`` and forget it; ``ChildNotFound`` if it is not a child."""
-        await self.call(_TerminateChild(ref), timeout=None)
+        await self.call(TerminateChild(ref), timeout=None)
 
     async def replace_child(self, ref: ActorRef, spec: ChildSpec) -> ActorRef:
         """Stop the child ``ref`` and run it from ``spec`` from now on (the fallback restart,
         by hand). Returns the new incarnation's ref."""
-        return cast(ActorRef, await self.call(_ReplaceChild(ref, spec), timeout=None))
+        return cast(ActorRef, await self.call(ReplaceChild(ref, spec), timeout=None))
 
     async def which_children(self) -> list[ChildInfo]:
         """The children (``ref`` None for one waiting for a restart)."""
@@ -130,7 +118,7 @@ class DynamicSupervisor(SupervisorBase):
         return child
 
     async def _request(self, msg: Any) -> Any:
-        if isinstance(msg, _StartChild):
+        if isinstance(msg, StartChild):
             if self._max_children is not None and len(self._children) >= self._max_children:
                 raise MaxChildren(f"{self.ref!r} already has max_children={self._max_children}")
             child = _Child(next(self._keys), msg.spec)
@@ -139,13 +127,13 @@ class DynamicSupervisor(SupervisorBase):
                 raise err
             self._children[child.key] = child
             return child.ref
-        if isinstance(msg, _TerminateChild):
-            child = self._child_of(msg.ref)
+        if isinstance(msg, TerminateChild):
+            child = self._child_of(msg.target)
             await self._terminate(child)
             self._remove(child)
             return None
-        if isinstance(msg, _ReplaceChild):
-            child = self._child_of(msg.ref)
+        if isinstance(msg, ReplaceChild):
+            child = self._child_of(msg.target)
             await self._terminate(child)
             child.spec = msg.spec
             child.crashes = None

@@ -13,19 +13,14 @@ from dspex.errors import ChildNotFound, ConfigError, SupervisorError
 from dspex.supervision._base import (
     CountChildren,
     EventHandler,
+    ReplaceChild,
+    StartChild,
     SupervisorBase,
+    TerminateChild,
     WhichChildren,
     _Child,
 )
 from dspex.supervision._spec import STRATEGIES, ChildInfo, ChildSpec, Restart, Strategy
-
-
-class _StartChild(msgspec.Struct, frozen=True):
-    spec: ChildSpec
-
-
-class _TerminateChild(msgspec.Struct, frozen=True):
-    id: Any
 
 
 class _RestartChild(msgspec.Struct, frozen=True):
@@ -34,11 +29,6 @@ class _RestartChild(msgspec.Struct, frozen=True):
 
 class _DeleteChild(msgspec.Struct, frozen=True):
     id: Any
-
-
-class _ReplaceChild(msgspec.Struct, frozen=True):
-    id: Any
-    spec: ChildSpec
 
 
 class SupervisorRef(ActorRef):
@@ -56,11 +46,11 @@ class SupervisorRef(ActorRef):
 
     async def start_child(self, spec: ChildSpec) -> ActorRef:
         """Add a child at the end and start it; ``SupervisorError`` if the id is taken."""
-        return cast(ActorRef, await self.call(_StartChild(spec), timeout=None))
+        return cast(ActorRef, await self.call(StartChild(spec), timeout=None))
 
     async def terminate_child(self, child_id: Any) -> None:
         """Stop a child and keep its spec (a temporary child's spec is deleted)."""
-        await self.call(_TerminateChild(child_id), timeout=None)
+        await self.call(TerminateChild(child_id), timeout=None)
 
     async def restart_child(self, child_id: Any) -> ActorRef:
         """Start a terminated child again from its spec."""
@@ -73,7 +63,7 @@ class SupervisorRef(ActorRef):
     async def replace_child(self, child_id: Any, spec: ChildSpec) -> ActorRef:
         """Stop the child (if running) and start it from ``spec`` from now on, keeping its id
         and position. The manual form of the fallback restart."""
-        return cast(ActorRef, await self.call(_ReplaceChild(child_id, spec), timeout=None))
+        return cast(ActorRef, await self.call(ReplaceChild(child_id, spec), timeout=None))
 
 
 class Supervisor(SupervisorBase):
@@ -186,15 +176,15 @@ class Supervisor(SupervisorBase):
         return child.ref
 
     async def _request(self, msg: Any) -> Any:
-        if isinstance(msg, _StartChild):
+        if isinstance(msg, StartChild):
             if msg.spec.id in self._children:
                 raise SupervisorError(f"{self.ref!r} already has a child with id {msg.spec.id!r}")
             child = _Child(msg.spec.id, msg.spec)
             ref = await self._start_or_raise(child)
             self._children[child.key] = child
             return ref
-        if isinstance(msg, _TerminateChild):
-            child = self._child(msg.id)
+        if isinstance(msg, TerminateChild):
+            child = self._child(msg.target)
             await self._terminate(child)
             child.waiting = False
             self._exited_for_good(child)
@@ -210,8 +200,8 @@ class Supervisor(SupervisorBase):
                 raise SupervisorError(f"child {msg.id!r} is running; terminate it first")
             self._remove(child)
             return None
-        if isinstance(msg, _ReplaceChild):
-            child = self._child(msg.id)
+        if isinstance(msg, ReplaceChild):
+            child = self._child(msg.target)
             await self._terminate(child)
             child.spec = msgspec.structs.replace(msg.spec, id=child.spec.id)
             child.crashes = None
