@@ -150,7 +150,10 @@ class ModuleRef:
 
     async def _call(self, msg: Any, deadline: float | None) -> Any:
         actor = self.actor
-        if not actor.alive:  # between incarnations
+        if not actor.alive:
+            if is_normal_exit(actor.exit_reason):  # stopped on purpose: no incarnation follows
+                raise NoProc(f"{self!r} was stopped ({actor.exit_reason!r})")
+            # between incarnations
             actor = self._actor = await self._runtime.wait_for_name(self.name, self._left(deadline))
         timeout = None if deadline is None else max(0.0, deadline - self._runtime.loop.time())
         return await actor.call(msg, timeout=timeout)
@@ -328,8 +331,9 @@ class ChainOfThought(ModuleType):
 
 
 class ReAct(ModuleType):
-    """DSPy's ``ReAct`` agent. Options: ``tools`` (Python callables, required),
-    ``max_iters`` (default 20)."""
+    """DSPy's ``ReAct`` agent. Options: ``tools`` (required: Python callables, sync or async,
+    or ``dspy.Tool`` objects; native runs sync tools in worker threads), ``max_iters`` (default
+    20). The prediction holds the ``trajectory`` dict, ``reasoning`` and the outputs."""
 
     module_type = "ReAct"
     accepted = ("tools", "max_iters")
@@ -346,7 +350,8 @@ class MultiChainComparison(ModuleType):
 
 class BestOfN(ModuleType):
     """DSPy's ``BestOfN`` over a Predict (or ``module="ChainOfThought"``). Options: ``N``,
-    ``reward_fn(inputs, prediction) -> float``, ``threshold`` (required), ``fail_count``."""
+    ``reward_fn(inputs, prediction) -> float``, ``threshold`` (required), ``fail_count``.
+    Native runs a sync ``reward_fn`` in a worker thread and also accepts an async one."""
 
     module_type = "BestOfN"
     accepted = ("N", "reward_fn", "threshold", "fail_count", "module")

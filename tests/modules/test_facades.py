@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+import time
 from typing import Any
 
 import dspy
@@ -10,7 +12,7 @@ import pytest
 import dspex
 from dspex.errors import ActorExited, ConfigError, InputError, SignatureError
 from dspex.runtime import Runtime
-from dspex.testing import ScriptedLM, inject_faults, respond
+from dspex.testing import RecordedRequest, Reply, ScriptedLM, inject_faults, respond
 
 
 def lookup(city: str) -> str:
@@ -18,58 +20,149 @@ def lookup(city: str) -> str:
     return f"{city} is a city."
 
 
-async def test_react_runs_tools_on_dspy(rt: Runtime, server: ScriptedLM) -> None:
-    steps = iter(
-        [
-            respond(
-                next_thought="Look it up.",
-                next_tool_name="lookup",
-                next_tool_args={"city": "Paris"},
-            ),
-            respond(next_thought="Done.", next_tool_name="finish", next_tool_args={}),
-            respond(reasoning="From the lookup.", answer="Paris"),
-        ]
+IMPLEMENTATIONS = pytest.mark.parametrize("implementation", ["native", "dspy"])
+
+
+def react_steps(tool: str, args: dict[str, Any]) -> Any:
+    """A script for one ReAct call: call ``tool``, finish, extract (read from the request)."""
+
+    def script(request: RecordedRequest) -> Reply:
+        if "next_tool_name" not in request.messages[0]["content"]:
+            return respond(reasoning="From the lookup.", answer="Paris")(request)
+        if "[[ ## observation_0 ## ]]" in request.messages[-1]["content"]:
+            return respond(next_thought="Done.", next_tool_name="finish", next_tool_args={})(
+                request
+            )
+        return respond(next_thought="Look it up.", next_tool_name=tool, next_tool_args=args)(
+            request
+        )
+
+    return script
+
+
+@IMPLEMENTATIONS
+async def test_react_runs_tools(rt: Runtime, server: ScriptedLM, implementation: str) -> None:
+    server.script = react_steps("lookup", {"city": "Paris"})
+    react = await dspex.ReAct.create(
+        "question -> answer", tools=[lookup], max_iters=3, implementation=implementation
     )
-    server.script = lambda request: next(steps)(request)
-    react = await dspex.ReAct.create("question -> answer", tools=[lookup], max_iters=3)
     result = await react(question="Capital of France?")
     assert result.answer == "Paris"
-    assert result.implementation == "dspy"
+    assert result.implementation == implementation
+    assert result.trajectory["observation_0"] == "Paris is a city."
     assert "Paris is a city." in server.requests[1].messages[-1]["content"]  # the observation
 
 
-async def test_multi_chain_comparison(rt: Runtime, server: ScriptedLM) -> None:
+async def test_react_is_native_by_default_and_overlaps_slow_tools(
+    rt: Runtime, server: ScriptedLM
+) -> None:
+    """Concurrent callers of one ReAct module overlap their tool calls (I/O in an async tool,
+    a blocking sleep in a sync one): neither the actor nor the tools serialize them."""
+    spans: dict[str, list[tuple[float, float]]] = {"fetch": [], "read": []}
+
+    async def fetch(url: str) -> str:
+        """Fetch a URL."""
+        start = time.monotonic()
+        await asyncio.sleep(0.2)
+        spans["fetch"].append((start, time.monotonic()))
+        return url
+
+    def read(path: str) -> str:
+        """Read a file."""
+        start = time.monotonic()
+        time.sleep(0.2)
+        spans["read"].append((start, time.monotonic()))
+        return path
+
+    react_fetch = await dspex.ReAct.create("question -> answer", tools=[fetch, read])
+    react_read = await dspex.ReAct.create("question -> answer", tools=[read, fetch])
+    fetching, reading = react_steps("fetch", {"url": "u"}), react_steps("read", {"path": "p"})
+    server.script = lambda r: (reading if "(1) read" in r.messages[0]["content"] else fetching)(r)
+    results = await asyncio.gather(
+        *(react_fetch(question=f"q{i}") for i in range(3)),
+        *(react_read(question=f"q{i}") for i in range(3)),
+    )
+    assert {r.implementation for r in results} == {"native"}
+    for tool, intervals in spans.items():
+        assert len(intervals) == 3, tool
+        assert max(s for s, _ in intervals) < min(e for _, e in intervals), f"{tool} serialized"
+
+
+@IMPLEMENTATIONS
+async def test_multi_chain_comparison(rt: Runtime, server: ScriptedLM, implementation: str) -> None:
     server.script = respond(rationale="Both agree.", answer="Paris")
-    mcc = await dspex.MultiChainComparison.create("question -> answer", M=2)
+    mcc = await dspex.MultiChainComparison.create(
+        "question -> answer", M=2, implementation=implementation
+    )
     attempts = [{"reasoning": "r1", "answer": "Paris"}, {"reasoning": "r2", "answer": "Paris"}]
     result = await mcc(question="Capital of France?", completions=attempts)
     assert result.answer == "Paris"
+    assert result.implementation == implementation
     assert "r1" in server.requests[0].messages[-1]["content"]
 
 
+@IMPLEMENTATIONS
 @pytest.mark.parametrize("facade", [dspex.BestOfN, dspex.Refine])
-async def test_best_of_n_and_refine(rt: Runtime, facade: type[dspex.BestOfN]) -> None:
+async def test_best_of_n_and_refine(
+    rt: Runtime, facade: type[dspex.BestOfN], implementation: str
+) -> None:
     scores: list[str] = []
 
     def reward(args: dict[str, Any], pred: Any) -> float:
         scores.append(pred.answer)
         return 1.0
 
-    module = await facade.create("question -> answer", N=3, reward_fn=reward, threshold=1.0)
+    module = await facade.create(
+        "question -> answer",
+        N=3,
+        reward_fn=reward,
+        threshold=1.0,
+        module="ChainOfThought",
+        implementation=implementation,
+    )
     result = await module(question="Capital of France?")
     assert result.answer == "Paris"
+    assert result.reasoning == "Paris is the capital of France."
+    assert result.implementation == implementation
     assert scores == ["Paris"]  # the first attempt met the threshold
 
 
-async def test_parallel_returns_results_in_order(rt: Runtime, server: ScriptedLM) -> None:
+@IMPLEMENTATIONS
+async def test_parallel_returns_results_in_order(
+    rt: Runtime, server: ScriptedLM, implementation: str
+) -> None:
     server.script = lambda request: respond(
         answer=request.messages[-1]["content"].split("\n")[1].upper()
     )(request)
-    par = await dspex.Parallel.create("question -> answer", num_threads=2)
+    par = await dspex.Parallel.create(
+        "question -> answer", num_threads=2, implementation=implementation
+    )
     result = await par(batch=[{"question": "a"}, {"question": "b"}, {"question": "c"}])
     assert [r.answer for r in result.results] == ["A", "B", "C"]
+    assert result.implementation == implementation
     with pytest.raises(InputError, match="batch"):
         await par(batch="not a list")
+
+
+@pytest.mark.parametrize(
+    ("facade", "options"),
+    [
+        (dspex.Predict, {}),
+        (dspex.ChainOfThought, {}),
+        (dspex.ReAct, {"tools": [lookup]}),
+        (dspex.MultiChainComparison, {}),
+        (dspex.BestOfN, {"N": 1, "reward_fn": lambda a, p: 1.0, "threshold": 1.0}),
+        (dspex.Refine, {"N": 1, "reward_fn": lambda a, p: 1.0, "threshold": 1.0}),
+        (dspex.Parallel, {}),
+    ],
+)
+async def test_every_native_type_is_routed_to_native(
+    rt: Runtime, facade: type[dspex.Predict], options: dict[str, Any]
+) -> None:
+    module = await facade.create("question -> answer", **options)
+    info = await module.info()
+    assert info.implementations == ("native", "dspy")
+    assert info.native_available
 
 
 async def test_program_of_thought_without_deno_is_a_clear_error(rt: Runtime) -> None:

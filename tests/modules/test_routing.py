@@ -48,8 +48,8 @@ async def test_forced_implementation_wins(rt: Runtime, spans: InMemorySpanExport
 
 
 async def test_forcing_a_missing_implementation_is_an_error_at_create(rt: Runtime) -> None:
-    with pytest.raises(ConfigError, match="ReAct has no 'native' implementation"):
-        await dspex.ReAct.create("question -> answer", tools=[], implementation="native")
+    with pytest.raises(ConfigError, match="ProgramOfThought has no 'native' implementation"):
+        await dspex.ProgramOfThought.create("question -> answer", implementation="native")
     with pytest.raises(ConfigError, match="must be one of 'native', 'dspy'"):
         await dspex.Predict.create("question -> answer", implementation="rust")
 
@@ -80,13 +80,10 @@ async def test_static_preferences(rt: Runtime, expected: str) -> None:
 
 async def test_unavailable_native_routes_to_dspy(rt: Runtime, spans: InMemorySpanExporter) -> None:
     await rt.configure(implementation_preference="native_first")
+    import dspy
 
-    def lookup(city: str) -> str:
-        """Look a city up."""
-        return city
-
-    react = await dspex.ReAct.create("question -> answer", tools=[lookup])
-    result = await react(question="Capital of France?")
+    wrapped = await dspex.Module.wrap(lambda: dspy.Predict("question -> answer"), lm=rt.lm)
+    result = await wrapped(question="Capital of France?")
     assert result.implementation == "dspy"
     assert result.answer == "Paris"
     route = route_spans(spans)[-1]

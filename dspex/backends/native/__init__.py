@@ -16,10 +16,16 @@ A native Predict call is therefore::
         if fallback is None:
             raise
         ...  # one more LM call with fallback.format(...) / fallback.request_kwargs(...)
+
+The composite module types (ReAct with async tools, MultiChainComparison, BestOfN, Refine,
+Parallel) are built on those predictors and send exactly the requests DSPy's modules send.
 """
 
 from dspex.backends.native._adapters import Adapter, ChatAdapter, JSONAdapter, ResponseFormatSupport
 from dspex.backends.native._backend import NATIVE_MODULE_TYPES, NativeBackend
+from dspex.backends.native._best_of_n import NativeBestOfN
+from dspex.backends.native._multi_chain import NativeMultiChainComparison
+from dspex.backends.native._parallel import NativeParallel
 from dspex.backends.native._parsing import UnrecoverableParseError
 from dspex.backends.native._predict import (
     NativeChainOfThought,
@@ -27,15 +33,25 @@ from dspex.backends.native._predict import (
     check_inputs,
     make_adapter,
 )
+from dspex.backends.native._react import ContextWindowExceeded, NativeReAct
+from dspex.backends.native._refine import NativeRefine
+from dspex.backends.native._tools import NativeTool
 
 __all__ = [
     "NATIVE_MODULE_TYPES",
     "Adapter",
     "ChatAdapter",
+    "ContextWindowExceeded",
     "JSONAdapter",
     "NativeBackend",
+    "NativeBestOfN",
     "NativeChainOfThought",
+    "NativeMultiChainComparison",
+    "NativeParallel",
     "NativePredict",
+    "NativeReAct",
+    "NativeRefine",
+    "NativeTool",
     "ResponseFormatSupport",
     "UnrecoverableParseError",
     "check_inputs",

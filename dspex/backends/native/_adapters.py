@@ -125,6 +125,14 @@ def _sections(
     return "\n\n".join(parts)
 
 
+def format_user_fields(values: Mapping[str, Any]) -> str:
+    """DSPy's ``adapter.format_user_message_content`` for a signature whose input fields are the
+    keys of ``values``, all untyped (``str``): ``[[ ## key ## ]]`` blocks, stripped. ReAct renders
+    its trajectory this way, with either adapter."""
+    specs = tuple((name, f"[[ ## {name} ## ]]\n", True) for name in values)
+    return _sections(specs, values).strip()
+
+
 def _user(content: str) -> Message:
     """A user message; DSPy expands its legacy custom-type markers in user messages only."""
     if MARKER_START in content:

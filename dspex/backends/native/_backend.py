@@ -6,15 +6,29 @@ from collections.abc import Mapping
 from typing import Any
 
 from dspex.backends._spec import CallOptions, ModuleSpec
-from dspex.backends.native._predict import NativeChainOfThought, NativePredict
+from dspex.backends.native._best_of_n import NativeBestOfN
+from dspex.backends.native._module import NativeBuilder, NativeModule, parts, predictor
+from dspex.backends.native._multi_chain import NativeMultiChainComparison
+from dspex.backends.native._parallel import NativeParallel
+from dspex.backends.native._react import NativeReAct
+from dspex.backends.native._refine import NativeRefine
 from dspex.config import Implementation
-from dspex.errors import ConfigError
 from dspex.lm import LMClient
 from dspex.prediction import Prediction
 
-_MODULES: dict[str, type[NativePredict]] = {
-    "Predict": NativePredict,
-    "ChainOfThought": NativeChainOfThought,
+
+def _predictor(spec: ModuleSpec, client: LMClient) -> NativeModule:
+    return predictor(spec, client)
+
+
+_MODULES: dict[str, NativeBuilder] = {
+    "Predict": _predictor,
+    "ChainOfThought": _predictor,
+    "ReAct": NativeReAct.from_spec,
+    "MultiChainComparison": NativeMultiChainComparison.from_spec,
+    "BestOfN": NativeBestOfN.from_spec,
+    "Refine": NativeRefine.from_spec,
+    "Parallel": NativeParallel.from_spec,
 }
 
 #: Module types with a native implementation.
@@ -38,20 +52,13 @@ class NativeBackend:
         """The implementation and its module types."""
         return {"implementation": "native", "module_types": sorted(NATIVE_MODULE_TYPES)}
 
-    async def create(self, spec: ModuleSpec) -> NativePredict:
+    async def create(self, spec: ModuleSpec) -> NativeModule:
         """Build the native module of ``spec``; prompt templates are built here, once."""
-        if spec.lm is None:
-            raise ConfigError(f"{spec.module_type} needs an LM: pass lm= or set Runtime(lm=...)")
-        if spec.signature is None:
-            raise ConfigError(f"{spec.module_type} needs a signature")
-        module = _MODULES[spec.module_type](
-            spec.signature, lm=spec.lm, client=self.client, demos=spec.demos, adapter=spec.adapter
-        )
-        module.adapter.system_message(module.signature)  # build and cache the templates now
-        return module
+        parts(spec)  # a ConfigError without an LM or a signature
+        return _MODULES[spec.module_type](spec, self.client)
 
     async def execute(
-        self, instance: NativePredict, inputs: Mapping[str, Any], options: CallOptions
+        self, instance: NativeModule, inputs: Mapping[str, Any], options: CallOptions
     ) -> Prediction:
         """Run one call of a native module (the module actor has checked the inputs)."""
         return await instance.run(dict(inputs), options)
