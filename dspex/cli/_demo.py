@@ -17,7 +17,7 @@ from rich.table import Table
 import dspex
 from dspex.backends.dspy import import_dspy
 from dspex.config import IMPLEMENTATIONS, implementation_name
-from dspex.errors import ActorExited, ConfigError, DSPexError, LMError
+from dspex.errors import ConfigError, DSPexError, LMError
 from dspex.lm._local import local_model
 from dspex.testing import inject_faults
 
@@ -241,20 +241,16 @@ async def _faults(runtime: dspex.Runtime, console: Console) -> None:
         f"(served by {pred.implementation}, fallback: {pred.fallback_reason})."
     )
     fresh = await dspex.Predict.create("question -> answer", instructions=INSTRUCTIONS)
-    with inject_faults(runtime, crash_rate=1.0):
-        try:
-            await fresh(question=question)
-        except ActorExited as exc:
-            console.print(
-                f"3. Native crashed again under the retry: the caller got a clear error "
-                f"({type(exc).__name__}: {exc.reason})."
-            )
+    threshold = runtime.config.circuit.crash_threshold
+    with inject_faults(runtime, crash_rate=1.0):  # native now crashes on every call
+        retried = [await fresh(question=question) for _ in range(threshold)]
         pred = await fresh(question=question)
     state = (await runtime.metrics()).circuits.get("Predict", "closed")
     console.print(
-        f"   After {runtime.config.circuit.crash_threshold} crashes the module was restarted on "
-        f"dspy and the native circuit of Predict is [bold]{state}[/]: the next call was served "
-        f"by {pred.implementation}: [bold]{pred.answer}[/]."
+        f"3. Native crashed on each of {threshold} calls; each was retried on dspy "
+        f"({', '.join(str(r.answer) for r in retried)}). After {threshold} crashes the module "
+        f"was restarted to serve on dspy and the native circuit of Predict is [bold]{state}[/]: "
+        f"the next call went straight to {pred.implementation}: [bold]{pred.answer}[/]."
     )
 
 

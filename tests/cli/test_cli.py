@@ -85,6 +85,7 @@ def test_demo_runs_end_to_end_on_a_scripted_lm(scripted_url: str) -> None:
     assert "restarted it as" in out
     assert "fell back to dspy" in out
     assert "native circuit of Predict is open" in out
+    assert "each was retried on dspy" in out
     assert "Router metrics" in out
     assert "The runtime shut down cleanly" in out
 
