@@ -38,8 +38,15 @@ test: lint typecheck $(LOCAL)
 demo: $(LOCAL)
 	$(VENV)/bin/dspex demo --model $(MODEL)
 
-bench: $(DEV)
-	$(PY) benchmarks/run_all.py
+BENCH := $(VENV)/.installed-bench
+
+$(BENCH): pyproject.toml | $(PY)
+	$(PY) -m pip install --quiet -e ".[dev,bench]"
+	touch $@
+
+# ARGS=--quick for a shorter run; ARGS="--only bench_memory" for one script.
+bench: $(BENCH)
+	$(PY) benchmarks/run_all.py $(ARGS)
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache build *.egg-info

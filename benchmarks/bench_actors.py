@@ -22,7 +22,7 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).parent))
 
-from _common import Row, report
+from _common import Row, report, rss_bytes
 
 from dspex.actors import Actor, Caller
 from dspex.runtime import Runtime
@@ -42,11 +42,6 @@ class Echo(Actor):
         if msg == "crash":
             raise RuntimeError("injected crash")
         self.n += 1
-
-
-def rss_bytes() -> int:
-    with open("/proc/self/statm") as f:
-        return int(f.read().split()[1]) * 4096
 
 
 async def floor_call(n: int) -> float:

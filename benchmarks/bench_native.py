@@ -1,221 +1,217 @@
-"""Native Predict / ChainOfThought beside DSPy 3.4.1, on the same instant LM, in one run.
+"""Per-call overhead through the public API, beside DSPy 3.4.1 and the floor, in one run.
 
     python benchmarks/bench_native.py [--quick]
 
-Two views, one call at a time:
+For Predict and ChainOfThought, one call at a time, best of interleaved rounds, two views:
 
-- framework overhead, with an instant LM in process (no HTTP): native modules on a client that
-  answers at once, DSPy's ``acall`` and sync call on ``dspy.utils.DummyLM``. The target: native
-  overhead at most 1/10 of DSPy's ``acall``.
-- end to end over HTTP against a ScriptedLM in its own process that answers at once: the floor
-  (a raw aiohttp POST of the same request), native, and ``dspy.Predict.acall`` (LiteLLM engine,
-  as dspex's dspy backend runs it, and DSPy's default engine); overhead = time - floor.
+- instant LM in process (the framework's own cost, no HTTP): dspex native and dspex on dspy
+  through ``await module(question=...)`` on a Runtime (native on an instant LM client, dspy on
+  DSPy's DummyLM), plain ``dspy.Module.acall`` and the plain sync call on DummyLM, and the floor
+  in process (an instant client's completion + a regex parse);
+- over HTTP against a ScriptedLM in its own process that answers at once: the floor (a raw
+  aiohttp POST of the request dspex sends + JSON decode + a regex parse), dspex native, dspex on
+  dspy (LiteLLM engine, as dspex runs DSPy), plain ``acall`` on DSPy's default engine and on the
+  LiteLLM engine, and the plain sync call. Overhead = time - the floor's time.
 
-The adapter work alone (format + parse) is measured by bench_adapters.py.
+Targets: native at most 1/10 of DSPy's ``acall`` (aim 1/20) in process and beyond the floor over
+HTTP; native within 5x of the floor over HTTP. The adapters alone: bench_adapters.py.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
-import os
 import sys
-import warnings
-from collections.abc import Awaitable, Callable
 from pathlib import Path
-from typing import Any
-
-os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
 
 import aiohttp
-import dspy
 
 sys.path.insert(0, str(Path(__file__).parent))
-from _common import InstantClient, Row, report, scripted_server, sequential
-
-from dspex.backends.native import ChatAdapter, NativeChainOfThought, NativePredict
-from dspex.lm import LM, LMClient
-from dspex.signature import Signature
-
-REPLY = (
-    "[[ ## reasoning ## ]]\nParis is the capital.\n\n[[ ## answer ## ]]\nParis\n\n"
-    "[[ ## completed ## ]]"
+from _common import (
+    INPUTS,
+    SIGNATURE,
+    Call,
+    InstantClient,
+    Row,
+    best_sequential,
+    dspex_runtime,
+    dspy_call,
+    dspy_lm,
+    dummy_lm,
+    floor_call,
+    quiet,
+    regex_parse,
+    report,
+    request_body,
+    scripted_server,
 )
-INPUTS = {"question": "What is the capital of France?"}
-SIG = Signature.parse("question -> answer")
 
-Call = Callable[[], Awaitable[object]]
+import dspex
+
+MODULE_TYPES = ("Predict", "ChainOfThought")
 
 
-async def instant_calls() -> dict[str, Call]:
-    lm = LM("openai/instant")
-    client: Any = InstantClient(REPLY)
-    native_predict = NativePredict(SIG, lm=lm, client=client)
-    native_cot = NativeChainOfThought(SIG, lm=lm, client=client)
-    answers = {"reasoning": "Paris is the capital.", "answer": "Paris"}
-    dummy = dspy.utils.DummyLM([answers] * 200_000)
-    dspy_predict = dspy.Predict("question -> answer")
-    dspy_cot = dspy.ChainOfThought("question -> answer")
-
-    def on_dspy(module: Any) -> Call:
-        async def call() -> object:
-            with dspy.context(lm=dummy, adapter=dspy.ChatAdapter()):
-                return await module.acall(**INPUTS)
-
-        return call
-
-    def on_dspy_sync(module: Any) -> Call:
-        async def call() -> object:
-            with dspy.context(lm=dummy, adapter=dspy.ChatAdapter()):
-                return module(**INPUTS)
-
-        return call
-
+async def dspex_calls(rt: dspex.Runtime, module_type: str, prefix: str) -> dict[str, Call]:
+    """dspex native and dspex on dspy, through the facade of ``module_type``."""
+    facade = getattr(dspex, module_type)
+    native = await facade.create(SIGNATURE, implementation="native", runtime=rt)
+    on_dspy = await facade.create(SIGNATURE, implementation="dspy", runtime=rt)
+    assert (await native(**INPUTS)).answer == "Paris"
+    assert (await on_dspy(**INPUTS)).answer == "Paris"
     return {
-        "instant: native Predict": lambda: native_predict(INPUTS),
-        "instant: dspy Predict.acall": on_dspy(dspy_predict),
-        "instant: dspy Predict sync": on_dspy_sync(dspy_predict),
-        "instant: native ChainOfThought": lambda: native_cot(INPUTS),
-        "instant: dspy ChainOfThought.acall": on_dspy(dspy_cot),
-        "instant: dspy ChainOfThought sync": on_dspy_sync(dspy_cot),
+        f"{prefix} {module_type}: dspex native": lambda: native(**INPUTS),
+        f"{prefix} {module_type}: dspex on dspy": lambda: on_dspy(**INPUTS),
     }
 
 
-async def calls(base: str, client: LMClient, session: aiohttp.ClientSession) -> dict[str, Call]:
-    lm = LM("openai/bench", api_base=base, api_key="bench")
-    messages = ChatAdapter().format(SIG, (), INPUTS)
-    body = {"model": "bench", "messages": messages}
-    headers = {"Authorization": "Bearer bench"}
+def dspy_calls(module_type: str, prefix: str, lms: dict[str, object]) -> dict[str, Call]:
+    """Plain DSPy: ``acall`` on each of ``lms`` and the sync call on the first."""
+    import dspy
 
-    async def floor() -> object:
-        async with session.post(f"{base}/chat/completions", json=body, headers=headers) as r:
-            return await r.read()
-
-    native_predict = NativePredict(SIG, lm=lm, client=client)
-    native_cot = NativeChainOfThought(SIG, lm=lm, client=client)
-    dspy_predict, dspy_cot = (
-        dspy.Predict("question -> answer"),
-        dspy.ChainOfThought("question -> answer"),
-    )
-    litellm_lm, default_lm = lm.to_dspy(), lm.to_dspy(engine="auto")
-
-    def on_dspy(module: Any, dspy_lm: Any) -> Call:
-        async def call() -> object:
-            with dspy.context(lm=dspy_lm, adapter=dspy.ChatAdapter()):
-                return await module.acall(**INPUTS)
-
-        return call
-
-    return {
-        "floor: raw aiohttp POST": floor,
-        "native Predict": lambda: native_predict(INPUTS),
-        "dspy Predict.acall (litellm)": on_dspy(dspy_predict, litellm_lm),
-        "dspy Predict.acall (default engine)": on_dspy(dspy_predict, default_lm),
-        "native ChainOfThought": lambda: native_cot(INPUTS),
-        "dspy ChainOfThought.acall (litellm)": on_dspy(dspy_cot, litellm_lm),
+    module = getattr(dspy, module_type)(SIGNATURE)
+    (first_name, first), *_ = lms.items()
+    calls = {
+        f"{prefix} {module_type}: dspy acall{name}": dspy_call(module, lm)
+        for name, lm in lms.items()
     }
+    calls[f"{prefix} {module_type}: dspy sync{first_name}"] = dspy_call(module, first, sync=True)
+    return calls
 
 
-async def measure(base: str, requests: int, rounds: int) -> dict[str, tuple[float, float]]:
-    """Best (wall, cpu) microseconds per call of each, over interleaved rounds."""
-    best: dict[str, tuple[float, float]] = {}
-    async with LMClient() as client, aiohttp.ClientSession() as session:
-        named = {**await instant_calls(), **await calls(base, client, session)}
-        for _ in range(rounds):
-            for name, call in named.items():
-                n = requests // 5 if "dspy" in name else requests
-                wall, cpu = await sequential(call, n)
-                old = best.get(name, (wall, cpu))
-                best[name] = (min(wall, old[0]), min(cpu, old[1]))
-    return best
+def instant_floor(module_type: str) -> Call:
+    client, lm = InstantClient(), dspex.LM("openai/instant")
+    messages = [{"role": "user", "content": module_type}]
+
+    async def call() -> object:
+        completion = await client.complete(lm, messages)
+        return regex_parse(completion.texts[0])
+
+    return call
+
+
+async def measure(url: str, quick: bool) -> dict[str, tuple[float, float]]:
+    """Best (wall, CPU) µs per call of every contender, in interleaved rounds."""
+    calls: dict[str, Call] = {}
+    async with (
+        dspex_runtime(callers=256) as instant_rt,
+        dspex_runtime(url, callers=256) as http_rt,
+        aiohttp.ClientSession() as session,
+    ):
+        for module_type in MODULE_TYPES:
+            calls[f"instant {module_type}: floor"] = instant_floor(module_type)
+            calls.update(await dspex_calls(instant_rt, module_type, "instant"))
+            calls.update(dspy_calls(module_type, "instant", {"": dummy_lm()}))
+            calls[f"http {module_type}: floor"] = floor_call(
+                session, url, request_body(module_type)
+            )
+            calls.update(await dspex_calls(http_rt, module_type, "http"))
+            lms = {"": dspy_lm(url), " (litellm)": dspy_lm(url, "litellm")}
+            calls.update(dspy_calls(module_type, "http", lms))
+        scale = 5 if quick else 1
+
+        def requests(name: str) -> int:
+            if "http" in name and "dspy" in name:
+                return 150 // scale
+            if "dspy" in name:
+                return 300 // scale
+            return (1500 if "http" in name else 3000) // scale
+
+        return await best_sequential(calls, requests, rounds=2 if quick else 4)
 
 
 def rows(best: dict[str, tuple[float, float]]) -> list[Row]:
     out = []
-    for module in ("Predict", "ChainOfThought"):
-        native = best[f"instant: native {module}"][0]
-        dspy_async = best[f"instant: dspy {module}.acall"][0]
-        out.append(
+    for module_type in MODULE_TYPES:
+
+        def us(view: str, who: str, module_type: str = module_type) -> float:
+            return best[f"{view} {module_type}: {who}"][0]
+
+        native, acall = us("instant", "dspex native"), us("instant", "dspy acall")
+        out += [
             Row(
-                f"{module} overhead, instant LM: native vs acall",
+                f"{module_type} in process: native vs dspy acall",
                 native,
                 "us",
-                baseline=dspy_async,
-                baseline_name="dspy acall",
-                target="<= 0.1x dspy",
-                ok=native <= 0.1 * dspy_async,
-            )
-        )
-        out.append(
+                baseline=acall,
+                baseline_name="dspy acall, DummyLM",
+                target="<= 0.1x (aim 0.05x)",
+                ok=native <= 0.1 * acall,
+            ),
             Row(
-                f"{module} overhead, instant LM: native vs sync",
+                f"{module_type} in process: native vs dspy sync",
                 native,
                 "us",
-                baseline=best[f"instant: dspy {module} sync"][0],
+                baseline=us("instant", "dspy sync"),
                 baseline_name="dspy sync call",
                 target="reported",
-            )
-        )
-    floor_wall, floor_cpu = best["floor: raw aiohttp POST"]
-    out.append(Row("HTTP floor: raw aiohttp POST + read", floor_wall, "us"))
-    for module in ("Predict", "ChainOfThought"):
-        native = best[f"native {module}"][0] - floor_wall
-        dspy_litellm = best[f"dspy {module}.acall (litellm)"][0] - floor_wall
-        out.append(
+            ),
             Row(
-                f"{module} over HTTP, beyond the floor",
+                f"{module_type} in process: dspex on dspy vs acall",
+                us("instant", "dspex on dspy"),
+                "us",
+                baseline=acall,
+                baseline_name="dspy acall, DummyLM",
+                target="reported",
+            ),
+            Row(
+                f"{module_type} in process: native vs floor",
                 native,
                 "us",
-                baseline=dspy_litellm,
+                baseline=us("instant", "floor"),
+                baseline_name="instant reply+regex",
+                target="reported",
+            ),
+        ]
+        floor = us("http", "floor")
+        native = us("http", "dspex native")
+        out += [
+            Row(
+                f"{module_type} over HTTP: native vs floor",
+                native,
+                "us",
+                baseline=floor,
+                baseline_name="raw aiohttp+regex",
+                target="<= 5x",
+                ok=native <= 5 * floor,
+            ),
+            Row(
+                f"{module_type} over HTTP, beyond floor: native",
+                native - floor,
+                "us",
+                baseline=us("http", "dspy acall") - floor,
+                baseline_name="dspy acall",
+                target="<= 0.1x",
+                ok=native - floor <= 0.1 * (us("http", "dspy acall") - floor),
+            ),
+            Row(
+                f"{module_type} over HTTP, beyond floor: on dspy",
+                us("http", "dspex on dspy") - floor,
+                "us",
+                baseline=us("http", "dspy acall (litellm)") - floor,
                 baseline_name="dspy acall, litellm",
                 target="reported",
-            )
-        )
-        out.append(
+            ),
             Row(
-                f"{module} overhead: native vs floor",
-                best[f"native {module}"][0],
+                f"{module_type} over HTTP, beyond floor: dspy sync",
+                us("http", "dspy sync") - floor,
                 "us",
-                baseline=floor_wall,
-                baseline_name="raw aiohttp",
+                baseline=us("http", "dspy acall") - floor,
+                baseline_name="dspy acall",
                 target="reported",
-            )
-        )
-    default = best["dspy Predict.acall (default engine)"][0] - floor_wall
-    out.append(
-        Row(
-            "Predict overhead: native vs dspy default engine",
-            best["native Predict"][0] - floor_wall,
-            "us",
-            baseline=default,
-            baseline_name="dspy acall, default engine",
-            target="reported",
-        )
-    )
-    native_cpu = best["native Predict"][1] - floor_cpu
-    dspy_cpu = best["dspy Predict.acall (litellm)"][1] - floor_cpu
-    out.append(
-        Row(
-            "Predict client CPU beyond the floor",
-            native_cpu,
-            "us",
-            baseline=dspy_cpu,
-            baseline_name="dspy acall, litellm",
-            target="reported",
-        )
-    )
+            ),
+        ]
     return out
 
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--quick", action="store_true", help="fewer calls")
+    parser.add_argument("--quick", action="store_true", help="fewer calls and rounds")
     args = parser.parse_args()
-    warnings.simplefilter("ignore")
-    requests, rounds = (300, 2) if args.quick else (1500, 3)
-    with scripted_server(REPLY) as base:
-        best = asyncio.run(measure(base, requests, rounds))
-    return 0 if report("bench_native", rows(best)) else 1
+    quiet()
+    with scripted_server() as url:
+        best = asyncio.run(measure(url, args.quick))
+    table = {name: {"wall_us": wall, "cpu_us": cpu} for name, (wall, cpu) in best.items()}
+    return 0 if report("bench_native", rows(best), {"per_call": table}) else 1
 
 
 if __name__ == "__main__":

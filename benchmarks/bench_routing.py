@@ -6,71 +6,41 @@ All on an instant in-process LM (no HTTP), one call at a time, no OpenTelemetry 
 
 - direct: a native Predict module called as a plain object;
 - facade: the same module through ``await predict(question=...)``: ModuleRef -> actor mailbox
-  -> routing snapshot read -> owned task -> backend -> outcome cast to the router -> reply;
-- DSPy: ``dspy.Predict.acall`` on ``dspy.utils.DummyLM``.
+  -> routing snapshot read -> owned task -> backend -> outcome cast to the router -> reply.
 
-Targets: facade - direct <= 25 us; facade <= 0.1x DSPy's acall.
+Target: facade - direct <= 25 us. The facade beside DSPy and the floor: bench_native.py.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
-import os
 import sys
-import warnings
 from pathlib import Path
 from typing import Any
 
-os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
-
-import dspy
-
 sys.path.insert(0, str(Path(__file__).parent))
-from _common import InstantClient, Row, report, sequential
+from _common import INPUTS, SIGNATURE, InstantClient, Row, best_sequential, dspex_runtime, report
 
 import dspex
-from dspex.backends.native import NativeBackend, NativePredict
-
-REPLY = "[[ ## answer ## ]]\nParis\n\n[[ ## completed ## ]]"
-INPUTS = {"question": "What is the capital of France?"}
+from dspex.backends.native import NativePredict
 
 
 async def measure(requests: int, rounds: int) -> dict[str, float]:
-    client: Any = InstantClient(REPLY)
-    lm = dspex.LM("openai/instant")
-    direct = NativePredict("question -> answer", lm=lm, client=client)
-    dummy = dspy.utils.DummyLM([{"answer": "Paris"}] * (requests * rounds))
-    reference = dspy.Predict("question -> answer")
-
-    async def on_dspy() -> object:
-        with dspy.context(lm=dummy, adapter=dspy.ChatAdapter()):
-            return await reference.acall(**INPUTS)
-
-    best: dict[str, float] = {}
-    config = dspex.Config(implementation_preference="native_first")
-    async with dspex.Runtime(lm=lm, config=config) as runtime:
-        runtime.backends["native"] = NativeBackend(client)
-        predict = await dspex.Predict.create("question -> answer")
-        calls = {
-            "direct": lambda: direct(INPUTS),
-            "facade": lambda: predict(**INPUTS),
-            "dspy acall": on_dspy,
-        }
-        for _ in range(rounds):
-            for name, call in calls.items():
-                n = requests // 10 if name.startswith("dspy") else requests
-                wall, _ = await sequential(call, n)
-                best[name] = min(wall, best.get(name, wall))
+    client: Any = InstantClient()
+    direct = NativePredict(SIGNATURE, lm=dspex.LM("openai/instant"), client=client)
+    async with dspex_runtime(callers=256) as runtime:
+        predict = await dspex.Predict.create(SIGNATURE, runtime=runtime)
         assert (await predict(**INPUTS)).implementation == "native"
-    return best
+        calls = {"direct": lambda: direct(INPUTS), "facade": lambda: predict(**INPUTS)}
+        best = await best_sequential(calls, lambda _: requests, rounds)
+    return {name: wall for name, (wall, _) in best.items()}
 
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="fewer calls")
     args = parser.parse_args()
-    warnings.simplefilter("ignore")
     requests, rounds = (2000, 2) if args.quick else (10000, 3)
     best = asyncio.run(measure(requests, rounds))
     added = best["facade"] - best["direct"]
@@ -83,15 +53,6 @@ def main() -> int:
             baseline_name="direct native call",
             target="<= 25 us",
             ok=added <= 25,
-        ),
-        Row(
-            "native call through the facade",
-            best["facade"],
-            "us",
-            baseline=best["dspy acall"],
-            baseline_name="dspy Predict.acall",
-            target="<= 0.1x dspy",
-            ok=best["facade"] <= 0.1 * best["dspy acall"],
         ),
     ]
     return 0 if report("bench_routing", rows) else 1

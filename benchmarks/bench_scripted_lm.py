@@ -5,7 +5,7 @@ client (keep-alive) in this process measures sequential latency and throughput a
 concurrency; the server's own CPU time per request (from /proc) is the cost that matters when a
 benchmark shares the machine with it.
 
-    python benchmarks/bench_scripted_lm.py [--requests 3000] [--concurrency 32] [--rounds 3]
+    python benchmarks/bench_scripted_lm.py [--quick] [--requests N] [--concurrency N] [--rounds N]
 
 Prints a table and writes benchmarks/results/bench_scripted_lm.json.
 """
@@ -23,6 +23,9 @@ import time
 from pathlib import Path
 
 import aiohttp
+
+sys.path.insert(0, str(Path(__file__).parent))
+from _common import process_cpu_seconds
 
 RESULTS = Path(__file__).parent / "results"
 BODY = json.dumps(
@@ -78,12 +81,6 @@ def spawn(kind: str) -> tuple[subprocess.Popen[str], str]:
     return proc, proc.stdout.readline().strip()
 
 
-def cpu_seconds(pid: int) -> float:
-    """User + system CPU time of a process, from /proc."""
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-
-
 async def measure(url: str, pid: int, requests: int, concurrency: int) -> dict[str, float]:
     """Sequential latency and concurrent throughput of one server."""
     headers = {"Content-Type": "application/json"}
@@ -105,12 +102,12 @@ async def measure(url: str, pid: int, requests: int, concurrency: int) -> dict[s
             for _ in range(count):
                 await one()
 
-        cpu_before = cpu_seconds(pid)
+        cpu_before = process_cpu_seconds(pid)
         start = time.perf_counter()
         await asyncio.gather(*(worker(requests // concurrency) for _ in range(concurrency)))
         elapsed = time.perf_counter() - start
         done = requests // concurrency * concurrency
-        server_cpu = cpu_seconds(pid) - cpu_before
+        server_cpu = process_cpu_seconds(pid) - cpu_before
     return {
         "sequential_us": sequential * 1e6,
         "throughput_rps": done / elapsed,
@@ -124,7 +121,10 @@ def main() -> None:
     parser.add_argument("--requests", type=int, default=3000)
     parser.add_argument("--concurrency", type=int, default=32)
     parser.add_argument("--rounds", type=int, default=3, help="best of this many rounds")
+    parser.add_argument("--quick", action="store_true", help="a quarter of the requests")
     args = parser.parse_args()
+    if args.quick:
+        args.requests //= 4
     servers = {kind: spawn(kind) for kind in ("scripted_lm", "aiohttp_web")}
     results: dict[str, dict[str, float]] = {}
     try:
