@@ -162,6 +162,7 @@ class Config(msgspec.Struct, frozen=True, kw_only=True):
     - ``call_timeout``: the default deadline of a call in seconds (None: none); at the deadline
       the call's work, its LM request included, is cancelled and the caller gets ``Timeout``.
     - ``drain_timeout``: how long shutdown lets calls in flight finish before cancelling them.
+    - ``max_connections``: the native LM client's connection pool, per runtime.
     - ``max_restarts`` in ``max_seconds``: the restart intensity of the module supervisor.
     - ``rollout``: module type -> :class:`Rollout` (canary percentage of native, with rollback).
     - ``shadow``: module type -> :class:`Shadow` (run the other implementation too, compare).
@@ -178,6 +179,7 @@ class Config(msgspec.Struct, frozen=True, kw_only=True):
     call_timeout: float | None = None
     overload: Overflow = "raise"
     drain_timeout: float = 10.0
+    max_connections: int = 100
     max_restarts: int = 100
     max_seconds: float = 5.0
     rollout: dict[str, Rollout] = {}
@@ -208,7 +210,7 @@ class Config(msgspec.Struct, frozen=True, kw_only=True):
         }
         msgspec.structs.force_setattr(self, "module_overrides", overrides)
         _check("adapter", self.adapter in ADAPTERS, "one of 'chat', 'json'", self.adapter)
-        for key in ("mailbox_size", "max_concurrency", "max_restarts"):
+        for key in ("mailbox_size", "max_concurrency", "max_restarts", "max_connections"):
             value = getattr(self, key)
             _check(
                 key,

@@ -172,7 +172,9 @@ class Runtime(Node):
             raise DSPexError("this Runtime is already running")
         self._loop = asyncio.get_running_loop()
         try:
-            self.client = await LMClient().__aenter__()
+            config = self._initial_config
+            pool = LMClient(max_connections=config.max_connections)
+            self.client = await pool.__aenter__()
             self.executor = concurrent.futures.ThreadPoolExecutor(
                 max_workers=32, thread_name_prefix="dspex-dspy"
             )
@@ -184,7 +186,6 @@ class Runtime(Node):
                     for module_type in sorted(dspy.module_types | native.module_types)
                 }
             )
-            config = self._initial_config
             self.registry.validate(config)
             self.routing.snapshot = RoutingSnapshot(0, config, self.registry, {}, {})
             self._root = await Supervisor.start(self, [], name="dspex.root")

@@ -19,7 +19,6 @@ import time
 from pathlib import Path
 from typing import Any
 
-import aiohttp
 import msgspec
 
 from dspex.actors import Actor, Caller
@@ -145,6 +144,8 @@ class LocalLMServer(Actor):
         self.start_task(self._watch())
 
     async def _until_ready(self) -> None:
+        import aiohttp
+
         deadline = time.monotonic() + _READY_TIMEOUT
         async with aiohttp.ClientSession() as session:
             while True:
