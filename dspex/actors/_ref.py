@@ -116,11 +116,12 @@ class Caller:
     Answers after the caller gave up (timeout, cancellation, exit) are dropped.
     """
 
-    __slots__ = ("_answered", "_fut")
+    __slots__ = ("_answered", "_fut", "_on_abandon")
 
     def __init__(self, fut: asyncio.Future[Any]):
         self._fut = fut
         self._answered = False
+        self._on_abandon: Callable[[], object] | None = None
 
     @property
     def waiting(self) -> bool:
@@ -143,8 +144,9 @@ class Caller:
         """Run ``callback`` if the caller stops waiting before it is answered: its timeout
         fired, it was cancelled, or the actor exited. Use it to cancel the caller's work."""
 
-        def done(_: asyncio.Future[Any]) -> None:
-            if not self._answered:
-                callback()
+        self._on_abandon = callback
+        self._fut.add_done_callback(self._done)
 
-        self._fut.add_done_callback(done)
+    def _done(self, _: asyncio.Future[Any]) -> None:
+        if not self._answered and self._on_abandon is not None:
+            self._on_abandon()

@@ -59,7 +59,8 @@ def check_inputs(signature: Signature, inputs: Mapping[str, Any]) -> dict[str, A
             f"missing input field(s) {missing} for signature {signature.signature!r}; "
             f"given: {list(inputs)}"
         )
-    extra = [k for k in values if k not in signature.input_names]
+    names = signature.input_names
+    extra = [k for k in values if k not in names]
     if extra:
         log.warning(
             "inputs %s are not input fields of %r and are ignored",
