@@ -28,7 +28,7 @@ os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")  # LiteLLM stays o
 
 import dspex
 from dspex.backends.native import NativeBackend
-from dspex.lm import LM, Completion, LMClient, Usage
+from dspex.lm import LM, Completion, Usage
 
 HERE = Path(__file__).parent
 RESULTS = HERE / "results"
@@ -130,15 +130,15 @@ async def dspex_runtime(
     ``max_concurrency=callers`` and ``mailbox_size=2 * callers`` (defaults 256 and 1,024 would
     otherwise bound the calls in flight per module), ``implementation_preference="native_first"``
     (so the adaptive policy's exploration does not mix dspy into native figures), and a native
-    connection pool of ``callers`` (the runtime's own LMClient has 100 connections and no
-    setting: its native backend is swapped for one on a wider LMClient, as ``runtime.backends``
-    allows). Without ``url`` the LM is instant: :class:`InstantClient` for native and
-    :class:`InstantDSPyBackend` for dspy. ``config`` overrides the Config.
+    connection pool of ``callers`` (``max_connections``). Without ``url`` the LM is instant:
+    :class:`InstantClient` for native and :class:`InstantDSPyBackend` for dspy. ``config``
+    overrides the Config.
     """
     settings: dict[str, Any] = {
         "implementation_preference": "native_first",
         "max_concurrency": callers,
         "mailbox_size": 2 * callers,
+        "max_connections": callers,
         **config,
     }
     lm = dspex.LM("openai/bench", api_base=url or "http://127.0.0.1:9/v1", api_key="bench")
@@ -147,9 +147,6 @@ async def dspex_runtime(
         if url is None:
             rt.backends["native"] = NativeBackend(InstantClient())  # type: ignore[arg-type]
             rt.backends["dspy"] = InstantDSPyBackend(rt.backends["dspy"])
-        else:
-            client = await stack.enter_async_context(LMClient(max_connections=callers))
-            rt.backends["native"] = NativeBackend(client)
         yield rt
 
 
