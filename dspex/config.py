@@ -164,6 +164,9 @@ class Config(msgspec.Struct, frozen=True, kw_only=True):
     - ``drain_timeout``: how long shutdown lets calls in flight finish before cancelling them.
     - ``max_connections``: the native LM client's connection pool, per runtime.
     - ``max_restarts`` in ``max_seconds``: the restart intensity of the module supervisor.
+    - ``gc_freeze``: once DSPy and LiteLLM are imported (on the first dspy module), collect
+      and then ``gc.freeze()`` every object alive, so that full garbage collections skip those
+      ~400,000 objects instead of pausing the event loop ~0.2 s each. Process-wide.
     - ``rollout``: module type -> :class:`Rollout` (canary percentage of native, with rollback).
     - ``shadow``: module type -> :class:`Shadow` (run the other implementation too, compare).
     """
@@ -182,6 +185,7 @@ class Config(msgspec.Struct, frozen=True, kw_only=True):
     max_connections: int = 100
     max_restarts: int = 100
     max_seconds: float = 5.0
+    gc_freeze: bool = True
     rollout: dict[str, Rollout] = {}
     shadow: dict[str, Shadow] = {}
 
@@ -195,9 +199,8 @@ class Config(msgspec.Struct, frozen=True, kw_only=True):
             raw,
         )
         msgspec.structs.force_setattr(self, "implementation_preference", pref)
-        _check(
-            "allow_fallback", isinstance(self.allow_fallback, bool), "a bool", self.allow_fallback
-        )
+        for key in ("allow_fallback", "gc_freeze"):
+            _check(key, isinstance(getattr(self, key), bool), "a bool", getattr(self, key))
         _check(
             "module_overrides",
             isinstance(self.module_overrides, Mapping),

@@ -178,7 +178,10 @@ class Runtime(Node):
             self.executor = concurrent.futures.ThreadPoolExecutor(
                 max_workers=32, thread_name_prefix="dspex-dspy"
             )
-            native, dspy = NativeBackend(self.client), DSPyBackend(self.executor)
+            native, dspy = (
+                NativeBackend(self.client),
+                DSPyBackend(self.executor, gc_freeze=config.gc_freeze),
+            )
             self.backends = {"native": native, "dspy": dspy}
             self.registry = Registry(
                 {

@@ -37,6 +37,7 @@ def test_python_is_an_alias_of_dspy() -> None:
         ({"mailbox_size": True}, "mailbox_size must be an int >= 1"),
         ({"call_timeout": -1}, "call_timeout must be None or seconds > 0"),
         ({"allow_fallback": "yes"}, "allow_fallback must be a bool"),
+        ({"gc_freeze": 1}, "gc_freeze must be a bool"),
         ({"adaptive": {"explore_rate": 2}}, r"adaptive.explore_rate must be in \[0, 1\]"),
         ({"adaptive": {"speed": 1}}, "unknown config key 'adaptive.speed'"),
         ({"circuit": {"cooldown": 0}}, "circuit.cooldown must be > 0"),
@@ -64,6 +65,7 @@ def test_from_env_reads_dspex_variables() -> None:
         "DSPEX_CALL_TIMEOUT": "2.5",
         "DSPEX_CIRCUIT_COOLDOWN": "1.5",
         "DSPEX_ADAPTIVE_EXPLORE_RATE": "0",
+        "DSPEX_GC_FREEZE": "false",
         "UNRELATED": "x",
     }
     config = Config.from_env(env, adapter="json")
@@ -74,6 +76,7 @@ def test_from_env_reads_dspex_variables() -> None:
     assert config.call_timeout == 2.5
     assert config.circuit.cooldown == 1.5
     assert config.adaptive.explore_rate == 0.0
+    assert config.gc_freeze is False
     assert config.adapter == "json"
     assert Config.from_env({}) == Config()
 

@@ -119,12 +119,16 @@ async def soak(
                 await ChainOfThought.create("question -> answer"),
             ]
             faults = inject_faults(runtime, crash_rate=native_crash_rate, seed=seed)
-            gate = asyncio.Semaphore(concurrency)
             tenth = max(1, calls // 10)
+            submitted = 0
 
-            async def one(i: int) -> None:
-                nonlocal succeeded, lost, past, fallbacks, worst
-                async with gate:
+            async def caller() -> None:
+                # A service's callers, each one call at a time (not ``calls`` tasks queued up
+                # front: their frames alone would outweigh what the run measures).
+                nonlocal submitted, succeeded, lost, past, fallbacks, worst
+                while submitted < calls:
+                    i = submitted
+                    submitted += 1
                     begin = time.perf_counter()
                     try:
                         pred = await modules[i % 2](question=f"question {i}")
@@ -142,7 +146,7 @@ async def soak(
                     if i % tenth == 0:
                         rss.append(rss_mb())
 
-            await asyncio.gather(*(one(i) for i in range(calls)))
+            await asyncio.gather(*(caller() for _ in range(min(concurrency, calls))))
             report = await runtime.metrics()
             restarts = sum(m.restarts for impls in report.modules.values() for m in impls.values())
             escalations = 0 if runtime.modules.pid == modules_pid else 1

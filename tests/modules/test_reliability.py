@@ -244,3 +244,22 @@ async def test_a_second_signal_forces_the_shutdown() -> None:
             await call
     for sig in (signal.SIGINT, signal.SIGTERM):
         asyncio.get_running_loop().remove_signal_handler(sig)
+
+
+async def test_dspy_calls_leave_nothing_in_dspys_process_wide_trace_or_history(
+    rt: Runtime,
+) -> None:
+    import dspy
+    from dspy.clients.base_lm import GLOBAL_HISTORY
+
+    trace, history = len(dspy.settings.trace), len(GLOBAL_HISTORY)
+    predict = await dspex.Predict.create("question -> answer")
+    best = await dspex.BestOfN.create(
+        "question -> answer", N=2, reward_fn=lambda args, pred: 1.0, threshold=1.0
+    )
+    for _ in range(3):
+        assert (await predict.execute({"question": "q"}, implementation="dspy")).answer == "Paris"
+    # BestOfN reads and extends the trace of the call it runs in: each call has its own.
+    assert (await best.execute({"question": "q"}, implementation="dspy")).answer == "Paris"
+    # DSPy would keep the last 10,000 predictions, their inputs and LM calls: a service's leak.
+    assert (len(dspy.settings.trace), len(GLOBAL_HISTORY)) == (trace, history)

@@ -15,7 +15,7 @@ async def test_chaos_loses_no_call_and_leaves_nothing_running(
     caplog.set_level(logging.CRITICAL, logger="dspex")  # a few hundred crash reports otherwise
     report = await soak(
         2500,
-        concurrency=20,  # at 50 the loop can lag past the slack on 2 cores: see benchmarks/README
+        concurrency=50,
         deadline=2.0,
         native_crash_rate=0.05,
         lm_error_rate=0.05,

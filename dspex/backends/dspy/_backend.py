@@ -10,14 +10,16 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures
+import contextlib
 import contextvars
 import functools
+import gc
 import importlib
 import os
 import shutil
 import threading
 from collections.abc import Awaitable, Callable, Mapping
-from typing import Any, TypeVar
+from typing import Any
 
 from dspex.backends._spec import CallOptions, ModuleSpec
 from dspex.config import Implementation
@@ -47,51 +49,54 @@ DSPY_MODULE_TYPES = frozenset(
     }
 )
 
-T = TypeVar("T")
-
 _dspy: Any = None
-_import_lock: asyncio.Lock | None = None
+_loading: concurrent.futures.Future[Any] | None = None
+_loading_guard = threading.Lock()
 
 
-async def in_thread(fn: Callable[..., T], *args: Any) -> T:
-    """Run ``fn`` in a thread of its own that ends with it (no pool left behind)."""
-    loop = asyncio.get_running_loop()
-    future: asyncio.Future[T] = loop.create_future()
+async def import_dspy(*, gc_freeze: bool = True) -> Any:
+    """Import dspy and LiteLLM once, in a thread of their own so the event loop keeps running
+    meanwhile (a few seconds); with ``gc_freeze``, then move every object alive into the
+    collector's permanent generation (see ``Config.gc_freeze``).
 
-    def run() -> None:
-        try:
-            result = fn(*args)
-        except BaseException as exc:  # delivered to the awaiting task
-            loop.call_soon_threadsafe(_settle, future, None, exc)
-        else:
-            loop.call_soon_threadsafe(_settle, future, result, None)
-
-    threading.Thread(target=run, name="dspex-import", daemon=True).start()
-    return await future
-
-
-def _settle(future: asyncio.Future[Any], result: Any, error: BaseException | None) -> None:
-    if future.done():
-        return
-    if error is not None:
-        future.set_exception(error)
-    else:
-        future.set_result(result)
-
-
-async def import_dspy() -> Any:
-    """Import dspy once, in a worker thread so the event loop keeps running meanwhile."""
-    global _dspy, _import_lock
+    Every caller, from any event loop, awaits the same import: one that is cancelled (a call
+    past its deadline) leaves it running for the next, never starting a second import."""
+    global _loading
     if _dspy is not None:
         return _dspy
-    if _import_lock is None:
-        _import_lock = asyncio.Lock()
-    async with _import_lock:
-        if _dspy is None:
+    with _loading_guard:
+        loading = _loading
+        if loading is None:
             # Offline by default: LiteLLM must not fetch its model cost map over the network.
             os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
-            _dspy = await in_thread(importlib.import_module, "dspy")
-    return _dspy
+            loading = _loading = concurrent.futures.Future()
+            loading.set_running_or_notify_cancel()  # so a waiter's cancel() cannot cancel it
+            threading.Thread(
+                target=_load, args=(loading, gc_freeze), name="dspex-import", daemon=True
+            ).start()
+    return await asyncio.wrap_future(loading)
+
+
+def _load(loading: concurrent.futures.Future[Any], gc_freeze: bool) -> None:
+    global _dspy, _loading
+    try:
+        dspy = importlib.import_module("dspy")
+        # DSPy imports LiteLLM on its first LM call, which would block the event loop for
+        # seconds; its own error says what to install if LiteLLM is missing.
+        with contextlib.suppress(ImportError):
+            importlib.import_module("litellm")
+    except BaseException as exc:
+        with _loading_guard:
+            _loading = None  # the next call tries again
+        loading.set_exception(exc)
+        return
+    if gc_freeze:
+        # DSPy and LiteLLM bring ~400,000 long-lived objects; each full collection would walk
+        # them all, pausing the event loop for ~0.2 s (past callers' deadlines, under load).
+        gc.collect()
+        gc.freeze()
+    _dspy = dspy
+    loading.set_result(dspy)
 
 
 class DSPyInstance:
@@ -127,8 +132,11 @@ class DSPyBackend:
 
     name: Implementation = "dspy"
 
-    def __init__(self, executor: concurrent.futures.Executor | None = None):
+    def __init__(
+        self, executor: concurrent.futures.Executor | None = None, *, gc_freeze: bool = True
+    ):
         self.executor = executor
+        self.gc_freeze = gc_freeze
 
     async def _in_pool(self, fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
         """Run ``fn`` in the executor with this task's context (dspy.context included)."""
@@ -147,7 +155,7 @@ class DSPyBackend:
 
     async def create(self, spec: ModuleSpec) -> DSPyInstance:
         """Build the DSPy module for ``spec`` (imports dspy on first use)."""
-        dspy = await import_dspy()
+        dspy = await import_dspy(gc_freeze=self.gc_freeze)
         if spec.lm is None and spec.module_type != "Module":
             raise ConfigError(f"{spec.module_type} needs an LM: pass lm= or set Runtime(lm=...)")
         module = _BUILDERS[spec.module_type](dspy, spec)
@@ -166,12 +174,15 @@ class DSPyBackend:
         overrides = options.lm_overrides()
         if overrides and lm is not None:
             lm = lm.copy(**overrides)
-        # DSPy keeps up to 10,000 calls in each LM's history: a service would carry that memory
-        # for nothing (dspex reports calls through its own metrics and spans).
+        # DSPy keeps up to 10,000 calls in each LM's history, and its last 10,000 predictions
+        # (with their inputs) in one process-wide trace: a service would carry that memory for
+        # nothing (dspex reports calls through its own metrics and spans). So no history, and a
+        # trace of this call's own, gone with it (BestOfN and Refine read and extend it).
         # track_usage: token counts on the prediction, as the native client reports them.
         context: dict[str, Any] = {
             "adapter": instance.adapter,
             "disable_history": True,
+            "trace": [],
             "track_usage": True,
         }
         if lm is not None:
