@@ -146,7 +146,7 @@ async def run_demo(options: DemoOptions, console: Console) -> bool:
         console.print(f"[green]LM ready[/] at {runtime.lm.api_base} ({runtime.lm.model})")
         if "dspy" in options.implementations:
             with console.status("Loading DSPy 3.4.1 for the dspy implementation..."):
-                await import_dspy()
+                await import_dspy(gc_freeze=config.gc_freeze)
         correct, asked = await _questions(runtime, options, console)
         await _react(options, console)
         await _faults(runtime, console)
