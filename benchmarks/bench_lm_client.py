@@ -149,9 +149,9 @@ def main() -> None:
 
     warnings.simplefilter("ignore", DeprecationWarning)  # dspy's messages= deprecation
     parser = argparse.ArgumentParser()
-    parser.add_argument("--requests", type=int, default=2000)
+    parser.add_argument("--requests", type=int, default=1000)
     parser.add_argument("--concurrency", type=int, default=32)
-    parser.add_argument("--rounds", type=int, default=3, help="best of this many rounds")
+    parser.add_argument("--rounds", type=int, default=2, help="best of this many rounds")
     parser.add_argument("--quick", action="store_true", help="a quarter of the requests")
     parser.add_argument("--no-dspy", dest="dspy", action="store_false")
     args = parser.parse_args()
