@@ -164,9 +164,12 @@ class Config(msgspec.Struct, frozen=True, kw_only=True):
     - ``drain_timeout``: how long shutdown lets calls in flight finish before cancelling them.
     - ``max_connections``: the native LM client's connection pool, per runtime.
     - ``max_restarts`` in ``max_seconds``: the restart intensity of the module supervisor.
-    - ``gc_freeze``: once DSPy and LiteLLM are imported (on the first dspy module), collect
-      and then ``gc.freeze()`` every object alive, so that full garbage collections skip those
-      ~400,000 objects instead of pausing the event loop ~0.2 s each. Process-wide.
+    - ``preload_dspy``: import DSPy and LiteLLM while the runtime starts (about 3 s, off the
+      event loop) rather than with the first dspy module or fallback, whose call would wait
+      for it, maybe past its deadline.
+    - ``gc_freeze``: once DSPy and LiteLLM are imported, collect and then ``gc.freeze()`` every
+      object alive, so that full garbage collections skip those ~400,000 objects instead of
+      pausing the event loop ~0.2 s each. Process-wide.
     - ``rollout``: module type -> :class:`Rollout` (canary percentage of native, with rollback).
     - ``shadow``: module type -> :class:`Shadow` (run the other implementation too, compare).
     """
@@ -185,6 +188,7 @@ class Config(msgspec.Struct, frozen=True, kw_only=True):
     max_connections: int = 100
     max_restarts: int = 100
     max_seconds: float = 5.0
+    preload_dspy: bool = False
     gc_freeze: bool = True
     rollout: dict[str, Rollout] = {}
     shadow: dict[str, Shadow] = {}
@@ -199,7 +203,7 @@ class Config(msgspec.Struct, frozen=True, kw_only=True):
             raw,
         )
         msgspec.structs.force_setattr(self, "implementation_preference", pref)
-        for key in ("allow_fallback", "gc_freeze"):
+        for key in ("allow_fallback", "preload_dspy", "gc_freeze"):
             _check(key, isinstance(getattr(self, key), bool), "a bool", getattr(self, key))
         _check(
             "module_overrides",

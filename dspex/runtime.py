@@ -13,7 +13,7 @@ from typing import Any
 
 from dspex.actors import ActorRef, Node, is_normal_exit
 from dspex.backends._spec import Backend
-from dspex.backends.dspy import DSPyBackend
+from dspex.backends.dspy import DSPyBackend, import_dspy
 from dspex.backends.native import NativeBackend
 from dspex.config import Config
 from dspex.errors import ConfigError, DSPexError
@@ -190,6 +190,8 @@ class Runtime(Node):
                 }
             )
             self.registry.validate(config)
+            if config.preload_dspy:
+                await import_dspy(gc_freeze=config.gc_freeze)
             self.routing.snapshot = RoutingSnapshot(0, config, self.registry, {}, {})
             self._root = await Supervisor.start(self, [], name="dspex.root")
             if self._local is not None:

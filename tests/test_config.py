@@ -38,6 +38,7 @@ def test_python_is_an_alias_of_dspy() -> None:
         ({"call_timeout": -1}, "call_timeout must be None or seconds > 0"),
         ({"allow_fallback": "yes"}, "allow_fallback must be a bool"),
         ({"gc_freeze": 1}, "gc_freeze must be a bool"),
+        ({"preload_dspy": "on"}, "preload_dspy must be a bool"),
         ({"adaptive": {"explore_rate": 2}}, r"adaptive.explore_rate must be in \[0, 1\]"),
         ({"adaptive": {"speed": 1}}, "unknown config key 'adaptive.speed'"),
         ({"circuit": {"cooldown": 0}}, "circuit.cooldown must be > 0"),
@@ -66,6 +67,7 @@ def test_from_env_reads_dspex_variables() -> None:
         "DSPEX_CIRCUIT_COOLDOWN": "1.5",
         "DSPEX_ADAPTIVE_EXPLORE_RATE": "0",
         "DSPEX_GC_FREEZE": "false",
+        "DSPEX_PRELOAD_DSPY": "true",
         "UNRELATED": "x",
     }
     config = Config.from_env(env, adapter="json")
@@ -77,6 +79,7 @@ def test_from_env_reads_dspex_variables() -> None:
     assert config.circuit.cooldown == 1.5
     assert config.adaptive.explore_rate == 0.0
     assert config.gc_freeze is False
+    assert config.preload_dspy is True
     assert config.adapter == "json"
     assert Config.from_env({}) == Config()
 

@@ -55,3 +55,19 @@ def test_one_import_runs_off_the_loop_though_its_first_waiter_is_cancelled(freez
     # One import thread, LiteLLM imported with DSPy (not on the loop at the first LM call),
     # the objects frozen only when asked, and the event loop ran all along.
     assert out.stdout.split() == ["1", "True", str(freeze), "True"]
+
+
+@pytest.mark.parametrize("preload", [True, False])
+def test_preload_dspy_imports_dspy_and_litellm_while_the_runtime_starts(preload: bool) -> None:
+    script = (
+        "import asyncio, sys, dspex\n"
+        "async def main():\n"
+        f"    async with dspex.Runtime(config=dspex.Config(preload_dspy={preload})):\n"
+        "        print('dspy' in sys.modules, 'litellm' in sys.modules)\n"
+        "asyncio.run(main())\n"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, timeout=120
+    )
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.split() == [str(preload), str(preload)]
