@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Coroutine, Iterable, Mapping
 from typing import TYPE_CHECKING, Any, ClassVar
 
 import msgspec
@@ -77,9 +77,9 @@ class ModuleRef:
                 self._actor = ref
         return self._actor
 
-    async def __call__(self, **inputs: Any) -> Prediction:
-        """Run the module on keyword inputs."""
-        return await self.execute(inputs)
+    def __call__(self, **inputs: Any) -> Coroutine[Any, Any, Prediction]:
+        """Run the module on keyword inputs: ``await module(question=...)``."""
+        return self.execute(inputs)  # no coroutine of its own: one frame less per call in flight
 
     async def execute(
         self,
@@ -118,8 +118,15 @@ class ModuleRef:
         try:
             attempt = 0
             while True:
+                actor = self.actor
+                if not actor.alive:
+                    if is_normal_exit(actor.exit_reason):  # stopped: no incarnation follows
+                        raise NoProc(f"{self!r} was stopped ({actor.exit_reason!r})")
+                    # between incarnations
+                    actor = self._actor = await rt.wait_for_name(self.name, self._left(deadline))
+                left = None if deadline is None else max(0.0, deadline - rt.loop.time())
                 try:
-                    result: Prediction = await self._call(msg, deadline)
+                    result: Prediction = await actor.call(msg, timeout=left)
                     break
                 except ActorExited as exc:
                     attempt += 1
@@ -147,16 +154,6 @@ class ModuleRef:
         if left <= 0:
             raise Timeout("deadline passed")
         return min(left, _RESTART_WAIT)
-
-    async def _call(self, msg: Any, deadline: float | None) -> Any:
-        actor = self.actor
-        if not actor.alive:
-            if is_normal_exit(actor.exit_reason):  # stopped on purpose: no incarnation follows
-                raise NoProc(f"{self!r} was stopped ({actor.exit_reason!r})")
-            # between incarnations
-            actor = self._actor = await self._runtime.wait_for_name(self.name, self._left(deadline))
-        timeout = None if deadline is None else max(0.0, deadline - self._runtime.loop.time())
-        return await actor.call(msg, timeout=timeout)
 
     async def info(self) -> ModuleInfo:
         """The module's type, signature, implementations, circuit state and load."""

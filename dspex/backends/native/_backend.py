@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Coroutine, Mapping
 from typing import Any
 
 from dspex.backends._spec import CallOptions, ModuleSpec
@@ -57,8 +57,9 @@ class NativeBackend:
         parts(spec)  # a ConfigError without an LM or a signature
         return _MODULES[spec.module_type](spec, self.client)
 
-    async def execute(
+    def execute(
         self, instance: NativeModule, inputs: Mapping[str, Any], options: CallOptions
-    ) -> Prediction:
-        """Run one call of a native module (the module actor has checked the inputs)."""
-        return await instance.run(dict(inputs), options)
+    ) -> Coroutine[Any, Any, Prediction]:
+        """Run one call of a native module (the module actor has checked the inputs); the
+        module's own coroutine, with no frame of this method's held while it runs."""
+        return instance.run(dict(inputs), options)

@@ -114,43 +114,35 @@ class NativePredict:
         if (effective is None or effective <= 0.15) and n > 1:
             temperature = 0.7
         adapter = self.adapter
-        try:
-            return await self._attempt(adapter, sig, values, temperature, options)
-        except ParseError as error:
-            fallback = adapter.fallback_adapter(error)
-            if fallback is None:
-                raise
-            return await self._attempt(fallback, sig, values, temperature, options)
-
-    async def _attempt(
-        self,
-        adapter: Adapter,
-        sig: Signature,
-        values: dict[str, Any],
-        temperature: float | None,
-        options: CallOptions,
-    ) -> Prediction:
-        messages = adapter.format(sig, self.demos, values)
-        completion = await self.client.complete(
-            self.lm,
-            messages,
-            temperature=temperature,
-            max_tokens=options.max_tokens,
-            n=options.n,
-            extra=adapter.request_kwargs(sig, response_format_support(self.lm)) or None,
-        )
-        outputs = adapter.parse_completions(sig, completion.texts)
-        usage = completion.usage
-        return Prediction(
-            outputs[0],
-            implementation="native",
-            completions=outputs,
-            usage={
-                "prompt_tokens": usage.prompt_tokens,
-                "completion_tokens": usage.completion_tokens,
-                "total_tokens": usage.total_tokens,
-            },
-        )
+        while True:  # one coroutine for both tries: fewer frames held per call in flight
+            messages = adapter.format(sig, self.demos, values)
+            completion = await self.client.complete(
+                lm,
+                messages,
+                temperature=temperature,
+                max_tokens=options.max_tokens,
+                n=options.n,
+                extra=adapter.request_kwargs(sig, response_format_support(lm)) or None,
+            )
+            try:
+                outputs = adapter.parse_completions(sig, completion.texts)
+            except ParseError as error:
+                fallback = adapter.fallback_adapter(error)
+                if fallback is None:
+                    raise
+                adapter = fallback  # DSPy's ChatAdapter retries once with its JSONAdapter
+                continue
+            usage = completion.usage
+            return Prediction(
+                outputs[0],
+                implementation="native",
+                completions=outputs,
+                usage={
+                    "prompt_tokens": usage.prompt_tokens,
+                    "completion_tokens": usage.completion_tokens,
+                    "total_tokens": usage.total_tokens,
+                },
+            )
 
 
 class NativeChainOfThought(NativePredict):
