@@ -146,7 +146,7 @@ def main() -> int:
             target="reported",
         ),
         Row(
-            "1st native crash -> served on dspy (imports DSPy)",
+            "1st crash -> on dspy (imports DSPy and LiteLLM)",
             data["first_crash_s"] * 1e3,
             "ms",
             target="reported",
