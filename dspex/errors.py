@@ -25,7 +25,7 @@ and, where it helps, what to do about it::
     ├── SupervisorError
     │   ├── MaxChildren         a DynamicSupervisor is at ``max_children``
     │   └── ChildNotFound       no child with that id
-    └── ScriptError             a dspex.testing.ScriptedLM script raised or ran out of actions
+    └── ScriptError             a dspex.testing.ScriptedLM script is invalid, raised or ran out
 """
 
 from __future__ import annotations
@@ -169,10 +169,11 @@ class ChildNotFound(SupervisorError):
 
 
 class ScriptError(DSPexError):
-    """A :class:`dspex.testing.ScriptedLM` script raised or ran out of actions.
+    """A :class:`dspex.testing.ScriptedLM` script is invalid, raised or ran out of actions.
 
-    The server answered such requests with HTTP 500; the error is raised again when the server
-    stops, so a test does not pass on a misconfigured script.
+    An invalid script is refused when assigned. A script failing at a request makes the server
+    answer it with HTTP 500; the error is raised again when the server stops, so a test does
+    not pass on a misconfigured script.
     """
 
 

@@ -65,6 +65,10 @@ class Prediction(Mapping[str, Any]):
         """The output fields as a new dict."""
         return dict(self._fields)
 
+    def toDict(self) -> dict[str, Any]:
+        """:meth:`to_dict` by DSPy's name, for code written against ``dspy.Prediction``."""
+        return self.to_dict()
+
     def with_served(self, implementation: str, *, fallback_reason: str | None = None) -> Prediction:
         """This prediction, marked as served by ``implementation`` (and as a fallback, if a
         reason is given)."""

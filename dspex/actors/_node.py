@@ -94,7 +94,7 @@ class Node:
             self._names[name] = proc
             self._wake_name_waiters(name, proc)
         started: asyncio.Future[None] = loop.create_future()
-        proc.task = loop.create_task(proc.main(args, started), name=f"dspex-actor-{pid}")
+        proc.task = loop.create_task(proc.main(args, started), name=f"dspex:actor #{pid}")
         timer = (
             loop.call_later(start_timeout, proc.kill, ("start_timeout", start_timeout))
             if start_timeout is not None
@@ -219,7 +219,7 @@ class Node:
                 proc.kill(KILLED)
             else:
                 proc.stop_gracefully(reason)
-                waiter = asyncio.ensure_future(proc.wait_exit())
+                waiter = proc.loop.create_task(proc.wait_exit(), name="dspex:wait-exit")
                 limit = None if timeout == "infinity" else float(timeout)
                 done, _ = await asyncio.wait({waiter}, timeout=limit)
                 if not done:

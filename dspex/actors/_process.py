@@ -185,7 +185,7 @@ class _Process:
         tasks = self.tasks
         if tasks is None:
             tasks = self.tasks = set()
-        task: asyncio.Task[Any] = self.loop.create_task(coro)
+        task: asyncio.Task[Any] = self.loop.create_task(coro, name=f"dspex:task of #{self.pid}")
         tasks.add(task)
         task.add_done_callback(self._task_done)
         return task

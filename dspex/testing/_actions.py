@@ -8,7 +8,7 @@ from typing import Any
 
 import msgspec
 
-from dspex.errors import ConfigError
+from dspex.errors import ConfigError, ScriptError
 
 __all__ = [
     "Action",
@@ -22,7 +22,8 @@ __all__ = [
 ]
 
 
-def _check_latency(name: str, latency: float) -> None:
+def check_latency(name: str, latency: float) -> None:
+    """Raise :class:`~dspex.errors.ConfigError` unless ``latency`` is finite seconds >= 0."""
     if not (isinstance(latency, (int, float)) and math.isfinite(latency) and latency >= 0):
         raise ConfigError(
             f"{name}.latency must be a finite number of seconds >= 0, got {latency!r}"
@@ -45,7 +46,7 @@ class Reply(msgspec.Struct, frozen=True):
     completion_tokens: int | None = None
 
     def __post_init__(self) -> None:
-        _check_latency("Reply", self.latency)
+        check_latency("Reply", self.latency)
         if self.n is not None and (not isinstance(self.n, int) or self.n < 1):
             raise ConfigError(f"Reply.n must be an int >= 1 or None, got {self.n!r}")
         if not isinstance(self.text, str):
@@ -69,7 +70,7 @@ class Status(msgspec.Struct, frozen=True):
     latency: float = 0.0
 
     def __post_init__(self) -> None:
-        _check_latency("Status", self.latency)
+        check_latency("Status", self.latency)
         if not isinstance(self.code, int) or not 100 <= self.code <= 599 or 101 <= self.code < 200:
             raise ConfigError(
                 f"Status.code must be an HTTP status 100 or 200-599, got {self.code!r}"
@@ -88,7 +89,7 @@ class Malformed(msgspec.Struct, frozen=True):
     latency: float = 0.0
 
     def __post_init__(self) -> None:
-        _check_latency("Malformed", self.latency)
+        check_latency("Malformed", self.latency)
 
 
 class Drop(msgspec.Struct, frozen=True):
@@ -97,7 +98,7 @@ class Drop(msgspec.Struct, frozen=True):
     latency: float = 0.0
 
     def __post_init__(self) -> None:
-        _check_latency("Drop", self.latency)
+        check_latency("Drop", self.latency)
 
 
 class Hang(msgspec.Struct, frozen=True):
@@ -147,9 +148,21 @@ class RecordedRequest(msgspec.Struct):
 ActionLike = Action | str
 """An action, or a string as shorthand for ``Reply(text)``."""
 
-Script = (
-    ActionLike
-    | Iterable[ActionLike]
-    | Callable[[RecordedRequest], ActionLike | Awaitable[ActionLike]]
-)
-"""A script: one action for every request, actions consumed in order, or ``request -> action``."""
+Step = ActionLike | Callable[[RecordedRequest], ActionLike | Awaitable[ActionLike]]
+"""How a script answers one request: an action, a reply text, or a callable ``request -> action``
+(which may return an awaitable), such as :func:`~dspex.testing.respond`'s."""
+
+Script = Step | Iterable[Step]
+"""A script: one step for every request, or steps used in order, one per request."""
+
+
+def check_step(step: object, index: int | None = None) -> Step:
+    """``step``, if it is one; else :class:`~dspex.errors.ScriptError` naming it (and ``index``,
+    its position in the script)."""
+    if isinstance(step, (str, *ACTION_TYPES)) or callable(step):
+        return step
+    where = "the script" if index is None else f"script item #{index}"
+    raise ScriptError(
+        f"{where} is {step!r}; expected a reply text, Reply, Status, Malformed, Drop, Hang or "
+        f"a callable request -> action such as respond(...)"
+    )

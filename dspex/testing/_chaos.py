@@ -3,11 +3,10 @@
 from __future__ import annotations
 
 import random
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable
 
 from dspex.errors import ConfigError
 from dspex.testing._actions import (
-    ACTION_TYPES,
     Action,
     ActionLike,
     Drop,
@@ -16,21 +15,21 @@ from dspex.testing._actions import (
     RecordedRequest,
     Reply,
     Status,
+    Step,
+    check_step,
 )
-
-Inner = ActionLike | Callable[[RecordedRequest], ActionLike | Awaitable[ActionLike]]
 
 
 class Chaos:
     """A ScriptedLM script that misbehaves at given rates; see :func:`chaos`."""
 
-    def __init__(self, script: Inner, rates: dict[str, float], status: int, seed: int | None):
+    def __init__(self, script: Step, rates: dict[str, float], status: int, seed: int | None):
         for name, rate in rates.items():
             if not 0 <= rate <= 1:
                 raise ConfigError(f"{name}_rate must be in [0, 1], got {rate!r}")
         if sum(rates.values()) > 1:
             raise ConfigError("the chaos rates must add up to at most 1")
-        self.script = script
+        self.script = check_step(script)
         self.rates = rates
         self.faults: dict[str, Action] = {
             "error": Status(status, message="injected by chaos()"),
@@ -50,13 +49,11 @@ class Chaos:
             if roll < edge:
                 self.counts[name] += 1
                 return self.faults[name]
-        if isinstance(self.script, (str, *ACTION_TYPES)) or not callable(self.script):
-            return self.script
-        return self.script(request)
+        return self.script(request) if callable(self.script) else self.script
 
 
 def chaos(
-    script: Inner,
+    script: Step,
     *,
     error_rate: float = 0.0,
     status: int = 503,
@@ -72,7 +69,9 @@ def chaos(
     (``malformed_rate``) or a well-formed reply no adapter can parse (``unparsable_rate``).
 
     The choices come from ``random.Random(seed)`` in arrival order, so a run can be replayed;
-    ``counts`` on the result tells what was injected.
+    ``counts`` on the result tells what was injected. Raises :class:`~dspex.errors.ConfigError`
+    for a rate outside [0, 1] or rates adding up to more than 1, and
+    :class:`~dspex.errors.ScriptError` when ``script`` is not a step.
     """
     rates = {
         "error": error_rate,

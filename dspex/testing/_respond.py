@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import Any
 
-from dspex.testing._actions import RecordedRequest, Reply
+from dspex.testing._actions import RecordedRequest, Reply, check_latency
 
 _OUTPUTS = re.compile(r"Your output fields are:\n(.*?)\nAll interactions", re.S)
 _FIELD = re.compile(r"^\d+\. `([^`]+)`", re.M)
@@ -28,7 +28,9 @@ def _text(value: Any) -> str:
     return value if isinstance(value, str) else json.dumps(value)
 
 
-def respond(**values: Any) -> Callable[[RecordedRequest], Reply]:
+def respond(
+    fields: Mapping[str, Any] | None = None, /, *, latency: float = 0.0, **values: Any
+) -> Callable[[RecordedRequest], Reply]:
     """A ScriptedLM script answering every request with ``values`` for the output fields it
     asks for: ``[[ ## field ## ]]`` sections for DSPy's ChatAdapter, a JSON object for its
     JSONAdapter. Fields the request asks for that ``values`` lacks are answered with ``""``;
@@ -36,13 +38,21 @@ def respond(**values: Any) -> Callable[[RecordedRequest], Reply]:
 
         async with ScriptedLM(respond(answer="Paris", reasoning="It is the capital.")) as lm:
             ...
+
+    ``latency`` delays each answer by that many seconds, as ``Reply(latency=)`` does. Values
+    may also come as a dict (``respond({"latency": "low"})`` for a field named ``latency``).
+    Raises :class:`~dspex.errors.ConfigError` for a latency that is not a number >= 0.
     """
+    check_latency("respond", latency)
+    values = {**(fields or {}), **values}
 
     def script(request: RecordedRequest) -> Reply:
         names, as_json = requested_outputs(request)
         if as_json:
-            return Reply(json.dumps({name: values.get(name, "") for name in names}))
-        sections = [f"[[ ## {name} ## ]]\n{_text(values.get(name, ''))}" for name in names]
-        return Reply("\n\n".join([*sections, "[[ ## completed ## ]]"]))
+            text = json.dumps({name: values.get(name, "") for name in names})
+        else:
+            sections = [f"[[ ## {name} ## ]]\n{_text(values.get(name, ''))}" for name in names]
+            text = "\n\n".join([*sections, "[[ ## completed ## ]]"])
+        return Reply(text, latency=latency)
 
     return script

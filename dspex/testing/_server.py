@@ -19,7 +19,7 @@ import inspect
 import itertools
 import logging
 import time
-from collections.abc import Awaitable, Callable, Iterator
+from collections.abc import Awaitable, Iterable, Iterator, Sequence
 from types import TracebackType
 from typing import Any, TypeVar
 
@@ -37,6 +37,8 @@ from dspex.testing._actions import (
     Reply,
     Script,
     Status,
+    Step,
+    check_step,
 )
 from dspex.testing._bodies import chat_completion, error_body, model_list, status_body
 from dspex.testing._http import Connection, Request
@@ -49,6 +51,7 @@ _S = TypeVar("_S", bound="ScriptedLM")
 _decode = msgspec.json.decode
 _CHAT_PATHS = frozenset({"/v1/chat/completions", "/chat/completions"})
 _MODEL_PATHS = frozenset({"/v1/models", "/models"})
+_FIXED = (str, *ACTION_TYPES)
 
 
 def _as_action(value: object) -> Action:
@@ -68,12 +71,16 @@ class ScriptedLM:
             ...  # the first request gets HTTP 429, the second the reply "Paris"
         assert len(lm.requests) == 2
 
-    ``script`` is one action (or a string, short for ``Reply(text)``) used for every request, an
-    iterable of actions consumed in order, or a callable ``request -> action`` (it may return an
-    awaitable). It drives ``POST /v1/chat/completions``; ``GET /v1/models`` lists ``model``.
-    A script that raises or runs out of actions answers HTTP 500 and, when ``strict``, raises
-    :class:`~dspex.errors.ScriptError` when the server stops. ``record=False`` keeps no requests
-    (for long benchmarks).
+    ``script`` is one step used for every request, or an iterable of steps used in order, one
+    per request. A step is an action, a string (short for ``Reply(text)``) or a callable
+    ``request -> action`` (it may return an awaitable) such as :func:`~dspex.testing.respond`'s,
+    mixed freely: ``[Status(500), respond(answer="Paris")]``. A script that is none of these, or
+    a list or tuple with an item that is not a step, raises :class:`~dspex.errors.ScriptError`
+    when assigned, naming the item and its index (other iterables, maybe endless, are checked
+    step by step as they are drawn). The script drives ``POST /v1/chat/completions``;
+    ``GET /v1/models`` lists ``model``. A script that raises, gives something other than an
+    action or runs out of steps answers HTTP 500 and, when ``strict``, raises ``ScriptError``
+    when the server stops. ``record=False`` keeps no requests (for long benchmarks).
     """
 
     def __init__(
@@ -112,40 +119,35 @@ class ScriptedLM:
 
     @script.setter
     def script(self, script: Script) -> None:
-        self._script = script
-        self._fixed: Action | None = None
-        self._iterator: Iterator[ActionLike] | None = None
-        self._function: Callable[[RecordedRequest], Any] | None = None
-        self._consumed = 0
-        if isinstance(script, (str, *ACTION_TYPES)):
-            self._fixed = _as_action(script)
-        elif callable(script):
-            self._function = script
+        steps: Iterator[Step]
+        if isinstance(script, _FIXED) or callable(script):
+            steps = itertools.repeat(script if callable(script) else _as_action(script))
+        elif isinstance(script, Sequence):
+            steps = iter([check_step(step, i) for i, step in enumerate(script)])
+        elif isinstance(script, Iterable):  # maybe endless: each step is checked when drawn
+            steps = (check_step(step, i) for i, step in enumerate(script))
         else:
-            try:
-                self._iterator = iter(script)
-            except TypeError:
-                raise ConfigError(
-                    f"ScriptedLM script must be an action, a string, an iterable of them or a "
-                    f"callable, got {type(script).__name__}"
-                ) from None
+            raise ScriptError(
+                f"a ScriptedLM script is a reply text, an action, a callable request -> action "
+                f"or an iterable of them, got {script!r}"
+            )
+        self._script = script
+        self._steps = steps
+        self._consumed = 0
 
     def _next(self, request: RecordedRequest) -> Action | Awaitable[ActionLike]:
-        if self._fixed is not None:
-            return self._fixed
-        if self._function is not None:
-            result = self._function(request)
-            return result if inspect.isawaitable(result) else _as_action(result)
-        assert self._iterator is not None
         try:
-            action = next(self._iterator)
+            step = next(self._steps)
         except StopIteration:
             raise ScriptError(
                 f"the script ran out of actions after {self._consumed}; "
                 f"request #{request.index} ({request.method} {request.path}) had no answer"
             ) from None
         self._consumed += 1
-        return _as_action(action)
+        if isinstance(step, _FIXED):
+            return _as_action(step)
+        result = step(request)
+        return result if inspect.isawaitable(result) else _as_action(result)
 
     # -- lifecycle ----------------------------------------------------------------------------
 
@@ -284,7 +286,9 @@ class ScriptedLM:
         if isinstance(action, ACTION_TYPES):
             self._perform(connection, request, action)
             return
-        task = asyncio.get_running_loop().create_task(self._await(connection, request, action))
+        task = asyncio.get_running_loop().create_task(
+            self._await(connection, request, action), name=f"dspex:scripted-lm #{request.index}"
+        )
         connection.pending = task
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)

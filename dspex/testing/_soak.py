@@ -24,16 +24,18 @@ from dspex.testing._server import ScriptedLM
 DEADLINE_SLACK = 0.5
 
 
-def _ours(task: asyncio.Task[Any]) -> bool:
-    """Whether dspex started ``task`` (LiteLLM keeps a logging task of its own on the loop)."""
-    code = getattr(task.get_coro(), "cr_code", None)
-    return task.get_name().startswith("dspex") or (
-        code is not None and f"{os.sep}dspex{os.sep}" in code.co_filename
-    )
+#: Every task dspex creates is named ``dspex:<kind>`` (``dspex:actor #12``, ``dspex:task of #12``,
+#: ``dspex:parallel #0``, ...): the only tasks a soak run counts as left running. Others on the
+#: loop, such as LiteLLM's logging worker, are not dspex's to stop.
+TASK_PREFIX = "dspex:"
 
 
 class SoakReport(msgspec.Struct, frozen=True):
-    """What a soak run saw: every submitted call is a success or a typed error, or lost."""
+    """What a soak run saw: every submitted call is a success or a typed error, or lost.
+
+    ``tasks_left`` counts dspex's tasks (see :data:`TASK_PREFIX`) started during the run and
+    still running after the runtime shut down.
+    """
 
     submitted: int
     succeeded: int
@@ -153,7 +155,7 @@ async def soak(
             injected = {**faults.injected, **{f"lm_{k}": v for k, v in script.counts.items()}}
     await asyncio.sleep(0)  # let cancelled tasks finish unwinding
     left = [t for t in asyncio.all_tasks() - before if not t.done()]
-    left = [t for t in left if t is not asyncio.current_task() and _ours(t)]
+    left = [t for t in left if t.get_name().startswith(TASK_PREFIX)]
     return SoakReport(
         submitted=calls,
         succeeded=succeeded,

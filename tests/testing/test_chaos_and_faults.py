@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 import dspex
-from dspex.errors import ConfigError
+from dspex.errors import ConfigError, ScriptError
 from dspex.lm import LM
 from dspex.testing import (
     Drop,
@@ -58,6 +58,11 @@ def test_chaos_counts_and_wraps_functions() -> None:
 def test_chaos_rejects_bad_rates(rates: dict[str, float], message: str) -> None:
     with pytest.raises(ConfigError, match=message):
         chaos("ok", **rates)
+
+
+def test_chaos_refuses_a_script_that_is_not_a_step() -> None:
+    with pytest.raises(ScriptError, match=r"the script is \['ok'\]; expected a reply text"):
+        chaos(["ok"], error_rate=0.1)  # type: ignore[arg-type]
 
 
 async def test_inject_faults_by_schedule_rate_and_module_type() -> None:

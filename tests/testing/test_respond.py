@@ -2,13 +2,17 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 
+import aiohttp
 import dspy
+import pytest
 
 from dspex.backends.native import ChatAdapter, JSONAdapter
+from dspex.errors import ConfigError
 from dspex.signature import Signature
-from dspex.testing import RecordedRequest, respond
+from dspex.testing import RecordedRequest, Reply, ScriptedLM, respond
 from dspex.testing._respond import requested_outputs
 
 SIG = Signature.parse("question -> answer, confidence: float")
@@ -43,3 +47,31 @@ def test_json_requests_get_a_json_object_with_missing_fields_empty() -> None:
 def test_a_request_that_is_not_dspy_shaped_gets_an_empty_completion_block() -> None:
     reply = respond(answer="x")(_request([{"role": "user", "content": "hi"}]))
     assert reply.text == "[[ ## completed ## ]]"
+
+
+async def test_latency_delays_the_answer_like_a_reply_latency() -> None:
+    async with ScriptedLM(respond(answer="Paris", latency=30)) as lm:
+        async with aiohttp.ClientSession() as session:
+            body = {"messages": ChatAdapter().format(SIG, (), {"question": "q"})}
+            call = asyncio.ensure_future(session.post(f"{lm.base_url}/chat/completions", json=body))
+            (request,) = await lm.wait_for_requests(1)  # the script ran when it arrived
+            assert isinstance(request.action, Reply)
+            assert request.action.latency == 30
+            assert "[[ ## answer ## ]]\nParis" in str(request.action.text)
+            assert request.finished_at is None  # still waiting to answer
+            assert not call.done()
+        call.cancel()
+
+
+def test_latency_must_be_seconds_at_least_zero() -> None:
+    for latency in (-1, float("inf"), "1s"):
+        with pytest.raises(ConfigError, match=r"respond\.latency must be a finite number"):
+            respond(answer="x", latency=latency)  # type: ignore[arg-type]
+
+
+def test_values_may_come_as_a_dict_for_fields_named_like_options() -> None:
+    sig = Signature.parse("question -> latency")
+    request = _request(ChatAdapter().format(sig, (), {"question": "q"}))
+    reply = respond({"latency": "low"}, latency=0.5)(request)
+    assert ChatAdapter().parse(sig, str(reply.text)) == {"latency": "low"}
+    assert reply.latency == 0.5

@@ -18,8 +18,10 @@ from dspex.testing import (
     Malformed,
     RecordedRequest,
     Reply,
+    Script,
     ScriptedLM,
     Status,
+    respond,
 )
 
 MESSAGES = [
@@ -381,15 +383,71 @@ async def test_not_running() -> None:
         lambda: Reply(["a"], n=2),
         lambda: Status(42),
         lambda: Drop(latency=float("nan")),
-        lambda: ScriptedLM(42),  # type: ignore[arg-type]
     ],
 )
-def test_invalid_scripts_are_config_errors(make: Any) -> None:
+def test_invalid_actions_are_config_errors(make: Any) -> None:
     with pytest.raises(ConfigError):
         make()
 
 
-async def test_script_value_of_wrong_type_is_reported() -> None:
-    with pytest.raises(ScriptError, match="expected Reply"):
-        async with ScriptedLM([42]) as lm, aiohttp.ClientSession() as session:  # type: ignore[list-item]
+async def test_fixed_steps_and_callables_mix_in_one_script() -> None:
+    async def later(request: RecordedRequest) -> str:
+        return "awaited"
+
+    script: Script = [Status(500), respond(answer="Paris"), "text", later, lambda r: Drop()]
+    async with ScriptedLM(script) as lm, aiohttp.ClientSession() as session:
+        statuses = [(await post(session, lm))[0] for _ in range(4)]
+        with pytest.raises(aiohttp.ServerDisconnectedError):
+            await post(session, lm)
+    assert statuses == [500, 200, 200, 200]
+    assert [r.action for r in lm.requests] == [
+        Status(500),
+        Reply("[[ ## completed ## ]]"),  # respond() on a request that asks for no fields
+        Reply("text"),
+        Reply("awaited"),
+        Drop(),
+    ]
+
+
+@pytest.mark.parametrize(
+    ("script", "message"),
+    [
+        (["ok", 42], r"script item #1 is 42; expected a reply text, Reply, Status"),
+        ((Status(503), None), "script item #1 is None"),
+        ([Reply("a"), [Reply("b")]], r"script item #1 is \[Reply"),
+        (42, "a ScriptedLM script is a reply text, an action, a callable .* got 42"),
+    ],
+)
+def test_a_bad_script_is_refused_when_assigned(script: Any, message: str) -> None:
+    with pytest.raises(ScriptError, match=message):
+        ScriptedLM(script)
+
+
+async def test_a_refused_script_leaves_the_previous_one_in_place() -> None:
+    async with ScriptedLM("before") as lm, aiohttp.ClientSession() as session:
+        with pytest.raises(ScriptError, match="script item #2"):
+            lm.script = [Status(500), respond(answer="x"), {"answer": "x"}]  # type: ignore[list-item]
+        _, _, content = await post(session, lm)
+    assert json.loads(content)["choices"][0]["message"]["content"] == "before"
+
+
+async def test_an_endless_script_is_checked_step_by_step() -> None:
+    def steps() -> Iterator[Any]:
+        yield "ok"
+        yield 42
+
+    statuses = []
+
+    async def run() -> None:
+        async with ScriptedLM(steps()) as lm, aiohttp.ClientSession() as session:
+            statuses.extend([(await post(session, lm))[0] for _ in range(2)])
+
+    with pytest.raises(ScriptError, match="script item #1 is 42"):
+        await run()
+    assert statuses == [200, 500]
+
+
+async def test_a_callable_giving_a_value_of_wrong_type_is_reported() -> None:
+    with pytest.raises(ScriptError, match="the script gave 42; expected Reply"):
+        async with ScriptedLM(lambda request: 42) as lm, aiohttp.ClientSession() as session:  # type: ignore[arg-type]
             await post(session, lm)

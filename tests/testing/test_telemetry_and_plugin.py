@@ -14,8 +14,6 @@ from dspex.testing import (
     respond,
 )
 
-pytest_plugins = ["pytester"]
-
 
 async def test_the_plugin_fixtures_give_a_runtime_on_a_scripted_lm(
     dspex_runtime: dspex.Runtime, dspex_lm: ScriptedLM, dspex_telemetry: Telemetry
@@ -31,7 +29,6 @@ async def test_the_plugin_fixtures_give_a_runtime_on_a_scripted_lm(
 async def test_assertions_on_fallbacks_and_restarts(
     dspex_runtime: dspex.Runtime, dspex_lm: ScriptedLM, dspex_telemetry: Telemetry
 ) -> None:
-    await dspex_runtime.configure(adaptive={"explore_rate": 0.0})
     dspex_lm.script = respond(answer="Paris")
     predict = await dspex.Predict.create("question -> answer")
     with inject_faults(dspex_runtime, crash_on={1}, fail_on={2}):
@@ -46,17 +43,3 @@ async def test_assertions_on_fallbacks_and_restarts(
         await assert_restarted(dspex_runtime, "Predict", 2)
     with pytest.raises(AssertionError, match="expected a fallback"):
         assert_fell_back(await predict(question="q"))
-
-
-def test_the_plugin_is_registered_for_users(pytester: pytest.Pytester) -> None:
-    pytester.makepyfile(
-        """
-        import dspex
-
-        async def test_uses_the_fixtures(dspex_runtime, dspex_lm):
-            predict = await dspex.Predict.create("question -> answer")
-            assert (await predict(question="q")).answer == ""
-        """
-    )
-    result = pytester.runpytest_subprocess("-p", "asyncio", "-o", "asyncio_mode=auto")
-    result.assert_outcomes(passed=1)

@@ -63,7 +63,7 @@ class NativeParallel:
 async def gather_all(coros: list[Coroutine[Any, Any, None]]) -> None:
     """Run ``coros`` concurrently; if one raises or the caller is cancelled, cancel the rest
     and wait for them before re-raising (no task outlives the call)."""
-    tasks = [asyncio.ensure_future(c) for c in coros]
+    tasks = [asyncio.create_task(c, name=f"dspex:parallel #{i}") for i, c in enumerate(coros)]
     try:
         await asyncio.gather(*tasks)
     except BaseException:
