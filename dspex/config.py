@@ -2,21 +2,27 @@
 
 Build it from keywords (``Config(implementation_preference="native_first")``), from ``DSPEX_*``
 environment variables (``Config.from_env()``), or change it at run time through the router
-(``await runtime.configure(...)``). Invalid values raise ``ConfigError`` naming the key and the
-allowed values. ``"python"`` is accepted wherever ``"dspy"`` is, and ``"python_first"`` for
-``"dspy_first"``.
+(``await runtime.configure(...)``). Invalid values and unknown keys raise ``ConfigError`` naming
+the key, the allowed values and the closest valid key; ``Config.from_env()`` logs a warning for
+each ``DSPEX_*`` variable it does not know. ``"python"`` is accepted wherever ``"dspy"`` is, and
+``"python_first"`` for ``"dspy_first"``; module types may be written in snake_case
+(``"chain_of_thought"`` for ``"ChainOfThought"``).
 """
 
 from __future__ import annotations
 
+import difflib
+import logging
 import os
-from collections.abc import Mapping
-from typing import Any, Literal
+from collections.abc import Iterable, Mapping
+from typing import Any, ClassVar, Literal, TypeGuard
 
 import msgspec
 
 from dspex.actors._messages import Overflow
 from dspex.errors import ConfigError
+
+log = logging.getLogger("dspex.config")
 
 Implementation = Literal["native", "dspy"]
 Preference = Literal["auto", "native_first", "dspy_first"]
@@ -27,6 +33,38 @@ PREFERENCES: tuple[Preference, ...] = ("auto", "native_first", "dspy_first")
 ADAPTERS: tuple[AdapterName, ...] = ("chat", "json")
 _ALIASES = {"python": "dspy", "python_first": "dspy_first"}
 
+#: Every module type dspex runs: the dspy implementation has them all, native a subset.
+MODULE_TYPES: tuple[str, ...] = (
+    "Predict",
+    "ChainOfThought",
+    "ReAct",
+    "MultiChainComparison",
+    "BestOfN",
+    "Refine",
+    "Parallel",
+    "ProgramOfThought",
+    "Module",
+)
+
+#: ``DSPEX_*`` variables read outside :class:`Config` (not warned about as unknown).
+OTHER_VARIABLES: tuple[str, ...] = ("DSPEX_CACHE_DIR",)  # dspex.lm: where models are kept
+
+
+def _fold(name: str) -> str:
+    """A name without case or underscores: ``chain_of_thought`` and ``ChainOfThought`` meet."""
+    return name.replace("_", "").lower()
+
+
+_MODULE_TYPES_FOLDED = {_fold(name): name for name in MODULE_TYPES}
+
+
+def _did_you_mean(name: str, known: Iterable[str], prefix: str = "") -> str:
+    """``" (did you mean 'x'?)"`` for the known name closest to ``name`` (case and underscores
+    aside; ``prefix``, shared by all, left out of the comparison), or ``""``."""
+    by_fold = {_fold(k.removeprefix(prefix)): k for k in known}
+    close = difflib.get_close_matches(_fold(name.removeprefix(prefix)), by_fold, n=1)
+    return f" (did you mean {by_fold[close[0]]!r}?)" if close else ""
+
 
 def implementation_name(value: object, key: str = "implementation") -> Implementation:
     """Normalize an implementation name (``"python"`` -> ``"dspy"``) or raise ConfigError."""
@@ -36,23 +74,72 @@ def implementation_name(value: object, key: str = "implementation") -> Implement
     return name
 
 
+def module_type_name(value: object, key: str = "module type") -> str:
+    """Normalize a module type's name, ignoring case and underscores (``"chain_of_thought"`` ->
+    ``"ChainOfThought"``); ConfigError naming the known module types if there is none such."""
+    name = _MODULE_TYPES_FOLDED.get(_fold(value)) if isinstance(value, str) else None
+    if name is None:
+        hint = _did_you_mean(value, MODULE_TYPES) if isinstance(value, str) else ""
+        raise ConfigError(
+            f"{key}: unknown module type {value!r}{hint}; known: {', '.join(MODULE_TYPES)} "
+            "(case and underscores are ignored: 'chain_of_thought' works too)"
+        )
+    return name
+
+
 def _check(key: str, ok: bool, allowed: str, value: object) -> None:
     if not ok:
         raise ConfigError(f"{key} must be {allowed}, got {value!r}")
 
 
-def _positive(value: object) -> bool:
-    return isinstance(value, (int, float)) and not isinstance(value, bool) and value > 0
+def _number(value: object) -> TypeGuard[float]:
+    """Whether ``value`` is a real number (a bool is not)."""
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
 
 
-class AdaptiveConfig(msgspec.Struct, frozen=True, kw_only=True):
+def _integer(value: object) -> TypeGuard[int]:
+    """Whether ``value`` is an int (a bool is not)."""
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def is_positive_number(value: object) -> bool:
+    """Whether ``value`` is a number > 0 (a bool, NaN or string is not)."""
+    return _number(value) and value > 0
+
+
+def _check_keys(keys: Iterable[str], known: tuple[str, ...], prefix: str) -> None:
+    """ConfigError for the first of ``keys`` not ``known``, with the closest known key."""
+    for key in keys:
+        if key not in known:
+            name = f"{prefix}.{key}" if prefix else key
+            raise ConfigError(
+                f"unknown config key {name!r}{_did_you_mean(key, known)}; known: {', '.join(known)}"
+            )
+
+
+class _Strict(msgspec.StructMeta):
+    """The configuration structs' metaclass: a positional or unknown argument is a ConfigError
+    naming the closest known key (msgspec would raise a bare TypeError)."""
+
+    def __call__(cls, *args: Any, **kwargs: Any) -> Any:
+        if args:
+            raise ConfigError(f"{cls.__name__} takes keyword arguments only, got {args!r}")
+        _check_keys(kwargs, cls.__struct_fields__, getattr(cls, "_prefix", ""))
+        return super().__call__(**kwargs)
+
+
+class AdaptiveConfig(msgspec.Struct, metaclass=_Strict, frozen=True, kw_only=True):
     """The adaptive policy (``implementation_preference="auto"``).
 
     Per module type and implementation it keeps an EWMA of latency (weight ``alpha``) and of
     success. Once both have ``min_samples`` calls, it routes to the one with the better success
     rate when they differ by more than ``success_margin``, else to the faster one; a fraction
     ``explore_rate`` of calls goes to the other so its figures stay fresh.
+
+    Raises ConfigError for an unknown key or a value out of range.
     """
+
+    _prefix: ClassVar[str] = "adaptive"
 
     alpha: float = 0.2
     explore_rate: float = 0.05
@@ -60,25 +147,41 @@ class AdaptiveConfig(msgspec.Struct, frozen=True, kw_only=True):
     success_margin: float = 0.05
 
     def __post_init__(self) -> None:
-        _check("adaptive.alpha", 0 < self.alpha <= 1, "in (0, 1]", self.alpha)
-        _check("adaptive.explore_rate", 0 <= self.explore_rate <= 1, "in [0, 1]", self.explore_rate)
-        _check("adaptive.min_samples", self.min_samples >= 1, "an int >= 1", self.min_samples)
+        _check(
+            "adaptive.alpha", _number(self.alpha) and 0 < self.alpha <= 1, "in (0, 1]", self.alpha
+        )
+        _check(
+            "adaptive.explore_rate",
+            _number(self.explore_rate) and 0 <= self.explore_rate <= 1,
+            "in [0, 1]",
+            self.explore_rate,
+        )
+        _check(
+            "adaptive.min_samples",
+            _integer(self.min_samples) and self.min_samples >= 1,
+            "an int >= 1",
+            self.min_samples,
+        )
         _check(
             "adaptive.success_margin",
-            0 <= self.success_margin <= 1,
+            _number(self.success_margin) and 0 <= self.success_margin <= 1,
             "in [0, 1]",
             self.success_margin,
         )
 
 
-class CircuitConfig(msgspec.Struct, frozen=True, kw_only=True):
+class CircuitConfig(msgspec.Struct, metaclass=_Strict, frozen=True, kw_only=True):
     """The native circuit breaker per module type.
 
     After ``crash_threshold`` native crashes of one module actor within ``window`` seconds the
     actor is restarted to serve on dspy and the circuit of its module type opens: no call of that
     type is routed to native until ``cooldown`` seconds later, when one probe call tries native;
     its success closes the circuit, its failure opens it again.
+
+    Raises ConfigError for an unknown key or a value out of range.
     """
+
+    _prefix: ClassVar[str] = "circuit"
 
     crash_threshold: int = 3
     window: float = 60.0
@@ -87,22 +190,26 @@ class CircuitConfig(msgspec.Struct, frozen=True, kw_only=True):
     def __post_init__(self) -> None:
         _check(
             "circuit.crash_threshold",
-            isinstance(self.crash_threshold, int) and self.crash_threshold >= 1,
+            _integer(self.crash_threshold) and self.crash_threshold >= 1,
             "an int >= 1",
             self.crash_threshold,
         )
-        _check("circuit.window", _positive(self.window), "> 0", self.window)
-        _check("circuit.cooldown", _positive(self.cooldown), "> 0", self.cooldown)
+        _check("circuit.window", is_positive_number(self.window), "> 0", self.window)
+        _check("circuit.cooldown", is_positive_number(self.cooldown), "> 0", self.cooldown)
 
 
-class Rollout(msgspec.Struct, frozen=True, kw_only=True):
+class Rollout(msgspec.Struct, metaclass=_Strict, frozen=True, kw_only=True):
     """A canary rollout of native for one module type.
 
     ``native_percent`` of calls go to native, the rest to dspy; a call with a request key always
     lands on the same side (a user's session stays on one implementation). Once both sides have
     ``min_calls``, the router rolls native back to 0% when its error rate exceeds dspy's by more
     than ``max_error_rate_increase``, or its latency exceeds dspy's times ``max_latency_ratio``.
+
+    Raises ConfigError for an unknown key or a value out of range.
     """
+
+    _prefix: ClassVar[str] = "rollout"
 
     native_percent: float = 0.0
     max_error_rate_increase: float = 0.05
@@ -112,44 +219,61 @@ class Rollout(msgspec.Struct, frozen=True, kw_only=True):
     def __post_init__(self) -> None:
         _check(
             "rollout.native_percent",
-            isinstance(self.native_percent, (int, float)) and 0 <= self.native_percent <= 100,
+            _number(self.native_percent) and 0 <= self.native_percent <= 100,
             "a percentage in [0, 100]",
             self.native_percent,
         )
         _check(
             "rollout.max_error_rate_increase",
-            0 <= self.max_error_rate_increase <= 1,
+            _number(self.max_error_rate_increase) and 0 <= self.max_error_rate_increase <= 1,
             "in [0, 1]",
             self.max_error_rate_increase,
         )
         _check(
             "rollout.max_latency_ratio",
-            self.max_latency_ratio is None or _positive(self.max_latency_ratio),
+            self.max_latency_ratio is None or is_positive_number(self.max_latency_ratio),
             "None or > 0",
             self.max_latency_ratio,
         )
-        _check("rollout.min_calls", self.min_calls >= 1, "an int >= 1", self.min_calls)
+        _check(
+            "rollout.min_calls",
+            _integer(self.min_calls) and self.min_calls >= 1,
+            "an int >= 1",
+            self.min_calls,
+        )
 
 
-class Shadow(msgspec.Struct, frozen=True, kw_only=True):
+class Shadow(msgspec.Struct, metaclass=_Strict, frozen=True, kw_only=True):
     """Shadow comparison for one module type: a ``rate`` of calls also run on the other
     implementation in the background (never delaying or failing the caller), their outputs
     compared field by field. At most ``max_in_flight`` shadow calls run per module at once and
-    the router keeps the last ``max_divergences`` divergences."""
+    the router keeps the last ``max_divergences`` divergences.
+
+    Raises ConfigError for an unknown key or a value out of range."""
+
+    _prefix: ClassVar[str] = "shadow"
 
     rate: float = 0.1
     max_in_flight: int = 8
     max_divergences: int = 100
 
     def __post_init__(self) -> None:
-        _check("shadow.rate", 0 <= self.rate <= 1, "in [0, 1]", self.rate)
-        _check("shadow.max_in_flight", self.max_in_flight >= 1, "an int >= 1", self.max_in_flight)
+        _check("shadow.rate", _number(self.rate) and 0 <= self.rate <= 1, "in [0, 1]", self.rate)
         _check(
-            "shadow.max_divergences", self.max_divergences >= 0, "an int >= 0", self.max_divergences
+            "shadow.max_in_flight",
+            _integer(self.max_in_flight) and self.max_in_flight >= 1,
+            "an int >= 1",
+            self.max_in_flight,
+        )
+        _check(
+            "shadow.max_divergences",
+            _integer(self.max_divergences) and self.max_divergences >= 0,
+            "an int >= 0",
+            self.max_divergences,
         )
 
 
-class Config(msgspec.Struct, frozen=True, kw_only=True):
+class Config(msgspec.Struct, metaclass=_Strict, frozen=True, kw_only=True):
     """Routing, fallback and limits of a runtime.
 
     - ``implementation_preference``: ``auto`` (adaptive), ``native_first`` or ``dspy_first``.
@@ -172,6 +296,10 @@ class Config(msgspec.Struct, frozen=True, kw_only=True):
       pausing the event loop ~0.2 s each. Process-wide.
     - ``rollout``: module type -> :class:`Rollout` (canary percentage of native, with rollback).
     - ``shadow``: module type -> :class:`Shadow` (run the other implementation too, compare).
+
+    Module types are one of :data:`MODULE_TYPES`, in any case, with or without underscores
+    (``"chain_of_thought"``); they are stored under their canonical names. Raises ConfigError
+    for an unknown key (naming the closest known one), an unknown module type or a bad value.
     """
 
     implementation_preference: Preference = "auto"
@@ -205,37 +333,28 @@ class Config(msgspec.Struct, frozen=True, kw_only=True):
         msgspec.structs.force_setattr(self, "implementation_preference", pref)
         for key in ("allow_fallback", "preload_dspy", "gc_freeze"):
             _check(key, isinstance(getattr(self, key), bool), "a bool", getattr(self, key))
-        _check(
-            "module_overrides",
-            isinstance(self.module_overrides, Mapping),
-            "a mapping of module type to implementation",
-            self.module_overrides,
-        )
         overrides = {
-            str(k): implementation_name(v, f"module_overrides[{k!r}]")
-            for k, v in self.module_overrides.items()
+            name: implementation_name(impl, f"module_overrides[{name!r}]")
+            for name, impl in _by_module_type(
+                "module_overrides", self.module_overrides, "implementation"
+            ).items()
         }
         msgspec.structs.force_setattr(self, "module_overrides", overrides)
         _check("adapter", self.adapter in ADAPTERS, "one of 'chat', 'json'", self.adapter)
         for key in ("mailbox_size", "max_concurrency", "max_restarts", "max_connections"):
             value = getattr(self, key)
-            _check(
-                key,
-                isinstance(value, int) and not isinstance(value, bool) and value >= 1,
-                "an int >= 1",
-                value,
-            )
+            _check(key, _integer(value) and value >= 1, "an int >= 1", value)
         _check(
             "call_timeout",
-            self.call_timeout is None or _positive(self.call_timeout),
+            self.call_timeout is None or is_positive_number(self.call_timeout),
             "None or seconds > 0",
             self.call_timeout,
         )
-        _check("max_seconds", _positive(self.max_seconds), "seconds > 0", self.max_seconds)
+        _check("max_seconds", is_positive_number(self.max_seconds), "seconds > 0", self.max_seconds)
         _check("overload", self.overload in ("raise", "wait"), "'raise' or 'wait'", self.overload)
         _check(
             "drain_timeout",
-            isinstance(self.drain_timeout, (int, float)) and self.drain_timeout >= 0,
+            _number(self.drain_timeout) and self.drain_timeout >= 0,
             "seconds >= 0",
             self.drain_timeout,
         )
@@ -244,22 +363,16 @@ class Config(msgspec.Struct, frozen=True, kw_only=True):
             ("shadow", Shadow),
         )
         for key, kind in tables:
-            table = getattr(self, key)
-            _check(key, isinstance(table, Mapping), "a mapping of module type to settings", table)
             built: dict[str, Any] = {}
-            for name, value in table.items():
+            for name, value in _by_module_type(key, getattr(self, key), "settings").items():
                 if isinstance(value, kind):
-                    built[str(name)] = value
+                    built[name] = value
                 elif isinstance(value, Mapping):
-                    built[str(name)] = _build(kind, value, f"{key}.{name}")
+                    built[name] = _build(kind, value, f"{key}.{name}")
                 else:
                     raise ConfigError(f"{key}[{name!r}] must be a {kind.__name__} or a dict")
             msgspec.structs.force_setattr(self, key, built)
-        nested_types: tuple[tuple[str, type[AdaptiveConfig] | type[CircuitConfig]], ...] = (
-            ("adaptive", AdaptiveConfig),
-            ("circuit", CircuitConfig),
-        )
-        for nested, nested_kind in nested_types:
+        for nested, nested_kind in _NESTED.items():
             value = getattr(self, nested)
             if isinstance(value, Mapping):  # Config(adaptive={"explore_rate": 0.1})
                 value = _build(nested_kind, value, nested)
@@ -269,13 +382,10 @@ class Config(msgspec.Struct, frozen=True, kw_only=True):
             )
 
     def replace(self, **changes: Any) -> Config:
-        """A validated copy with ``changes`` applied; nested keys as ``adaptive={...}``."""
-        unknown = set(changes) - set(self.__struct_fields__)
-        if unknown:
-            raise ConfigError(
-                f"unknown config key(s) {sorted(unknown)}; known: {list(self.__struct_fields__)}"
-            )
-        for nested in ("adaptive", "circuit"):
+        """A validated copy with ``changes`` applied; nested keys as ``adaptive={...}``.
+
+        Raises ConfigError as ``Config(...)`` does."""
+        for nested in _NESTED:
             value = changes.get(nested)
             if isinstance(value, Mapping):
                 current = getattr(self, nested)
@@ -287,34 +397,75 @@ class Config(msgspec.Struct, frozen=True, kw_only=True):
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None, **overrides: Any) -> Config:
         """Read ``DSPEX_<KEY>`` variables (nested: ``DSPEX_CIRCUIT_COOLDOWN``), then apply
-        ``overrides``. ``DSPEX_MODULE_OVERRIDES`` reads ``"ReAct=dspy,Predict=native"``."""
+        ``overrides``. ``DSPEX_MODULE_OVERRIDES`` reads ``"ReAct=dspy,Predict=native"``,
+        ``DSPEX_ROLLOUT`` and ``DSPEX_SHADOW`` a JSON object.
+
+        Logs a warning (logger ``dspex.config``) for each ``DSPEX_*`` variable dspex does not
+        read, with the closest valid name. Raises ConfigError for a bad value."""
         env = os.environ if environ is None else environ
+        _warn_unknown_variables(env)
         values: dict[str, Any] = {}
-        for key in cls.__struct_fields__:
-            if key in ("adaptive", "circuit"):
-                kind = AdaptiveConfig if key == "adaptive" else CircuitConfig
-                nested = {
-                    sub: env[f"DSPEX_{key.upper()}_{sub.upper()}"]
-                    for sub in kind.__struct_fields__
-                    if f"DSPEX_{key.upper()}_{sub.upper()}" in env
-                }
-                if nested:
-                    values[key] = _build(kind, nested, key, from_text=True)
-            elif f"DSPEX_{key.upper()}" in env:
-                raw = env[f"DSPEX_{key.upper()}"]
-                if key == "module_overrides":
-                    values[key] = _parse_overrides(raw)
-                elif key in ("rollout", "shadow"):  # JSON: {"Predict": {"native_percent": 10}}
-                    try:
-                        values[key] = msgspec.json.decode(raw)
-                    except msgspec.DecodeError as exc:
-                        raise ConfigError(
-                            f"DSPEX_{key.upper()} must be a JSON object: {exc}"
-                        ) from None
-                else:
-                    values[key] = raw
+        for variable, (key, sub) in _VARIABLES.items():
+            raw = env.get(variable)
+            if raw is None:
+                continue
+            if sub:
+                values.setdefault(key, {})[sub] = raw
+            elif key == "module_overrides":
+                values[key] = _parse_overrides(raw)
+            elif key in ("rollout", "shadow"):  # JSON: {"Predict": {"native_percent": 10}}
+                try:
+                    values[key] = msgspec.json.decode(raw)
+                except msgspec.DecodeError as exc:
+                    raise ConfigError(f"{variable} must be a JSON object: {exc}") from None
+            else:
+                values[key] = raw
+        for key, kind in _NESTED.items():
+            if key in values:
+                values[key] = _build(kind, values[key], key, from_text=True)
         config: Config = _build(cls, values, "", from_text=True)
         return config.replace(**overrides) if overrides else config
+
+
+_NESTED: dict[str, type[AdaptiveConfig] | type[CircuitConfig]] = {
+    "adaptive": AdaptiveConfig,
+    "circuit": CircuitConfig,
+}
+
+
+#: Each ``DSPEX_*`` variable Config reads -> (key, nested key or "").
+_VARIABLES: dict[str, tuple[str, str]] = {
+    f"DSPEX_{key}_{sub}".rstrip("_").upper(): (key, sub)
+    for key in Config.__struct_fields__
+    for sub in (_NESTED[key].__struct_fields__ if key in _NESTED else ("",))
+}
+
+
+def _warn_unknown_variables(env: Mapping[str, str]) -> None:
+    """A logging warning per ``DSPEX_*`` variable dspex does not read: a deployment's typo,
+    which would otherwise leave a setting at its default without a word."""
+    known = [*_VARIABLES, *OTHER_VARIABLES]
+    for name in sorted(env):
+        if name.upper().startswith("DSPEX_") and name not in known:
+            hint = (
+                _did_you_mean(name, known, prefix="DSPEX_") or f"; dspex reads {', '.join(known)}"
+            )
+            log.warning("ignoring unknown environment variable %s%s", name, hint)
+
+
+def _by_module_type(key: str, table: object, what: str) -> dict[str, Any]:
+    """``table`` (module type -> ``what``) keyed by canonical module type names; ConfigError
+    if it is no mapping or names a module type unknown or twice."""
+    if not isinstance(table, Mapping):
+        raise ConfigError(f"{key} must be a mapping of module type to {what}, got {table!r}")
+    out: dict[str, Any] = {}
+    spelled: dict[str, object] = {}
+    for raw, value in table.items():
+        name = module_type_name(raw, f"{key}[{raw!r}]")
+        if name in out:
+            raise ConfigError(f"{key} names {name} twice: as {spelled[name]!r} and {raw!r}")
+        out[name], spelled[name] = value, raw
+    return out
 
 
 def _parse_overrides(raw: str) -> dict[str, str]:
@@ -354,12 +505,11 @@ def _build(kind: type[Any], values: Mapping[str, Any], prefix: str, from_text: b
     """Build ``kind`` from ``values`` (strings when ``from_text``); every check raises
     ConfigError through the struct's ``__post_init__``."""
     fields = {f.name: f.type for f in msgspec.structs.fields(kind)}
-    kwargs = {}
-    for key, value in values.items():
-        name = f"{prefix}.{key}" if prefix else key
-        if key not in fields:
-            raise ConfigError(f"unknown config key {name!r}; known: {list(fields)}")
-        kwargs[key] = (
-            _from_text(name, value, fields[key]) if from_text and isinstance(value, str) else value
-        )
+    _check_keys(values, tuple(fields), prefix)
+    kwargs = {
+        key: _from_text(f"{prefix}.{key}" if prefix else key, value, fields[key])
+        if from_text and isinstance(value, str)
+        else value
+        for key, value in values.items()
+    }
     return kind(**kwargs)

@@ -18,7 +18,7 @@ from opentelemetry.trace import SpanKind, StatusCode
 
 from dspex import telemetry
 from dspex.errors import ConfigError, LMConnectionError, LMError, LMTimeout
-from dspex.lm._config import LM, is_reasoning_model
+from dspex.lm._config import LM, api_key_of, is_reasoning_model, redact
 from dspex.lm._wire import (
     Completion,
     Message,
@@ -134,7 +134,7 @@ class _Prepared:
         self.lm = lm
         base = lm.api_base or os.environ.get("OPENAI_BASE_URL") or os.environ.get("OPENAI_API_BASE")
         self.url = (base or _DEFAULT_BASE).rstrip("/") + "/chat/completions"
-        self.secret = lm.api_key if lm.api_key is not None else os.environ.get("OPENAI_API_KEY")
+        self.secret = api_key_of(lm)
         self.headers = {"Content-Type": "application/json"}
         if self.secret:
             self.headers["Authorization"] = f"Bearer {self.secret}"
@@ -164,13 +164,9 @@ class _Prepared:
         if lm.max_tokens is not None:
             self.span_attributes[telemetry.GEN_AI_REQUEST_MAX_TOKENS] = lm.max_tokens
 
-    def mask(self, text: str) -> str:
-        """``text`` with the API key masked (servers may echo it in errors)."""
-        return text.replace(self.secret, "***") if self.secret else text
-
     def excerpt(self, content: bytes) -> str:
         """The start of a reply body, for an error, with the API key masked."""
-        return self.mask(content[:_EXCERPT].decode("utf-8", "replace"))
+        return redact(content[:_EXCERPT].decode("utf-8", "replace"), self.secret)
 
 
 def _error_detail(content: bytes) -> str:
@@ -366,7 +362,7 @@ class LMClient:
                 excerpt = prepared.excerpt(content)
                 retryable = status in (408, 429) or status >= 500
                 message = f"the LM at {prepared.url} answered HTTP {status}{_error_detail(content)}"
-            message = prepared.mask(message)
+            message = redact(message, prepared.secret)  # servers may echo the key
             if not retryable or attempt > retries:
                 if attempt > 1:
                     message += f" (after {attempt} attempts)"
@@ -386,10 +382,9 @@ class LMClient:
                 problem = "is not valid JSON"
             else:
                 problem = "is malformed"
+            message = f"the LM at {prepared.url} answered HTTP {status} but its body {problem}"
             raise LMError(
-                prepared.mask(
-                    f"the LM at {prepared.url} answered HTTP {status} but its body {problem}: {exc}"
-                ),
+                redact(f"{message}: {exc}", prepared.secret),
                 status=status,
                 body=prepared.excerpt(content),
             ) from exc

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import math
+import os
 import re
-from typing import TYPE_CHECKING, Any
+from collections.abc import Mapping
+from typing import TYPE_CHECKING, Any, overload
 
 import msgspec
 
@@ -54,6 +56,41 @@ _REASONING = re.compile(
 )
 DEFAULT_TIMEOUT = 600.0
 """Seconds per request attempt: the OpenAI SDK's default, which dspy.LM's LiteLLM path uses."""
+
+
+MASK = "***"
+"""What a masked API key reads as."""
+MIN_SECRET_LENGTH = 8
+"""API keys shorter than this are placeholders (``"test"``, ``"local"``, ``"sk-x"``), not
+secrets: masking them in text would mangle ordinary words, so only longer keys are masked."""
+
+
+@overload
+def redact(value: str, secret: str | None) -> str: ...
+@overload
+def redact(value: object, secret: str | None) -> Any: ...
+def redact(value: object, secret: str | None) -> Any:
+    """``value`` with every occurrence of ``secret`` in its strings, nested in dicts, lists and
+    tuples too, replaced by ``***``: the one place dspex masks API keys in text (errors, logs,
+    shadow divergences). Unchanged when ``secret`` is None or shorter than
+    :data:`MIN_SECRET_LENGTH`."""
+    if secret is None or len(secret) < MIN_SECRET_LENGTH:
+        return value
+    if isinstance(value, str):
+        return value.replace(secret, MASK)
+    if isinstance(value, Mapping):
+        return {k: redact(v, secret) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [redact(v, secret) for v in value]
+    return value
+
+
+def api_key_of(lm: LM | None) -> str | None:
+    """The API key requests with ``lm`` carry: its ``api_key``, else ``OPENAI_API_KEY`` (read
+    now, as the native client and LiteLLM read it)."""
+    if lm is None:
+        return None
+    return lm.api_key if lm.api_key is not None else os.environ.get("OPENAI_API_KEY")
 
 
 def is_reasoning_model(model: str) -> bool:
@@ -123,9 +160,9 @@ class LM(msgspec.Struct, frozen=True):
         return f"LM({fields})"
 
     def __rich_repr__(self) -> list[tuple[str, Any]]:
-        """Fields for ``repr`` and rich, with the API key masked."""
+        """Fields for ``repr`` and rich, with the API key masked whatever its length."""
         fields = [(name, getattr(self, name)) for name in self.__struct_fields__]
-        return [(n, "***" if n == "api_key" and v is not None else v) for n, v in fields]
+        return [(n, MASK if n == "api_key" and v is not None else v) for n, v in fields]
 
     @property
     def provider(self) -> str:

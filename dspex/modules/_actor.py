@@ -26,6 +26,7 @@ from dspex.backends.native import check_inputs
 from dspex.config import Implementation
 from dspex.errors import DSPexError, InputError, LMError, ModuleError, ParseError, SignatureError
 from dspex.errors import Timeout as DSPexTimeout
+from dspex.lm._config import api_key_of, redact
 from dspex.prediction import Prediction
 from dspex.routing import Outcome, RouteReason, ShadowResult, choose
 
@@ -37,19 +38,6 @@ log = logging.getLogger("dspex.modules")
 #: Failures that are the LM's or the reply's, not a bug: they never crash the actor, and with
 #: ``allow_fallback`` a native call that hits one is re-run on dspy.
 EXPECTED = (LMError, ParseError, DSPexTimeout)
-
-
-def redact(value: Any, secret: str | None) -> Any:
-    """``value`` with every occurrence of ``secret`` in its strings replaced by ``***``."""
-    if not secret:
-        return value
-    if isinstance(value, str):
-        return value.replace(secret, "***")
-    if isinstance(value, Mapping):
-        return {k: redact(v, secret) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [redact(v, secret) for v in value]
-    return value
 
 
 #: Inputs some module types take besides their signature's input fields.
@@ -306,7 +294,7 @@ class ModuleActor(Actor):
         fields = {
             k: output is not None and k in output and output[k] == v for k, v in expected.items()
         }
-        secret = self.box.spec.lm.api_key if self.box.spec.lm is not None else None
+        secret = api_key_of(self.box.spec.lm)
         result = ShadowResult(
             module_type=self.module_type,
             primary=primary.implementation,

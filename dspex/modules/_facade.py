@@ -11,7 +11,7 @@ from opentelemetry import context as otel_context
 
 from dspex.actors import ActorRef, is_normal_exit
 from dspex.backends._spec import CallOptions, ModuleSpec
-from dspex.config import ADAPTERS, AdapterName, Implementation
+from dspex.config import ADAPTERS, AdapterName, Implementation, is_positive_number
 from dspex.errors import (
     ActorExited,
     ChildNotFound,
@@ -97,11 +97,17 @@ class ModuleRef:
         ``implementation`` forces one for this call; ``timeout`` (seconds; default: the runtime's
         ``call_timeout``) bounds the call; ``temperature``, ``max_tokens`` and ``n`` override
         the LM's settings for this call; ``key`` (e.g. a user or session id) keeps a canary
-        rollout's choice the same for every call with that key.
+        rollout's choice the same for every call with that key. A ``timeout`` that is not a
+        number of seconds > 0 is an InputError, raised before the call is routed.
         """
         rt = self._runtime
         if not rt.accepting:
             raise Unavailable(f"the runtime is {rt.state}; {self.module_type} takes no new calls")
+        if timeout is not None and not is_positive_number(timeout):
+            raise InputError(
+                f"timeout must be a number of seconds > 0, or None for the runtime's "
+                f"call_timeout; got {timeout!r}"
+            )
         forced = rt.registry.check_forced(self.module_type, implementation)
         msg = Execute(
             inputs,

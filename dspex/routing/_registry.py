@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
 
-from dspex.config import Config, Implementation, implementation_name
+from dspex.config import IMPLEMENTATIONS, Config, Implementation, implementation_name
 from dspex.errors import ConfigError
 
 
@@ -19,7 +19,7 @@ class Registry:
     def __init__(self, implementations: Mapping[str, Iterable[str]]):
         self._impls: dict[str, tuple[Implementation, ...]] = {
             module_type: tuple(
-                sorted({implementation_name(i) for i in impls}, key=("native", "dspy").index)
+                sorted({implementation_name(i) for i in impls}, key=IMPLEMENTATIONS.index)
             )
             for module_type, impls in implementations.items()
         }

@@ -387,8 +387,8 @@ class RouterActor(Actor):
                 if rollout.native_percent:  # a new rollout starts from a clean slate
                     self.rollbacks.pop(module_type, None)
             with telemetry.tracer.start_as_current_span("dspex.configure") as span:
-                for key, value in msg.changes.items():
-                    span.set_attribute(f"dspex.config.{key}", str(value))
+                for key in msg.changes:  # as normalized: ChainOfThought for chain_of_thought
+                    span.set_attribute(f"dspex.config.{key}", str(getattr(config, key)))
             self._publish()
             return config
         if isinstance(msg, GetMetrics):

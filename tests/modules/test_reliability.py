@@ -7,6 +7,7 @@ import logging
 import os
 import signal
 import threading
+import traceback
 
 import pytest
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
@@ -14,6 +15,7 @@ from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanE
 import dspex
 from dspex.config import Config
 from dspex.errors import ActorExited, LMError, Overloaded, Timeout, Unavailable
+from dspex.lm import LM
 from dspex.runtime import Runtime
 from dspex.testing import Hang, RecordedRequest, Reply, ScriptedLM, Status
 from tests.modules.conftest import ANSWER, lm_of
@@ -208,6 +210,8 @@ async def test_the_api_key_never_leaks(
     server.script = Status(401, message=f"Incorrect API key provided: {SECRET}")
     with pytest.raises(LMError) as info:
         await predict(question="q")
+    with pytest.raises(LMError) as on_dspy:
+        await predict.execute({"question": "q"}, implementation="dspy")
     texts = [
         repr(rt),
         repr(rt.lm),
@@ -222,9 +226,78 @@ async def test_the_api_key_never_leaks(
         *(str(record.exc_info) for record in caplog.records),
         *(str(dict(s.attributes or {})) for s in spans.get_finished_spans()),
         *(str(e.attributes) for s in spans.get_finished_spans() for e in s.events),
+        *traceback.format_exception(info.value),  # the whole chain, causes and contexts
+        *traceback.format_exception(on_dspy.value),
+        repr(await rt.metrics()),
     ]
     assert all(SECRET not in text for text in texts), [t for t in texts if SECRET in t]
+    assert "***" in str(info.value)  # masked where the server echoed it
     assert server.requests[0].headers["authorization"] == f"Bearer {SECRET}"  # it was used
+
+
+def _errors_of(implementation: str) -> Config:
+    return Config(allow_fallback=False, module_overrides={"Predict": implementation})  # type: ignore[dict-item]
+
+
+@pytest.mark.parametrize("implementation", ["native", "dspy"])
+@pytest.mark.parametrize("key", ["test", "k", "local", "sk-x"])
+async def test_a_placeholder_key_shorter_than_8_characters_masks_nothing(
+    server: ScriptedLM, key: str, implementation: str
+) -> None:
+    message = "the latest request from localhost was rejected: check the key (not sk-x)"
+    server.script = Status(401, message=message)
+    lm = LM("openai/scripted", api_base=server.base_url, api_key=key, num_retries=0)
+    async with Runtime(lm=lm, config=_errors_of(implementation)):
+        predict = await dspex.Predict.create("question -> answer")
+        with pytest.raises(LMError) as info:
+            await predict(question="q")
+    assert message in str(info.value)
+    assert "***" not in "".join(traceback.format_exception(info.value))
+    if implementation == "dspy":
+        assert info.value.__cause__ is not None  # LiteLLM's error stays chained
+
+
+@pytest.mark.parametrize("implementation", ["native", "dspy"])
+async def test_a_key_read_from_the_environment_is_masked_too(
+    server: ScriptedLM, implementation: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("OPENAI_API_KEY", SECRET)
+    server.script = Status(401, message=f"Incorrect API key provided: {SECRET}")
+    lm = LM("openai/scripted", api_base=server.base_url, num_retries=0)  # no api_key
+    async with Runtime(lm=lm, config=_errors_of(implementation)):
+        predict = await dspex.Predict.create("question -> answer")
+        with pytest.raises(LMError) as info:
+            await predict(question="q")
+    assert server.requests[0].headers["authorization"] == f"Bearer {SECRET}"
+    assert "Incorrect API key provided: ***" in str(info.value)
+    assert SECRET not in "".join(traceback.format_exception(info.value))
+
+
+@pytest.mark.parametrize(("key", "masked"), [(SECRET, True), ("test", False)])
+async def test_shadow_divergences_keep_no_real_key_and_mangle_no_text(
+    server: ScriptedLM, key: str, masked: bool
+) -> None:
+    question = f"the latest request used {key}"
+    answers = iter(["Paris", f"Lyon, said {key}"])
+
+    def script(request: RecordedRequest) -> Reply:
+        return Reply(str(ANSWER(request).text).replace("Paris", next(answers)))
+
+    server.script = script
+    config = Config(shadow={"Predict": {"rate": 1.0}}, adaptive={"explore_rate": 0.0})  # type: ignore[arg-type]
+    lm = LM("openai/scripted", api_base=server.base_url, api_key=key)
+    async with Runtime(lm=lm, config=config) as rt:
+        predict = await dspex.Predict.create("question -> answer")
+        assert (await predict(question=question)).answer == "Paris"
+        for _ in range(500):  # the shadow call finishes in the background
+            report = await rt.metrics()
+            if "Predict" in report.shadow:
+                break
+            await asyncio.sleep(0.01)
+    (divergence,) = report.shadow["Predict"].divergences
+    shown = "***" if masked else key
+    assert divergence.inputs == {"question": f"the latest request used {shown}"}
+    assert divergence.shadow_output == {"answer": f"Lyon, said {shown}"}
 
 
 async def test_a_second_signal_forces_the_shutdown() -> None:

@@ -22,7 +22,7 @@ from collections.abc import Awaitable, Callable, Mapping
 from typing import Any
 
 from dspex.backends._spec import CallOptions, ModuleSpec
-from dspex.config import Implementation
+from dspex.config import MODULE_TYPES, Implementation
 from dspex.errors import (
     ConfigError,
     DSPexError,
@@ -32,22 +32,11 @@ from dspex.errors import (
     ModuleError,
     ParseError,
 )
+from dspex.lm._config import api_key_of, redact
 from dspex.prediction import Prediction
 
-#: Module types this implementation provides.
-DSPY_MODULE_TYPES = frozenset(
-    {
-        "Predict",
-        "ChainOfThought",
-        "ReAct",
-        "MultiChainComparison",
-        "BestOfN",
-        "Refine",
-        "Parallel",
-        "ProgramOfThought",
-        "Module",
-    }
-)
+#: Module types this implementation provides: every one dspex knows.
+DSPY_MODULE_TYPES = frozenset(MODULE_TYPES)
 
 _dspy: Any = None
 _loading: concurrent.futures.Future[Any] | None = None
@@ -198,9 +187,10 @@ class DSPyBackend:
         except DSPexError:
             raise
         except Exception as exc:
-            secret = instance.spec.lm.api_key if instance.spec.lm is not None else None
+            secret = api_key_of(instance.spec.lm)
             error = map_dspy_error(exc, secret)
-            if secret is None or secret not in _chain_text(exc):
+            chain = _chain_text(exc)
+            if redact(chain, secret) == chain:  # nothing to mask: keep the cause
                 raise error from exc
             failed: DSPexError | None = error  # it shows the key: raise with no cause/context
         else:
@@ -253,7 +243,7 @@ def _chain_text(exc: BaseException) -> str:
 def map_dspy_error(exc: Exception, secret: str | None = None) -> DSPexError:
     """DSPy's and LiteLLM's exceptions as dspex errors, ``secret`` masked in the message."""
     name = type(exc).__name__
-    text = str(exc).replace(secret, "***") if secret else str(exc)
+    text = redact(str(exc), secret)
     if name == "AdapterParseError":
         return ParseError(
             text,
