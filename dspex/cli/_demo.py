@@ -12,12 +12,15 @@ from typing import Any
 import aiohttp
 import msgspec
 from rich.console import Console
-from rich.table import Table
+from rich.markup import escape
+from rich.text import Text
 
 import dspex
 from dspex.backends.dspy import import_dspy
+from dspex.cli._compare import matches
+from dspex.cli._console import heading, print_table
 from dspex.config import IMPLEMENTATIONS, implementation_name
-from dspex.errors import ConfigError, DSPexError, LMError
+from dspex.errors import ConfigError, DSPexError, LMConnectionError, LMError
 from dspex.lm._local import local_model
 from dspex.testing import inject_faults
 
@@ -96,15 +99,22 @@ def calculator(expression: str) -> str:
 
 
 async def _endpoint_lm(url: str, model: str | None) -> dspex.LM:
+    try:
+        async with (
+            aiohttp.ClientSession() as session,
+            session.get(f"{url.rstrip('/')}/models", timeout=aiohttp.ClientTimeout(10)) as r,
+        ):
+            listing = await r.json() if model is None else None
+    except (aiohttp.ClientConnectionError, TimeoutError) as exc:
+        raise LMConnectionError(
+            f"the endpoint at {url} did not answer ({exc or 'no answer within 10 s'}). Start "
+            "one (`dspex lm serve` serves the embedded model and prints its URL) and pass its "
+            "URL with --lm, or leave --lm out to run the embedded model"
+        ) from None
+    except (aiohttp.ClientResponseError, ValueError) as exc:
+        raise LMError(f"{url} did not list its models ({exc}); pass --lm-model") from None
     if model is None:
-        try:
-            async with (
-                aiohttp.ClientSession() as session,
-                session.get(f"{url.rstrip('/')}/models", timeout=aiohttp.ClientTimeout(10)) as r,
-            ):
-                listed = (await r.json()).get("data", [])
-        except (aiohttp.ClientError, TimeoutError, ValueError) as exc:
-            raise LMError(f"cannot list the models at {url}: {exc}; pass --lm-model") from None
+        listed = listing.get("data") if isinstance(listing, dict) else None
         if not listed:
             raise LMError(f"{url} lists no models; pass --lm-model")
         model = str(listed[0]["id"])
@@ -116,10 +126,6 @@ async def _endpoint_lm(url: str, model: str | None) -> dspex.LM:
         max_tokens=512,
         timeout=120.0,
     )
-
-
-def _correct(answer: object, expected: str) -> bool:
-    return expected.lower() in str(answer).lower()
 
 
 async def lm_for(options: DemoOptions) -> Any:
@@ -143,7 +149,9 @@ async def run_demo(options: DemoOptions, console: Console) -> bool:
         await runtime.__aenter__()
     try:
         assert runtime.lm is not None
-        console.print(f"[green]LM ready[/] at {runtime.lm.api_base} ({runtime.lm.model})")
+        console.print(
+            f"[green]LM ready[/] at {escape(str(runtime.lm.api_base))} ({escape(runtime.lm.model)})"
+        )
         if "dspy" in options.implementations:
             with console.status("Loading DSPy 3.4.1 for the dspy implementation..."):
                 await import_dspy(gc_freeze=config.gc_freeze)
@@ -163,7 +171,7 @@ async def run_demo(options: DemoOptions, console: Console) -> bool:
 async def _questions(
     runtime: dspex.Runtime, options: DemoOptions, console: Console
 ) -> tuple[int, int]:
-    console.rule("Predict and ChainOfThought, each on both implementations")
+    heading(console, "Predict and ChainOfThought, each on both implementations")
     modules = []
     for facade in (dspex.Predict, dspex.ChainOfThought):
         for impl in options.implementations:
@@ -171,32 +179,30 @@ async def _questions(
                 "question -> answer", instructions=INSTRUCTIONS, implementation=impl
             )
             modules.append((facade.__name__, impl, ref))
-    table = Table()
-    table.add_column("module", no_wrap=True)
-    table.add_column("impl.", no_wrap=True)
-    table.add_column("question", overflow="ellipsis", no_wrap=True, max_width=34)
-    for column in ("answer", "ok", "latency", "fallback"):
-        table.add_column(column)
+    rows: list[list[str | Text]] = []
     correct = asked = 0
     for i, (question, expected) in enumerate(QUESTIONS[: options.questions]):
         # llama.cpp reuses the prompt of an identical previous request, which makes the second
         # implementation to ask faster: alternate which one goes first.
         for name, impl, ref in modules if i % 2 == 0 else modules[::-1]:
             start = time.perf_counter()
-            with console.status(f"{name} on {impl}: {question}"):
+            with console.status(f"{name} on {impl}: {escape(question)}"):
                 pred = await ref(question=question)
-            ok = _correct(pred.answer, expected)
+            ok = matches(pred.answer, expected)
             correct, asked = correct + ok, asked + 1
-            table.add_row(
-                name,
-                pred.implementation,
-                question,
-                str(pred.answer),
-                "[green]yes[/]" if ok else "[red]no[/]",
-                f"{time.perf_counter() - start:.2f} s",
-                pred.fallback_reason or "-",
+            rows.append(
+                [
+                    name,
+                    pred.implementation,
+                    question,
+                    str(pred.answer),
+                    Text("yes", "green") if ok else Text("no", "red"),
+                    f"{time.perf_counter() - start:.2f} s",
+                    pred.fallback_reason or "-",
+                ]
             )
-    console.print(table)
+    columns = ("module", "impl.", "question", "answer", "ok", "latency", "fallback")
+    print_table(console, None, columns, rows, wrap={"question", "answer", "fallback"})
     console.print(
         "Both implementations send the LM the same messages, so a local server that caches the "
         "prompt answers the second one faster; the order alternates per question."
@@ -205,7 +211,7 @@ async def _questions(
 
 
 async def _react(options: DemoOptions, console: Console) -> None:
-    console.rule("ReAct with a Python calculator tool")
+    heading(console, "ReAct with a Python calculator tool")
     react = await dspex.ReAct.create("question -> answer", tools=[calculator], max_iters=3)
     question, expected = ARITHMETIC
     start = time.perf_counter()
@@ -213,17 +219,18 @@ async def _react(options: DemoOptions, console: Console) -> None:
         try:
             pred = await react(question=question)
         except DSPexError as exc:
-            console.print(f"ReAct could not answer: [red]{exc}[/]")
+            console.print(f"ReAct could not answer: [red]{escape(str(exc))}[/]")
             return
-    verdict = "[green]correct[/]" if _correct(pred.answer, expected) else "[red]wrong[/]"
+    verdict = "[green]correct[/]" if matches(pred.answer, expected) else "[red]wrong[/]"
     console.print(
-        f"{question} -> [bold]{pred.answer}[/] ({verdict}, served by {pred.implementation}, "
+        f"{question} -> {_bold(pred.answer)} ({verdict}, served by "
+        f"{pred.implementation}, "
         f"{time.perf_counter() - start:.2f} s)"
     )
 
 
 async def _faults(runtime: dspex.Runtime, console: Console) -> None:
-    console.rule("Faults: a crash, repeated crashes, an LM failure")
+    heading(console, "Faults: a crash, repeated crashes, an LM failure")
     question = QUESTIONS[0][0]
     predict = await dspex.Predict.create("question -> answer", instructions=INSTRUCTIONS)
     before = predict.actor
@@ -231,14 +238,14 @@ async def _faults(runtime: dspex.Runtime, console: Console) -> None:
         pred = await predict(question=question)
     console.print(
         f"1. A bug in native code crashed {before}; its supervisor restarted it as "
-        f"{predict.actor} and the call was retried: [bold]{pred.answer}[/] "
+        f"{predict.actor} and the call was retried: {_bold(pred.answer)} "
         f"(served by {pred.implementation})."
     )
     with inject_faults(runtime, fail_on={1}):
         pred = await predict(question=question)
     console.print(
-        f"2. An LM failure on native fell back to dspy within the call: [bold]{pred.answer}[/] "
-        f"(served by {pred.implementation}, fallback: {pred.fallback_reason})."
+        f"2. An LM failure on native fell back to dspy within the call: {_bold(pred.answer)} "
+        f"(served by {pred.implementation}, fallback: {escape(str(pred.fallback_reason))})."
     )
     fresh = await dspex.Predict.create("question -> answer", instructions=INSTRUCTIONS)
     threshold = runtime.config.circuit.crash_threshold
@@ -248,32 +255,32 @@ async def _faults(runtime: dspex.Runtime, console: Console) -> None:
     state = (await runtime.metrics()).circuits.get("Predict", "closed")
     console.print(
         f"3. Native crashed on each of {threshold} calls; each was retried on dspy "
-        f"({', '.join(str(r.answer) for r in retried)}). After {threshold} crashes the module "
-        f"was restarted to serve on dspy and the native circuit of Predict is [bold]{state}[/]: "
-        f"the next call went straight to {pred.implementation}: [bold]{pred.answer}[/]."
+        f"({escape(', '.join(str(r.answer) for r in retried))}). After {threshold} crashes the "
+        f"module was restarted to serve on dspy and the native circuit of Predict is "
+        f"[bold]{state}[/]: the next call went straight to {pred.implementation}: "
+        f"{_bold(pred.answer)}."
     )
+
+
+def _bold(value: object) -> str:
+    """``value`` in bold, as rich markup (its own square brackets escaped)."""
+    return f"[bold]{escape(str(value))}[/]"
 
 
 async def _metrics(runtime: dspex.Runtime, console: Console) -> None:
     report = await runtime.metrics()
-    table = Table(title="Router metrics")
-    table.add_column("module type", no_wrap=True)
-    table.add_column("impl.", no_wrap=True)
-    for column in ("calls", "ok", "failed", "fallbacks", "restarts", "p50", "p90"):
-        table.add_column(column, justify="right", no_wrap=True)
-    for module_type, impls in sorted(report.modules.items()):
-        for impl, m in sorted(impls.items()):
-            table.add_row(
-                module_type,
-                impl,
-                str(m.calls),
-                str(m.successes),
-                str(m.failures),
-                str(m.fallbacks),
-                str(m.restarts),
-                f"{m.latency_p50_ms / 1000:.1f}s",
-                f"{m.latency_p90_ms / 1000:.1f}s",
-            )
-    console.print(table)
+    counts = ("calls", "ok", "failed", "fallbacks", "restarts", "p50", "p90")
+    rows: list[list[str | Text]] = [
+        [
+            module_type,
+            impl,
+            *map(str, (m.calls, m.successes, m.failures, m.fallbacks, m.restarts)),
+            f"{m.latency_p50_ms / 1000:.1f}s",
+            f"{m.latency_p90_ms / 1000:.1f}s",
+        ]
+        for module_type, impls in sorted(report.modules.items())
+        for impl, m in sorted(impls.items())
+    ]
+    print_table(console, "Router metrics", ("module type", "impl.", *counts), rows, right=counts)
     circuits = ", ".join(f"{k}: {v}" for k, v in report.circuits.items()) or "all closed"
     console.print(f"Native circuits: {circuits}")

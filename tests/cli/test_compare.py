@@ -1,22 +1,23 @@
-"""dspex compare: agreement per field, latency, errors and tokens, in a report."""
+"""dspex compare: agreement per field, accuracy, latency, errors and tokens, in a report."""
 
 from __future__ import annotations
 
-import os
-import subprocess
-import sys
+import json
+import re
 from pathlib import Path
 
+import msgspec
 import pytest
 
 import dspex
-from dspex.cli._compare import compare, load_dataset, write_report
+from dspex.cli._compare import IMPL_COLUMNS, compare, load_dataset, matches, write_report
 from dspex.errors import ConfigError, InputError
 from dspex.lm import LM
+from dspex.signature import Signature
 from dspex.testing import RecordedRequest, Reply, ScriptedLM, respond
-from tests.cli.test_cli import scripted_url  # noqa: F401  (the fixture)
+from tests.cli.conftest import closed_port_url, run_dspex
 
-ROOT = Path(__file__).parents[2]
+EXAMPLES = Path(__file__).parents[2] / "examples" / "questions.jsonl"
 
 
 def _diverging_second_request() -> object:
@@ -33,15 +34,23 @@ def _diverging_second_request() -> object:
     return script
 
 
-async def test_compare_reports_the_expected_agreement(tmp_path: Path) -> None:
-    rows = [{"question": q} for q in ("one", "two diverge", "three", "four diverge")]
+async def test_compare_reports_agreement_and_accuracy(tmp_path: Path) -> None:
+    # Odd rows run dspy first, so native gets the second answer there: B on 'diverge' rows.
+    rows = [
+        {"question": "one", "expected": "A"},
+        {"question": "two diverge", "expected": "B"},  # native right, dspy wrong
+        {"question": "three"},  # not scored
+        {"question": "four diverge", "expected": "B"},  # native right, dspy wrong
+    ]
     async with ScriptedLM(_diverging_second_request()) as server:
         lm = LM("openai/scripted", api_base=server.base_url, api_key="k")
         async with dspex.Runtime(lm=lm):
-            result = await compare(rows, "question -> answer")
+            result = await compare(rows, Signature.parse("question -> answer"))
     assert result.rows == 4
     assert result.field_agreement == {"answer": 0.5}
     assert result.agreement == 0.5
+    assert result.scored == 3
+    assert result.accuracy == {"native": 1.0, "dspy": pytest.approx(1 / 3)}
     assert result.errors == {"native": 0, "dspy": 0}
     assert result.tokens["native"]["prompt"] > 0
     assert result.tokens["dspy"]["prompt"] == result.tokens["native"]["prompt"]
@@ -49,12 +58,56 @@ async def test_compare_reports_the_expected_agreement(tmp_path: Path) -> None:
     plot = write_report(result, report, "test")
     text = report.read_text()
     assert "| answer | 50.0% |" in text
-    assert "## Rows that differ" in text
+    assert "| native | 100.0% |" in text
+    assert "| dspy | 33.3% |" in text
+    assert "the 3 rows with an expected value whose 'answer' contains" in text
+    assert "## Rows that differ\n" in text
     assert plot is None or plot.exists()
+    # Outputs are shown whole, and a long list of differing rows says where it stops.
+    native, dspy_run = result.runs[1]
+    long_answer = msgspec.structs.replace(native, output={"answer": "x" * 300})
+    write_report(msgspec.structs.replace(result, runs=[[long_answer, dspy_run]] * 51), report, "t")
+    text = report.read_text()
+    assert "## Rows that differ (the first 50 of 51)\n" in text
+    assert text.count('{"answer": "' + "x" * 300 + '"}') == 50
+
+
+async def test_without_an_expected_column_there_is_no_accuracy() -> None:
+    async with ScriptedLM(respond(answer="A")) as server:
+        lm = LM("openai/scripted", api_base=server.base_url, api_key="k")
+        async with dspex.Runtime(lm=lm):
+            result = await compare([{"question": "one"}], Signature.parse("question -> answer"))
+    assert result.scored == 0
+    assert result.accuracy is None
+
+
+@pytest.mark.parametrize(
+    ("output", "expected", "correct"),
+    [
+        ("Paris", "Paris", True),
+        ("Paris, France.", "paris", True),
+        ("The answer is 8 legs", 8, True),
+        ("0°C", "0", True),
+        ("William Shakespeare", "Shakespeare", True),
+        ("new-york city", "New York", True),
+        ("10", "0", False),
+        ("Australia", "Au", False),
+        ("York, New", "New York", False),
+        ("anything", "", False),
+        (None, "Paris", False),
+    ],
+)
+def test_matches_looks_for_the_expected_words_in_order(
+    output: object, expected: object, correct: bool
+) -> None:
+    assert matches(output, expected) is correct
 
 
 def test_datasets_load_from_jsonl_and_csv(tmp_path: Path) -> None:
-    assert load_dataset(ROOT / "examples" / "questions.jsonl")[0]["question"].startswith("What")
+    assert load_dataset(EXAMPLES)[0] == {
+        "question": "What is the capital of France?",
+        "expected": "Paris",
+    }
     csv_file = tmp_path / "rows.csv"
     csv_file.write_text("question,expected\nWhy?,Because\n")
     assert load_dataset(csv_file) == [{"question": "Why?", "expected": "Because"}]
@@ -69,25 +122,77 @@ def test_datasets_load_from_jsonl_and_csv(tmp_path: Path) -> None:
 
 
 @pytest.mark.parametrize("suffix", [".md", ".html"])
-def test_compare_command_end_to_end(scripted_url: str, tmp_path: Path, suffix: str) -> None:  # noqa: F811
+def test_compare_command_piped_prints_whole_rows_and_accuracy(
+    scripted_url: str, tmp_path: Path, suffix: str
+) -> None:
     report = tmp_path / f"report{suffix}"
-    command = [
-        sys.executable,
-        *("-m", "dspex.cli", "compare", str(ROOT / "examples" / "questions.jsonl")),
-        *("--lm", scripted_url, "--report", str(report)),
-    ]
-    env = {**os.environ, "COLUMNS": "200"}
-    done = subprocess.run(command, capture_output=True, text=True, env=env, timeout=300)
+    done = run_dspex("compare", str(EXAMPLES), "--lm", scripted_url, "--report", str(report))
     assert done.returncode == 0, done.stdout + done.stderr
-    assert "Agreement over 8 rows" in done.stdout
+    out = done.stdout
+    assert "…" not in out
+    assert "Agreement over 8 rows (native vs dspy)\n" in out
+    assert re.search(r"^output field +agreement$", out, re.M)
+    assert re.search(r"^answer +100\.0%$", out, re.M)
+    assert re.search(r"^" + " +".join(map(re.escape, IMPL_COLUMNS)) + "$", out, re.M)
+    # The scripted answer names Paris: right for the first of the 8 questions only.
+    for impl in ("native", "dspy"):
+        assert re.search(rf"^{impl} +12\.5% +\d+ +\d+ +\d+ +0 +\d+ +\d+$", out, re.M)
+    assert "the 8 rows with an expected value whose 'answer' contains" in out
     text = report.read_text()
     assert "100.0%" in text
     if suffix == ".html":
         assert "<table>" in text
+        assert "<td>native</td><td>12.5%</td>" in text
+    else:
+        assert re.search(r"^\| native \| 12\.5% \|", text, re.M)
 
 
-def test_compare_command_rejects_bad_arguments(tmp_path: Path) -> None:
-    command = [sys.executable, "-m", "dspex.cli", "compare", str(tmp_path / "none.jsonl")]
-    done = subprocess.run(command, capture_output=True, text=True, timeout=60)
+def _write_jsonl(path: Path, rows: list[dict[str, str]]) -> Path:
+    path.write_text("".join(json.dumps(row) + "\n" for row in rows))
+    return path
+
+
+def test_compare_command_rejects_bad_arguments_whatever_the_width(tmp_path: Path) -> None:
+    deep = tmp_path / ("a-directory-with-a-long-name-" * 8) / "none.jsonl"
+    done = run_dspex("compare", str(deep), columns=40)
     assert done.returncode == 2
-    assert "does not exist" in done.stderr + done.stdout
+    assert f"Error: Invalid value: dataset {deep} does not exist\n" in done.stderr
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (
+            ["--signature", "context, question -> answer"],
+            "row 1 of the dataset lacks the column(s) context, input(s) of the signature "
+            "'context, question -> answer'; the row has the columns: question, expected.",
+        ),
+        (["--signature", "question answer"], "a signature needs exactly one '->'"),
+        (["--signature", "question ->"], "--signature needs an output field to compare"),
+        (["--module", "ReAct"], "--module must be one of ['ChainOfThought', 'Predict']"),
+        (["--report", "out.txt"], "--report must end in .md or .html, got out.txt"),
+    ],
+)
+def test_compare_command_checks_its_inputs_before_running(
+    tmp_path: Path, args: list[str], message: str
+) -> None:
+    rows = [{"question": "Why?", "expected": "Because"}]
+    dataset = _write_jsonl(tmp_path / "rows.jsonl", rows)
+    done = run_dspex("compare", str(dataset), "--lm", "http://127.0.0.1:9/v1", *args)
+    assert done.returncode == 2
+    error = done.stderr.splitlines()[-1]
+    assert error.startswith("Error: Invalid value: ")
+    assert message in error
+
+
+def test_compare_against_an_endpoint_that_does_not_answer_says_how_to_start_one(
+    tmp_path: Path,
+) -> None:
+    url = closed_port_url()
+    report = tmp_path / "report.md"
+    done = run_dspex("compare", str(EXAMPLES), "--lm", url, "--report", str(report))
+    assert done.returncode == 1
+    assert done.stderr.startswith(f"Error: the endpoint at {url} did not answer")
+    assert "`dspex lm serve`" in done.stderr
+    assert "--lm-model" not in done.stderr
+    assert not report.exists()
