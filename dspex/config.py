@@ -46,8 +46,11 @@ MODULE_TYPES: tuple[str, ...] = (
     "Module",
 )
 
-#: ``DSPEX_*`` variables read outside :class:`Config` (not warned about as unknown).
-OTHER_VARIABLES: tuple[str, ...] = ("DSPEX_CACHE_DIR",)  # dspex.lm: where models are kept
+#: ``DSPEX_*`` variables read outside :class:`Config` (not warned about as unknown), with what
+#: each sets.
+OTHER_VARIABLES: dict[str, str] = {
+    "DSPEX_CACHE_DIR": "Where the embedded LM's assembled models are kept (`~/.cache/dspex`).",
+}
 
 
 def _fold(name: str) -> str:
@@ -142,9 +145,14 @@ class AdaptiveConfig(msgspec.Struct, metaclass=_Strict, frozen=True, kw_only=Tru
     _prefix: ClassVar[str] = "adaptive"
 
     alpha: float = 0.2
+    """The weight of the newest sample in the latency and success EWMAs, in (0, 1]."""
     explore_rate: float = 0.05
+    """The fraction of calls sent to the implementation that is behind, so its figures stay fresh;
+    0 never explores."""
     min_samples: int = 10
+    """Calls each implementation needs before the policy compares them."""
     success_margin: float = 0.05
+    """How much better a success rate must be to win over the faster implementation."""
 
     def __post_init__(self) -> None:
         _check(
@@ -184,8 +192,12 @@ class CircuitConfig(msgspec.Struct, metaclass=_Strict, frozen=True, kw_only=True
     _prefix: ClassVar[str] = "circuit"
 
     crash_threshold: int = 3
+    """Native crashes of one module actor within `window` that restart it on dspy and open its
+    type's native circuit."""
     window: float = 60.0
+    """The window, in seconds, in which `crash_threshold` crashes are counted."""
     cooldown: float = 30.0
+    """Seconds an open circuit waits before one probe call tries native again."""
 
     def __post_init__(self) -> None:
         _check(
@@ -212,9 +224,15 @@ class Rollout(msgspec.Struct, metaclass=_Strict, frozen=True, kw_only=True):
     _prefix: ClassVar[str] = "rollout"
 
     native_percent: float = 0.0
+    """The percentage of the module type's calls sent to native, the rest to dspy; sticky per
+    request `key`."""
     max_error_rate_increase: float = 0.05
+    """Roll native back to 0% when its error rate exceeds dspy's by more than this."""
     max_latency_ratio: float | None = None
+    """Roll native back to 0% when its latency exceeds dspy's times this (None: latency never
+    rolls back)."""
     min_calls: int = 20
+    """Calls both sides need before the rollback rules apply."""
 
     def __post_init__(self) -> None:
         _check(
@@ -254,8 +272,11 @@ class Shadow(msgspec.Struct, metaclass=_Strict, frozen=True, kw_only=True):
     _prefix: ClassVar[str] = "shadow"
 
     rate: float = 0.1
+    """The fraction of calls also run on the other implementation, in the background."""
     max_in_flight: int = 8
+    """Shadow calls that may run at once per module; past it a call is not shadowed."""
     max_divergences: int = 100
+    """How many of the latest divergences (inputs and both outputs) the router keeps."""
 
     def __post_init__(self) -> None:
         _check("shadow.rate", _number(self.rate) and 0 <= self.rate <= 1, "in [0, 1]", self.rate)
@@ -274,28 +295,8 @@ class Shadow(msgspec.Struct, metaclass=_Strict, frozen=True, kw_only=True):
 
 
 class Config(msgspec.Struct, metaclass=_Strict, frozen=True, kw_only=True):
-    """Routing, fallback and limits of a runtime.
-
-    - ``implementation_preference``: ``auto`` (adaptive), ``native_first`` or ``dspy_first``.
-    - ``allow_fallback``: re-run a call on dspy when native fails with an LM or parse error.
-    - ``module_overrides``: module type -> implementation, e.g. ``{"ReAct": "dspy"}``.
-    - ``adapter``: ``chat`` (with DSPy's JSON fallback) or ``json``, for modules that set none.
-    - ``mailbox_size`` and ``max_concurrency`` per module actor: at most ``max_concurrency``
-      calls run at once and ``mailbox_size`` more wait; beyond that ``overload="raise"`` fails a
-      call at once with ``Overloaded`` and ``"wait"`` lets it wait for room up to its deadline.
-    - ``call_timeout``: the default deadline of a call in seconds (None: none); at the deadline
-      the call's work, its LM request included, is cancelled and the caller gets ``Timeout``.
-    - ``drain_timeout``: how long shutdown lets calls in flight finish before cancelling them.
-    - ``max_connections``: the native LM client's connection pool, per runtime.
-    - ``max_restarts`` in ``max_seconds``: the restart intensity of the module supervisor.
-    - ``preload_dspy``: import DSPy and LiteLLM while the runtime starts (about 3 s, off the
-      event loop) rather than with the first dspy module or fallback, whose call would wait
-      for it, maybe past its deadline.
-    - ``gc_freeze``: once DSPy and LiteLLM are imported, collect and then ``gc.freeze()`` every
-      object alive, so that full garbage collections skip those ~400,000 objects instead of
-      pausing the event loop ~0.2 s each. Process-wide.
-    - ``rollout``: module type -> :class:`Rollout` (canary percentage of native, with rollback).
-    - ``shadow``: module type -> :class:`Shadow` (run the other implementation too, compare).
+    """Routing, fallback and limits of a runtime; each field is described where it is declared
+    and in the documentation's configuration reference, with its ``DSPEX_*`` variable.
 
     Module types are one of :data:`MODULE_TYPES`, in any case, with or without underscores
     (``"chain_of_thought"``); they are stored under their canonical names. Raises ConfigError
@@ -303,23 +304,51 @@ class Config(msgspec.Struct, metaclass=_Strict, frozen=True, kw_only=True):
     """
 
     implementation_preference: Preference = "auto"
+    """`auto` (adaptive on live latency and success), `native_first` or `dspy_first`
+    (`python_first`)."""
     allow_fallback: bool = True
+    """Re-run a call on dspy when native fails with an LM or parse error, or crashes."""
     module_overrides: dict[str, Implementation] = {}
+    """Module type -> implementation for every call of that type, e.g. `{"ReAct": "dspy"}`;
+    environment: `ReAct=dspy,Predict=native`."""
     adapter: AdapterName = "chat"
+    """`chat` (with DSPy's JSON fallback) or `json`, for modules created without `adapter=`."""
     adaptive: AdaptiveConfig = AdaptiveConfig()
+    """The adaptive policy of `auto`: an `AdaptiveConfig` or a dict of its keys."""
     circuit: CircuitConfig = CircuitConfig()
+    """The native circuit breaker: a `CircuitConfig` or a dict of its keys."""
     mailbox_size: int = 1024
+    """The bound of a module's mailbox, where calls wait to start; past it the `overload` policy
+    applies."""
     max_concurrency: int = 256
+    """Calls one module runs at once."""
     call_timeout: float | None = None
+    """The default deadline of a call in seconds (None: none); at it the call's work, its LM
+    request included, is cancelled and the caller gets `Timeout`."""
     overload: Overflow = "raise"
+    """When a module's mailbox is full: `raise` fails the call at once with `Overloaded`; `wait`
+    waits for room up to the call's deadline."""
     drain_timeout: float = 10.0
+    """Seconds shutdown lets calls in flight finish before cancelling them."""
     max_connections: int = 100
+    """The native LM client's connection pool, per runtime."""
     max_restarts: int = 100
+    """Restarts the module supervisor allows within `max_seconds` before it gives up."""
     max_seconds: float = 5.0
+    """The window, in seconds, of `max_restarts`."""
     preload_dspy: bool = False
+    """Import DSPy and LiteLLM while the runtime starts (about 3 s, off the event loop) instead of
+    with the first dspy module or fallback, whose call would wait for it."""
     gc_freeze: bool = True
+    """Once DSPy and LiteLLM are imported, collect and `gc.freeze()` every object alive, so full
+    collections skip those ~400,000 objects instead of pausing the loop ~0.2 s each.
+    Process-wide."""
     rollout: dict[str, Rollout] = {}
+    """Module type -> `Rollout`: a canary percentage of native, with automatic rollback.
+    Environment: a JSON object."""
     shadow: dict[str, Shadow] = {}
+    """Module type -> `Shadow`: run the other implementation too on a sample of calls and compare.
+    Environment: a JSON object."""
 
     def __post_init__(self) -> None:
         raw: object = self.implementation_preference
@@ -405,7 +434,7 @@ class Config(msgspec.Struct, metaclass=_Strict, frozen=True, kw_only=True):
         env = os.environ if environ is None else environ
         _warn_unknown_variables(env)
         values: dict[str, Any] = {}
-        for variable, (key, sub) in _VARIABLES.items():
+        for variable, (key, sub) in VARIABLES.items():
             raw = env.get(variable)
             if raw is None:
                 continue
@@ -434,7 +463,7 @@ _NESTED: dict[str, type[AdaptiveConfig] | type[CircuitConfig]] = {
 
 
 #: Each ``DSPEX_*`` variable Config reads -> (key, nested key or "").
-_VARIABLES: dict[str, tuple[str, str]] = {
+VARIABLES: dict[str, tuple[str, str]] = {
     f"DSPEX_{key}_{sub}".rstrip("_").upper(): (key, sub)
     for key in Config.__struct_fields__
     for sub in (_NESTED[key].__struct_fields__ if key in _NESTED else ("",))
@@ -444,7 +473,7 @@ _VARIABLES: dict[str, tuple[str, str]] = {
 def _warn_unknown_variables(env: Mapping[str, str]) -> None:
     """A logging warning per ``DSPEX_*`` variable dspex does not read: a deployment's typo,
     which would otherwise leave a setting at its default without a word."""
-    known = [*_VARIABLES, *OTHER_VARIABLES]
+    known = [*VARIABLES, *OTHER_VARIABLES]
     for name in sorted(env):
         if name.upper().startswith("DSPEX_") and name not in known:
             hint = (

@@ -1,6 +1,7 @@
 """The process model: actors with bounded mailboxes, call/cast/info, links, monitors and names.
 
-Semantics mirror Erlang/OTP's GenServer and processes; see ``DESIGN.md``.
+Semantics mirror Erlang/OTP's GenServer and processes; the documentation's architecture page
+(docs/architecture.md) describes them.
 """
 
 from dspex.actors._actor import Actor

@@ -1,6 +1,7 @@
 """Supervision trees: Supervisor, DynamicSupervisor, child specs and the fallback restart.
 
-Semantics mirror OTP's ``supervisor`` and Elixir's ``DynamicSupervisor``; see ``DESIGN.md``.
+Semantics mirror OTP's ``supervisor`` and Elixir's ``DynamicSupervisor``; the documentation's
+architecture page (docs/architecture.md) describes them.
 """
 
 from dspex.supervision._base import EventHandler
