@@ -5,9 +5,12 @@ from __future__ import annotations
 import asyncio
 import concurrent.futures
 import contextvars
+import functools
 import itertools
 import logging
 import signal
+import weakref
+from collections.abc import Callable
 from types import TracebackType
 from typing import Any
 
@@ -46,6 +49,9 @@ log = logging.getLogger("dspex.runtime")
 _current: contextvars.ContextVar[Runtime | None] = contextvars.ContextVar(
     "dspex_runtime", default=None
 )
+#: The runtimes running, for tasks that do not inherit the context they were entered in (a web
+#: app's request handlers, when the runtime is entered in the app's lifespan).
+_running: weakref.WeakSet[Runtime] = weakref.WeakSet()
 
 ROUTER = "dspex.router"
 MODULES = "dspex.modules"
@@ -91,6 +97,9 @@ class Runtime(Node):
         self._initial_config = config if config is not None else Config.from_env()
         self._root: SupervisorRef | None = None
         self._token: contextvars.Token[Runtime | None] | None = None
+        self._stopping: asyncio.Event | None = None
+        self._signals: asyncio.Event | None = None
+        self._restore_signals: list[Callable[[], None]] = []
         self._module_ids = itertools.count(1)
         self.client: LMClient | None = None
         self.executor: concurrent.futures.ThreadPoolExecutor | None = None
@@ -127,11 +136,33 @@ class Runtime(Node):
 
     @staticmethod
     def current() -> Runtime:
-        """The runtime entered by the current task (or the task that created it)."""
+        """The runtime in use here: the one entered by the current task (or by the task that
+        created it), else the one running on the current event loop. So a web app's request
+        handlers find the runtime entered in the app's lifespan, although their tasks do not
+        inherit the lifespan's context.
+
+        Raises DSPexError when no runtime runs here, or when several run on this event loop
+        (then pass ``runtime=`` to ``create()`` or ``wrap()`` to say which).
+        """
         runtime = _current.get()
-        if runtime is None:
-            raise DSPexError("no dspex Runtime is running here; use `async with dspex.Runtime()`")
-        return runtime
+        if runtime is not None and runtime._loop is not None:
+            return runtime
+        try:
+            loop: asyncio.AbstractEventLoop | None = asyncio.get_running_loop()
+        except RuntimeError:  # called outside any event loop
+            loop = None
+        here = [rt for rt in _running if loop is not None and rt._loop is loop]
+        if len(here) == 1:
+            return here[0]
+        if here:
+            raise DSPexError(
+                f"{len(here)} dspex Runtimes are running on this event loop; pass runtime= to "
+                "create() or wrap() to say which one the module runs in"
+            )
+        raise DSPexError(
+            "no dspex Runtime is running here: enter `async with dspex.Runtime()` first (in a "
+            "web app, in its lifespan) or pass runtime= to create() or wrap()"
+        )
 
     # -- operations -----------------------------------------------------------------------------
 
@@ -229,6 +260,7 @@ class Runtime(Node):
             raise
         self._state = "running"
         self._token = _current.set(self)
+        _running.add(self)
         return self
 
     async def __aexit__(
@@ -254,14 +286,19 @@ class Runtime(Node):
         ``drain_timeout``, then they are cancelled), stop the root tree in reverse start order,
         then any other actor, newest first; close the LM pool and the worker threads.
 
-        ``force`` cancels the calls in flight at once instead of draining them.
+        ``force`` cancels the calls in flight at once instead of draining them. A shutdown
+        already under way (a signal's, then the app's own exit) is waited for, not repeated.
         """
         if self._loop is None:
             return
+        if force:
+            self._cancel_calls()
+        if self._stopping is not None:
+            await self._stopping.wait()
+            return
+        self._stopping = stopping = asyncio.Event()
         self._state = "draining"
         try:
-            if force:
-                self._cancel_calls()
             if self._root is not None:
                 await self.shutdown_process(self._root._proc, "infinity")
             await self._stop_all(self.shutdown_timeout)
@@ -270,6 +307,13 @@ class Runtime(Node):
             if self.executor is not None:
                 self.executor.shutdown(wait=not force, cancel_futures=True)
         finally:
+            _running.discard(self)
+            for restore in self._restore_signals:
+                restore()
+            self._restore_signals.clear()
+            if self._signals is not None:
+                self._signals.set()
+                self._signals = None
             self._state = "stopped"
             self.forcing = False
             self._root = None
@@ -283,6 +327,8 @@ class Runtime(Node):
                     if _current.get() is self:
                         _current.set(None)
                 self._token = None
+            self._stopping = None
+            stopping.set()
 
     def _cancel_calls(self) -> None:
         """Stop draining: cancel every call in flight (their callers get ActorExited)."""
@@ -292,33 +338,84 @@ class Runtime(Node):
                 proc.actor.cancel_tasks()
 
     def stop_on_signals(self) -> asyncio.Event:
-        """Shut down on SIGINT or SIGTERM, gracefully the first time and forcibly the second;
-        returns an event set once the runtime has stopped (await it in a service's main)."""
+        """Shut down on SIGINT or SIGTERM: drain the calls in flight the first time, cancel
+        them the second. Returns an event set once the runtime has stopped (await it in a
+        service's main); calling it again returns the same event.
+
+        A handler installed before for these signals (a web server's: uvicorn's
+        ``signal.signal`` ones, aiohttp's ``loop.add_signal_handler`` ones) is called too, at
+        once, right after dspex stops taking new calls, so the server shuts down as it would
+        without dspex: it stops accepting connections and waits for the requests it is serving,
+        whose dspex calls drain meanwhile (up to ``drain_timeout``, then they are cancelled).
+        So every request gets its answer, or an error such as ``Unavailable`` (a 503) for a
+        call that came after the signal, and the server exits when the last one is done, then
+        exits the runtime (which waits for the drain already under way). Calling the server's
+        handler only after the drain would keep it accepting requests just to refuse them and
+        delay its own shutdown by the whole drain. Python's default handlers, and the one
+        ``asyncio.run`` installs for Ctrl+C (it would cancel the main task), are not called.
+        When the runtime stops, the handlers from before are put back.
+
+        Raises ActorError if the runtime is not running; call it on the main thread.
+        """
         loop = self.loop
-        stopped = asyncio.Event()
+        if self._signals is not None:
+            return self._signals
+        stopped = self._signals = asyncio.Event()
         signals = 0
         tasks: set[asyncio.Task[None]] = set()
+        previous: dict[int, Callable[[], None]] = {}
 
-        async def stop(force: bool) -> None:
-            await self.shutdown(force=force)
-            stopped.set()
-
-        def on_signal() -> None:
+        def on_signal(sig: int) -> None:
             nonlocal signals
             signals += 1
             if signals == 1:
                 log.warning("signal received: draining calls in flight (again to force)")
             else:
                 log.warning("second signal: cancelling calls in flight")
-                self._cancel_calls()
-            task = loop.create_task(stop(signals > 1))
+            self._state = "draining"  # no new calls from now on, before the server hears of it
+            task = loop.create_task(self.shutdown(force=signals > 1), name="dspex:shutdown")
             tasks.add(task)
             task.add_done_callback(tasks.discard)
+            previous[sig]()  # last: it may raise to stop the loop (aiohttp's does)
 
         for sig in (signal.SIGINT, signal.SIGTERM):
-            loop.add_signal_handler(sig, on_signal)
+            previous[sig], restore = _replaced_handler(loop, sig)
+            self._restore_signals.append(restore)
+            loop.add_signal_handler(sig, on_signal, sig)
         return stopped
 
     def __repr__(self) -> str:
         state = "running" if self._loop is not None else "stopped"
         return f"<Runtime {state}, {len(self._procs)} actors>"
+
+
+def _replaced_handler(
+    loop: asyncio.AbstractEventLoop, sig: int
+) -> tuple[Callable[[], None], Callable[[], None]]:
+    """The handler of ``sig`` that :meth:`Runtime.stop_on_signals` replaces, as (call it, put
+    it back).
+
+    A loop handler is read from asyncio's event loop (its private ``_signal_handlers``: there
+    is no public way to read one), a Python-level one from ``signal.getsignal``. Python's
+    defaults and ``asyncio.run``'s Ctrl+C handler are put back but not called.
+    """
+    handle: Any = getattr(loop, "_signal_handlers", {}).get(sig)  # an asyncio.Handle
+    if handle is not None:
+        callback, args = handle._callback, handle._args
+        return handle._run, lambda: loop.add_signal_handler(sig, callback, *args)
+    handler = signal.getsignal(sig)
+
+    def restore() -> None:
+        loop.remove_signal_handler(sig)
+        if handler is not None:
+            signal.signal(sig, handler)
+
+    bound = handler.func if isinstance(handler, functools.partial) else handler
+    runner = getattr(asyncio, "Runner", ())  # Python 3.11+: its run() sets a partial of a method
+    if (
+        callable(handler)
+        and handler is not signal.default_int_handler
+        and not isinstance(getattr(bound, "__self__", None), runner)
+    ):
+        return lambda: handler(sig, None), restore
+    return lambda: None, restore

@@ -95,17 +95,23 @@ class ModuleInfo(msgspec.Struct, frozen=True):
     adapter: str
     lm: str | None
 
+    def to_dict(self) -> dict[str, Any]:
+        """The description as plain data that ``json.dumps`` accepts (tuples become lists)."""
+        plain: dict[str, Any] = msgspec.to_builtins(self)
+        return plain
+
 
 class ModuleActor(Actor):
     """Owns one module's spec and backend instances; runs its calls."""
 
     async def init(self, *args: Any) -> None:
-        box, forced, rt = args
+        box, forced, rt, label = args
         self.box: SpecBox = box
         self.forced: Implementation | None = forced
         self.rt: Runtime = rt
         spec = box.spec
         self.module_type = spec.module_type
+        self.label: str = label  # what metrics and spans call it: the type, or a wrap's name
         registry = rt.routing.snapshot.registry
         self.available = registry.available_implementations(self.module_type)
         self.native_available = "native" in self.available
@@ -206,7 +212,7 @@ class ModuleActor(Actor):
                 caller.fail(err)
                 return
             served, fallback_reason = "dspy", error
-            telemetry.fallbacks.add(1, {telemetry.OPERATION: self.module_type})
+            telemetry.fallbacks.add(1, {telemetry.OPERATION: self.label})
             try:
                 pred = await self._attempt("dspy", inputs, msg.options, False, time.perf_counter())
             except DSPexError as second:
@@ -224,7 +230,7 @@ class ModuleActor(Actor):
                 span.record_exception(bug)
             if impl == "native":
                 raise  # let it crash: the supervisor restarts us, the caller retries once
-            caller.fail(ModuleError(f"{self.module_type} on dspy failed: {bug!r}"))
+            caller.fail(ModuleError(f"{self.label} on dspy failed: {bug!r}"))
         finally:
             self.in_flight -= 1
             self.slots.release()
@@ -232,7 +238,7 @@ class ModuleActor(Actor):
                 otel_context.detach(token)
                 span.set_attributes(
                     {
-                        telemetry.OPERATION: self.module_type,
+                        telemetry.OPERATION: self.label,
                         telemetry.NATIVE_AVAILABLE: self.native_available,
                         telemetry.ROUTE_REASON: reason,
                         telemetry.IMPLEMENTATION: served,
@@ -335,8 +341,8 @@ class ModuleActor(Actor):
             raise
         finally:
             duration = time.perf_counter() - start
-            self._report(Outcome(self.module_type, impl, duration, ok, fell_back, probe))
-            attrs = {telemetry.OPERATION: self.module_type, telemetry.IMPLEMENTATION: impl}
+            self._report(Outcome(self.label, impl, duration, ok, fell_back, probe))
+            attrs = {telemetry.OPERATION: self.label, telemetry.IMPLEMENTATION: impl}
             telemetry.calls.add(1, {**attrs, telemetry.OUTCOME: "ok" if ok else "error"})
             telemetry.call_duration.record(duration, attrs)
             if token is not None:
@@ -372,7 +378,8 @@ class ModuleActor(Actor):
             native_available=self.native_available and self.native_unsupported is None,
             native_unsupported=self.native_unsupported,
             circuit=snapshot.circuit_state(self.module_type, self.rt.loop.time()),
-            demos=len(spec.demos),
+            # a wrapped program's predictors carry their own demos (a compiled program's)
+            demos=self.instances["dspy"].demos if spec.program is not None else len(spec.demos),
             in_flight=self.in_flight,
             max_concurrency=self.rt.config.max_concurrency,
             adapter=spec.adapter,

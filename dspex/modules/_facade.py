@@ -206,12 +206,20 @@ async def create_module(
     runtime: Runtime | None = None,
     options: Mapping[str, Any] | None = None,
     program: Any = None,
+    name: str | None = None,
 ) -> ModuleRef:
-    """Start a module actor under the runtime's module supervisor; see the facades."""
+    """Start a module actor under the runtime's module supervisor; see the facades.
+
+    ``name`` (a wrapped program's) replaces the module type in metrics and spans."""
     from dspex.runtime import Runtime
 
+    if runtime is not None and not isinstance(runtime, Runtime):
+        raise ConfigError(f"runtime must be a dspex.Runtime, got {type(runtime).__name__}")
     rt = runtime if runtime is not None else Runtime.current()
+    if not rt.accepting:
+        raise Unavailable(f"the runtime is {rt.state}; it starts no new modules")
     forced = rt.registry.check_forced(module_type, implementation)
+    label = module_type if name is None else _module_name(name, rt.registry.module_types)
     sig: Signature | None = None
     if signature is not None:
         if descriptions is not None:
@@ -238,13 +246,13 @@ async def create_module(
         program=program,
     )
     module_id = rt.next_module_id()
-    name = f"dspex.module.{module_type}.{module_id}"
+    actor_name = f"dspex.module.{label}.{module_id}"
     config = rt.config
     child = ChildSpec(
         id=(module_type, module_id),
         start=ModuleActor,
-        args=(SpecBox(spec), forced, rt),
-        name=name,
+        args=(SpecBox(spec), forced, rt, label),
+        name=actor_name,
         mailbox_size=config.mailbox_size,
         overflow=config.overload,
         shutdown=config.drain_timeout,
@@ -259,7 +267,18 @@ async def create_module(
         if isinstance(exc.reason, DSPexError):
             raise exc.reason from None  # the SignatureError / ConfigError itself
         raise
-    return ModuleRef(rt, name, module_type, forced, actor)
+    return ModuleRef(rt, actor_name, module_type, forced, actor)
+
+
+def _module_name(name: object, module_types: Iterable[str]) -> str:
+    if not isinstance(name, str) or not name.strip():
+        raise ConfigError(f"name must be a non-empty string, e.g. name='qa', got {name!r}")
+    if name in module_types and name != "Module":
+        raise ConfigError(
+            f"name={name!r} is a module type's name: its metrics would mix with that type's; "
+            "choose another, e.g. name='qa'"
+        )
+    return name
 
 
 def _adapter_name(name: str) -> AdapterName:
@@ -397,9 +416,15 @@ class Module:
         lm: Any = None,
         adapter: str | None = None,
         runtime: Runtime | None = None,
+        name: str | None = None,
     ) -> ModuleRef:
         """Run ``program`` (a dspy.Module, or a factory of one, called again on each restart)
-        as a module actor; calls pass their inputs to its ``acall``/``__call__``."""
+        as a module actor; calls pass their inputs to its ``acall``/``__call__``.
+
+        ``name`` (e.g. ``"qa"``) is what metrics and spans call it (default: ``"Module"``, for
+        every wrapped program); ConfigError if it is not a non-empty string or is the name of
+        another module type. ``info()`` counts the demos its predictors carry (a compiled
+        program's)."""
         return await create_module(
-            "Module", None, lm=lm, adapter=adapter, runtime=runtime, program=program
+            "Module", None, lm=lm, adapter=adapter, runtime=runtime, program=program, name=name
         )

@@ -112,13 +112,24 @@ class ImplementationMetrics(msgspec.Struct, frozen=True):
 
 
 class MetricsReport(msgspec.Struct, frozen=True):
-    """``modules[module_type][implementation]`` figures, the state of each native circuit, the
-    canary rollouts rolled back (module type -> why), and the shadow comparisons."""
+    """What ``await runtime.metrics()`` returns: ``modules[module_type][implementation]``
+    figures (a wrapped program's under its ``name``), the state of each native circuit that is
+    not closed (``"open"`` or ``"half_open"``), the canary rollouts rolled back (module type ->
+    why), and the shadow comparisons per module type."""
 
     modules: dict[str, dict[str, ImplementationMetrics]]
     circuits: dict[str, str]
     rollbacks: dict[str, str] = {}
     shadow: dict[str, ShadowReport] = {}
+
+    def to_dict(self) -> dict[str, Any]:
+        """The report as plain data that ``json.dumps`` accepts (e.g. to return from a web
+        endpoint), shaped as the Structs are: ``{"modules": {"Predict": {"native": {"calls":
+        3, "successes": 3, ..., "latency_p99_ms": 1.2}}}, "circuits": {...}, "rollbacks":
+        {...}, "shadow": {"Predict": {"calls": ..., "divergences": [{...}]}}}``. A value JSON
+        cannot hold (a shadow divergence's input or output, e.g. an image) becomes its str()."""
+        plain: dict[str, Any] = msgspec.to_builtins(self, enc_hook=str)
+        return plain
 
 
 class _Stats:

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import datetime
+import json
+
 import pytest
 
 from dspex.config import Config
@@ -16,6 +19,7 @@ from dspex.routing import (
     Registry,
     RouterActor,
     RoutingSnapshot,
+    ShadowResult,
     SnapshotCell,
 )
 from dspex.runtime import Runtime
@@ -108,3 +112,38 @@ async def test_configure_changes_flags_at_run_time_and_validates(runtime: Runtim
         await ref.call(Configure({"colour": "blue"}))  # type: ignore[attr-defined]
     assert cell.snapshot.config is config  # rejected changes change nothing
     assert ref.alive  # type: ignore[attr-defined]
+
+
+async def test_the_report_as_plain_data_for_json(runtime: Runtime) -> None:
+    ref, _ = await _router(runtime)
+    ref.cast(Outcome("Predict", "native", 0.01, ok=True))  # type: ignore[attr-defined]
+    ref.cast(NativeCrashed("Predict"))  # type: ignore[attr-defined]
+    ref.cast(OpenCircuit("Predict", "3 native crashes"))  # type: ignore[attr-defined]
+    when = datetime.date(2024, 5, 1)
+    ref.cast(  # type: ignore[attr-defined]
+        ShadowResult(
+            module_type="Predict",
+            primary="native",
+            fields={"answer": False},
+            primary_ms=1.0,
+            shadow_ms=2.0,
+            inputs={"question": "q", "asked": when, "tags": ("a", "b"), "blob": object()},
+            primary_output={"answer": "Paris"},
+            shadow_output={"answer": "Lyon"},
+        )
+    )
+    report: MetricsReport = await ref.call(GetMetrics())  # type: ignore[attr-defined]
+    plain = json.loads(json.dumps(report.to_dict()))
+    native = plain["modules"]["Predict"]["native"]
+    assert (native["calls"], native["successes"], native["restarts"]) == (1, 1, 1)
+    assert native["latency_p50_ms"] == pytest.approx(10)
+    assert plain["circuits"] == {"Predict": "open"}
+    assert plain["rollbacks"] == {}
+    shadow = plain["shadow"]["Predict"]
+    assert (shadow["calls"], shadow["agreement_rate"]) == (1, 0.0)
+    divergence = shadow["divergences"][0]
+    assert divergence["fields"] == ["answer"]
+    assert divergence["shadow_output"] == {"answer": "Lyon"}
+    inputs = divergence["inputs"]
+    assert (inputs["asked"], inputs["tags"]) == ("2024-05-01", ["a", "b"])
+    assert inputs["blob"].startswith("<object object at")  # what JSON cannot hold: its str()

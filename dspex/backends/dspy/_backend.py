@@ -104,6 +104,11 @@ class DSPyInstance:
         sig = spec.signature
         self.output_names = sig.output_names if sig is not None else ()
 
+    @property
+    def demos(self) -> int:
+        """How many demos the module's predictors carry (a compiled program's included)."""
+        return sum(len(predictor.demos) for predictor in self.module.predictors())
+
 
 def _own_methods(module: Any) -> set[str]:
     import dspy
