@@ -1,0 +1,127 @@
+"""A FastAPI service answering questions with dspex, with metrics for Prometheus.
+
+Run it from the repository's root, after ``pip install "dspex[web]"``::
+
+    uvicorn examples.fastapi_app:app          # or: python examples/fastapi_app.py
+
+    curl -s localhost:8000/qa -H 'content-type: application/json' \\
+        -d '{"question": "What is the capital of France?"}'
+    curl -s localhost:8000/metrics            # Prometheus text: dspex_calls_total, ...
+    curl -s localhost:8000/stats              # the router's metrics and the module's load (JSON)
+
+The LM is ``EXAMPLE_LM_URL`` (an OpenAI-compatible base URL, e.g. the one ``dspex lm
+serve`` prints) serving ``EXAMPLE_LM_MODEL`` (default ``local``) with the API key
+``EXAMPLE_LM_KEY`` (default ``none``); without a URL it is the embedded model (which needs
+``pip install "dspex[local]"`` and ``dspex lm pull``). dspex's settings come from ``DSPEX_*``
+variables, e.g. ``DSPEX_DRAIN_TIMEOUT=5``, or ``DSPEX_PRELOAD_DSPY=true`` so that no request
+waits for DSPy's import (the first one routed to the dspy implementation would).
+
+On SIGTERM or Ctrl+C dspex stops taking calls and drains the ones in flight while uvicorn stops
+accepting connections and waits for the requests it is serving: each gets its answer, or a 503
+if it came after the signal or was still running at the end of the drain; then uvicorn exits.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+from collections.abc import AsyncIterator
+from typing import Any
+
+from fastapi import FastAPI, Request, Response
+from fastapi.responses import JSONResponse
+from opentelemetry import metrics
+from opentelemetry.exporter.prometheus import PrometheusMetricReader
+from opentelemetry.sdk.metrics import MeterProvider
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from pydantic import BaseModel
+
+import dspex
+from dspex.lm import LocalLM
+
+# dspex records its metrics through the OpenTelemetry API; this SDK provider hands them to
+# prometheus_client's default registry, which GET /metrics renders.
+metrics.set_meter_provider(MeterProvider(metric_readers=[PrometheusMetricReader()]))
+
+
+def example_lm() -> dspex.LM | LocalLM:
+    """The LM the environment names (see the module's docstring)."""
+    url = os.environ.get("EXAMPLE_LM_URL")
+    if not url:
+        return dspex.LM.local()
+    model = os.environ.get("EXAMPLE_LM_MODEL", "local")
+    key = os.environ.get("EXAMPLE_LM_KEY", "none")
+    return dspex.LM(f"openai/{model}", api_base=url, api_key=key)
+
+
+@contextlib.asynccontextmanager
+async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+    async with dspex.Runtime(lm=example_lm()) as runtime:
+        runtime.stop_on_signals()  # drain on SIGTERM; uvicorn's own handler runs too
+        app.state.runtime = runtime
+        app.state.qa = await dspex.Predict.create("question -> answer")
+        yield
+
+
+app = FastAPI(title="dspex question answering", lifespan=lifespan)
+
+
+class Question(BaseModel):
+    question: str
+
+
+class Answer(BaseModel):
+    answer: str
+    implementation: str
+    fallback: bool
+
+
+@app.post("/qa")
+async def qa(body: Question, request: Request) -> Answer:
+    """Answer one question; the reply says which implementation served it."""
+    prediction = await request.app.state.qa(question=body.question)
+    return Answer(
+        answer=prediction.answer,
+        implementation=prediction.implementation,
+        fallback=prediction.fallback,
+    )
+
+
+@app.get("/metrics")
+def prometheus() -> Response:
+    """dspex's OpenTelemetry metrics (calls, durations, fallbacks, restarts) for Prometheus."""
+    return Response(generate_latest(), media_type=CONTENT_TYPE_LATEST)
+
+
+@app.get("/stats")
+async def stats(request: Request) -> dict[str, Any]:
+    """The router's live metrics and the module's description and load, as JSON."""
+    state = request.app.state
+    return {
+        "metrics": (await state.runtime.metrics()).to_dict(),
+        "qa": (await state.qa.info()).to_dict(),
+    }
+
+
+@app.exception_handler(dspex.DSPexError)
+async def dspex_error(request: Request, exc: Exception) -> JSONResponse:
+    """dspex's errors as HTTP statuses: 503 (retry later) when the service is shutting down or
+    at capacity, 422 for bad inputs, 504 past a deadline, 502 when the LM or module failed."""
+    headers = None
+    stopping = not request.app.state.runtime.accepting  # e.g. a call cut short by the drain
+    if stopping or isinstance(exc, (dspex.Unavailable, dspex.Overloaded)):
+        status, headers = 503, {"Retry-After": "1"}
+    elif isinstance(exc, dspex.InputError):
+        status = 422
+    elif isinstance(exc, dspex.Timeout):
+        status = 504
+    else:
+        status = 502
+    body = {"error": type(exc).__name__, "detail": str(exc)}
+    return JSONResponse(body, status_code=status, headers=headers)
+
+
+if __name__ == "__main__":
+    import uvicorn
+
+    uvicorn.run(app, host="127.0.0.1", port=8000)
