@@ -18,7 +18,8 @@ waits for DSPy's import (the first one routed to the dspy implementation would).
 
 On SIGTERM or Ctrl+C dspex stops taking calls and drains the ones in flight while uvicorn stops
 accepting connections and waits for the requests it is serving: each gets its answer, or a 503
-if it came after the signal or was still running at the end of the drain; then uvicorn exits.
+if it came after the signal or was still running at the end of the drain; then uvicorn exits
+(``python examples/fastapi_app.py`` with status 0).
 """
 
 from __future__ import annotations
@@ -121,7 +122,21 @@ async def dspex_error(request: Request, exc: Exception) -> JSONResponse:
     return JSONResponse(body, status_code=status, headers=headers)
 
 
-if __name__ == "__main__":
+def main() -> None:
+    """Serve the app on ``EXAMPLE_HOST``:``EXAMPLE_PORT`` (default 127.0.0.1:8000; port 0 picks
+    a free one); a graceful stop on SIGTERM or Ctrl+C exits with status 0."""
+    import signal
+    import sys
+
     import uvicorn
 
-    uvicorn.run(app, host="127.0.0.1", port=8000)
+    # Once it has shut down, uvicorn raises again the signal that stopped it, under the handler
+    # that was there before it started: this one, which makes that graceful stop exit 0. (The
+    # `uvicorn` command keeps Python's default handler: the process ends killed by SIGTERM.)
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
+    host = os.environ.get("EXAMPLE_HOST", "127.0.0.1")
+    uvicorn.run(app, host=host, port=int(os.environ.get("EXAMPLE_PORT", "8000")))
+
+
+if __name__ == "__main__":
+    main()

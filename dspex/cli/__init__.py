@@ -145,7 +145,8 @@ def compare_command(
         Path,
         typer.Argument(
             help="A .jsonl or .csv file: a column per input of the signature, and optionally "
-            "'expected'."
+            "'expected'.",
+            metavar="DATASET",
         ),
     ],
     signature: Annotated[str, typer.Option(help="The program's signature.")] = (
