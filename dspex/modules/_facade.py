@@ -11,7 +11,13 @@ from opentelemetry import context as otel_context
 
 from dspex.actors import ActorRef, is_normal_exit
 from dspex.backends._spec import CallOptions, ModuleSpec
-from dspex.config import ADAPTERS, AdapterName, Implementation, is_positive_number
+from dspex.config import (
+    ADAPTERS,
+    AdapterName,
+    Implementation,
+    is_positive_number,
+    module_type_name,
+)
 from dspex.errors import (
     ActorExited,
     ChildNotFound,
@@ -219,7 +225,7 @@ async def create_module(
     if not rt.accepting:
         raise Unavailable(f"the runtime is {rt.state}; it starts no new modules")
     forced = rt.registry.check_forced(module_type, implementation)
-    label = module_type if name is None else _module_name(name, rt.registry.module_types)
+    label = module_type if name is None else _module_name(name)
     sig: Signature | None = None
     if signature is not None:
         if descriptions is not None:
@@ -270,10 +276,14 @@ async def create_module(
     return ModuleRef(rt, actor_name, module_type, forced, actor)
 
 
-def _module_name(name: object, module_types: Iterable[str]) -> str:
+def _module_name(name: object) -> str:
     if not isinstance(name, str) or not name.strip():
         raise ConfigError(f"name must be a non-empty string, e.g. name='qa', got {name!r}")
-    if name in module_types and name != "Module":
+    try:
+        taken = module_type_name(name) != "Module"  # a module type's name, in any spelling
+    except ConfigError:
+        taken = False
+    if taken:
         raise ConfigError(
             f"name={name!r} is a module type's name: its metrics would mix with that type's; "
             "choose another, e.g. name='qa'"

@@ -65,9 +65,15 @@ async def test_a_bad_name_is_a_config_error(rt: Runtime, name: Any) -> None:
         await dspex.Module.wrap(Shout, lm=rt.lm, name=name)
 
 
-async def test_a_module_types_name_is_refused(rt: Runtime) -> None:
-    with pytest.raises(ConfigError, match="'Predict' is a module type's name"):
-        await dspex.Module.wrap(Shout, lm=rt.lm, name="Predict")
+@pytest.mark.parametrize("name", ["Predict", "predict", "chain_of_thought"])
+async def test_a_module_types_name_is_refused(rt: Runtime, name: str) -> None:
+    with pytest.raises(ConfigError, match=f"{name!r} is a module type's name"):
+        await dspex.Module.wrap(Shout, lm=rt.lm, name=name)
+
+
+async def test_module_itself_is_a_fine_name(rt: Runtime) -> None:
+    ref = await dspex.Module.wrap(Shout, lm=rt.lm, name="module")
+    assert (await ref.info()).module_type == "Module"
 
 
 async def test_info_counts_a_compiled_programs_demos(rt: Runtime, server: ScriptedLM) -> None:
