@@ -51,7 +51,7 @@ def _default(info: msgspec.structs.FieldInfo) -> str:
 
 def _table(kind: type[msgspec.Struct], prefix: str, env: dict[tuple[str, str], str]) -> str:
     docs = field_docs()[kind.__name__]
-    rows = ["| setting | variable | default | what it does |", "| --- | --- | --- | --- |"]
+    rows = ["| setting, variable | default | what it does |", "| --- | --- | --- |"]
     for info in msgspec.structs.fields(kind):
         if info.name not in docs:
             raise ValueError(f"{kind.__name__}.{info.name} has no docstring in dspex/config.py")
@@ -59,7 +59,7 @@ def _table(kind: type[msgspec.Struct], prefix: str, env: dict[tuple[str, str], s
         variable = env.get((prefix, info.name)) or env.get((info.name, ""))
         shown = f"`{variable}`" if variable else "(a key of the JSON object)"
         description = docs[info.name].replace("|", "\\|")
-        rows.append(f"| `{key}` | {shown} | {_default(info)} | {description} |")
+        rows.append(f"| `{key}`<br>{shown} | {_default(info)} | {description} |")
     return "\n".join(rows)
 
 
