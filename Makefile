@@ -11,7 +11,8 @@ LOCAL := $(VENV)/.installed-$(MODEL)
 # A portable llama.cpp build, without the multimodal part dspex does not use.
 export CMAKE_ARGS ?= -DLLAVA_BUILD=OFF -DGGML_NATIVE=OFF
 # Every install, pip's isolated builds included, takes the versions CI tested from the lock file.
-export PIP_CONSTRAINT := $(CURDIR)/$(LOCK)
+# (Relative: pip splits this variable on spaces, and every pip here runs from this folder.)
+export PIP_CONSTRAINT := $(LOCK)
 
 .PHONY: test demo bench docs docs-serve lint typecheck lock clean
 
