@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import itertools
 import logging
+from collections.abc import Callable
 from typing import Any, Literal, TypeVar
 
 from dspex.actors._actor import Actor
@@ -161,6 +162,13 @@ class Node:
         for fut in self._name_waiters.pop(name, ()):
             if not fut.done():
                 fut.set_result(proc.ref)
+
+    def fail_name_waiters(self, name: str, error: Callable[[], BaseException]) -> None:
+        """Make every :meth:`wait_for_name` now waiting for ``name`` raise ``error()`` (a fresh
+        exception each): no actor will take that name (e.g. its supervisor gave up on it)."""
+        for fut in self._name_waiters.pop(name, ()):
+            if not fut.done():
+                fut.set_exception(error())
 
     def unregister(self, name: str) -> None:
         """Remove ``name`` from the registry (the actor keeps running)."""

@@ -10,6 +10,7 @@ from dspex.supervision._spec import (
     ChildFallback,
     ChildInfo,
     ChildRestarted,
+    ChildRestartIntensityExceeded,
     ChildSpec,
     Fallback,
     Restart,
@@ -22,6 +23,7 @@ from dspex.supervision._supervisor import Supervisor, SupervisorRef
 __all__ = [
     "ChildFallback",
     "ChildInfo",
+    "ChildRestartIntensityExceeded",
     "ChildRestarted",
     "ChildSpec",
     "DynamicSupervisor",

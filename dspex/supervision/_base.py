@@ -11,11 +11,12 @@ import msgspec
 
 from dspex.actors import Actor, ActorRef, Caller, Exit, Shutdown, is_normal_exit
 from dspex.actors._messages import SHUTDOWN
-from dspex.errors import ConfigError, DSPexError, StartError, SupervisorError
+from dspex.errors import ConfigError, DSPexError, StartError, SupervisorError, format_reason
 from dspex.supervision._spec import (
     ChildFallback,
     ChildInfo,
     ChildRestarted,
+    ChildRestartIntensityExceeded,
     ChildSpec,
     RestartIntensityExceeded,
     SupervisorEvent,
@@ -58,7 +59,7 @@ class CountChildren(msgspec.Struct, frozen=True):
 
 
 class _Child:
-    __slots__ = ("crashes", "key", "ref", "spec", "waiting")
+    __slots__ = ("crashes", "key", "reason", "ref", "restarts", "spec", "waiting")
 
     def __init__(self, key: Any, spec: ChildSpec):
         self.key = key
@@ -66,6 +67,8 @@ class _Child:
         self.ref: ActorRef | None = None
         self.waiting = False  # a restart failed; _TryAgain will start it
         self.crashes: deque[float] | None = None
+        self.restarts: deque[float] | None = None  # with an intensity of its own
+        self.reason: object = None  # why its last restart failed
 
     def info(self) -> ChildInfo:
         return ChildInfo(self.spec.id, self.ref, self.spec.restart, _is_supervisor(self.spec.start))
@@ -113,12 +116,22 @@ class SupervisorBase(Actor):
 
     def _add_restart(self) -> bool:
         """Count one restart; False when that exceeds the restart intensity."""
+        return self._count(self._restarts, self._max_restarts, self._max_seconds)
+
+    def _add_own_restart(self, child: _Child) -> bool:
+        """Count one restart of a child with an intensity of its own; False past it."""
+        if child.restarts is None:
+            child.restarts = deque()
+        limit = child.spec.max_restarts
+        assert limit is not None
+        return self._count(child.restarts, limit, child.spec.max_seconds)
+
+    def _count(self, restarts: deque[float], limit: int, seconds: float) -> bool:
         now = self.runtime.loop.time()
-        restarts = self._restarts
         restarts.append(now)
-        while restarts and restarts[0] < now - self._max_seconds:
+        while restarts and restarts[0] < now - seconds:
             restarts.popleft()
-        return len(restarts) <= self._max_restarts
+        return len(restarts) <= limit
 
     def _give_up(self) -> None:
         log.error(
@@ -129,6 +142,25 @@ class SupervisorBase(Actor):
         )
         self._emit(RestartIntensityExceeded(self.ref, self._max_restarts, self._max_seconds))
         self.stop(SHUTDOWN)  # terminate() stops the children; our parent decides what next
+
+    def _give_up_on(self, child: _Child, reason: object) -> None:
+        """A child exceeded its own intensity: forget it, as its own supervisor would stop."""
+        spec = child.spec
+        assert spec.max_restarts is not None
+        log.error(
+            "%r: child %r restarted more than %d times in %g s; not restarting it (last exit: %s)",
+            self.ref,
+            spec.id,
+            spec.max_restarts,
+            spec.max_seconds,
+            format_reason(reason),
+        )
+        self._remove(child)
+        self._emit(
+            ChildRestartIntensityExceeded(
+                self.ref, spec.id, reason, spec.max_restarts, spec.max_seconds, spec
+            )
+        )
 
     def _note_crash(self, child: _Child, reason: object) -> None:
         fb = child.spec.fallback
@@ -172,6 +204,7 @@ class SupervisorBase(Actor):
             return StartError(spec.id, exc)
         child.ref = ref
         child.waiting = False
+        child.reason = None
         self._by_pid[ref.pid] = child
         return None
 
@@ -190,6 +223,7 @@ class SupervisorBase(Actor):
         if err is not None:
             log.error("%r: restarting child %r failed: %s", self.ref, child.spec.id, err)
             child.waiting = True
+            child.reason = err
             self._proc.info(_TryAgain())
             return False
         assert child.ref is not None
@@ -208,11 +242,14 @@ class SupervisorBase(Actor):
                 child.ref = None
                 await self._child_exited(child, msg.reason)
         elif isinstance(msg, _TryAgain):
-            if not self._add_restart():
+            waiting = [c for c in self._children.values() if c.waiting]
+            if any(c.spec.max_restarts is None for c in waiting) and not self._add_restart():
                 self._give_up()
                 return
-            for child in list(self._children.values()):
-                if child.waiting and not await self._restart_one(child, "start_failed"):
+            for child in waiting:
+                if child.spec.max_restarts is not None and not self._add_own_restart(child):
+                    self._give_up_on(child, child.reason)
+                elif not await self._restart_one(child, "start_failed"):
                     return
         else:
             await super().handle_info(msg)
@@ -221,6 +258,13 @@ class SupervisorBase(Actor):
         restart = child.spec.restart
         if restart == "temporary" or (restart == "transient" and is_normal_exit(reason)):
             self._exited_for_good(child)
+            return
+        if child.spec.max_restarts is not None:  # its own intensity: it restarts alone
+            if not self._add_own_restart(child):
+                self._give_up_on(child, reason)
+                return
+            self._note_crash(child, reason)
+            await self._restart_one(child, reason)
             return
         if not self._add_restart():
             self._give_up()

@@ -25,6 +25,14 @@ class ChildSpec(msgspec.Struct, frozen=True, kw_only=True):
     for a graceful stop before a hard kill, ``"brutal_kill"``, or ``"infinity"`` (``None`` picks
     5 s for workers and infinity for supervisors, as OTP does). ``fallback`` restarts the child
     from another spec after repeated crashes.
+
+    ``max_restarts`` (None by default) gives the child a restart intensity of its own: more
+    than ``max_restarts`` restarts within ``max_seconds`` and the supervisor stops restarting
+    it, forgets it and reports :class:`ChildRestartIntensityExceeded`, while its other children
+    live on. This is OTP's supervisor per child (the child alone under a ``one_for_one``
+    supervisor of its own, itself a ``temporary`` child) without the extra process: the child
+    restarts alone whatever the strategy, and its restarts do not count toward the
+    supervisor's own intensity. With None they do, as for any child in OTP.
     """
 
     id: Any
@@ -37,6 +45,8 @@ class ChildSpec(msgspec.Struct, frozen=True, kw_only=True):
     overflow: Overflow | None = None
     start_timeout: float | None = None
     fallback: Fallback | None = None
+    max_restarts: int | None = None
+    max_seconds: float = 5.0
 
     def __post_init__(self) -> None:
         if not callable(self.start):
@@ -57,6 +67,16 @@ class ChildSpec(msgspec.Struct, frozen=True, kw_only=True):
             )
         if self.fallback is not None and not isinstance(self.fallback, Fallback):
             raise ConfigError(f"child {self.id!r}: fallback must be a Fallback")
+        limit = self.max_restarts
+        if limit is not None and (
+            not isinstance(limit, int) or isinstance(limit, bool) or limit < 0
+        ):
+            raise ConfigError(
+                f"child {self.id!r}: max_restarts must be None or an int >= 0, got {limit!r}"
+            )
+        window = self.max_seconds
+        if not isinstance(window, (int, float)) or isinstance(window, bool) or not window > 0:
+            raise ConfigError(f"child {self.id!r}: max_seconds must be > 0, got {window!r}")
 
 
 class Fallback(msgspec.Struct, frozen=True, kw_only=True):
@@ -103,6 +123,19 @@ class ChildFallback(msgspec.Struct, frozen=True):
     spec: ChildSpec
 
 
+class ChildRestartIntensityExceeded(msgspec.Struct, frozen=True):
+    """A child with an intensity of its own (``ChildSpec.max_restarts``) exceeded it: the
+    supervisor no longer restarts it and has forgotten it. ``reason`` is its last exit reason
+    (or the error its last restart failed with); ``spec`` is the spec it last ran from."""
+
+    supervisor: ActorRef
+    child_id: Any
+    reason: Any
+    max_restarts: int
+    max_seconds: float
+    spec: ChildSpec
+
+
 class RestartIntensityExceeded(msgspec.Struct, frozen=True):
     """More than ``max_restarts`` restarts in ``max_seconds``: the supervisor shuts down."""
 
@@ -111,4 +144,6 @@ class RestartIntensityExceeded(msgspec.Struct, frozen=True):
     max_seconds: float
 
 
-SupervisorEvent = ChildRestarted | ChildFallback | RestartIntensityExceeded
+SupervisorEvent = (
+    ChildRestarted | ChildFallback | ChildRestartIntensityExceeded | RestartIntensityExceeded
+)

@@ -139,3 +139,14 @@ async def test_wait_for_name_follows_a_new_registration(runtime: Runtime) -> Non
     await runtime.stop(new)
     with pytest.raises(NoProc, match=r"within 0\.01 s"):
         await runtime.wait_for_name("svc", timeout=0.01)
+
+
+async def test_waiters_for_a_name_no_actor_will_take_fail_at_once(runtime: Runtime) -> None:
+    waiters = [asyncio.ensure_future(runtime.wait_for_name("gone", timeout=60)) for _ in "ab"]
+    await asyncio.sleep(0)
+    runtime.fail_name_waiters("gone", lambda: NoProc("'gone' will not come back"))
+    errors = await asyncio.gather(*waiters, return_exceptions=True)
+    assert [str(e) for e in errors] == ["'gone' will not come back"] * 2
+    assert errors[0] is not errors[1]  # a fresh exception each
+    new = await runtime.spawn(Recorder, name="gone")  # the name is free as before
+    assert await runtime.wait_for_name("gone", timeout=0) is new

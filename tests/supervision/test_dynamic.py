@@ -7,11 +7,12 @@ from typing import Any
 import pytest
 
 from dspex.actors import Actor, Caller
-from dspex.errors import ActorExited, ChildNotFound, MaxChildren, StartError
+from dspex.errors import ActorExited, ChildNotFound, ConfigError, MaxChildren, StartError
 from dspex.runtime import Runtime
 from dspex.supervision import (
     ChildFallback,
     ChildRestarted,
+    ChildRestartIntensityExceeded,
     ChildSpec,
     DynamicSupervisor,
     DynamicSupervisorRef,
@@ -167,3 +168,85 @@ async def test_dynamic_supervisor_nested_under_a_supervisor(runtime: Runtime) ->
     assert isinstance(dyn, DynamicSupervisorRef)  # the ref of a supervisor carries its API
     child = await dyn.start_child(worker("w", []))
     assert await child.call("count") == 1
+
+
+async def _crash(runtime: Runtime, name: str) -> None:
+    ref = runtime.whereis(name)
+    assert ref is not None
+    with pytest.raises(ActorExited):
+        await ref.call("crash")
+
+
+async def test_a_child_with_its_own_intensity_stops_alone(runtime: Runtime) -> None:
+    events = Events()
+    sup = await DynamicSupervisor.start(runtime, max_restarts=1, on_event=events)
+    await sup.start_child(worker("a", [], max_restarts=3, max_seconds=60))
+    b = await sup.start_child(worker("b", []))
+    for _ in range(3):  # more restarts than the supervisor's own intensity allows
+        await _crash(runtime, "a")
+        assert isinstance(await events.next(), ChildRestarted)
+    await _crash(runtime, "a")
+    event = await events.next()
+    assert isinstance(event, ChildRestartIntensityExceeded)
+    assert (event.child_id, event.max_restarts, event.max_seconds) == ("a", 3, 60)
+    assert event.reason.args == ("a crashed",)  # its last crash
+    assert event.spec.name == "a"
+    assert runtime.whereis("a") is None  # not restarted, and forgotten
+    assert [c.id for c in await sup.which_children()] == ["b"]
+    assert sup.alive  # its own intensity untouched
+    assert await b.call("count") == 1
+    await sup.start_child(worker("a", []))  # the id may be used again
+
+
+async def test_a_child_whose_restarts_keep_failing_gives_up_with_the_start_error(
+    runtime: Runtime,
+) -> None:
+    starts: list[int] = []
+
+    class BrokenAfterFirstStart(Actor):
+        async def init(self, *args: Any) -> None:
+            starts.append(1)
+            if len(starts) > 1:
+                raise ValueError("its resource is gone")
+
+    events = Events()
+    sup = await DynamicSupervisor.start(runtime, max_restarts=1, on_event=events)
+    ref = await sup.start_child(
+        ChildSpec(id="m", start=BrokenAfterFirstStart, name="m", max_restarts=5, max_seconds=60)
+    )
+    runtime.exit(ref, "kill")
+    event = await events.next()
+    assert isinstance(event, ChildRestartIntensityExceeded)
+    assert len(starts) == 1 + 5  # the first start, then every restart its intensity allowed
+    assert isinstance(event.reason, StartError)
+    assert "its resource is gone" in str(event.reason)
+    assert sup.alive
+    assert await sup.which_children() == []
+
+
+async def test_a_child_without_its_own_intensity_counts_toward_the_supervisors(
+    runtime: Runtime,
+) -> None:
+    events = Events()
+    sup = await DynamicSupervisor.start(runtime, max_restarts=1, on_event=events)
+    await sup.start_child(worker("a", []))
+    await sup.start_child(worker("b", [], max_restarts=10))
+    for expected in (ChildRestarted, RestartIntensityExceeded):
+        await _crash(runtime, "a")
+        assert isinstance(await events.next(), expected)
+    assert await sup.wait() == "shutdown"  # b went down with it
+
+
+@pytest.mark.parametrize(
+    ("options", "message"),
+    [
+        ({"max_restarts": -1}, "max_restarts must be None or an int >= 0, got -1"),
+        ({"max_restarts": "3"}, "max_restarts must be None or an int >= 0, got '3'"),
+        ({"max_restarts": True}, "max_restarts must be None or an int >= 0, got True"),
+        ({"max_seconds": 0}, "max_seconds must be > 0, got 0"),
+        ({"max_seconds": "5"}, "max_seconds must be > 0, got '5'"),
+    ],
+)
+def test_a_bad_child_intensity_is_a_config_error(options: dict[str, Any], message: str) -> None:
+    with pytest.raises(ConfigError, match=f"child 'x': {message}$"):
+        ChildSpec(id="x", start=Native, **options)

@@ -12,6 +12,7 @@ from dspex.errors import ActorExited, ChildNotFound, ConfigError, StartError, Su
 from dspex.runtime import Runtime
 from dspex.supervision import (
     ChildRestarted,
+    ChildRestartIntensityExceeded,
     ChildSpec,
     RestartIntensityExceeded,
     Supervisor,
@@ -328,3 +329,21 @@ async def test_runtime_root_supervises_children(runtime: Runtime) -> None:
     ref = await runtime.start_child(worker("under-root", journal))
     assert [c.id for c in await runtime.root.which_children()][-1] == "under-root"
     assert await ref.call("count") == 1
+
+
+async def test_a_child_with_its_own_intensity_restarts_and_stops_alone_under_one_for_all(
+    runtime: Runtime,
+) -> None:
+    journal: list[Any] = []
+    events = Events()
+    children = [worker("a", journal), worker("b", journal, max_restarts=1, max_seconds=60)]
+    sup = await Supervisor.start(runtime, children, strategy="one_for_all", on_event=events)
+    await _crash(runtime, "b")
+    assert await _restarted(events) == ["b"]  # as under a supervisor of its own: a is untouched
+    await _crash(runtime, "b")
+    event = await events.next()
+    assert isinstance(event, ChildRestartIntensityExceeded)
+    assert event.child_id == "b"
+    assert [c.id for c in await sup.which_children()] == ["a"]
+    assert journal.count(("start", "a")) == 1
+    assert await runtime.call("a", "count") == 1
