@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextvars
 import datetime
 import logging
 import os
@@ -28,7 +29,7 @@ from dspex.lm._wire import (
     params_suffix,
 )
 
-__all__ = ["LMClient", "RetryPolicy"]
+__all__ = ["CALL_DEADLINE", "LMClient", "RetryPolicy"]
 
 if TYPE_CHECKING:
     import aiohttp
@@ -50,6 +51,12 @@ _CACHE_SIZE = 256
 _DEFAULT_BASE = "https://api.openai.com/v1"
 _USER_AGENT = "dspex/0.1.0"
 
+#: The event loop time by which the current call must be answered, or None: set by the module
+#: actor in each call's task. The client waits for no retry that would start after it.
+CALL_DEADLINE: contextvars.ContextVar[float | None] = contextvars.ContextVar(
+    "dspex_call_deadline", default=None
+)
+
 
 class RetryPolicy(msgspec.Struct, frozen=True):
     """How the client waits between attempts; how many attempts is ``LM.num_retries``.
@@ -57,7 +64,8 @@ class RetryPolicy(msgspec.Struct, frozen=True):
     The n-th retry waits ``min(max_delay, initial_delay * multiplier**n)``, shortened by up to
     ``jitter`` (a fraction) at random, unless the server sent ``Retry-After`` (seconds or an HTTP
     date; ``retry-after-ms`` too): then exactly that, capped at ``max_retry_after``. Retried:
-    connection errors, HTTP 408, 429 and 5xx, and timeouts when ``retry_timeouts``.
+    connection errors, HTTP 408, 429 and 5xx, and timeouts when ``retry_timeouts``. A retry
+    that would start after the call's deadline is not waited for: the error is raised at once.
     """
 
     initial_delay: float = 1.0
@@ -363,13 +371,20 @@ class LMClient:
                 retryable = status in (408, 429) or status >= 500
                 message = f"the LM at {prepared.url} answered HTTP {status}{_error_detail(content)}"
             message = redact(message, prepared.secret)  # servers may echo the key
-            if not retryable or attempt > retries:
-                if attempt > 1:
-                    message += f" (after {attempt} attempts)"
-                raise kind(message, status=status, body=excerpt) from cause
-            delay = self.retry.delay(attempt - 1, retry_after)
-            logger.info("%s; retry %d of %d in %.3f s", message, attempt, retries, delay)
-            await asyncio.sleep(delay)
+            if retryable and attempt <= retries:
+                delay = self.retry.delay(attempt - 1, retry_after)
+                deadline = CALL_DEADLINE.get()
+                if deadline is None or asyncio.get_running_loop().time() + delay < deadline:
+                    logger.info("%s; retry %d of %d in %.3f s", message, attempt, retries, delay)
+                    await asyncio.sleep(delay)
+                    continue
+                message += (
+                    f" (after {attempt} attempt{'s' if attempt > 1 else ''}; the next, in "
+                    f"{delay:.3g} s, would start after the call's deadline)"
+                )
+            elif attempt > 1:
+                message += f" (after {attempt} attempts)"
+            raise kind(message, status=status, body=excerpt) from cause
 
     @staticmethod
     def _decode(prepared: _Prepared, status: int, content: bytes, attempts: int) -> Completion:

@@ -11,7 +11,7 @@ import pytest
 
 from dspex.errors import ConfigError, LMConnectionError, LMError, LMTimeout, Timeout
 from dspex.lm import LM, Completion, LMClient, Message, RetryPolicy, Usage
-from dspex.lm._client import retry_after_seconds
+from dspex.lm._client import CALL_DEADLINE, retry_after_seconds
 from dspex.testing import Drop, Hang, Malformed, Reply, ScriptedLM, Status
 
 KEY = "sk-very-secret-key-123"
@@ -115,6 +115,22 @@ async def test_retry_after_is_capped() -> None:
     ):
         result = await client.complete(make_lm(server), MESSAGES)
     assert result.attempts == 2
+
+
+async def test_no_retry_is_waited_for_past_the_calls_deadline(client: LMClient) -> None:
+    loop = asyncio.get_running_loop()
+    async with ScriptedLM([Status(429, retry_after=60), Status(503, retry_after=0), "ok"]) as lm:
+        token = CALL_DEADLINE.set(loop.time() + 30)
+        try:
+            with pytest.raises(LMError, match="would start after the call's deadline") as info:
+                await client.complete(make_lm(lm), MESSAGES)
+            assert info.value.status == 429  # at once: the server's own answer, not a Timeout
+            assert len(lm.requests) == 1
+            CALL_DEADLINE.set(loop.time() + 30)
+            result = await client.complete(make_lm(lm), MESSAGES)  # a retry within it goes
+        finally:
+            CALL_DEADLINE.reset(token)
+    assert (result.text, result.attempts) == ("ok", 2)
 
 
 def test_retry_after_forms() -> None:
