@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 import inspect
-import sys
 import threading
 import weakref
 from typing import Any
 
 import msgspec
 
+from dspex._dspy_import import imported_class, load_dspy
 from dspex._signature._field import Field, FieldKind, default_desc, infer_prefix
 from dspex._signature._model import Signature
 from dspex.errors import SignatureError
@@ -20,10 +20,8 @@ _LOCK = threading.Lock()
 
 
 def _is_dspy_signature(cls: object) -> bool:
-    dspy = sys.modules.get("dspy")
-    if dspy is None or not isinstance(cls, type):
-        return False
-    return issubclass(cls, dspy.Signature)
+    base = imported_class("dspy.signatures.signature", "Signature")  # never imports dspy
+    return base is not None and isinstance(cls, type) and issubclass(cls, base)
 
 
 def _fingerprint(cls: Any) -> Any:
@@ -97,10 +95,11 @@ def _stable_doc(instructions: str) -> str:
 
 
 def to_dspy(sig: Signature) -> type:
-    """Build the ``dspy.Signature`` class equivalent to ``sig``."""
-    import dspy
+    """Build the ``dspy.Signature`` class equivalent to ``sig`` (waits for dspex's one shared
+    import of DSPy)."""
     import pydantic
 
+    dspy = load_dspy()
     fields: dict[str, tuple[Any, Any]] = {}
     for f in (*sig.inputs, *sig.outputs):
         extra: dict[str, Any] = {}

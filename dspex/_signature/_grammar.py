@@ -24,6 +24,7 @@ from typing import Any, Literal, NamedTuple, Union, get_args, get_origin
 
 import msgspec
 
+from dspex._dspy_import import load_dspy
 from dspex._signature._names import name_problem
 from dspex.errors import SignatureError
 
@@ -446,8 +447,11 @@ def _resolve_name(name: str, names: dict[str, Any], node: ast.AST) -> Any:
     for t in _BUILTIN_TYPES:
         if t.__name__ == name:
             return t
-    # Like DSPy, import a module of that name (``dspy.Image``, ``datetime.date``).
+    # Like DSPy, import a module of that name (``dspy.Image``, ``datetime.date``); DSPy and
+    # LiteLLM only through dspex's one shared import (two imports at once break DSPy's).
     try:
+        if name in ("dspy", "litellm"):
+            load_dspy()
         module = importlib.import_module(name)
     except ImportError:
         pass

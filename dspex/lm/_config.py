@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING, Any, overload
 
 import msgspec
 
+from dspex._dspy_import import load_dspy
 from dspex.errors import ConfigError
 
 if TYPE_CHECKING:
@@ -182,9 +183,9 @@ class LM(msgspec.Struct, frozen=True):
         Defaults to ``engine="litellm"``, whose request body the native client mirrors (DSPy's
         default engine sends ``max_completion_tokens`` and fans ``n`` out into n requests), and
         ``cache=False``, since the native client does not cache. ``overrides`` go to ``dspy.LM``.
+        DSPy is imported by dspex's one shared import (this thread waits for it).
         """
-        import dspy
-
+        dspy = load_dspy()
         kwargs: dict[str, Any] = {
             "temperature": self.temperature,
             "max_tokens": self.max_tokens,

@@ -1,6 +1,7 @@
 """The dspy implementation: real DSPy 3.4.1 modules, run without blocking the event loop.
 
-DSPy is imported on first use, in a worker thread (importing it and LiteLLM takes seconds).
+DSPy is imported on first use, by the one shared import of ``dspex._dspy_import`` (in a thread
+of its own: importing it and LiteLLM takes seconds).
 ``dspy.configure`` is never called: the LM and adapter go per call through ``dspy.context``,
 which lives in context variables and so follows each asyncio task and is copied into the worker
 threads (owned by the runtime, shut down with it) that run DSPy's sync-only modules.
@@ -10,17 +11,13 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures
-import contextlib
 import contextvars
 import functools
-import gc
-import importlib
-import os
 import shutil
-import threading
 from collections.abc import Awaitable, Callable, Mapping
 from typing import Any
 
+from dspex._dspy_import import import_dspy, loaded
 from dspex.backends._spec import CallOptions, ModuleSpec
 from dspex.config import MODULE_TYPES, Implementation
 from dspex.errors import (
@@ -38,69 +35,30 @@ from dspex.prediction import Prediction
 #: Module types this implementation provides: every one dspex knows.
 DSPY_MODULE_TYPES = frozenset(MODULE_TYPES)
 
-_dspy: Any = None
-_loading: concurrent.futures.Future[Any] | None = None
-_loading_guard = threading.Lock()
-
-
-async def import_dspy(*, gc_freeze: bool = True) -> Any:
-    """Import dspy and LiteLLM once, in a thread of their own so the event loop keeps running
-    meanwhile (a few seconds); with ``gc_freeze``, then move every object alive into the
-    collector's permanent generation (see ``Config.gc_freeze``).
-
-    Every caller, from any event loop, awaits the same import: one that is cancelled (a call
-    past its deadline) leaves it running for the next, never starting a second import."""
-    global _loading
-    if _dspy is not None:
-        return _dspy
-    with _loading_guard:
-        loading = _loading
-        if loading is None:
-            # Offline by default: LiteLLM must not fetch its model cost map over the network.
-            os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
-            loading = _loading = concurrent.futures.Future()
-            loading.set_running_or_notify_cancel()  # so a waiter's cancel() cannot cancel it
-            threading.Thread(
-                target=_load, args=(loading, gc_freeze), name="dspex-import", daemon=True
-            ).start()
-    return await asyncio.wrap_future(loading)
-
-
-def _load(loading: concurrent.futures.Future[Any], gc_freeze: bool) -> None:
-    global _dspy, _loading
-    try:
-        dspy = importlib.import_module("dspy")
-        # DSPy imports LiteLLM on its first LM call, which would block the event loop for
-        # seconds; its own error says what to install if LiteLLM is missing.
-        with contextlib.suppress(ImportError):
-            importlib.import_module("litellm")
-    except BaseException as exc:
-        with _loading_guard:
-            _loading = None  # the next call tries again
-        loading.set_exception(exc)
-        return
-    if gc_freeze:
-        # DSPy and LiteLLM bring ~400,000 long-lived objects; each full collection would walk
-        # them all, pausing the event loop for ~0.2 s (past callers' deadlines, under load).
-        gc.collect()
-        gc.freeze()
-    _dspy = dspy
-    loading.set_result(dspy)
-
 
 class DSPyInstance:
     """A built DSPy module with the LM and adapter its calls run under."""
 
-    __slots__ = ("adapter", "is_async", "lm", "module", "module_type", "output_names", "spec")
+    __slots__ = (
+        "adapter",
+        "dspy",
+        "is_async",
+        "lm",
+        "module",
+        "module_type",
+        "output_names",
+        "spec",
+    )
 
-    def __init__(self, spec: ModuleSpec, module: Any, lm: Any, adapter: Any):
+    def __init__(self, dspy: Any, spec: ModuleSpec, module: Any, lm: Any, adapter: Any):
+        self.dspy = dspy
         self.spec = spec
         self.module_type = spec.module_type
         self.module = module
         self.lm = lm
         self.adapter = adapter
         # Modules without their own aforward run their sync forward in a worker thread.
-        self.is_async = spec.module_type != "Parallel" and "aforward" in _own_methods(module)
+        self.is_async = spec.module_type != "Parallel" and "aforward" in _own_methods(dspy, module)
         sig = spec.signature
         self.output_names = sig.output_names if sig is not None else ()
 
@@ -110,9 +68,7 @@ class DSPyInstance:
         return sum(len(predictor.demos) for predictor in self.module.predictors())
 
 
-def _own_methods(module: Any) -> set[str]:
-    import dspy
-
+def _own_methods(dspy: Any, module: Any) -> set[str]:
     names: set[str] = set()
     for cls in type(module).__mro__:
         if cls in (dspy.Module, object) or cls.__name__ in ("BaseModule", "Module"):
@@ -145,7 +101,7 @@ class DSPyBackend:
 
     def info(self) -> dict[str, Any]:
         """The implementation and the DSPy version it runs."""
-        return {"implementation": "dspy", "dspy_version": getattr(_dspy, "__version__", None)}
+        return {"implementation": "dspy", "dspy_version": getattr(loaded(), "__version__", None)}
 
     async def create(self, spec: ModuleSpec) -> DSPyInstance:
         """Build the DSPy module for ``spec`` (imports dspy on first use)."""
@@ -157,13 +113,13 @@ class DSPyBackend:
             _set_demos(dspy, module, spec)
         lm = spec.lm.to_dspy() if spec.lm is not None else None
         adapter = dspy.JSONAdapter() if spec.adapter == "json" else dspy.ChatAdapter()
-        return DSPyInstance(spec, module, lm, adapter)
+        return DSPyInstance(dspy, spec, module, lm, adapter)
 
     async def execute(
         self, instance: DSPyInstance, inputs: Mapping[str, Any], options: CallOptions
     ) -> Prediction:
         """Run one call under ``dspy.context(lm=..., adapter=...)``; map DSPy's errors."""
-        dspy = _dspy
+        dspy = instance.dspy
         lm = instance.lm
         overrides = options.lm_overrides()
         if overrides and lm is not None:
@@ -261,8 +217,11 @@ def map_dspy_error(exc: Exception, secret: str | None = None) -> DSPexError:
         status = getattr(exc, "status", None) or getattr(exc, "status_code", None)
         status = status if isinstance(status, int) else None
         message = f"LM request failed: {name}: {text}"
-        if "Timeout" in name:
-            return LMTimeout(message, status=status)
+        if "Timeout" in name:  # the LM's own timeout, not the call's deadline
+            return LMTimeout(
+                f"the LM did not answer within its timeout (LM.timeout): {name}: {text}",
+                status=status,
+            )
         if "Connection" in name or "Transport" in name:
             return LMConnectionError(message, status=status)
         return LMError(message, status=status)

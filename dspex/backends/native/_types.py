@@ -9,11 +9,11 @@ from __future__ import annotations
 import enum
 import inspect
 import json
-import sys
 import types
 from collections.abc import Iterable, Mapping
 from typing import Any, Literal, Union, get_args, get_origin
 
+from dspex._dspy_import import imported_class
 from dspex.signature import Field
 
 
@@ -133,12 +133,10 @@ def dspy_type_in(annotation: Any) -> Any:
     """The first ``dspy.Type`` (Image, History, Tool, ...) inside ``annotation``, else ``None``.
 
     Those types change how DSPy builds messages; the native adapters do not implement them.
+    Imports nothing: without DSPy's ``Type`` class defined, no annotation can hold one.
     """
-    if "dspy" not in sys.modules:
+    dspy_type: Any = imported_class("dspy.adapters.types.base_type", "Type")
+    if dspy_type is None:
         return None
-    from dspy.adapters.types.base_type import (
-        Type as DspyType,
-    )
-
-    found = DspyType.extract_custom_type_from_annotation(annotation)
+    found = dspy_type.extract_custom_type_from_annotation(annotation)
     return found[0] if found else None
