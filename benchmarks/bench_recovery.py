@@ -1,20 +1,22 @@
-"""Recovery: a native crash -> serving again, and the switch to dspy when the circuit opens.
+"""Recovery: an actor crash -> serving again, and the switch to dspy when the circuit opens.
 
     python benchmarks/bench_recovery.py [--quick]
 
 On an instant in-process LM (native on an instant client, dspy on DSPy's DummyLM), through the
-public API, with ``dspex.testing.inject_faults(runtime, crash_on={...})`` making chosen native
-calls crash (an unexpected exception: the module actor dies and its supervisor restarts it).
-A thin wrapper around the injector notes when each crash is raised.
+public API, with ``dspex.testing.inject_faults`` making chosen native calls crash. A thin wrapper
+around the injector notes when each crash is raised.
 
-- restart: a module forced to native, every other call crashing (the circuit threshold set out
-  of reach): from the crash to the return of the same call, which the facade retries once on
-  the restarted actor; median and p99 over many crashes. Beside it, a normal call.
-- circuit: a module of a fresh runtime whose native calls all crash; each crashed call is retried
-  on dspy, and after ``circuit.crash_threshold`` (3) crashes the supervisor restarts the module on
-  dspy and the circuit of its type opens. From the crash that opens it to the return of that
-  call, served on dspy (median of fresh runtimes); and from the very first crash in the process
-  to its call's answer on dspy, DSPy imported on the way (dspex imports it on first use).
+- restart: a module forced to native, every other call crashing with ``crash_actor_on`` (the
+  crash breaks the module's state, so the module actor dies and its supervisor restarts it; the
+  circuit threshold set out of reach): from the crash to the return of the same call, which the
+  facade sends once more to the restarted actor; median and p99 over many crashes. Beside it, a
+  normal call.
+- circuit: a module of a fresh runtime whose native calls all crash (``crash_on``: the call
+  alone fails, and is re-run on dspy; the actor lives on); after ``circuit.crash_threshold`` (3)
+  crashes the router opens the native circuit of its type. From the crash that opens it to the
+  return of that call, served on dspy (median of fresh runtimes); and from the very first crash
+  in the process to its call's answer on dspy, DSPy imported on the way (dspex imports it on
+  first use).
 
 Target: restart median <= 1 ms. The rest is reported.
 """
@@ -63,8 +65,8 @@ class CrashClock:
             raise
 
 
-def crash_clock(rt: dspex.Runtime, crash_on: Any) -> CrashClock:
-    inject_faults(rt, "native", crash_on=crash_on)
+def crash_clock(rt: dspex.Runtime, **faults: Any) -> CrashClock:
+    inject_faults(rt, "native", **faults)
     clock = CrashClock(rt.backends["native"])
     rt.backends["native"] = clock
     return clock
@@ -75,7 +77,7 @@ async def restarts(samples: int) -> tuple[list[float], float]:
     circuit = {"crash_threshold": 10**9}
     async with dspex_runtime(callers=256, circuit=circuit, max_restarts=10**9) as rt:
         module = await dspex.Predict.create(SIGNATURE, implementation="native", runtime=rt)
-        clock = crash_clock(rt, crash_on=range(101, 101 + 2 * samples, 2))
+        clock = crash_clock(rt, crash_actor_on=range(101, 101 + 2 * samples, 2))
         for _ in range(50):
             await module(**INPUTS)
         started = time.perf_counter()
@@ -92,8 +94,8 @@ async def restarts(samples: int) -> tuple[list[float], float]:
 
 
 async def circuit_switch() -> tuple[float, float]:
-    """Seconds from the first crash to that call's answer (retried on dspy), and from the crash
-    that opens the circuit to that call's answer, served by the module restarted on dspy."""
+    """Seconds from the first crash to that call's answer (re-run on dspy), and from the crash
+    that opens the circuit to that call's answer, re-run on dspy."""
     circuit = {"crash_threshold": 3, "window": 60.0, "cooldown": 3600.0}
     async with dspex_runtime(callers=256, circuit=circuit) as rt:
         module = await dspex.Predict.create(SIGNATURE, runtime=rt)

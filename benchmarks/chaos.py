@@ -68,7 +68,13 @@ def main() -> int:
             ok=abs(result.rss_drift) < 0.05,
         ),
         Row("succeeded", 100 * result.succeeded / result.submitted, "%", target="reported"),
-        Row("restarts", result.restarts, "", target="reported"),
+        Row(
+            "native crashes (each cost its call alone)",
+            result.native_crashes,
+            "",
+            target="reported",
+        ),
+        Row("module actor restarts", result.restarts, "", target="reported"),
         Row("fallbacks", result.fallbacks, "", target="reported"),
     ]
     return 0 if report("chaos", rows) else 1

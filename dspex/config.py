@@ -148,7 +148,8 @@ class AdaptiveConfig(msgspec.Struct, metaclass=_Strict, frozen=True, kw_only=Tru
     """The weight of the newest sample in the latency and success EWMAs, in (0, 1]."""
     explore_rate: float = 0.05
     """The fraction of calls sent to the implementation that is behind, so its figures stay fresh;
-    0 never explores."""
+    0 never explores. dspy is explored only once DSPy is loaded: until then such calls stay on
+    native and DSPy's import starts in the background, so no live call waits for it."""
     min_samples: int = 10
     """Calls each implementation needs before the policy compares them."""
     success_margin: float = 0.05
@@ -179,12 +180,14 @@ class AdaptiveConfig(msgspec.Struct, metaclass=_Strict, frozen=True, kw_only=Tru
 
 
 class CircuitConfig(msgspec.Struct, metaclass=_Strict, frozen=True, kw_only=True):
-    """The native circuit breaker per module type.
+    """The native circuit breaker per module type, kept by the router.
 
-    After ``crash_threshold`` native crashes of one module actor within ``window`` seconds the
-    actor is restarted to serve on dspy and the circuit of its module type opens: no call of that
-    type is routed to native until ``cooldown`` seconds later, when one probe call tries native;
-    its success closes the circuit, its failure opens it again.
+    After ``crash_threshold`` calls of one module type crash in native code within ``window``
+    seconds (each re-run on dspy when fallback is allowed), the router opens that type's native
+    circuit: no call of that type is routed to native until ``cooldown`` seconds later, when one
+    probe call tries native; its success closes the circuit, its failure opens it again. A
+    module actor that itself crashes ``crash_threshold`` times within ``window`` (its own state
+    broke) is restarted to serve on dspy.
 
     Raises ConfigError for an unknown key or a value out of range.
     """
@@ -192,8 +195,8 @@ class CircuitConfig(msgspec.Struct, metaclass=_Strict, frozen=True, kw_only=True
     _prefix: ClassVar[str] = "circuit"
 
     crash_threshold: int = 3
-    """Native crashes of one module actor within `window` that restart it on dspy and open its
-    type's native circuit."""
+    """Native crashes of one module type within `window` that open its native circuit (and
+    crashes of one module actor that restart it on dspy)."""
     window: float = 60.0
     """The window, in seconds, in which `crash_threshold` crashes are counted."""
     cooldown: float = 30.0
@@ -318,22 +321,24 @@ class Config(msgspec.Struct, metaclass=_Strict, frozen=True, kw_only=True):
     circuit: CircuitConfig = CircuitConfig()
     """The native circuit breaker: a `CircuitConfig` or a dict of its keys."""
     mailbox_size: int = 1024
-    """The bound of a module's mailbox, where calls wait to start; past it the `overload` policy
-    applies."""
+    """Calls a module queues while `max_concurrency` run: it accepts `max_concurrency +
+    mailbox_size` calls at a time, and past that the `overload` policy applies."""
     max_concurrency: int = 256
     """Calls one module runs at once."""
     call_timeout: float | None = None
     """The default deadline of a call in seconds (None: none); at it the call's work, its LM
     request included, is cancelled and the caller gets `Timeout`."""
     overload: Overflow = "raise"
-    """When a module's mailbox is full: `raise` fails the call at once with `Overloaded`; `wait`
-    waits for room up to the call's deadline."""
+    """When a module already has `max_concurrency` calls running and `mailbox_size` waiting:
+    `raise` fails the call at once with `Overloaded`; `wait` waits for room up to the call's
+    deadline."""
     drain_timeout: float = 10.0
     """Seconds shutdown lets calls in flight finish before cancelling them."""
     max_connections: int = 100
     """The native LM client's connection pool, per runtime."""
     max_restarts: int = 100
-    """Restarts the module supervisor allows within `max_seconds` before it gives up."""
+    """Restarts each module may take within `max_seconds` (a budget of its own); past it that
+    module alone stops, its handle raises `ModuleStopped`, and the others keep serving."""
     max_seconds: float = 5.0
     """The window, in seconds, of `max_restarts`."""
     preload_dspy: bool = False

@@ -12,11 +12,12 @@ and, where it helps, what to do about it::
     ├── LocalModelError         the embedded LM is not installed, corrupt, or its server failed
     ├── LMError                 the LM endpoint failed (HTTP status, malformed body, ...)
     │   ├── LMConnectionError   the endpoint could not be reached
-    │   └── LMTimeout           the endpoint did not answer in time (also a Timeout)
-    ├── Timeout                 a call passed its deadline (also a builtin TimeoutError)
-    ├── Unavailable             the runtime is shutting down or stopped: no new calls
-    ├── Overloaded              a limit was reached; retry later
-    │   └── MailboxFull         an actor's bounded mailbox is full
+    │   └── LMTimeout           the endpoint did not answer within the LM's timeout (a Timeout)
+    ├── Timeout                 a call passed its own deadline (also a builtin TimeoutError)
+    ├── Unavailable             the runtime is shutting down, stopped or failed: no new calls
+    │   └── ModuleStopped       a module crashed past its restart budget and stopped alone
+    ├── Overloaded              a module (or another limit) takes no more calls now; retry later
+    │   └── MailboxFull         an actor's bounded mailbox is full (the actor API's error)
     ├── ActorError
     │   ├── NoProc              the target actor is not alive (or the name is unknown)
     │   ├── ActorExited         the actor exited while the call was pending
@@ -34,7 +35,13 @@ from typing import Any
 
 
 class DSPexError(Exception):
-    """Base class of every error dspex raises on purpose."""
+    """Base class of every error dspex raises on purpose.
+
+    ``fallback_error``: when a call failed on native, was re-run on dspy and failed there too,
+    the caller gets native's error, with dspy's here (and named at the end of the message).
+    """
+
+    fallback_error: DSPexError | None = None
 
 
 class ConfigError(DSPexError):
@@ -100,19 +107,40 @@ class LMConnectionError(LMError):
 
 
 class Timeout(DSPexError, TimeoutError):
-    """An operation passed its deadline."""
+    """An operation passed its deadline: a module call its own (``execute(timeout=)`` or
+    ``Config.call_timeout``; the message gives it), an actor call its ``timeout``."""
 
 
 class LMTimeout(LMError, Timeout):
-    """The LM endpoint did not answer within the client's timeout."""
+    """The LM endpoint did not answer within the LM's own ``timeout`` (``LM(timeout=)``), a
+    limit on each request, not the call's deadline; the message says which endpoint. Also a
+    :class:`Timeout`, so ``except Timeout`` catches both."""
 
 
 class Unavailable(DSPexError):
-    """The runtime is shutting down (draining) or stopped; it accepts no new calls."""
+    """The runtime is shutting down (draining), stopped or failed (its supervision tree gave
+    up); it accepts no new calls. A call still running when the drain ends (``drain_timeout``)
+    or a forced shutdown cancels it gets it too, saying so."""
+
+
+class ModuleStopped(Unavailable):
+    """A module stopped for good: its actor crashed more often than ``Config.max_restarts``
+    within ``max_seconds``, so its supervisor stopped restarting it. The other modules keep
+    serving. ``module`` is the module actor's name, ``reason`` says why it stopped (the budget
+    and its last crash). Create the module again once the cause is fixed."""
+
+    def __init__(self, module: str, reason: str):
+        self.module = module
+        self.reason = reason
+        super().__init__(f"module {module!r} stopped: {reason}")
 
 
 class Overloaded(DSPexError):
-    """A capacity limit was reached and the request was not accepted; retry later."""
+    """A capacity limit was reached and the request was not accepted; retry later.
+
+    A module raises it when ``max_concurrency`` calls are running and ``mailbox_size`` more
+    are waiting (with ``Config(overload="raise")``); the message names the module and both
+    limits."""
 
 
 class MailboxFull(Overloaded):

@@ -19,23 +19,22 @@ from dspex.backends._spec import Backend
 from dspex.backends.dspy import DSPyBackend, import_dspy
 from dspex.backends.native import NativeBackend
 from dspex.config import Config
-from dspex.errors import ConfigError, DSPexError
+from dspex.errors import ConfigError, DSPexError, ModuleStopped, StartError, format_reason
 from dspex.lm import LM, LMClient
 from dspex.lm._embedded import LocalLM, LocalLMServer, _State
 from dspex.routing import (
     Configure,
     GetMetrics,
     MetricsReport,
-    NativeCrashed,
-    OpenCircuit,
+    ModuleRestarted,
     Registry,
     RouterActor,
     RoutingSnapshot,
     SnapshotCell,
 )
 from dspex.supervision import (
-    ChildFallback,
     ChildRestarted,
+    ChildRestartIntensityExceeded,
     ChildSpec,
     DynamicSupervisor,
     DynamicSupervisorRef,
@@ -101,6 +100,7 @@ class Runtime(Node):
         self._signals: asyncio.Event | None = None
         self._restore_signals: list[Callable[[], None]] = []
         self._module_ids = itertools.count(1)
+        self._stopped_modules: dict[str, str] = {}
         self.client: LMClient | None = None
         self.executor: concurrent.futures.ThreadPoolExecutor | None = None
         self._state = "stopped"
@@ -178,21 +178,51 @@ class Runtime(Node):
 
     async def metrics(self) -> MetricsReport:
         """Calls, successes, failures, fallbacks, restarts and latency percentiles per module
-        type and implementation, and the state of each native circuit."""
+        type and implementation, and the state of each native circuit. After the runtime
+        stopped: the final report, kept until it starts again."""
+        final = self.routing.final
+        if final is not None and self.whereis(ROUTER) is None:
+            return final
         report: MetricsReport = await self.call(ROUTER, GetMetrics())
         return report
 
+    def module_stopped(self, name: str) -> str | None:
+        """Why the module actor registered as ``name`` stopped for good (it crashed past its
+        restart budget), or None."""
+        return self._stopped_modules.get(name)
+
+    def _module_gave_up(self, event: ChildRestartIntensityExceeded) -> None:
+        """A module crashed past its restart budget: remember why, for its handle, and wake the
+        calls waiting for its next incarnation with the news."""
+        name = event.spec.name
+        assert name is not None
+        reason = event.reason
+        last = (
+            f"its last restart failed: {format_reason(reason.reason)}"
+            if isinstance(reason, StartError)
+            else f"its last crash: {format_reason(reason)}"
+        )
+        why = (
+            f"it needed more than {event.max_restarts} restarts within {event.max_seconds:g} s "
+            f"(Config.max_restarts, Config.max_seconds); {last}. It is not restarted again and "
+            "the other modules keep serving: create it again once the cause is fixed"
+        )
+        self._stopped_modules[name] = why
+        self.fail_name_waiters(name, lambda: ModuleStopped(name, why))
+
     def _on_module_event(self, event: SupervisorEvent) -> None:
-        """Tell the router about module crashes (metrics) and fallback restarts (circuit)."""
-        router = self.whereis(ROUTER)
-        if router is None or not isinstance(event, (ChildRestarted, ChildFallback)):
+        """Count module actor restarts after a crash (a metric: circuits are the router's own
+        business, fed by the module actors' crash reports)."""
+        if isinstance(event, ChildRestartIntensityExceeded):
+            self._module_gave_up(event)
             return
-        module_type = event.child_id[0]
+        router = self.whereis(ROUTER)
+        if router is None or not isinstance(event, ChildRestarted):
+            return
+        if is_normal_exit(event.reason):
+            return
         try:
-            if isinstance(event, ChildFallback):
-                router.cast(OpenCircuit(module_type, f"{event.crashes} native crashes"))
-            elif not is_normal_exit(event.reason):
-                router.cast(NativeCrashed(module_type))
+            router.cast(ModuleRestarted(event.child_id[0]))
         except DSPexError:
             log.warning("router mailbox full; dropped %r", event)
 
@@ -202,6 +232,7 @@ class Runtime(Node):
         if self._loop is not None:
             raise DSPexError("this Runtime is already running")
         self._loop = asyncio.get_running_loop()
+        self.forcing = False  # a forced shutdown before stays readable until now
         try:
             config = self._initial_config
             pool = LMClient(max_connections=config.max_connections)
@@ -224,6 +255,7 @@ class Runtime(Node):
             if config.preload_dspy:
                 await import_dspy(gc_freeze=config.gc_freeze)
             self.routing.snapshot = RoutingSnapshot(0, config, self.registry, {}, {})
+            self.routing.final = None
             self._root = await Supervisor.start(self, [], name="dspex.root")
             if self._local is not None:
                 state = _State(self._local.port)
@@ -246,13 +278,11 @@ class Runtime(Node):
                     name=ROUTER,
                 )
             )
+            # Each module has a restart budget of its own (Config.max_restarts in its child
+            # spec): one that keeps crashing stops alone and spends none of this supervisor's.
             await self._root.start_child(
                 DynamicSupervisor.child_spec(
-                    "modules",
-                    max_restarts=config.max_restarts,
-                    max_seconds=config.max_seconds,
-                    on_event=self._on_module_event,
-                    name=MODULES,
+                    "modules", on_event=self._on_module_event, name=MODULES
                 )
             )
         except BaseException:
@@ -273,13 +303,17 @@ class Runtime(Node):
 
     @property
     def state(self) -> str:
-        """``running``, ``draining`` (shutting down: no new calls) or ``stopped``."""
+        """``running``; ``failed`` when its root supervisor gave up (the router or the module
+        supervisor kept crashing): its tree is gone and it serves nothing, exit it and start
+        another; ``draining`` (shutting down: no new calls); or ``stopped``."""
+        if self._state == "running" and not self.accepting:
+            return "failed"
         return self._state
 
     @property
     def accepting(self) -> bool:
-        """Whether module calls are accepted (the runtime is running, not shutting down)."""
-        return self._state == "running"
+        """Whether module calls are accepted: the runtime is running and its tree is alive."""
+        return self._state == "running" and self._root is not None and self._root.alive
 
     async def shutdown(self, *, force: bool = False) -> None:
         """Stop accepting calls, let the calls in flight finish (up to the configuration's
@@ -315,7 +349,7 @@ class Runtime(Node):
                 self._signals.set()
                 self._signals = None
             self._state = "stopped"
-            self.forcing = False
+            self._stopped_modules.clear()
             self._root = None
             self._loop = None
             self.client = None
@@ -331,7 +365,8 @@ class Runtime(Node):
             stopping.set()
 
     def _cancel_calls(self) -> None:
-        """Stop draining: cancel every call in flight (their callers get ActorExited)."""
+        """Stop draining: cancel every call in flight (their callers get Unavailable). The
+        runtime stays ``forcing`` until it starts again, so those callers learn why."""
         self.forcing = True
         for proc in list(self._procs.values()):
             if proc.actor_type == "ModuleActor" and proc.actor is not None:

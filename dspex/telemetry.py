@@ -26,6 +26,11 @@ fallbacks = meter.create_counter(
 restarts = meter.create_counter(
     "dspex.restarts", unit="{restart}", description="Module actor restarts after a crash"
 )
+native_crashes = meter.create_counter(
+    "dspex.native_crashes",
+    unit="{call}",
+    description="Calls whose native code raised an unexpected exception (re-run on dspy)",
+)
 
 # Attribute keys of the route decision (the original design's metadata) and of outcomes.
 OPERATION = "dspex.operation"

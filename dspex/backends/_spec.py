@@ -30,16 +30,23 @@ class ModuleSpec(msgspec.Struct, frozen=True, kw_only=True):
 
 
 class CallOptions(msgspec.Struct, frozen=True, kw_only=True):
-    """Per-call LM overrides: ``temperature``, ``max_tokens``, ``n`` (None: the LM's own)."""
+    """Per-call LM overrides: ``temperature``, ``max_tokens``, ``n`` (None: the LM's own).
+
+    ``num_retries`` is set (to 0) by the module actor on a fallback attempt only, which makes
+    one request: the dspy implementation passes it to LiteLLM (native's failed attempt already
+    did its retries)."""
 
     temperature: float | None = None
     max_tokens: int | None = None
     n: int | None = None
+    num_retries: int | None = None
 
     def lm_overrides(self) -> dict[str, Any]:
         """The overrides that are set, as LM keyword arguments."""
         return {
-            k: v for k in ("temperature", "max_tokens", "n") if (v := getattr(self, k)) is not None
+            k: v
+            for k in ("temperature", "max_tokens", "n", "num_retries")
+            if (v := getattr(self, k)) is not None
         }
 
 

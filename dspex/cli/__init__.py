@@ -119,7 +119,8 @@ def demo(
     """Run DSPy modules as supervised actors on a real LM, on both implementations.
 
     Predict, ChainOfThought and ReAct answer a few questions; then a crash, an LM failure and
-    repeated crashes are injected to show restarts and fallbacks; the router's metrics close it.
+    repeated crashes are injected to show fallbacks and the native circuit opening; the router's
+    metrics close it.
     """
     try:
         options = DemoOptions.build(

@@ -230,16 +230,18 @@ async def _react(options: DemoOptions, console: Console) -> None:
 
 
 async def _faults(runtime: dspex.Runtime, console: Console) -> None:
-    heading(console, "Faults: a crash, repeated crashes, an LM failure")
+    heading(console, "Faults: a crash, an LM failure, repeated crashes")
     question = QUESTIONS[0][0]
     predict = await dspex.Predict.create("question -> answer", instructions=INSTRUCTIONS)
-    before = predict.actor
-    with inject_faults(runtime, crash_on={1}):
+    actor = predict.actor
+    with inject_faults(runtime, crash_after_request_on={1}):  # as a bug in parsing would
         pred = await predict(question=question)
     console.print(
-        f"1. A bug in native code crashed {before}; its supervisor restarted it as "
-        f"{predict.actor} and the call was retried: {_bold(pred.answer)} "
-        f"(served by {pred.implementation})."
+        f"1. A bug in native code crashed one call after its LM request. Only that call "
+        f"noticed: it was re-run on dspy: {_bold(pred.answer)} (served by "
+        f"{pred.implementation}, fallback: {escape(str(pred.fallback_reason))}). The module "
+        f"kept serving ({'the same actor' if predict.actor is actor else 'a new actor'}), "
+        "with its native instance rebuilt."
     )
     with inject_faults(runtime, fail_on={1}):
         pred = await predict(question=question)
@@ -247,18 +249,21 @@ async def _faults(runtime: dspex.Runtime, console: Console) -> None:
         f"2. An LM failure on native fell back to dspy within the call: {_bold(pred.answer)} "
         f"(served by {pred.implementation}, fallback: {escape(str(pred.fallback_reason))})."
     )
-    fresh = await dspex.Predict.create("question -> answer", instructions=INSTRUCTIONS)
     threshold = runtime.config.circuit.crash_threshold
+    retried: list[dspex.Prediction] = []
     with inject_faults(runtime, crash_rate=1.0):  # native now crashes on every call
-        retried = [await fresh(question=question) for _ in range(threshold)]
-        pred = await fresh(question=question)
-    state = (await runtime.metrics()).circuits.get("Predict", "closed")
+        for _ in range(threshold):
+            retried.append(await predict(question=question))
+            state = (await runtime.metrics()).circuits.get("Predict", "closed")
+            if state != "closed":
+                break
+        pred = await predict(question=question)
     console.print(
-        f"3. Native crashed on each of {threshold} calls; each was retried on dspy "
-        f"({escape(', '.join(str(r.answer) for r in retried))}). After {threshold} crashes the "
-        f"module was restarted to serve on dspy and the native circuit of Predict is "
-        f"[bold]{state}[/]: the next call went straight to {pred.implementation}: "
-        f"{_bold(pred.answer)}."
+        f"3. Then native crashed on every call, and each call was re-run on dspy "
+        f"({escape(', '.join(str(r.answer) for r in retried))}). At {threshold} crashes of "
+        f"Predict within circuit.window, the first one's included, the router opened its "
+        f"circuit: the native circuit of Predict is [bold]{state}[/]. The next call went "
+        f"straight to {pred.implementation}, native untried: {_bold(pred.answer)}."
     )
 
 
@@ -269,12 +274,12 @@ def _bold(value: object) -> str:
 
 async def _metrics(runtime: dspex.Runtime, console: Console) -> None:
     report = await runtime.metrics()
-    counts = ("calls", "ok", "failed", "fallbacks", "restarts", "p50", "p90")
+    counts = ("calls", "ok", "failed", "fallbacks", "crashes", "p50", "p90")
     rows: list[list[str | Text]] = [
         [
             module_type,
             impl,
-            *map(str, (m.calls, m.successes, m.failures, m.fallbacks, m.restarts)),
+            *map(str, (m.calls, m.successes, m.failures, m.fallbacks, m.crashes)),
             f"{m.latency_p50_ms / 1000:.1f}s",
             f"{m.latency_p90_ms / 1000:.1f}s",
         ]
@@ -283,4 +288,5 @@ async def _metrics(runtime: dspex.Runtime, console: Console) -> None:
     ]
     print_table(console, "Router metrics", ("module type", "impl.", *counts), rows, right=counts)
     circuits = ", ".join(f"{k}: {v}" for k, v in report.circuits.items()) or "all closed"
-    console.print(f"Native circuits: {circuits}")
+    restarts = ", ".join(f"{k}: {v}" for k, v in report.restarts.items()) or "none"
+    console.print(f"Native circuits: {circuits}. Module actor restarts: {restarts}.")

@@ -1,9 +1,12 @@
 """ModuleActor: one module instance, owning its spec and its backend instances.
 
 Calls run concurrently in tasks the actor owns (deferred replies, at most ``max_concurrency`` at
-once); state changes go through the mailbox one at a time. An unexpected exception in native code
-crashes the actor (its supervisor restarts it); expected failures (LM, parse, timeout) fall back to
-dspy when the configuration allows it.
+once); state changes go through the mailbox one at a time. A call's failure is that call's alone,
+as with OTP's ``Task.Supervisor.async_nolink``: an unexpected exception in native code is
+reported to the router, the native instance is rebuilt and the call re-run on dspy when fallback
+is allowed; native's failures that dspy could get past (a bad reply, a server error, a timeout)
+are re-run on dspy too, in one attempt. The actor itself crashes only when its own state is
+broken (the rebuild fails); its supervisor then restarts it.
 """
 
 from __future__ import annotations
@@ -12,7 +15,7 @@ import asyncio
 import logging
 import random
 import time
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from typing import TYPE_CHECKING, Any
 
 import msgspec
@@ -24,20 +27,66 @@ from dspex.actors import NOREPLY, Actor, Caller
 from dspex.backends._spec import CallOptions, ModuleSpec
 from dspex.backends.native import check_inputs
 from dspex.config import Implementation
-from dspex.errors import DSPexError, InputError, LMError, ModuleError, ParseError, SignatureError
-from dspex.errors import Timeout as DSPexTimeout
+from dspex.errors import (
+    ConfigError,
+    DSPexError,
+    InputError,
+    LMConnectionError,
+    LMError,
+    MailboxFull,
+    ModuleError,
+    ParseError,
+    SignatureError,
+    Timeout,
+)
+from dspex.lm._client import CALL_DEADLINE
 from dspex.lm._config import api_key_of, redact
 from dspex.prediction import Prediction
-from dspex.routing import Outcome, RouteReason, ShadowResult, choose
+from dspex.routing import (
+    ClaimProbe,
+    NativeCrashed,
+    Outcome,
+    ProbeAbandoned,
+    RouteReason,
+    ShadowResult,
+    choose,
+)
 
 if TYPE_CHECKING:
     from dspex.runtime import Runtime
+    from dspex.signature import Signature
 
 log = logging.getLogger("dspex.modules")
 
-#: Failures that are the LM's or the reply's, not a bug: they never crash the actor, and with
-#: ``allow_fallback`` a native call that hits one is re-run on dspy.
-EXPECTED = (LMError, ParseError, DSPexTimeout)
+
+def dspy_could_succeed(error: Exception) -> str | None:
+    """Why a native attempt that failed with ``error`` is worth one attempt on dspy (the error's
+    kind, for ``fallback_reason``), or None when dspy would fail the same way.
+
+    Worth it: a crash in native code (``NativeCrash``), a reply native could not parse, and
+    transient transport failures native's own retries did not get past: timeouts, connection
+    errors, HTTP 408 and 5xx, and a body that is not a chat completion. Not: HTTP 429 (native's
+    client already waited as the server asked) and other 4xx (the request or the key is wrong),
+    and the caller's mistakes (InputError, ConfigError, ...).
+    """
+    if not isinstance(error, DSPexError):
+        return "NativeCrash"
+    if isinstance(error, (ParseError, Timeout, LMConnectionError)):
+        return type(error).__name__
+    if isinstance(error, LMError):
+        status = error.status
+        if status is not None and (status == 408 or status >= 500 or 200 <= status < 300):
+            return type(error).__name__
+    return None
+
+
+def _with_fallback_error(error: DSPexError, fallback: DSPexError) -> DSPexError:
+    """Native's ``error`` with dspy's attached: as ``fallback_error``, and its type and first
+    line at the end of the message (LiteLLM's further lines of advice are not dspex's)."""
+    error.fallback_error = fallback
+    first = str(fallback).strip().partition("\n")[0]
+    error.args = (f"{error}; the dspy fallback failed too: {type(fallback).__name__}: {first}",)
+    return error
 
 
 #: Inputs some module types take besides their signature's input fields.
@@ -55,18 +104,15 @@ class SpecBox:
 
 
 class Execute(msgspec.Struct, frozen=True):
-    """Run the module on ``inputs``; ``implementation`` forces one for this call.
-
-    ``crashed`` is set on the retry of a call whose actor crashed under it (native code failed):
-    unless native is forced, the retry runs on dspy when fallback is allowed.
-    """
+    """Run the module on ``inputs``; ``implementation`` forces one for this call; ``deadline``
+    (event loop time) is when the caller stops waiting, if ever."""
 
     inputs: Mapping[str, Any]
     options: CallOptions
     implementation: Implementation | None = None
     trace_context: Any = None
-    crashed: str | None = None
     key: str | None = None
+    deadline: float | None = None
 
 
 class Info(msgspec.Struct, frozen=True):
@@ -74,9 +120,44 @@ class Info(msgspec.Struct, frozen=True):
 
 
 class SetDemos(msgspec.Struct, frozen=True):
-    """Replace the module's demos (kept across restarts)."""
+    """Replace the module's demos (kept across restarts); ``demos`` as the caller gave them,
+    checked by the actor against the module's signature."""
 
-    demos: tuple[dict[str, Any], ...]
+    demos: Any
+
+
+def check_demos(demos: object, signature: Signature | None) -> tuple[dict[str, Any], ...]:
+    """``demos`` as a tuple of dicts, if DSPy would use each of them; else a ConfigError
+    naming the demo and what is wrong.
+
+    Each must be a mapping of field name (a str) to value that holds at least one input field
+    and one output field of ``signature``: DSPy drops any other demo without a word. Other keys
+    are ignored, as in DSPy (its compiled demos carry ``augmented``). Without a signature (a
+    wrapped program) only the shape is checked: the program's own predictors take the demos.
+    """
+    if isinstance(demos, (str, bytes, Mapping)) or not isinstance(demos, Iterable):
+        raise ConfigError(
+            "demos must be a list of mappings of field name to value, e.g. "
+            f"[{{'question': 'Capital of Italy?', 'answer': 'Rome'}}]; got {demos!r}"
+        )
+    checked = []
+    for i, demo in enumerate(demos):
+        if not isinstance(demo, Mapping) or not all(isinstance(k, str) for k in demo):
+            raise ConfigError(
+                f"demos[{i}] must be a mapping of field name (a str) to value, got {demo!r}"
+            )
+        if signature is not None and not (
+            any(k in demo for k in signature.input_names)
+            and any(k in demo for k in signature.output_names)
+        ):
+            raise ConfigError(
+                f"demos[{i}] has the keys {list(demo)}: a demo needs at least one input field "
+                f"{list(signature.input_names)} and one output field "
+                f"{list(signature.output_names)} of the signature {signature.signature!r} "
+                "(DSPy would drop it)"
+            )
+        checked.append(dict(demo))
+    return tuple(checked)
 
 
 class ModuleInfo(msgspec.Struct, frozen=True):
@@ -116,27 +197,30 @@ class ModuleActor(Actor):
         self.available = registry.available_implementations(self.module_type)
         self.native_available = "native" in self.available
         self.extra_inputs = _EXTRA_INPUTS.get(self.module_type, frozenset())
-        self.instances: dict[str, Any] = {}
         self.native_unsupported: str | None = None
         self.in_flight = 0
         self.shadows_in_flight = 0
-        self.slots = asyncio.Semaphore(rt.config.max_concurrency)
-        await self._build(forced)
+        config = rt.config
+        self.slots = asyncio.Semaphore(config.max_concurrency)  # calls running
+        # calls accepted: running, or waiting for a slot (the documented mailbox_size more)
+        self.places = asyncio.Semaphore(config.max_concurrency + config.mailbox_size)
+        self.instances: dict[str, Any] = await self._build(spec)
 
-    async def _build(self, forced: Implementation | None) -> None:
-        """Build what the module will serve on: native now (cheap); dspy now only if forced,
-        otherwise on first use (importing DSPy takes seconds)."""
-        self.instances.clear()
-        spec = self.box.spec
+    async def _build(self, spec: ModuleSpec) -> dict[str, Any]:
+        """Build what the module serves ``spec`` on: native now (cheap); dspy now only if
+        forced or native is unavailable, otherwise on first use (importing DSPy takes seconds)."""
+        instances: dict[str, Any] = {}
+        forced = self.forced
         if self.native_available and forced != "dspy":
             try:
-                self.instances["native"] = await self.rt.backends["native"].create(spec)
+                instances["native"] = await self.rt.backends["native"].create(spec)
             except SignatureError as exc:
                 if forced == "native" or "dspy" not in self.available:
                     raise
                 self.native_unsupported = str(exc)  # e.g. a dspy.Type field: serve on dspy
         if forced == "dspy" or not self.native_available:
-            await self._instance("dspy")
+            instances["dspy"] = await self.rt.backends["dspy"].create(spec)
+        return instances
 
     async def _instance(self, impl: Implementation) -> Any:
         instance = self.instances.get(impl)
@@ -153,15 +237,26 @@ class ModuleActor(Actor):
             except DSPexError as exc:
                 caller.fail(exc)
                 return NOREPLY
-            await self.slots.acquire()  # at max_concurrency the mailbox waits: backpressure
-            self.in_flight += 1
-            task = self.start_task(self._run(msg, inputs, caller))
+            if self.places.locked() and self.rt.config.overload == "raise":
+                caller.fail(MailboxFull(f"{self.label}: max_concurrency + mailbox_size taken"))
+                return NOREPLY  # the facade words it as Overloaded
+            await self.places.acquire()  # overload="wait": the mailbox waits for room
+            task = self.start_task(self._admitted(msg, inputs, caller))
             caller.on_abandon(task.cancel)  # deadline or cancellation: stop the work, LM included
             return NOREPLY
         if isinstance(msg, SetDemos):
-            self.box.spec = msgspec.structs.replace(self.box.spec, demos=msg.demos)
-            await self._build(self.forced)
-            return len(msg.demos)
+            # Build on the new demos first; only if that works do they replace the old ones.
+            try:
+                spec = self.box.spec
+                spec = msgspec.structs.replace(spec, demos=check_demos(msg.demos, spec.signature))
+                instances = await self._build(spec)
+            except Exception as exc:  # demos that do not fit: the module is unchanged
+                if not isinstance(exc, DSPexError):
+                    exc = ModuleError(f"{self.label}: building it with these demos failed: {exc!r}")
+                caller.fail(exc)
+                return NOREPLY
+            self.box.spec, self.instances = spec, instances
+            return len(spec.demos)
         if isinstance(msg, Info):
             return self._info()
         return await super().handle_call(msg, caller)
@@ -182,10 +277,9 @@ class ModuleActor(Actor):
         }
         return {**check_inputs(spec.signature, inputs), **extra}
 
-    def _choose(self, msg: Execute) -> tuple[Implementation, RouteReason]:
-        forced = msg.implementation or self.forced
-        if msg.crashed is not None and forced is None and self._can_fall_back("native"):
-            return "dspy", "retry_after_crash"
+    def _choose(
+        self, msg: Execute, forced: Implementation | None
+    ) -> tuple[Implementation, RouteReason]:
         snapshot = self.rt.routing.snapshot
         impl, reason = choose(snapshot, self.module_type, forced, self.rt.loop.time(), key=msg.key)
         if impl == "native" and self.native_unsupported is not None:
@@ -194,46 +288,43 @@ class ModuleActor(Actor):
 
     async def _run(self, msg: Execute, inputs: dict[str, Any], caller: Caller) -> None:
         start = time.perf_counter()
-        impl, reason = self._choose(msg)
+        if msg.deadline is not None:
+            CALL_DEADLINE.set(msg.deadline)  # this task's own context: the LM client reads it
+        forced = msg.implementation or self.forced
+        impl, reason = self._choose(msg, forced)
+        if reason == "probe" and not await self._claim_probe():
+            impl, reason = "dspy", "circuit_open"
         served, fallback_reason, error = impl, "", ""
         span = telemetry.tracer.start_span("dspex.route", context=msg.trace_context)
         recording = span.is_recording()  # False without an SDK: then spans cost next to nothing
         token = otel_context.attach(trace.set_span_in_context(span)) if recording else None
         try:
-            pred = await self._attempt(impl, inputs, msg.options, reason == "probe", start)
-            if msg.crashed is not None and impl == "dspy":
-                fallback_reason = "NativeCrash"
-                pred = pred.with_served("dspy", fallback_reason=f"native crashed: {msg.crashed}")
-            caller.reply(pred)
-            self._maybe_shadow(impl, inputs, msg.options, pred, time.perf_counter() - start)
-        except EXPECTED as err:
+            pred = await self._attempt(impl, forced, inputs, msg.options, reason, start)
+        except Exception as err:
             error = type(err).__name__
-            if not self._can_fall_back(impl):
-                caller.fail(err)
+            if recording:
+                span.record_exception(err)
+            failure = await self._failed(impl, err)
+            why = self._fallback_reason(impl, forced, err)
+            if why is None:
+                caller.fail(failure)
                 return
-            served, fallback_reason = "dspy", error
+            served, fallback_reason = "dspy", why
             telemetry.fallbacks.add(1, {telemetry.OPERATION: self.label})
+            once = msgspec.structs.replace(msg.options, num_retries=0)  # one request, no more
             try:
-                pred = await self._attempt("dspy", inputs, msg.options, False, time.perf_counter())
-            except DSPexError as second:
+                pred = await self._attempt("dspy", None, inputs, once, reason, time.perf_counter())
+            except Exception as second:
                 error = type(second).__name__
-                caller.fail(second)
+                caller.fail(_with_fallback_error(failure, await self._failed("dspy", second)))
                 return
             error = ""
-            caller.reply(pred.with_served("dspy", fallback_reason=f"{fallback_reason}: {err}"))
-        except DSPexError as err:  # the caller's mistake (input, config): not the module's fault
-            error = type(err).__name__
-            caller.fail(err)
-        except Exception as bug:
-            error = type(bug).__name__
-            if recording:
-                span.record_exception(bug)
-            if impl == "native":
-                raise  # let it crash: the supervisor restarts us, the caller retries once
-            caller.fail(ModuleError(f"{self.label} on dspy failed: {bug!r}"))
+            detail = repr(err) if why == "NativeCrash" else str(err)
+            caller.reply(pred.with_served("dspy", fallback_reason=f"{why}: {detail}"))
+        else:
+            caller.reply(pred)
+            self._maybe_shadow(impl, inputs, msg.options, pred, time.perf_counter() - start)
         finally:
-            self.in_flight -= 1
-            self.slots.release()
             if token is not None:
                 otel_context.detach(token)
                 span.set_attributes(
@@ -250,6 +341,49 @@ class ModuleActor(Actor):
                 if error:
                     span.set_attribute(telemetry.ERROR_TYPE, error)
             span.end()
+
+    async def _admitted(self, msg: Execute, inputs: dict[str, Any], caller: Caller) -> None:
+        """Run an accepted call once one of the ``max_concurrency`` slots is free; its place
+        among the accepted calls frees when it ends, or when its caller gives up meanwhile."""
+        try:
+            async with self.slots:
+                self.in_flight += 1
+                try:
+                    await self._run(msg, inputs, caller)
+                finally:
+                    self.in_flight -= 1
+        finally:
+            self.places.release()
+
+    async def _claim_probe(self) -> bool:
+        """Ask the router whether this call is the one that probes native (see ClaimProbe)."""
+        router = self.rt.whereis("dspex.router")
+        if router is None:
+            return False
+        try:
+            granted: bool = await router.call(ClaimProbe(self.label))
+        except DSPexError:  # the router is restarting or stopped: stay on dspy
+            return False
+        except asyncio.CancelledError:  # a probe granted now would never report: reopen
+            self._report(ProbeAbandoned(self.label))
+            raise
+        return granted
+
+    async def _failed(self, impl: Implementation, err: Exception) -> DSPexError:
+        """The error for the caller of an attempt that failed with ``err``.
+
+        An unexpected exception in native code (a bug) is reported to the router and the native
+        instance rebuilt from the spec, in case the bug left it broken; if the rebuild fails
+        the actor's own state is broken and that exception crashes the actor."""
+        if isinstance(err, DSPexError):
+            return err
+        failure = ModuleError(f"{self.label} crashed in {impl} code: {err!r}")
+        failure.__cause__ = err
+        if impl == "native":
+            log.warning("%s: native code crashed a call; rebuilding it", self.label, exc_info=err)
+            self._report(NativeCrashed(self.label, repr(err)))
+            self.instances["native"] = await self.rt.backends["native"].create(self.box.spec)
+        return failure
 
     def _maybe_shadow(
         self,
@@ -314,15 +448,22 @@ class ModuleActor(Actor):
         )
         self._report(result)
 
-    def _can_fall_back(self, impl: Implementation) -> bool:
-        return impl == "native" and self.rt.config.allow_fallback and "dspy" in self.available
+    def _fallback_reason(
+        self, impl: Implementation, forced: Implementation | None, err: Exception
+    ) -> str | None:
+        """Why the failed attempt is re-run on dspy, or None: only a native attempt that was
+        not forced, with ``allow_fallback``, and an error dspy could get past."""
+        if impl != "native" or forced is not None or not self.rt.config.allow_fallback:
+            return None
+        return dspy_could_succeed(err) if "dspy" in self.available else None
 
     async def _attempt(
         self,
         impl: Implementation,
+        forced: Implementation | None,
         inputs: dict[str, Any],
         options: CallOptions,
-        probe: bool,
+        reason: RouteReason,
         start: float,
     ) -> Prediction:
         """One try on one implementation, reported to the router and to the metrics."""
@@ -336,11 +477,12 @@ class ModuleActor(Actor):
             pred = await self.rt.backends[impl].execute(instance, inputs, options)
             ok = True
             return pred
-        except EXPECTED:
-            fell_back = self._can_fall_back(impl)
+        except Exception as err:
+            fell_back = self._fallback_reason(impl, forced, err) is not None
             raise
         finally:
             duration = time.perf_counter() - start
+            probe = reason == "probe" and impl == "native"
             self._report(Outcome(self.label, impl, duration, ok, fell_back, probe))
             attrs = {telemetry.OPERATION: self.label, telemetry.IMPLEMENTATION: impl}
             telemetry.calls.add(1, {**attrs, telemetry.OUTCOME: "ok" if ok else "error"})
@@ -350,7 +492,7 @@ class ModuleActor(Actor):
                 span.set_attributes(attrs)
             span.end()
 
-    def _report(self, outcome: Outcome | ShadowResult) -> None:
+    def _report(self, outcome: Outcome | ShadowResult | NativeCrashed | ProbeAbandoned) -> None:
         router = self.rt.whereis("dspex.router")
         if router is None:
             return

@@ -19,19 +19,30 @@ from dspex.config import (
     module_type_name,
 )
 from dspex.errors import (
+    ActorError,
     ActorExited,
     ChildNotFound,
     ConfigError,
     DSPexError,
     InputError,
+    MailboxFull,
+    ModuleStopped,
     NoProc,
+    Overloaded,
     StartError,
     Timeout,
     Unavailable,
-    format_reason,
 )
 from dspex.lm import LM
-from dspex.modules._actor import Execute, Info, ModuleActor, ModuleInfo, SetDemos, SpecBox
+from dspex.modules._actor import (
+    Execute,
+    Info,
+    ModuleActor,
+    ModuleInfo,
+    SetDemos,
+    SpecBox,
+    check_demos,
+)
 from dspex.prediction import Prediction
 from dspex.signature import Signature, SignatureLike, ensure_signature
 from dspex.supervision import ChildSpec, Fallback
@@ -41,17 +52,16 @@ if TYPE_CHECKING:
 
 #: How long a call whose actor crashed waits for the restarted incarnation before giving up.
 _RESTART_WAIT = 5.0
-#: How many times a call interrupted by crashes is retried (once only when native is forced).
-_RETRIES = 3
 
 
 class ModuleRef:
     """A handle to one module actor, cheap to copy; it follows the actor across restarts.
 
     ``await module(**inputs)`` or ``await module.execute(inputs, ...)`` returns a
-    :class:`~dspex.Prediction`. A call in flight when the actor crashed is retried once on the
-    restarted actor (LM calls are idempotent), on dspy when fallback is allowed and native is not
-    forced (the prediction says so), then fails with ``ActorExited``.
+    :class:`~dspex.Prediction`. A crash in a call's own work fails or falls back that call
+    alone (see :class:`~dspex.modules.ModuleActor`); in the rare case where the actor itself
+    crashes (its state broke), the calls it was running are sent once more to the restarted
+    actor (LM calls are idempotent), then fail with ``ActorExited``.
     """
 
     __slots__ = ("_actor", "_runtime", "implementation", "module_type", "name")
@@ -96,67 +106,102 @@ class ModuleRef:
         temperature: float | None = None,
         max_tokens: int | None = None,
         n: int | None = None,
-        key: str | None = None,
+        key: str | int | None = None,
     ) -> Prediction:
         """Run the module on ``inputs``.
 
-        ``implementation`` forces one for this call; ``timeout`` (seconds; default: the runtime's
-        ``call_timeout``) bounds the call; ``temperature``, ``max_tokens`` and ``n`` override
-        the LM's settings for this call; ``key`` (e.g. a user or session id) keeps a canary
-        rollout's choice the same for every call with that key. A ``timeout`` that is not a
-        number of seconds > 0 is an InputError, raised before the call is routed.
+        ``implementation`` forces one for this call; ``timeout`` (seconds > 0; default: the
+        runtime's ``call_timeout``) bounds the call; ``temperature`` (a number from 0 to 2),
+        ``max_tokens`` and ``n`` (ints >= 1) override the LM's settings for this call; ``key``
+        (a str or an int, e.g. a user or session id; ``42`` and ``"42"`` are the same key)
+        keeps a canary rollout's choice the same for every call with that key. Any other value
+        of these is an InputError naming it, raised before the call is routed. A module that
+        crashed past its restart budget raises ModuleStopped; a runtime that is not running,
+        Unavailable (as does a call the shutdown cancels: after ``drain_timeout``, or forced).
+        Past its deadline the call raises Timeout; an LM that does not answer within its own
+        ``timeout`` raises LMTimeout. A module running ``max_concurrency`` calls with
+        ``mailbox_size`` more waiting raises Overloaded (with ``Config(overload="raise")``).
         """
         rt = self._runtime
         if not rt.accepting:
-            raise Unavailable(f"the runtime is {rt.state}; {self.module_type} takes no new calls")
+            raise _refused(rt, f"{self.module_type} takes no new calls")
         if timeout is not None and not is_positive_number(timeout):
             raise InputError(
                 f"timeout must be a number of seconds > 0, or None for the runtime's "
                 f"call_timeout; got {timeout!r}"
             )
+        if temperature is not None or max_tokens is not None or n is not None:
+            _check_lm_overrides(temperature, max_tokens, n)
+        if key is not None and not isinstance(key, str):
+            key = _key(key)
         forced = rt.registry.check_forced(self.module_type, implementation)
+        limit = timeout if timeout is not None else rt.config.call_timeout
+        deadline = rt.loop.time() + limit if limit is not None else None
         msg = Execute(
             inputs,
             CallOptions(temperature=temperature, max_tokens=max_tokens, n=n),
             forced,
             otel_context.get_current(),
             key=key,
+            deadline=deadline,
         )
-        limit = timeout if timeout is not None else rt.config.call_timeout
-        deadline = rt.loop.time() + limit if limit is not None else None
-        # A retry after a crash runs on dspy when allowed, which cannot crash the actor: if
-        # another call's crash interrupts it, it is not this call's fault and it may go again.
-        retries = 1 if (forced or self.implementation) == "native" else _RETRIES
+        resent = False
         try:
-            attempt = 0
             while True:
                 actor = self.actor
                 if not actor.alive:
-                    if is_normal_exit(actor.exit_reason):  # stopped: no incarnation follows
-                        raise NoProc(f"{self!r} was stopped ({actor.exit_reason!r})")
-                    # between incarnations
-                    actor = self._actor = await rt.wait_for_name(self.name, self._left(deadline))
+                    actor = await self._incarnation(deadline)
                 left = None if deadline is None else max(0.0, deadline - rt.loop.time())
                 try:
                     result: Prediction = await actor.call(msg, timeout=left)
                     break
                 except ActorExited as exc:
-                    attempt += 1
-                    if is_normal_exit(exc.reason) or not rt.accepting or attempt > retries:
+                    # The actor's own state broke and it crashed under this call: once more, on
+                    # the restarted actor (the loop's start waits for it).
+                    if resent or is_normal_exit(exc.reason) or not rt.accepting:
                         raise
-                    if attempt > 1 and not rt.config.allow_fallback:
-                        raise
-                    try:  # once more, on the restarted actor
-                        self._actor = await rt.wait_for_name(self.name, self._left(deadline))
-                    except NoProc:
-                        raise exc from None
-                    msg = msgspec.structs.replace(msg, crashed=format_reason(exc.reason))
-        except Timeout:
-            raise Timeout(
-                f"{self.module_type} call timed out after {limit:g} s; its work, LM request "
-                "included, was cancelled"
-            ) from None
+                    resent = True
+        except (Timeout, ActorError, MailboxFull) as exc:
+            error = self._call_error(exc, limit)
+            if error is exc:
+                raise
+            raise error from None
         return result
+
+    def _call_error(self, exc: DSPexError, limit: float | None) -> DSPexError:
+        """What the caller of ``execute`` gets for ``exc``, in dspex's words (no actor refs):
+        the call's own deadline is a Timeout saying so, no room an Overloaded naming the limits,
+        a call cut by the runtime's shutdown Unavailable. Anything else, the module's own
+        answers included (an LMTimeout is the LM's timeout, not the call's), is ``exc``."""
+        rt = self._runtime
+        if type(exc) is Timeout:  # the deadline timer of the call (or of a wait within it)
+            after = f" after {limit:g} s" if limit is not None else ""
+            return Timeout(
+                f"{self.module_type} call timed out{after} (its deadline: execute(timeout=) or "
+                "Config.call_timeout); its work, LM request included, was cancelled"
+            )
+        if isinstance(exc, MailboxFull):
+            config = rt.config
+            return Overloaded(
+                f"{self.module_type} module {self.name!r} is overloaded: "
+                f"{config.max_concurrency} calls running (max_concurrency) and "
+                f"{config.mailbox_size} waiting (mailbox_size), so it takes no more now; retry "
+                "later, raise those limits, or set Config(overload='wait') to wait for room "
+                "within the call's deadline"
+            )
+        if isinstance(exc, (ActorExited, NoProc)) and not rt.accepting:
+            if isinstance(exc, ActorExited) and exc.reason == "killed":
+                return Unavailable(
+                    f"the runtime stopped: this {self.module_type} call was still running "
+                    f"after drain_timeout ({rt.config.drain_timeout:g} s) and was cancelled"
+                )
+            if isinstance(exc, ActorExited) and rt.forcing:
+                return Unavailable(
+                    f"the runtime stopped: this {self.module_type} call was cancelled by a "
+                    "forced shutdown (shutdown(force=True) or a second signal)"
+                )
+            return _refused(rt, f"this {self.module_type} call was not served")
+        return exc
 
     def _left(self, deadline: float | None) -> float:
         """Seconds left until ``deadline`` for a wait that must end (Timeout when none are)."""
@@ -167,14 +212,38 @@ class ModuleRef:
             raise Timeout("deadline passed")
         return min(left, _RESTART_WAIT)
 
+    async def _incarnation(self, deadline: float | None) -> ActorRef:
+        """The module's live actor: the current one, else the next incarnation its supervisor
+        starts, waited for until ``deadline`` (at most ``_RESTART_WAIT`` s). ModuleStopped if
+        it crashed past its restart budget, NoProc if it was stopped."""
+        rt = self._runtime
+        actor = self.actor
+        if actor.alive:
+            return actor
+        why = rt.module_stopped(self.name)
+        if why is not None:
+            raise ModuleStopped(self.name, why)
+        if is_normal_exit(actor.exit_reason):  # stopped: no incarnation follows
+            raise NoProc(f"{self!r} was stopped ({actor.exit_reason!r})")
+        # between incarnations (a give-up meanwhile wakes this wait with ModuleStopped)
+        self._actor = await rt.wait_for_name(self.name, self._left(deadline))
+        return self._actor
+
     async def info(self) -> ModuleInfo:
-        """The module's type, signature, implementations, circuit state and load."""
-        result: ModuleInfo = await self.actor.call(Info())
+        """The module's type, signature, implementations, circuit state and load; raises
+        ModuleStopped if it crashed past its restart budget."""
+        result: ModuleInfo = await (await self._incarnation(None)).call(Info())
         return result
 
     async def set_demos(self, demos: Iterable[Mapping[str, Any]]) -> None:
-        """Replace the module's demos; they are kept across restarts."""
-        await self.actor.call(SetDemos(_demos(demos)))
+        """Replace the module's demos; they are kept across restarts.
+
+        Demos are checked as at ``create``: a demo that is not a mapping of field name to
+        value, or that lacks every input or every output field of the signature (DSPy would
+        drop it without a word), and demos a module cannot take (a module with several
+        predictors, such as ReAct or a program with 2) are a ConfigError, and the module keeps
+        its demos and serves on as before."""
+        await (await self._incarnation(None)).call(SetDemos(demos))
 
     async def stop(self) -> None:
         """Stop the module actor and remove it from its supervisor."""
@@ -182,13 +251,41 @@ class ModuleRef:
             await self._runtime.modules.terminate_child(self.actor)
 
 
-def _demos(demos: Iterable[Mapping[str, Any]]) -> tuple[dict[str, Any], ...]:
-    out = []
-    for i, demo in enumerate(demos):
-        if not isinstance(demo, Mapping):
-            raise InputError(f"demos[{i}] must be a mapping of field name to value, got {demo!r}")
-        out.append(dict(demo))
-    return tuple(out)
+def _check_lm_overrides(temperature: object, max_tokens: object, n: object) -> None:
+    """InputError for a per-call LM override of the wrong type or range, naming it."""
+    if temperature is not None and not (
+        isinstance(temperature, (int, float))
+        and not isinstance(temperature, bool)
+        and 0 <= temperature <= 2
+    ):
+        raise InputError(
+            "temperature must be a number from 0 to 2 (the range OpenAI accepts), or None for "
+            f"the LM's own; got {temperature!r}"
+        )
+    for name, value in (("max_tokens", max_tokens), ("n", n)):
+        if value is not None and not (
+            isinstance(value, int) and not isinstance(value, bool) and value >= 1
+        ):
+            raise InputError(f"{name} must be an int >= 1, or None for the LM's own; got {value!r}")
+
+
+def _key(key: object) -> str:
+    """A rollout key given as an int, as a str; InputError for anything else."""
+    if isinstance(key, int) and not isinstance(key, bool):
+        return str(key)
+    raise InputError(
+        f"key must be a str or an int (e.g. a user or session id), or None; got {key!r}"
+    )
+
+
+def _refused(rt: Runtime, what: str) -> Unavailable:
+    """The error for a call or a module the runtime cannot take (it is not running)."""
+    if rt.state == "failed":
+        return Unavailable(
+            f"the runtime failed: its root supervisor gave up after repeated crashes of the "
+            f"router or the module supervisor, so {what}; exit it and start a new one"
+        )
+    return Unavailable(f"the runtime is {rt.state}; {what}")
 
 
 def _as_lm(lm: Any) -> LM | None:
@@ -223,7 +320,7 @@ async def create_module(
         raise ConfigError(f"runtime must be a dspex.Runtime, got {type(runtime).__name__}")
     rt = runtime if runtime is not None else Runtime.current()
     if not rt.accepting:
-        raise Unavailable(f"the runtime is {rt.state}; it starts no new modules")
+        raise _refused(rt, "it starts no new modules")
     forced = rt.registry.check_forced(module_type, implementation)
     label = module_type if name is None else _module_name(name)
     sig: Signature | None = None
@@ -245,7 +342,7 @@ async def create_module(
     spec = ModuleSpec(
         module_type=module_type,
         signature=sig,
-        demos=_demos(demos),
+        demos=check_demos(demos, sig),
         lm=model,
         adapter=_adapter_name(chosen),
         options=dict(options or {}),
@@ -259,13 +356,18 @@ async def create_module(
         start=ModuleActor,
         args=(SpecBox(spec), forced, rt, label),
         name=actor_name,
-        mailbox_size=config.mailbox_size,
+        # room for a burst of as many calls as the actor accepts (it counts them itself)
+        mailbox_size=config.max_concurrency + config.mailbox_size,
         overflow=config.overload,
         shutdown=config.drain_timeout,
+        # a restart budget of its own: a module that keeps crashing stops alone
+        max_restarts=config.max_restarts,
+        max_seconds=config.max_seconds,
     )
     if rt.registry.native_available(module_type) and forced != "dspy":
         circuit = config.circuit
-        fallback = Fallback(spec=child, after=circuit.crash_threshold, within=circuit.window)
+        on_dspy = msgspec.structs.replace(child, args=(child.args[0], "dspy", rt, label))
+        fallback = Fallback(spec=on_dspy, after=circuit.crash_threshold, within=circuit.window)
         child = msgspec.structs.replace(child, fallback=fallback)
     try:
         actor = await rt.modules.start_child(child)

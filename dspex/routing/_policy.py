@@ -7,6 +7,9 @@ import zlib
 from collections.abc import Callable
 from typing import Literal
 
+import msgspec
+
+from dspex._dspy_import import loaded, warm
 from dspex.config import Config, Implementation
 from dspex.routing._registry import Registry
 
@@ -22,7 +25,6 @@ RouteReason = Literal[
     "explore",
     "circuit_open",
     "probe",
-    "retry_after_crash",
     "canary",
 ]
 
@@ -32,39 +34,31 @@ def canary_share(module_type: str, key: str) -> float:
     return zlib.crc32(f"{module_type}\x00{key}".encode()) % 10_000 / 100
 
 
-class Circuit:
-    """The native circuit of one module type while it is not closed.
+class Circuit(msgspec.Struct, frozen=True):
+    """The native circuit of one module type while it is not closed; immutable, like the
+    snapshot that holds it: only the router creates and replaces circuits.
 
-    ``open`` until ``until`` (loop time); then ``half_open``: exactly one caller may
-    :meth:`claim_probe` and try native. Only the router creates and replaces circuits.
+    ``open`` until ``until`` (loop time); then ``half_open``: the router grants one call the
+    probe (see :class:`~dspex.routing.ClaimProbe`) and publishes the circuit with ``probing``
+    set, so every other call keeps going to dspy until the probe's outcome closes or reopens it.
     """
 
-    __slots__ = ("_probing", "opened_at", "until")
-
-    def __init__(self, opened_at: float, until: float):
-        self.opened_at = opened_at
-        self.until = until
-        self._probing = False
+    opened_at: float
+    until: float
+    probing: bool = False
 
     def state(self, now: float) -> CircuitState:
         """``open`` before the cool-down ends, ``half_open`` after."""
         return "open" if now < self.until else "half_open"
 
-    @property
-    def probing(self) -> bool:
-        """Whether a probe call was let through to native."""
-        return self._probing
-
-    def claim_probe(self, now: float) -> bool:
-        """True for the first caller after the cool-down: it runs the probe call on native."""
-        if now < self.until or self._probing:
-            return False
-        self._probing = True
-        return True
+    def probe_due(self, now: float) -> bool:
+        """Whether a call may ask the router for the probe: the cool-down is over and no probe
+        was granted yet."""
+        return now >= self.until and not self.probing
 
 
 class RoutingSnapshot:
-    """What the router publishes for readers: immutable but for the probe claim of a circuit.
+    """What the router publishes for readers: immutable (its circuits too).
 
     Module actors read the current snapshot directly from the runtime (as ETS or
     persistent_term in OTP); the router replaces it whenever config, circuits or the adaptive
@@ -92,6 +86,20 @@ class RoutingSnapshot:
         return "closed" if circuit is None else circuit.state(now)
 
 
+def explore(leader: Implementation, gc_freeze: bool) -> tuple[Implementation, RouteReason]:
+    """Where an exploring call goes under ``auto``: to the implementation that is not the
+    ``leader``, but to dspy only once DSPy is loaded. Until then the call stays on native
+    (reason ``"adaptive"``) and DSPy's import starts in the background, once, never blocking
+    the event loop (``gc_freeze`` as ``Config.gc_freeze``): a cold import, seconds long, would
+    otherwise hold up the live call that explores first."""
+    if leader == "dspy":
+        return "native", "explore"
+    if loaded(gc_freeze=gc_freeze) is None:
+        warm(gc_freeze=gc_freeze)
+        return "native", "adaptive"
+    return "dspy", "explore"
+
+
 def choose(
     snapshot: RoutingSnapshot,
     module_type: str,
@@ -105,8 +113,10 @@ def choose(
     A forced implementation wins; then a module override; then a canary rollout (its
     percentage of calls to native; sticky by request ``key`` when one is given); then a single
     implementation, or the ``native_first``/``dspy_first`` preference; ``auto`` follows the
-    adaptive leader and explores the other at ``explore_rate``. Native is never chosen while its
-    circuit is open, except by force; after the cool-down one call probes it.
+    adaptive leader and explores the other at ``explore_rate`` (dspy once DSPy is loaded: see
+    :func:`explore`). Native is never chosen while its circuit is open, except by force; after
+    the cool-down a call may probe it: the reason ``"probe"`` means the caller must first claim
+    the probe from the router, which grants it to one call (the others go to dspy).
     """
     if forced is not None:
         return forced, "forced"
@@ -130,12 +140,11 @@ def choose(
         impl = snapshot.adaptive.get(module_type, "native")
         reason = "adaptive"
         if rand() < config.adaptive.explore_rate:
-            impl = "dspy" if impl == "native" else "native"
-            reason = "explore"
+            impl, reason = explore(impl, config.gc_freeze)
     if impl == "native":
         circuit = snapshot.circuits.get(module_type)
         if circuit is not None:
-            if circuit.claim_probe(now):
+            if circuit.probe_due(now):
                 return "native", "probe"
             if "dspy" in registry.available_implementations(module_type):
                 return "dspy", "circuit_open"

@@ -31,16 +31,32 @@ class Outcome(msgspec.Struct, frozen=True, array_like=True):
 
 
 class NativeCrashed(msgspec.Struct, frozen=True):
-    """A module actor of ``module_type`` crashed in native code and was restarted."""
+    """A call of ``module_type`` raised an unexpected exception (``error``, its repr) in native
+    code, cast by the module actor, which survived it. ``circuit.crash_threshold`` of these
+    within ``circuit.window`` seconds open the type's native circuit."""
+
+    module_type: str
+    error: str
+
+
+class ModuleRestarted(msgspec.Struct, frozen=True):
+    """A module actor of ``module_type`` crashed (its own state broke) and was restarted."""
 
     module_type: str
 
 
-class OpenCircuit(msgspec.Struct, frozen=True):
-    """Stop routing ``module_type`` to native (a module actor fell back after K crashes)."""
+class ClaimProbe(msgspec.Struct, frozen=True):
+    """Ask whether this call may run on native while ``module_type``'s circuit is half-open:
+    True for one call (the probe; also True when the circuit closed meanwhile)."""
 
     module_type: str
-    reason: str
+
+
+class ProbeAbandoned(msgspec.Struct, frozen=True):
+    """A call that claimed the probe of ``module_type`` was cancelled before it could know
+    whether it got it: a probe granted to it will never report, so the circuit opens again."""
+
+    module_type: str
 
 
 class Configure(msgspec.Struct, frozen=True):
@@ -103,7 +119,7 @@ class ImplementationMetrics(msgspec.Struct, frozen=True):
     successes: int
     failures: int
     fallbacks: int
-    restarts: int
+    crashes: int
     success_rate: float
     latency_ewma_ms: float
     latency_p50_ms: float
@@ -113,12 +129,15 @@ class ImplementationMetrics(msgspec.Struct, frozen=True):
 
 class MetricsReport(msgspec.Struct, frozen=True):
     """What ``await runtime.metrics()`` returns: ``modules[module_type][implementation]``
-    figures (a wrapped program's under its ``name``), the state of each native circuit that is
-    not closed (``"open"`` or ``"half_open"``), the canary rollouts rolled back (module type ->
-    why), and the shadow comparisons per module type."""
+    figures (a wrapped program's under its ``name``; ``crashes`` counts the calls whose native
+    code raised an unexpected exception), the state of each native circuit that is not closed
+    (``"open"`` or ``"half_open"``), how many times module actors of each type were restarted
+    after crashing (``restarts``; types with none are left out), the canary rollouts rolled
+    back (module type -> why), and the shadow comparisons per module type."""
 
     modules: dict[str, dict[str, ImplementationMetrics]]
     circuits: dict[str, str]
+    restarts: dict[str, int] = {}
     rollbacks: dict[str, str] = {}
     shadow: dict[str, ShadowReport] = {}
 
@@ -135,17 +154,17 @@ class MetricsReport(msgspec.Struct, frozen=True):
 class _Stats:
     __slots__ = (
         "calls",
+        "crashes",
         "ewma_latency",
         "ewma_success",
         "failures",
         "fallbacks",
-        "restarts",
         "samples",
         "successes",
     )
 
     def __init__(self) -> None:
-        self.calls = self.successes = self.failures = self.fallbacks = self.restarts = 0
+        self.calls = self.successes = self.failures = self.fallbacks = self.crashes = 0
         self.ewma_latency = 0.0
         self.ewma_success = 1.0
         self.samples: deque[float] = deque(maxlen=_SAMPLES)
@@ -177,7 +196,7 @@ class _Stats:
             successes=self.successes,
             failures=self.failures,
             fallbacks=self.fallbacks,
-            restarts=self.restarts,
+            crashes=self.crashes,
             success_rate=self.successes / self.calls if self.calls else 1.0,
             latency_ewma_ms=self.ewma_latency * 1000,
             latency_p50_ms=pct(0.50),
@@ -235,18 +254,23 @@ class _ShadowStats:
 
 
 class SnapshotCell:
-    """Where the router publishes the current :class:`RoutingSnapshot` for direct reads."""
+    """Where the router publishes the current :class:`RoutingSnapshot` for direct reads, and
+    its last :class:`MetricsReport` when it stops (``final``)."""
 
-    __slots__ = ("snapshot",)
+    __slots__ = ("final", "snapshot")
 
     def __init__(self, snapshot: RoutingSnapshot):
         self.snapshot = snapshot
+        self.final: MetricsReport | None = None
 
 
 class RouterActor(Actor):
     """Holds the registry, configuration, metrics and circuits; publishes routing snapshots.
 
-    Module actors never wait on it: they read ``cell.snapshot`` and cast :class:`Outcome`.
+    Module actors never wait on it: they read ``cell.snapshot`` and cast :class:`Outcome` and
+    :class:`NativeCrashed`; only a call that may probe a half-open circuit asks it
+    (:class:`ClaimProbe`). The router alone opens, half-opens and closes circuits, from the
+    crashes and probe outcomes it is told of.
     """
 
     mailbox_size = 1 << 20  # outcomes from every module actor arrive here
@@ -262,6 +286,8 @@ class RouterActor(Actor):
         self.stats: dict[tuple[str, str], _Stats] = {}
         self.adaptive: dict[str, Implementation] = {}
         self.circuits: dict[str, Circuit] = {}
+        self.crashes: dict[str, deque[float]] = {}  # when native crashed, within the window
+        self.restarts: dict[str, int] = {}
         self.rollbacks: dict[str, str] = {}
         self.shadows: dict[str, _ShadowStats] = {}
         self._publish()
@@ -296,18 +322,16 @@ class RouterActor(Actor):
                 stats = self.shadows[msg.module_type] = _ShadowStats(keep)
             stats.record(msg)
         elif isinstance(msg, NativeCrashed):
-            self._stats(msg.module_type, "native").restarts += 1
-            telemetry.restarts.add(1, {telemetry.OPERATION: msg.module_type})
-            span = telemetry.tracer.start_span(
-                "dspex.restart", attributes={telemetry.OPERATION: msg.module_type}
-            )
-            span.end()
+            self._native_crashed(msg)
+        elif isinstance(msg, ProbeAbandoned):
             circuit = self.circuits.get(msg.module_type)
-            if circuit is not None and circuit.probing:  # a crashing probe reopens it
-                self._open(msg.module_type, "probe_crashed")
-        elif isinstance(msg, OpenCircuit):
-            if self.config.allow_fallback:  # without fallback, native stays native
-                self._open(msg.module_type, msg.reason)
+            if circuit is not None and circuit.probing:
+                self._open(msg.module_type, "probe_abandoned")
+        elif isinstance(msg, ModuleRestarted):
+            self.restarts[msg.module_type] = self.restarts.get(msg.module_type, 0) + 1
+            attributes = {telemetry.OPERATION: msg.module_type}
+            telemetry.restarts.add(1, attributes)
+            telemetry.tracer.start_span("dspex.restart", attributes=attributes).end()
         else:
             await super().handle_cast(msg)
 
@@ -359,6 +383,32 @@ class RouterActor(Actor):
         span.end()
         self._publish()
 
+    def _native_crashed(self, msg: NativeCrashed) -> None:
+        """Count the crash; the ``crash_threshold``-th within ``window`` opens the circuit
+        (without ``allow_fallback`` native stays native: there is nowhere else to go)."""
+        module_type = msg.module_type
+        self._stats(module_type, "native").crashes += 1
+        attributes = {telemetry.OPERATION: module_type}
+        telemetry.native_crashes.add(1, attributes)
+        span = telemetry.tracer.start_span("dspex.native_crash", attributes=attributes)
+        span.set_attribute(telemetry.ERROR_TYPE, msg.error.partition("(")[0])
+        span.end()
+        settings = self.config.circuit
+        now = self.runtime.loop.time()
+        crashes = self.crashes.setdefault(module_type, deque())
+        crashes.append(now)
+        while crashes[0] <= now - settings.window:
+            crashes.popleft()
+        if (
+            len(crashes) >= settings.crash_threshold
+            and module_type not in self.circuits
+            and self.config.allow_fallback
+        ):
+            crashes.clear()
+            self._open(
+                module_type, f"{settings.crash_threshold} native crashes, the last {msg.error}"
+            )
+
     def _open(self, module_type: str, reason: str) -> None:
         now = self.runtime.loop.time()
         cooldown = self.config.circuit.cooldown
@@ -366,11 +416,23 @@ class RouterActor(Actor):
         self._circuit_event(module_type, "open", reason)
         self._publish()
 
+    def _claim_probe(self, module_type: str) -> bool:
+        circuit = self.circuits.get(module_type)
+        if circuit is None:  # closed meanwhile: native serves
+            return True
+        if not circuit.probe_due(self.runtime.loop.time()):
+            return False
+        self.circuits[module_type] = msgspec.structs.replace(circuit, probing=True)
+        self._circuit_event(module_type, "half_open", "probe_granted")
+        self._publish()
+        return True
+
     def _probe_result(self, module_type: str, ok: bool) -> None:
         if module_type not in self.circuits:
             return
         if ok:
             del self.circuits[module_type]
+            self.crashes.pop(module_type, None)  # a fresh count from the closing on
             self._circuit_event(module_type, "closed", "probe_succeeded")
             self._publish()
         else:
@@ -386,6 +448,8 @@ class RouterActor(Actor):
     # -- requests -------------------------------------------------------------------------------
 
     async def handle_call(self, msg: Any, caller: Caller) -> Any:
+        if isinstance(msg, ClaimProbe):
+            return self._claim_probe(msg.module_type)
         if isinstance(msg, Configure):
             try:
                 config = self.config.replace(**msg.changes)
@@ -403,13 +467,26 @@ class RouterActor(Actor):
             self._publish()
             return config
         if isinstance(msg, GetMetrics):
-            now = self.runtime.loop.time()
-            modules: dict[str, dict[str, ImplementationMetrics]] = {}
-            for (module_type, impl), stats in self.stats.items():
-                modules.setdefault(module_type, {})[impl] = stats.report()
-            circuits: dict[str, str] = {t: c.state(now) for t, c in self.circuits.items()}
-            shadow = {t: stats.report() for t, stats in self.shadows.items()}
-            return MetricsReport(
-                modules=modules, circuits=circuits, rollbacks=dict(self.rollbacks), shadow=shadow
-            )
+            return self._report()
         return await super().handle_call(msg, caller)
+
+    def _report(self) -> MetricsReport:
+        """The metrics report, as of now."""
+        now = self.runtime.loop.time()
+        modules: dict[str, dict[str, ImplementationMetrics]] = {}
+        for (module_type, impl), stats in self.stats.items():
+            modules.setdefault(module_type, {})[impl] = stats.report()
+        circuits: dict[str, str] = {t: c.state(now) for t, c in self.circuits.items()}
+        shadow = {t: stats.report() for t, stats in self.shadows.items()}
+        return MetricsReport(
+            modules=modules,
+            circuits=circuits,
+            restarts=dict(self.restarts),
+            rollbacks=dict(self.rollbacks),
+            shadow=shadow,
+        )
+
+    async def terminate(self, reason: object) -> None:
+        """Leave the last report in the cell, for ``runtime.metrics()`` once the router is gone
+        (after the runtime stopped: the final figures, the drained calls included)."""
+        self.cell.final = self._report()

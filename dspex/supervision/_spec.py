@@ -82,8 +82,9 @@ class ChildSpec(msgspec.Struct, frozen=True, kw_only=True):
 class Fallback(msgspec.Struct, frozen=True, kw_only=True):
     """Restart a child from ``spec`` instead after ``after`` abnormal exits within ``within`` s.
 
-    This is dspex's native -> dspy fallback restart; the supervisor reports it as a
-    :class:`ChildFallback` event. The new spec keeps the child's id.
+    For a child that keeps crashing one way but can serve another (a degraded mode); the
+    supervisor reports the switch as a :class:`ChildFallback` event. The new spec keeps the
+    child's id.
     """
 
     spec: ChildSpec

@@ -32,6 +32,7 @@ from dspex.testing._soak import SoakReport, soak
 from dspex.testing._telemetry import (
     Telemetry,
     assert_fell_back,
+    assert_native_crashed,
     assert_restarted,
     capture_telemetry,
 )
@@ -52,6 +53,7 @@ __all__ = [
     "Status",
     "Telemetry",
     "assert_fell_back",
+    "assert_native_crashed",
     "assert_restarted",
     "capture_telemetry",
     "chaos",

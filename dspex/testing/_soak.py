@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import asyncio
+import glob
 import os
+import threading
 import time
 from typing import Any
 
@@ -12,6 +14,7 @@ import msgspec
 from dspex.config import AdaptiveConfig, CircuitConfig, Config
 from dspex.errors import DSPexError
 from dspex.lm import LM
+from dspex.lm._config import DEFAULT_TIMEOUT
 from dspex.modules import ChainOfThought, Predict
 from dspex.runtime import Runtime
 from dspex.testing._chaos import chaos
@@ -33,8 +36,13 @@ TASK_PREFIX = "dspex:"
 class SoakReport(msgspec.Struct, frozen=True):
     """What a soak run saw: every submitted call is a success or a typed error, or lost.
 
-    ``tasks_left`` counts dspex's tasks (see :data:`TASK_PREFIX`) started during the run and
-    still running after the runtime shut down.
+    ``native_crashes`` counts the calls whose native code crashed (each re-run on dspy),
+    ``restarts`` the module actors restarted after crashing themselves (none, unless their own
+    state broke). ``tasks_left`` counts dspex's tasks (see :data:`TASK_PREFIX`) started during
+    the run and still running after the runtime shut down; ``threads_left`` its worker threads
+    (named ``dspex-...``; not the daemon thread of DSPy's one-time import, which outlives no
+    process), ``processes_left`` the child processes, both started during the run and still
+    alive then.
     """
 
     submitted: int
@@ -44,9 +52,12 @@ class SoakReport(msgspec.Struct, frozen=True):
     past_deadline: int
     worst_overrun_s: float
     fallbacks: int
+    native_crashes: int
     restarts: int
     supervisor_escalations: int
     tasks_left: int
+    threads_left: int
+    processes_left: int
     injected: dict[str, int]
     rss_first_mb: float
     rss_last_mb: float
@@ -78,42 +89,64 @@ async def soak(
     calls: int = 2000,
     *,
     concurrency: int = 50,
-    deadline: float = 2.0,
+    deadline: float | None = 2.0,
     native_crash_rate: float = 0.05,
     lm_error_rate: float = 0.05,
+    lm_error_status: int = 503,
     lm_hang_rate: float = 0.01,
     malformed_rate: float = 0.02,
+    lm_timeout: float | None = None,
+    lm_retries: int = 3,
+    config: Config | None = None,
     seed: int = 0,
 ) -> SoakReport:
     """Run ``calls`` Predict and ChainOfThought calls, ``concurrency`` at a time, each with a
-    ``deadline``, against a ScriptedLM that returns HTTP 503s, hangs, malformed bodies and
-    unparsable replies at the given rates while the native implementation crashes at
-    ``native_crash_rate``; then shut the runtime down and reconcile every call."""
+    ``deadline`` (None: none), against a ScriptedLM that answers HTTP ``lm_error_status``,
+    hangs, malformed bodies and unparsable replies (half of ``malformed_rate`` each) at the
+    given rates while the native implementation crashes at ``native_crash_rate``; then shut the
+    runtime down and reconcile every call.
+
+    The LM has ``timeout=lm_timeout`` (default: a quarter of the deadline, cutting hangs well
+    inside it) and ``num_retries=lm_retries``. ``config`` replaces the runtime's chaos
+    configuration, as is: its ``call_timeout`` is then the calls' deadline."""
     before = asyncio.all_tasks()
+    threads_before = set(threading.enumerate())
+    children_before = _child_pids()
     script = chaos(
         respond(answer="Paris", reasoning="It is the capital."),
         error_rate=lm_error_rate,
+        status=lm_error_status,
         hang_rate=lm_hang_rate,
         malformed_rate=malformed_rate / 2,  # a body that is not JSON
         unparsable_rate=malformed_rate / 2,  # a reply no adapter can parse
         seed=seed,
     )
-    config = Config(
-        call_timeout=deadline,
-        adaptive=AdaptiveConfig(explore_rate=0.05),
-        circuit=CircuitConfig(crash_threshold=3, window=10.0, cooldown=0.5),
-        max_concurrency=concurrency,
-        mailbox_size=concurrency * 4,
-        max_restarts=1000,
-    )
+    if config is None:
+        config = Config(
+            call_timeout=deadline,
+            adaptive=AdaptiveConfig(explore_rate=0.05),
+            circuit=CircuitConfig(crash_threshold=3, window=10.0, cooldown=0.5),
+            max_concurrency=concurrency,
+            mailbox_size=concurrency * 4,
+            max_restarts=1000,
+        )
+    deadline = config.call_timeout
+    if lm_timeout is None:
+        lm_timeout = deadline / 4 if deadline is not None else DEFAULT_TIMEOUT
     errors: dict[str, int] = {}
     succeeded = lost = past = fallbacks = 0
     worst = 0.0
     rss: list[float] = []
     started = time.perf_counter()
     async with ScriptedLM(script, strict=False, record=False) as server:
-        # Hangs are cut by the LM client's own timeout first, well inside the call's deadline.
-        lm = LM("openai/soak", api_base=server.base_url, api_key="soak", timeout=deadline / 4)
+        # Hangs are cut by the LM client's own timeout.
+        lm = LM(
+            "openai/soak",
+            api_base=server.base_url,
+            api_key="soak",
+            timeout=lm_timeout,
+            num_retries=lm_retries,
+        )
         async with Runtime(lm=lm, config=config) as runtime:
             modules_pid = runtime.modules.pid
             modules = [
@@ -141,21 +174,27 @@ async def soak(
                         errors[name] = errors.get(name, 0) + 1
                     except Exception:
                         lost += 1
-                    overrun = time.perf_counter() - begin - deadline
-                    if overrun > DEADLINE_SLACK:
-                        past += 1
-                    worst = max(worst, overrun)
+                    if deadline is not None:
+                        overrun = time.perf_counter() - begin - deadline
+                        past += overrun > DEADLINE_SLACK
+                        worst = max(worst, overrun)
                     if i % tenth == 0:
                         rss.append(rss_mb())
 
             await asyncio.gather(*(caller() for _ in range(min(concurrency, calls))))
             report = await runtime.metrics()
-            restarts = sum(m.restarts for impls in report.modules.values() for m in impls.values())
+            crashes = sum(m.crashes for impls in report.modules.values() for m in impls.values())
+            restarts = sum(report.restarts.values())
             escalations = 0 if runtime.modules.pid == modules_pid else 1
             injected = {**faults.injected, **{f"lm_{k}": v for k, v in script.counts.items()}}
     await asyncio.sleep(0)  # let cancelled tasks finish unwinding
     left = [t for t in asyncio.all_tasks() - before if not t.done()]
     left = [t for t in left if t.get_name().startswith(TASK_PREFIX)]
+    threads = [
+        t
+        for t in set(threading.enumerate()) - threads_before
+        if t.name.startswith("dspex") and not t.daemon and t.is_alive()
+    ]
     return SoakReport(
         submitted=calls,
         succeeded=succeeded,
@@ -164,14 +203,29 @@ async def soak(
         past_deadline=past,
         worst_overrun_s=max(0.0, worst),
         fallbacks=fallbacks,
+        native_crashes=crashes,
         restarts=restarts,
         supervisor_escalations=escalations,
         tasks_left=len(left),
+        threads_left=len(threads),
+        processes_left=len(_child_pids() - children_before),
         injected=injected,
         rss_first_mb=rss[1] if len(rss) > 2 else (rss[0] if rss else 0.0),
         rss_last_mb=rss[-1] if rss else 0.0,
         seconds=time.perf_counter() - started,
     )
+
+
+def _child_pids() -> set[int]:
+    """The pids of this process's children that are alive (none where /proc is missing)."""
+    pids: set[int] = set()
+    for path in glob.glob(f"/proc/{os.getpid()}/task/*/children"):
+        try:
+            with open(path) as f:
+                pids.update(int(pid) for pid in f.read().split())
+        except OSError:  # the thread ended meanwhile
+            continue
+    return pids
 
 
 def summary(report: SoakReport) -> dict[str, Any]:

@@ -41,11 +41,17 @@ class Telemetry:
         return sum(1 for r in self.routes() if r.get("dspex.fallback"))
 
     def restarts(self, module_type: str | None = None) -> int:
-        """How many module actors were restarted after a crash (``dspex.restart`` spans)."""
-        spans = self.spans("dspex.restart")
+        """How many module actors were restarted after crashing (``dspex.restart`` spans)."""
+        return self._count("dspex.restart", module_type)
+
+    def native_crashes(self, module_type: str | None = None) -> int:
+        """How many calls crashed in native code (``dspex.native_crash`` spans)."""
+        return self._count("dspex.native_crash", module_type)
+
+    def _count(self, name: str, module_type: str | None) -> int:
         return sum(
             1
-            for s in spans
+            for s in self.spans(name)
             if module_type is None or (s.attributes or {}).get("dspex.operation") == module_type
         )
 
@@ -68,7 +74,8 @@ def capture_telemetry() -> Telemetry:
 
 def assert_fell_back(prediction: Prediction, reason: str | None = None) -> None:
     """Assert the call was answered by dspy after native failed (with ``reason``'s error
-    type, e.g. ``"ParseError"``, when given)."""
+    type, e.g. ``"ParseError"``, or ``"NativeCrash"`` for a crash in native code, when
+    given)."""
     assert prediction.fallback, (
         f"expected a fallback, but {prediction.implementation} served it directly"
     )
@@ -80,8 +87,15 @@ def assert_fell_back(prediction: Prediction, reason: str | None = None) -> None:
 
 async def assert_restarted(runtime: Runtime, module_type: str, times: int) -> None:
     """Assert that module actors of ``module_type`` were restarted ``times`` times after
-    native crashes (as the router counted them)."""
-    report = await runtime.metrics()
-    native = report.modules.get(module_type, {}).get("native")
-    got = native.restarts if native is not None else 0
+    crashing (their own state broke; a crash in one call's native code restarts nothing: see
+    :func:`assert_native_crashed`), as the router counted them."""
+    got = (await runtime.metrics()).restarts.get(module_type, 0)
     assert got == times, f"expected {times} restarts of {module_type}, got {got}"
+
+
+async def assert_native_crashed(runtime: Runtime, module_type: str, times: int) -> None:
+    """Assert that ``times`` calls of ``module_type`` raised an unexpected exception in native
+    code (each re-run on dspy when fallback is allowed), as the router counted them."""
+    native = (await runtime.metrics()).modules.get(module_type, {}).get("native")
+    got = native.crashes if native is not None else 0
+    assert got == times, f"expected {times} native crashes of {module_type}, got {got}"

@@ -146,11 +146,14 @@ def test_demo_piped_prints_whole_rows_whatever_columns_says(scripted_url: str) -
         "Both implementations send the LM the same messages, so a local server that caches the "
         "prompt answers the second one faster; the order alternates per question.\n"
     ) in out
-    assert f"retried: {ANSWER} (served by dspy)." in out
-    assert "native circuit of Predict is open" in out
+    crash = "InjectedCrash('injected crash after the LM request of call 1')"
+    assert f"re-run on dspy: {ANSWER} (served by dspy, fallback: NativeCrash: {crash})" in out
+    assert "The module kept serving (the same actor)" in out
+    assert "native circuit of Predict is open. The next call went straight to dspy" in out
     assert re.search(
-        r"^module type +impl\. +calls +ok +failed +fallbacks +restarts +p50 +p90$", out, re.M
+        r"^module type +impl\. +calls +ok +failed +fallbacks +crashes +p50 +p90$", out, re.M
     )
+    assert "Module actor restarts: none." in out
     assert re.search(r"^ChainOfThought +native +\d+ +\d+ +0 +0 +0 +\d", out, re.M)
     assert "The runtime shut down cleanly" in out
 

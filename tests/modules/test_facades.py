@@ -196,7 +196,7 @@ async def test_create_rejects_bad_arguments_clearly(rt: Runtime) -> None:
         await dspex.ReAct.create("question -> answer")
     with pytest.raises(ConfigError, match="adapter must be one of"):
         await dspex.Predict.create("question -> answer", adapter="xml")
-    with pytest.raises(InputError, match=r"demos\[0\]"):
+    with pytest.raises(ConfigError, match=r"demos\[0\] must be a mapping"):
         await dspex.Predict.create("question -> answer", demos=["not a dict"])  # type: ignore[list-item]
     with pytest.raises(ConfigError, match="lm must be"):
         await dspex.Predict.create("question -> answer", lm="openai/gpt-4o")
@@ -240,8 +240,8 @@ async def test_info_and_demos_that_survive_a_restart(rt: Runtime, server: Script
     )
     assert (info.native_available, info.circuit, info.demos) == (True, "closed", 0)
     await predict.set_demos([{"question": "Capital of Italy?", "answer": "Rome"}])
-    inject_faults(rt, crash_on={1})
-    await predict(question="q")  # crashes once, restarted, retried
+    inject_faults(rt, crash_actor_on={1})
+    await predict(question="q")  # the actor crashes, is restarted and the call sent again
     assert (await predict.info()).demos == 1
     assert "Rome" in server.requests[-1].messages[2]["content"]
 

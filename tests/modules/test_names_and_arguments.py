@@ -1,5 +1,7 @@
 """Names and call arguments at the boundary: the seed design's spellings of module types and
-implementations, unknown module types at run time, and the ``timeout`` of a call."""
+implementations, unknown module types at run time, and a call's own arguments (``timeout``,
+``temperature``, ``max_tokens``, ``n``, ``key``): a bad one is the caller's InputError, raised
+before routing, so it never crashes an actor or moves a circuit."""
 
 from __future__ import annotations
 
@@ -95,3 +97,70 @@ async def test_a_timeout_that_is_no_positive_number_is_an_input_error(
     assert server.requests == []  # rejected before routing: no LM request, no route
     assert route_spans(spans) == []
     assert (await predict.execute({"question": "q"}, timeout=5)).answer == "Paris"
+
+
+@pytest.mark.parametrize(
+    ("argument", "value", "allowed"),
+    [
+        ("temperature", "hot", "temperature must be a number from 0 to 2"),
+        ("temperature", -0.1, "temperature must be a number from 0 to 2"),
+        ("temperature", 2.5, "temperature must be a number from 0 to 2"),
+        ("temperature", float("nan"), "temperature must be a number from 0 to 2"),
+        ("temperature", True, "temperature must be a number from 0 to 2"),
+        ("max_tokens", 0, "max_tokens must be an int >= 1"),
+        ("max_tokens", 1.5, "max_tokens must be an int >= 1"),
+        ("max_tokens", "100", "max_tokens must be an int >= 1"),
+        ("max_tokens", True, "max_tokens must be an int >= 1"),
+        ("n", "2", "n must be an int >= 1"),
+        ("n", 0, "n must be an int >= 1"),
+        ("n", 2.0, "n must be an int >= 1"),
+        ("key", 1.5, "key must be a str or an int"),
+        ("key", ["user-1"], "key must be a str or an int"),
+        ("key", True, "key must be a str or an int"),
+    ],
+)
+async def test_a_bad_call_argument_is_an_input_error_that_moves_nothing(
+    rt: Runtime,
+    server: ScriptedLM,
+    spans: InMemorySpanExporter,
+    argument: str,
+    value: Any,
+    allowed: str,
+) -> None:
+    predict = await dspex.Predict.create("question -> answer")
+    actor = predict.actor
+    for _ in range(5):  # more than the crashes that used to open the native circuit
+        with pytest.raises(InputError, match=f"^{allowed}.*; got {re.escape(repr(value))}$"):
+            await predict.execute({"question": "q"}, **{argument: value})
+    assert server.requests == []  # rejected before routing: no LM request, no route
+    assert route_spans(spans) == []
+    report = await rt.metrics()
+    assert (report.modules, report.circuits, report.restarts) == ({}, {}, {})
+    assert predict.actor is actor  # never crashed
+    assert (await predict.execute({"question": "q"})).answer == "Paris"
+
+
+@pytest.mark.parametrize("implementation", ["native", "dspy"])
+async def test_lm_overrides_at_their_bounds_reach_the_lm(
+    rt: Runtime, server: ScriptedLM, implementation: str
+) -> None:
+    predict = await dspex.Predict.create("question -> answer", implementation=implementation)
+    for temperature in (0, 2):
+        await predict.execute({"question": "q"}, temperature=temperature, max_tokens=1, n=1)
+        body = server.requests[-1].body or {}
+        assert (body["temperature"], body["max_tokens"], body["n"]) == (temperature, 1, 1)
+
+
+@pytest.mark.parametrize(
+    "config",
+    [Config(rollout={"Predict": {"native_percent": 50}}, adaptive={"explore_rate": 0.0})],
+)
+async def test_an_int_key_is_the_same_rollout_key_as_its_string(rt: Runtime) -> None:
+    predict = await dspex.Predict.create("question -> answer")
+    served = {}
+    for user in range(20):
+        by_int = await predict.execute({"question": "q"}, key=user)
+        by_str = await predict.execute({"question": "q"}, key=str(user))
+        assert by_int.implementation == by_str.implementation
+        served[user] = by_int.implementation
+    assert set(served.values()) == {"native", "dspy"}  # the key decides, half and half

@@ -14,7 +14,7 @@ from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanE
 
 import dspex
 from dspex.config import Config
-from dspex.errors import ActorExited, LMError, Overloaded, Timeout, Unavailable
+from dspex.errors import LMError, LMTimeout, Overloaded, Timeout, Unavailable
 from dspex.lm import LM
 from dspex.runtime import Runtime
 from dspex.testing import Hang, RecordedRequest, Reply, ScriptedLM, Status
@@ -50,6 +50,42 @@ async def test_a_deadline_cancels_the_work_and_the_actor_keeps_serving(
     assert (await predict(question="q")).answer == "Paris"
 
 
+@pytest.mark.parametrize("implementation", ["native", "dspy"])
+async def test_an_lm_timeout_is_an_lm_timeout_and_the_deadline_a_timeout(
+    server: ScriptedLM, implementation: str
+) -> None:
+    server.script = Hang()
+    lm = LM("openai/scripted", api_base=server.base_url, api_key="k", timeout=0.3, num_retries=0)
+    async with Runtime(lm=lm, config=_errors_of(implementation)):
+        predict = await dspex.Predict.create("question -> answer")
+        # No deadline of its own (Config() has no call_timeout): the LM's timeout cuts it.
+        with pytest.raises(LMTimeout, match="did not answer within") as lm_late:
+            await predict(question="q")
+        # A deadline shorter than the LM's timeout: the call's own Timeout, saying so.
+        with pytest.raises(Timeout) as call_late:
+            await predict.execute({"question": "q"}, timeout=0.1)
+    assert "timed out after" not in str(lm_late.value)
+    assert not isinstance(call_late.value, LMTimeout)
+    assert str(call_late.value) == (
+        "Predict call timed out after 0.1 s (its deadline: execute(timeout=) or "
+        "Config.call_timeout); its work, LM request included, was cancelled"
+    )
+
+
+async def test_metrics_after_stop_are_the_final_report(server: ScriptedLM) -> None:
+    rt = Runtime(lm=lm_of(server), config=Config(adaptive={"explore_rate": 0.0}))
+    async with rt:
+        predict = await dspex.Predict.create("question -> answer")
+        for _ in range(3):
+            await predict(question="q")
+        running = await rt.metrics()
+    final = await rt.metrics()  # the router is gone: the report it left when it stopped
+    assert final == running
+    assert final.modules["Predict"]["native"].calls == 3
+    async with rt:  # a new run starts from a clean slate
+        assert (await rt.metrics()).modules == {}
+
+
 @pytest.mark.parametrize("config", [Config(call_timeout=0.2, adaptive={"explore_rate": 0.0})])
 async def test_the_runtime_default_deadline_applies(rt: Runtime, server: ScriptedLM) -> None:
     server.script = Hang()
@@ -60,21 +96,30 @@ async def test_the_runtime_default_deadline_applies(rt: Runtime, server: Scripte
 
 
 @pytest.mark.parametrize(
-    "config", [Config(max_concurrency=1, mailbox_size=1, adaptive={"explore_rate": 0.0})]
+    "config", [Config(max_concurrency=2, mailbox_size=2, adaptive={"explore_rate": 0.0})]
 )
-async def test_overload_fails_fast_beyond_the_limits(rt: Runtime, server: ScriptedLM) -> None:
+@pytest.mark.parametrize("burst", [True, False])
+async def test_overload_fails_fast_beyond_the_limits(
+    rt: Runtime, server: ScriptedLM, burst: bool
+) -> None:
     server.script = slow(0.3)
     predict = await dspex.Predict.create("question -> answer")
     calls = []
-    for i in range(6):  # one at a time, so the actor takes each as far as it can
+    for i in range(6):  # all at once, or one at a time: the actor takes each as far as it can
         calls.append(asyncio.ensure_future(predict(question=f"q{i}")))
-        await asyncio.sleep(0.02)
+        if not burst:
+            await asyncio.sleep(0.02)
     results = await asyncio.gather(*calls, return_exceptions=True)
     served = [r for r in results if isinstance(r, dspex.Prediction)]
     refused = [r for r in results if isinstance(r, Overloaded)]
-    # one running, one waiting for a slot in the actor, one in the mailbox; the rest refused
-    assert (len(served), len(refused)) == (3, 3)
-    assert all("mailbox" in str(r) for r in refused)
+    # max_concurrency running and mailbox_size waiting were accepted; the rest refused at once
+    assert (len(served), len(refused)) == (4, 2)
+    assert {str(r) for r in refused} == {
+        "Predict module 'dspex.module.Predict.1' is overloaded: 2 calls running "
+        "(max_concurrency) and 2 waiting (mailbox_size), so it takes no more now; retry later, "
+        "raise those limits, or set Config(overload='wait') to wait for room within the "
+        "call's deadline"
+    }
     assert (await predict(question="again")).answer == "Paris"
 
 
@@ -104,10 +149,10 @@ async def test_memory_stays_bounded_under_a_flood() -> None:
         calls = [asyncio.ensure_future(predict(question="q")) for _ in range(10 * 13)]
         await asyncio.sleep(0.05)
         proc = predict.actor._proc
-        assert len(proc.mailbox) + len(proc.blocked) <= 8  # bounded whatever the flood
+        assert len(proc.mailbox) + len(proc.blocked) <= 4 + 8  # bounded whatever the flood
         results = await asyncio.gather(*calls, return_exceptions=True)
         served = sum(isinstance(r, dspex.Prediction) for r in results)
-        assert 8 <= served <= 4 + 1 + 8  # what was accepted was served...
+        assert served == 4 + 8  # what was accepted (4 running, 8 waiting) was served...
         assert all(
             isinstance(r, (dspex.Prediction, Overloaded)) for r in results
         )  # ...the rest refused
@@ -147,8 +192,12 @@ async def test_drain_timeout_then_calls_in_flight_get_a_clear_error() -> None:
         call = asyncio.ensure_future(predict(question="q"))
         await asyncio.sleep(0.05)
         await asyncio.wait_for(rt.shutdown(), 5)
-        with pytest.raises(ActorExited):
+        with pytest.raises(Unavailable) as info:
             await call
+    assert str(info.value) == (
+        "the runtime stopped: this Predict call was still running after drain_timeout "
+        "(0.1 s) and was cancelled"
+    )
 
 
 async def test_forced_shutdown_cancels_at_once() -> None:
@@ -159,7 +208,7 @@ async def test_forced_shutdown_cancels_at_once() -> None:
         call = asyncio.ensure_future(predict(question="q"))
         await asyncio.sleep(0.05)
         await asyncio.wait_for(rt.shutdown(force=True), 1)
-        with pytest.raises(ActorExited):
+        with pytest.raises(Unavailable, match="cancelled by a forced shutdown"):
             await call
 
 
@@ -313,7 +362,7 @@ async def test_a_second_signal_forces_the_shutdown() -> None:
         assert rt.state == "draining"  # waiting for the hung call, up to drain_timeout
         os.kill(os.getpid(), signal.SIGTERM)
         await asyncio.wait_for(stopped.wait(), 5)
-        with pytest.raises(ActorExited):
+        with pytest.raises(Unavailable, match="cancelled by a forced shutdown"):
             await call
     for sig in (signal.SIGINT, signal.SIGTERM):
         asyncio.get_running_loop().remove_signal_handler(sig)

@@ -8,6 +8,7 @@ import pytest
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
 import dspex
+from dspex.backends.dspy import import_dspy
 from dspex.config import Config
 from dspex.errors import ConfigError
 from dspex.routing import GetMetrics, Outcome
@@ -107,6 +108,7 @@ async def test_auto_follows_the_metrics(rt: Runtime) -> None:
 
 @pytest.mark.parametrize("config", [Config(adaptive={"explore_rate": 1.0})])
 async def test_auto_keeps_sampling_the_other_implementation(rt: Runtime) -> None:
+    await import_dspy(gc_freeze=rt.config.gc_freeze)  # explored once loaded (test_explore.py)
     predict = await dspex.Predict.create("question -> answer")
     assert (await predict(question="q")).implementation == "dspy"  # always explore
 

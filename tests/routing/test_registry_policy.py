@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 
 import dspex
+from dspex._dspy_import import load_dspy
 from dspex.backends.dspy import DSPY_MODULE_TYPES
 from dspex.backends.native import NATIVE_MODULE_TYPES
 from dspex.config import MODULE_TYPES, Config
@@ -124,7 +125,8 @@ def test_choose_follows_the_rules_in_order() -> None:
 
 
 def test_auto_explores_the_other_implementation_at_the_explore_rate() -> None:
-    config = Config(adaptive={"explore_rate": 0.25})  # type: ignore[arg-type]
+    load_dspy()  # dspy is explored once DSPy is loaded (tests/routing/test_explore.py)
+    config = Config(adaptive={"explore_rate": 0.25}, gc_freeze=False)  # type: ignore[arg-type]
     picks = [choose(snap(config), "Predict", None, 0.0, lambda i=i: i / 100)[1] for i in range(100)]
     assert picks.count("explore") == 25
 
@@ -135,6 +137,11 @@ def test_open_circuit_routes_to_dspy_until_one_probe_after_the_cooldown() -> Non
     assert choose(s, "Predict", None, 5.0) == ("dspy", "circuit_open")
     assert s.circuit_state("Predict", 5.0) == "open"
     assert s.circuit_state("Predict", 10.0) == "half_open"
-    assert choose(s, "Predict", None, 10.0) == ("native", "probe")
-    assert choose(s, "Predict", None, 10.0) == ("dspy", "circuit_open")  # one probe at a time
+    assert choose(s, "Predict", None, 10.0) == ("native", "probe")  # to claim from the router
+    assert choose(s, "Predict", None, 10.0) == ("native", "probe")  # choosing changes nothing
+    probing = snap(
+        Config(implementation_preference="native_first"),
+        circuits={"Predict": Circuit(opened_at=0.0, until=10.0, probing=True)},
+    )
+    assert choose(probing, "Predict", None, 11.0) == ("dspy", "circuit_open")  # one at a time
     assert choose(s, "Predict", "native", 5.0) == ("native", "forced")  # force still wins

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import datetime
 import json
 
@@ -10,12 +11,14 @@ import pytest
 from dspex.config import Config
 from dspex.errors import ConfigError
 from dspex.routing import (
+    ClaimProbe,
     Configure,
     GetMetrics,
     MetricsReport,
+    ModuleRestarted,
     NativeCrashed,
-    OpenCircuit,
     Outcome,
+    ProbeAbandoned,
     Registry,
     RouterActor,
     RoutingSnapshot,
@@ -65,36 +68,108 @@ async def test_adaptive_leader_prefers_success_over_speed(runtime: Runtime) -> N
     assert cell.snapshot.adaptive["Predict"] == "dspy"
 
 
-async def test_circuit_opens_then_a_successful_probe_closes_it(runtime: Runtime) -> None:
-    ref, cell = await _router(runtime)
-    ref.cast(OpenCircuit("Predict", "fallback_restart"))  # type: ignore[attr-defined]
+def _crash(ref: object, module_type: str = "Predict") -> None:
+    ref.cast(NativeCrashed(module_type, "KeyError('answer')"))  # type: ignore[attr-defined]
+
+
+async def test_native_crashes_open_the_circuit_at_the_threshold(runtime: Runtime) -> None:
+    ref, cell = await _router(runtime, circuit={"crash_threshold": 3})
+    for _ in range(2):
+        _crash(ref)
+    report = await ref.call(GetMetrics())  # type: ignore[attr-defined]
+    assert report.circuits == {}
+    assert report.modules["Predict"]["native"].crashes == 2
+    _crash(ref)
     report = await ref.call(GetMetrics())  # type: ignore[attr-defined]
     assert report.circuits == {"Predict": "open"}
-    assert "Predict" in cell.snapshot.circuits
+    assert report.modules["Predict"]["native"].crashes == 3
+    assert cell.snapshot.circuit_state("Predict", runtime.loop.time()) == "open"
+    assert report.restarts == {}  # a crash in a call restarts no actor
+
+
+async def test_crashes_further_apart_than_the_window_do_not_add_up(runtime: Runtime) -> None:
+    ref, _ = await _router(runtime, circuit={"crash_threshold": 2, "window": 0.05})
+    _crash(ref)
+    await ref.call(GetMetrics())  # type: ignore[attr-defined]
+    await asyncio.sleep(0.06)  # the first crash leaves the window
+    _crash(ref)
+    report = await ref.call(GetMetrics())  # type: ignore[attr-defined]
+    assert report.circuits == {}
+    _crash(ref)  # the second within the window of the previous one
+    assert (await ref.call(GetMetrics())).circuits == {"Predict": "open"}  # type: ignore[attr-defined]
+
+
+async def test_without_fallback_crashes_never_open_the_circuit(runtime: Runtime) -> None:
+    ref, _ = await _router(runtime, allow_fallback=False, circuit={"crash_threshold": 1})
+    _crash(ref)
+    report = await ref.call(GetMetrics())  # type: ignore[attr-defined]
+    assert report.circuits == {}  # native is all there is: it stays native
+    assert report.modules["Predict"]["native"].crashes == 1
+
+
+async def test_one_probe_is_granted_after_the_cooldown_and_its_success_closes_it(
+    runtime: Runtime,
+) -> None:
+    ref, cell = await _router(runtime, circuit={"crash_threshold": 1, "cooldown": 0.05})
+    _crash(ref)
+    assert await ref.call(ClaimProbe("Predict")) is False  # type: ignore[attr-defined]  # open
+    opened = cell.snapshot
+    await asyncio.sleep(0.06)  # the cool-down is over: half-open
+    assert await ref.call(ClaimProbe("Predict")) is True  # type: ignore[attr-defined]
+    assert await ref.call(ClaimProbe("Predict")) is False  # type: ignore[attr-defined]  # one
+    assert cell.snapshot.circuits["Predict"].probing
+    assert not opened.circuits["Predict"].probing  # a published snapshot never changes
+    with pytest.raises(AttributeError):
+        cell.snapshot.circuits["Predict"].probing = False  # type: ignore[misc]
     ref.cast(Outcome("Predict", "native", 0.01, ok=True, probe=True))  # type: ignore[attr-defined]
     report = await ref.call(GetMetrics())  # type: ignore[attr-defined]
     assert report.circuits == {}
     assert cell.snapshot.circuits == {}
+    assert await ref.call(ClaimProbe("Predict")) is True  # type: ignore[attr-defined]  # closed
+    _crash(ref)  # the count starts afresh at the closing: one crash is the threshold again
+    assert (await ref.call(GetMetrics())).circuits == {"Predict": "open"}  # type: ignore[attr-defined]
 
 
-async def test_failed_or_crashed_probe_reopens_the_circuit(runtime: Runtime) -> None:
-    ref, cell = await _router(runtime)
-    ref.cast(OpenCircuit("Predict", "fallback_restart"))  # type: ignore[attr-defined]
+async def test_a_failed_probe_opens_the_circuit_again(runtime: Runtime) -> None:
+    ref, cell = await _router(runtime, circuit={"crash_threshold": 1, "cooldown": 0.05})
+    _crash(ref)
     await ref.call(GetMetrics())  # type: ignore[attr-defined]
     first = cell.snapshot.circuits["Predict"]
+    await asyncio.sleep(0.06)
+    assert await ref.call(ClaimProbe("Predict")) is True  # type: ignore[attr-defined]
     ref.cast(Outcome("Predict", "native", 0.01, ok=False, probe=True))  # type: ignore[attr-defined]
-    await ref.call(GetMetrics())  # type: ignore[attr-defined]
-    second = cell.snapshot.circuits["Predict"]
-    assert second is not first
-    assert second.until >= first.until
-    ref.cast(NativeCrashed("Predict"))  # type: ignore[attr-defined]
-    await ref.call(GetMetrics())  # type: ignore[attr-defined]
-    assert cell.snapshot.circuits["Predict"] is second  # a crash that is not a probe's
-    assert second.claim_probe(second.until)
-    ref.cast(NativeCrashed("Predict"))  # type: ignore[attr-defined]
     report = await ref.call(GetMetrics())  # type: ignore[attr-defined]
-    assert cell.snapshot.circuits["Predict"] is not second  # the probe crashed: open again
-    assert report.modules["Predict"]["native"].restarts == 2
+    second = cell.snapshot.circuits["Predict"]
+    assert report.circuits == {"Predict": "open"}
+    assert second.until > first.until
+    assert not second.probing
+    assert await ref.call(ClaimProbe("Predict")) is False  # type: ignore[attr-defined]
+
+
+async def test_a_probe_whose_call_was_cancelled_while_claiming_it_reopens_the_circuit(
+    runtime: Runtime,
+) -> None:
+    ref, cell = await _router(runtime, circuit={"crash_threshold": 1, "cooldown": 0.05})
+    _crash(ref)
+    await asyncio.sleep(0.06)
+    ref.cast(ProbeAbandoned("Predict"))  # type: ignore[attr-defined]  # none granted: no-op
+    await ref.call(GetMetrics())  # type: ignore[attr-defined]
+    first = cell.snapshot.circuits["Predict"]
+    assert await ref.call(ClaimProbe("Predict")) is True  # type: ignore[attr-defined]
+    ref.cast(ProbeAbandoned("Predict"))  # type: ignore[attr-defined]  # it will never report
+    report = await ref.call(GetMetrics())  # type: ignore[attr-defined]
+    second = cell.snapshot.circuits["Predict"]
+    assert report.circuits == {"Predict": "open"}
+    assert (second.probing, second.until > first.until) == (False, True)
+
+
+async def test_module_restarts_are_counted_per_module_type(runtime: Runtime) -> None:
+    ref, _ = await _router(runtime)
+    ref.cast(ModuleRestarted("Predict"))  # type: ignore[attr-defined]
+    ref.cast(ModuleRestarted("Predict"))  # type: ignore[attr-defined]
+    report = await ref.call(GetMetrics())  # type: ignore[attr-defined]
+    assert report.restarts == {"Predict": 2}
+    assert report.circuits == {}  # restarts are a metric: only crash reports move circuits
 
 
 async def test_configure_changes_flags_at_run_time_and_validates(runtime: Runtime) -> None:
@@ -117,8 +192,9 @@ async def test_configure_changes_flags_at_run_time_and_validates(runtime: Runtim
 async def test_the_report_as_plain_data_for_json(runtime: Runtime) -> None:
     ref, _ = await _router(runtime)
     ref.cast(Outcome("Predict", "native", 0.01, ok=True))  # type: ignore[attr-defined]
-    ref.cast(NativeCrashed("Predict"))  # type: ignore[attr-defined]
-    ref.cast(OpenCircuit("Predict", "3 native crashes"))  # type: ignore[attr-defined]
+    for _ in range(3):
+        _crash(ref)
+    ref.cast(ModuleRestarted("Predict"))  # type: ignore[attr-defined]
     when = datetime.date(2024, 5, 1)
     ref.cast(  # type: ignore[attr-defined]
         ShadowResult(
@@ -135,9 +211,10 @@ async def test_the_report_as_plain_data_for_json(runtime: Runtime) -> None:
     report: MetricsReport = await ref.call(GetMetrics())  # type: ignore[attr-defined]
     plain = json.loads(json.dumps(report.to_dict()))
     native = plain["modules"]["Predict"]["native"]
-    assert (native["calls"], native["successes"], native["restarts"]) == (1, 1, 1)
+    assert (native["calls"], native["successes"], native["crashes"]) == (1, 1, 3)
     assert native["latency_p50_ms"] == pytest.approx(10)
     assert plain["circuits"] == {"Predict": "open"}
+    assert plain["restarts"] == {"Predict": 1}
     assert plain["rollbacks"] == {}
     shadow = plain["shadow"]["Predict"]
     assert (shadow["calls"], shadow["agreement_rate"]) == (1, 0.0)

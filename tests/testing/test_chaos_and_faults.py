@@ -78,7 +78,13 @@ async def test_inject_faults_by_schedule_rate_and_module_type() -> None:
                 with pytest.raises(dspex.LMError, match="injected LM failure on call 2"):
                     await predict(question="q")
                 assert faults.calls == 2
-                assert faults.injected == {"crash": 0, "fail": 1, "hang": 0}
+                assert faults.injected == {
+                    "crash": 0,
+                    "crash_after_request": 0,
+                    "crash_actor": 0,
+                    "fail": 1,
+                    "hang": 0,
+                }
             assert rt.backends["native"] is not faults  # removed
             seeded = [inject_faults(rt, crash_rate=0.5, seed=3) for _ in range(2)]
             rolls = [[s._pick(n) for n in range(1, 50)] for s in seeded]

@@ -35,10 +35,12 @@ async def test_chaos_loses_no_call_and_leaves_nothing_running(
     assert report.tasks_left == 0
     assert report.supervisor_escalations == 0  # restart intensity held
     assert report.succeeded > 0.8 * report.submitted
-    assert report.restarts > 0  # the faults really happened...
+    assert report.native_crashes > 0  # the faults really happened...
     assert report.fallbacks > 0
     assert all(report.injected[kind] > 0 for kind in ("crash", "lm_error", "lm_hang"))
-    assert set(report.errors) <= {"Timeout", "ActorExited", "ParseError", "LMError", "LMTimeout"}
+    assert report.restarts == 0  # ...and each crash cost its own call at most: no actor died
+    # ModuleError: native crashed and the dspy fallback met an LM fault too
+    assert set(report.errors) <= {"Timeout", "ParseError", "LMError", "LMTimeout", "ModuleError"}
 
 
 async def test_only_tasks_dspex_named_count_as_left_running(
