@@ -19,6 +19,7 @@ from typing import Any, ClassVar, Literal, TypeGuard
 
 import msgspec
 
+from dspex._kinds import KINDS
 from dspex.actors._messages import Overflow
 from dspex.errors import ConfigError
 
@@ -33,18 +34,9 @@ PREFERENCES: tuple[Preference, ...] = ("auto", "native_first", "dspy_first")
 ADAPTERS: tuple[AdapterName, ...] = ("chat", "json")
 _ALIASES = {"python": "dspy", "python_first": "dspy_first"}
 
-#: Every module type dspex runs: the dspy implementation has them all, native a subset.
-MODULE_TYPES: tuple[str, ...] = (
-    "Predict",
-    "ChainOfThought",
-    "ReAct",
-    "MultiChainComparison",
-    "BestOfN",
-    "Refine",
-    "Parallel",
-    "ProgramOfThought",
-    "Module",
-)
+#: Every module type dspex runs (one record each in ``dspex._kinds``): the dspy implementation
+#: has them all, native a subset.
+MODULE_TYPES: tuple[str, ...] = tuple(KINDS)
 
 #: ``DSPEX_*`` variables read outside :class:`Config` (not warned about as unknown), with what
 #: each sets.

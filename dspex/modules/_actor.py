@@ -12,10 +12,11 @@ broken (the rebuild fails); its supervisor then restarts it.
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 import random
 import time
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from typing import TYPE_CHECKING, Any
 
 import msgspec
@@ -23,6 +24,7 @@ from opentelemetry import context as otel_context
 from opentelemetry import trace
 
 from dspex import telemetry
+from dspex._kinds import KINDS, ModuleKind
 from dspex.actors import NOREPLY, Actor, Caller
 from dspex.backends._spec import CallOptions, ModuleSpec
 from dspex.backends.native import check_inputs
@@ -89,10 +91,6 @@ def _with_fallback_error(error: DSPexError, fallback: DSPexError) -> DSPexError:
     return error
 
 
-#: Inputs some module types take besides their signature's input fields.
-_EXTRA_INPUTS = {"MultiChainComparison": frozenset({"completions"})}
-
-
 class SpecBox:
     """The module's current spec, kept outside the actor so a restart starts from the latest
     demos and settings (as OTP keeps state that must survive a crash in ETS)."""
@@ -124,6 +122,14 @@ class SetDemos(msgspec.Struct, frozen=True):
     checked by the actor against the module's signature."""
 
     demos: Any
+
+
+def _batch(inputs: Mapping[str, Any]) -> dict[str, Any]:
+    """A Parallel call's inputs: ``batch``, a list of input mappings (each checked as it runs)."""
+    batch = inputs.get("batch") if isinstance(inputs, Mapping) else None
+    if not isinstance(batch, (list, tuple)) or not all(isinstance(i, Mapping) for i in batch):
+        raise InputError("Parallel takes batch=[{...}, ...]: a list of input mappings")
+    return {"batch": list(batch)}
 
 
 def check_demos(demos: object, signature: Signature | None) -> tuple[dict[str, Any], ...]:
@@ -196,7 +202,7 @@ class ModuleActor(Actor):
         registry = rt.routing.snapshot.registry
         self.available = registry.available_implementations(self.module_type)
         self.native_available = "native" in self.available
-        self.extra_inputs = _EXTRA_INPUTS.get(self.module_type, frozenset())
+        self.check = self._input_check(KINDS[self.module_type], spec.signature)
         self.native_unsupported: str | None = None
         self.in_flight = 0
         self.shadows_in_flight = 0
@@ -233,7 +239,7 @@ class ModuleActor(Actor):
     async def handle_call(self, msg: Any, caller: Caller) -> Any:
         if isinstance(msg, Execute):
             try:
-                inputs = self._check(msg.inputs)
+                inputs = self.check(msg.inputs)
             except DSPexError as exc:
                 caller.fail(exc)
                 return NOREPLY
@@ -261,21 +267,25 @@ class ModuleActor(Actor):
             return self._info()
         return await super().handle_call(msg, caller)
 
-    def _check(self, inputs: Mapping[str, Any]) -> dict[str, Any]:
-        spec = self.box.spec
-        if self.module_type == "Parallel":
-            batch = inputs.get("batch") if isinstance(inputs, Mapping) else None
-            if not isinstance(batch, (list, tuple)) or not all(
-                isinstance(i, Mapping) for i in batch
-            ):
-                raise InputError("Parallel takes batch=[{...}, ...]: a list of input mappings")
-            return {"batch": list(batch)}
-        if spec.signature is None:  # a wrapped dspy.Module: its own forward checks its inputs
-            return dict(inputs)
-        extra = {
-            k: inputs[k] for k in self.extra_inputs if isinstance(inputs, Mapping) and k in inputs
-        }
-        return {**check_inputs(spec.signature, inputs), **extra}
+    @staticmethod
+    def _input_check(
+        kind: ModuleKind, signature: Signature | None
+    ) -> Callable[[Mapping[str, Any]], dict[str, Any]]:
+        """How this module's calls have their inputs checked, chosen once from its kind."""
+        if kind.inputs == "batch":
+            return _batch
+        if kind.inputs == "program" or signature is None:
+            return dict  # a wrapped dspy.Module: its own forward checks its inputs
+        extra = kind.extra_inputs
+        if not extra:
+            return functools.partial(check_inputs, signature)
+
+        def with_extra(inputs: Mapping[str, Any]) -> dict[str, Any]:
+            checked = check_inputs(signature, inputs)
+            checked.update((k, inputs[k]) for k in extra if k in inputs)
+            return checked
+
+        return with_extra
 
     def _choose(
         self, msg: Execute, forced: Implementation | None

@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING, Any, ClassVar
 import msgspec
 from opentelemetry import context as otel_context
 
+from dspex._kinds import KINDS
 from dspex.actors import ActorRef, is_normal_exit
 from dspex.backends._spec import CallOptions, ModuleSpec
 from dspex.config import (
@@ -322,6 +323,7 @@ async def create_module(
     if not rt.accepting:
         raise _refused(rt, "it starts no new modules")
     forced = rt.registry.check_forced(module_type, implementation)
+    wrapped = KINDS[module_type].inputs == "program"  # a dspy.Module: no signature or LM needed
     label = module_type if name is None else _module_name(name)
     sig: Signature | None = None
     if signature is not None:
@@ -331,10 +333,10 @@ async def create_module(
             sig = Signature.parse(signature, instructions, descriptions=descriptions)
         else:
             sig = ensure_signature(signature, instructions)
-    elif module_type != "Module":
+    elif not wrapped:
         raise ConfigError(f"{module_type} needs a signature, e.g. 'question -> answer'")
     model = _as_lm(lm) or rt.lm
-    if model is None and module_type != "Module":
+    if model is None and not wrapped:
         raise ConfigError(f"{module_type} needs an LM: pass lm= or create the Runtime with lm=")
     chosen = adapter if adapter is not None else rt.config.adapter
     if chosen not in ADAPTERS:
@@ -398,12 +400,20 @@ def _adapter_name(name: str) -> AdapterName:
 
 
 class ModuleType:
-    """Base of the facades: one per DSPy module type, each with ``create``."""
+    """Base of the facades: one per DSPy module type, each with ``create``.
+
+    A facade names its module type; its options (``accepted``, of which ``required`` must be
+    given) come from that type's record in ``dspex._kinds``."""
 
     module_type: ClassVar[str]
     #: Module options this type accepts; ``required`` ones must be given.
     accepted: ClassVar[tuple[str, ...]] = ()
     required: ClassVar[tuple[str, ...]] = ()
+
+    def __init_subclass__(cls) -> None:
+        super().__init_subclass__()
+        kind = KINDS[cls.module_type]
+        cls.accepted, cls.required = kind.options, kind.required
 
     @classmethod
     async def create(
@@ -429,15 +439,7 @@ class ModuleType:
         an implementation the type lacks is a ConfigError here, never a silent switch.
         Module options (``tools=``, ``N=``, ...) follow; see the facade's docstring.
         """
-        unknown = sorted(set(options) - set(cls.accepted))
-        if unknown:
-            accepted = ", ".join(cls.accepted) or "none"
-            raise ConfigError(
-                f"{cls.module_type} got unknown option(s) {unknown}; it accepts: {accepted}"
-            )
-        missing = [name for name in cls.required if name not in options]
-        if missing:
-            raise ConfigError(f"{cls.module_type} needs the option(s) {missing}")
+        KINDS[cls.module_type].check_options(options)
         return await create_module(
             cls.module_type,
             signature,
@@ -470,8 +472,6 @@ class ReAct(ModuleType):
     20). The prediction holds the ``trajectory`` dict, ``reasoning`` and the outputs."""
 
     module_type = "ReAct"
-    accepted = ("tools", "max_iters")
-    required = ("tools",)
 
 
 class MultiChainComparison(ModuleType):
@@ -479,7 +479,6 @@ class MultiChainComparison(ModuleType):
     Options: ``M`` (default 3), ``temperature`` (default 0.7)."""
 
     module_type = "MultiChainComparison"
-    accepted = ("M", "temperature")
 
 
 class BestOfN(ModuleType):
@@ -488,8 +487,6 @@ class BestOfN(ModuleType):
     Native runs a sync ``reward_fn`` in a worker thread and also accepts an async one."""
 
     module_type = "BestOfN"
-    accepted = ("N", "reward_fn", "threshold", "fail_count", "module")
-    required = ("N", "reward_fn", "threshold")
 
 
 class Refine(BestOfN):
@@ -504,7 +501,6 @@ class Parallel(ModuleType):
     Options: ``module`` (``"Predict"`` or ``"ChainOfThought"``), ``num_threads``."""
 
     module_type = "Parallel"
-    accepted = ("module", "num_threads")
 
 
 class ProgramOfThought(ModuleType):
@@ -512,7 +508,6 @@ class ProgramOfThought(ModuleType):
     Options: ``max_iters`` (default 3)."""
 
     module_type = "ProgramOfThought"
-    accepted = ("max_iters",)
 
 
 class Module:

@@ -4,14 +4,10 @@ from __future__ import annotations
 
 import pytest
 
-import dspex
 from dspex._dspy_import import load_dspy
-from dspex.backends.dspy import DSPY_MODULE_TYPES
-from dspex.backends.native import NATIVE_MODULE_TYPES
-from dspex.config import MODULE_TYPES, Config
+from dspex.config import Config
 from dspex.errors import ConfigError
 from dspex.routing import Circuit, Registry, RoutingSnapshot, choose
-from dspex.runtime import Runtime
 
 REGISTRY = Registry(
     {"Predict": ["native", "dspy"], "ChainOfThought": ["native", "python"], "ReAct": ["dspy"]}
@@ -93,19 +89,6 @@ def test_override_naming_a_missing_implementation_is_rejected() -> None:
 def test_typos_of_module_types_never_reach_the_registry() -> None:
     with pytest.raises(ConfigError, match="unknown module type 'Typo'; known: Predict, "):
         Config(module_overrides={"Typo": "native"})
-
-
-async def test_module_types_come_from_one_place() -> None:
-    assert set(MODULE_TYPES) == DSPY_MODULE_TYPES  # dspy runs them all
-    assert set(MODULE_TYPES) > NATIVE_MODULE_TYPES
-    facades = {
-        obj.module_type
-        for obj in vars(dspex).values()
-        if isinstance(obj, type) and isinstance(getattr(obj, "module_type", None), str)
-    }
-    assert facades == set(MODULE_TYPES)  # one facade per module type, none unknown
-    async with Runtime(config=Config()) as runtime:
-        assert sorted(runtime.registry.module_types) == sorted(MODULE_TYPES)
 
 
 def test_choose_follows_the_rules_in_order() -> None:

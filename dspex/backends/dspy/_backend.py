@@ -13,13 +13,13 @@ import asyncio
 import concurrent.futures
 import contextvars
 import functools
-import shutil
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Callable, Mapping
 from typing import Any
 
 from dspex._dspy_import import import_dspy, loaded
+from dspex._kinds import KINDS
 from dspex.backends._spec import CallOptions, ModuleSpec
-from dspex.config import MODULE_TYPES, Implementation
+from dspex.config import Implementation
 from dspex.errors import (
     ConfigError,
     DSPexError,
@@ -33,7 +33,7 @@ from dspex.lm._config import api_key_of, redact
 from dspex.prediction import Prediction
 
 #: Module types this implementation provides: every one dspex knows.
-DSPY_MODULE_TYPES = frozenset(MODULE_TYPES)
+DSPY_MODULE_TYPES = frozenset(KINDS)
 
 
 class DSPyInstance:
@@ -58,7 +58,7 @@ class DSPyInstance:
         self.lm = lm
         self.adapter = adapter
         # Modules without their own aforward run their sync forward in a worker thread.
-        self.is_async = spec.module_type != "Parallel" and "aforward" in _own_methods(dspy, module)
+        self.is_async = "aforward" in _own_methods(dspy, module)
         sig = spec.signature
         self.output_names = sig.output_names if sig is not None else ()
 
@@ -106,9 +106,10 @@ class DSPyBackend:
     async def create(self, spec: ModuleSpec) -> DSPyInstance:
         """Build the DSPy module for ``spec`` (imports dspy on first use)."""
         dspy = await import_dspy(gc_freeze=self.gc_freeze)
-        if spec.lm is None and spec.module_type != "Module":
+        kind = KINDS[spec.module_type]
+        if spec.lm is None and kind.inputs != "program":
             raise ConfigError(f"{spec.module_type} needs an LM: pass lm= or set Runtime(lm=...)")
-        module = _BUILDERS[spec.module_type](dspy, spec)
+        module = kind.dspy_builder()(dspy, spec)
         if spec.demos:
             _set_demos(dspy, module, spec)
         lm = spec.lm.to_dspy() if spec.lm is not None else None
@@ -139,8 +140,6 @@ class DSPyBackend:
             context["lm"] = lm
         try:
             with dspy.context(**context):
-                if instance.spec.module_type == "Parallel":
-                    return await _run_parallel(dspy, instance, inputs, self._in_pool)
                 if instance.is_async:
                     result = await instance.module.acall(**inputs)
                 else:
@@ -226,95 +225,6 @@ def map_dspy_error(exc: Exception, secret: str | None = None) -> DSPexError:
             return LMConnectionError(message, status=status)
         return LMError(message, status=status)
     return ModuleError(f"the dspy implementation raised {name}: {text}")
-
-
-async def _run_parallel(
-    dspy: Any,
-    instance: DSPyInstance,
-    inputs: Mapping[str, Any],
-    in_pool: Callable[..., Awaitable[Any]],
-) -> Prediction:
-    """``dspy.Parallel`` over ``inputs["batch"]``: results in order, errors per item."""
-    batch = list(inputs["batch"])
-    options = instance.spec.options
-    runner = dspy.Parallel(
-        num_threads=options.get("num_threads", 8),
-        max_errors=len(batch) + 1,
-        return_failed_examples=True,
-        disable_progress_bar=True,
-    )
-    pairs = [(instance.module, dict(item)) for item in batch]
-    results, _, _ = await in_pool(runner, pairs)
-    out: list[Any] = []
-    for item in results:
-        if item is None:
-            out.append(ModuleError("the item failed in dspy.Parallel"))
-        else:
-            out.append(to_prediction(item, instance.output_names))
-    return Prediction({"results": out}, implementation="dspy")
-
-
-def _inner(dspy: Any, spec: ModuleSpec) -> Any:
-    kind = spec.options.get("module", "Predict")
-    if kind not in ("Predict", "ChainOfThought"):
-        raise ConfigError(f"{spec.module_type} module= must be 'Predict' or 'ChainOfThought'")
-    return getattr(dspy, kind)(_sig(spec))
-
-
-def _sig(spec: ModuleSpec) -> Any:
-    if spec.signature is None:
-        raise ConfigError(f"{spec.module_type} needs a signature")
-    return spec.signature.to_dspy()
-
-
-def _required(spec: ModuleSpec, *names: str) -> list[Any]:
-    missing = [n for n in names if n not in spec.options]
-    if missing:
-        raise ConfigError(f"{spec.module_type} needs the option(s) {missing}")
-    return [spec.options[n] for n in names]
-
-
-def _program_of_thought(dspy: Any, spec: ModuleSpec) -> Any:
-    if shutil.which("deno") is None:
-        raise ConfigError(
-            "ProgramOfThought runs code in DSPy's Deno sandbox and Deno is not installed; "
-            "install Deno (https://deno.land) and make sure `deno` is on PATH"
-        )
-    return dspy.ProgramOfThought(_sig(spec), max_iters=spec.options.get("max_iters", 3))
-
-
-def _program(dspy: Any, spec: ModuleSpec) -> Any:
-    program = spec.program
-    if isinstance(program, type) or (callable(program) and not isinstance(program, dspy.Module)):
-        program = program()  # a factory: a fresh instance per module actor incarnation
-    if not isinstance(program, dspy.Module):
-        raise ConfigError(f"Module.wrap needs a dspy.Module or a factory of one, got {program!r}")
-    return program
-
-
-_BUILDERS: dict[str, Callable[[Any, ModuleSpec], Any]] = {
-    "Predict": lambda dspy, spec: dspy.Predict(_sig(spec)),
-    "ChainOfThought": lambda dspy, spec: dspy.ChainOfThought(_sig(spec)),
-    "ReAct": lambda dspy, spec: dspy.ReAct(
-        _sig(spec), tools=_required(spec, "tools")[0], max_iters=spec.options.get("max_iters", 20)
-    ),
-    "MultiChainComparison": lambda dspy, spec: dspy.MultiChainComparison(
-        _sig(spec), M=spec.options.get("M", 3), temperature=spec.options.get("temperature", 0.7)
-    ),
-    "BestOfN": lambda dspy, spec: dspy.BestOfN(
-        _inner(dspy, spec),
-        *_required(spec, "N", "reward_fn", "threshold"),
-        fail_count=spec.options.get("fail_count"),
-    ),
-    "Refine": lambda dspy, spec: dspy.Refine(
-        _inner(dspy, spec),
-        *_required(spec, "N", "reward_fn", "threshold"),
-        fail_count=spec.options.get("fail_count"),
-    ),
-    "Parallel": _inner,
-    "ProgramOfThought": _program_of_thought,
-    "Module": _program,
-}
 
 
 def _set_demos(dspy: Any, module: Any, spec: ModuleSpec) -> None:

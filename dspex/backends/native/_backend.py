@@ -5,34 +5,15 @@ from __future__ import annotations
 from collections.abc import Coroutine, Mapping
 from typing import Any
 
+from dspex._kinds import KINDS
 from dspex.backends._spec import CallOptions, ModuleSpec
-from dspex.backends.native._best_of_n import NativeBestOfN
-from dspex.backends.native._module import NativeBuilder, NativeModule, parts, predictor
-from dspex.backends.native._multi_chain import NativeMultiChainComparison
-from dspex.backends.native._parallel import NativeParallel
-from dspex.backends.native._react import NativeReAct
-from dspex.backends.native._refine import NativeRefine
+from dspex.backends.native._module import NativeModule, parts
 from dspex.config import Implementation
 from dspex.lm import LMClient
 from dspex.prediction import Prediction
 
-
-def _predictor(spec: ModuleSpec, client: LMClient) -> NativeModule:
-    return predictor(spec, client)
-
-
-_MODULES: dict[str, NativeBuilder] = {
-    "Predict": _predictor,
-    "ChainOfThought": _predictor,
-    "ReAct": NativeReAct.from_spec,
-    "MultiChainComparison": NativeMultiChainComparison.from_spec,
-    "BestOfN": NativeBestOfN.from_spec,
-    "Refine": NativeRefine.from_spec,
-    "Parallel": NativeParallel.from_spec,
-}
-
 #: Module types with a native implementation.
-NATIVE_MODULE_TYPES = frozenset(_MODULES)
+NATIVE_MODULE_TYPES = frozenset(kind.name for kind in KINDS.values() if kind.native is not None)
 
 
 class NativeBackend:
@@ -53,9 +34,11 @@ class NativeBackend:
         return {"implementation": "native", "module_types": sorted(NATIVE_MODULE_TYPES)}
 
     async def create(self, spec: ModuleSpec) -> NativeModule:
-        """Build the native module of ``spec``; prompt templates are built here, once."""
-        parts(spec)  # a ConfigError without an LM or a signature
-        return _MODULES[spec.module_type](spec, self.client)
+        """Build the native module of ``spec``; prompt templates are built here, once.
+
+        ConfigError without an LM or a signature, or for a type with no native implementation."""
+        parts(spec)
+        return KINDS[spec.module_type].native_builder()(spec, self.client)
 
     def execute(
         self, instance: NativeModule, inputs: Mapping[str, Any], options: CallOptions
