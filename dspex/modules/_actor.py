@@ -17,7 +17,7 @@ import logging
 import random
 import time
 from collections.abc import Callable, Iterable, Mapping
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 import msgspec
 from opentelemetry import context as otel_context
@@ -55,7 +55,10 @@ from dspex.routing import (
 )
 
 if TYPE_CHECKING:
-    from dspex.runtime import Runtime
+    from dspex.actors import ActorRef
+    from dspex.backends._spec import Backend
+    from dspex.config import Config
+    from dspex.routing import SnapshotCell
     from dspex.signature import Signature
 
 log = logging.getLogger("dspex.modules")
@@ -89,6 +92,41 @@ def _with_fallback_error(error: DSPexError, fallback: DSPexError) -> DSPexError:
     first = str(fallback).strip().partition("\n")[0]
     error.args = (f"{error}; the dspy fallback failed too: {type(fallback).__name__}: {first}",)
     return error
+
+
+class ModuleContext(Protocol):
+    """What a module actor may use of its runtime, and nothing more: the routing snapshot it
+    reads, the implementations it builds on, the router it reports to, the loop's clock and
+    whether shutdown is forcing. The :class:`~dspex.Runtime` provides it."""
+
+    @property
+    def routing(self) -> SnapshotCell:
+        """The router's published snapshot (registry, configuration, circuits)."""
+        ...
+
+    @property
+    def config(self) -> Config:
+        """The configuration in force."""
+        ...
+
+    @property
+    def backends(self) -> Mapping[str, Backend]:
+        """The implementations by name: ``native``, ``dspy``."""
+        ...
+
+    @property
+    def loop(self) -> asyncio.AbstractEventLoop:
+        """The event loop the module runs on."""
+        ...
+
+    @property
+    def forcing(self) -> bool:
+        """Whether shutdown cancels calls in flight instead of draining them."""
+        ...
+
+    def whereis(self, name: str) -> ActorRef | None:
+        """The live actor registered under ``name`` (the router), or None."""
+        ...
 
 
 class SpecBox:
@@ -188,14 +226,25 @@ class ModuleInfo(msgspec.Struct, frozen=True):
         return plain
 
 
+class ModuleStart(msgspec.Struct, frozen=True, kw_only=True):
+    """How a module actor starts: its spec (in the box that outlives its incarnations), the
+    implementation it is forced to (its fallback restart forces ``dspy``), its context and the
+    label its metrics and spans carry (its type, or a wrapped program's name)."""
+
+    box: SpecBox
+    forced: Implementation | None
+    context: ModuleContext
+    label: str
+
+
 class ModuleActor(Actor):
     """Owns one module's spec and backend instances; runs its calls."""
 
-    async def init(self, *args: Any) -> None:
-        box, forced, rt, label = args
+    async def init(self, start: ModuleStart) -> None:
+        box, forced, rt, label = start.box, start.forced, start.context, start.label
         self.box: SpecBox = box
         self.forced: Implementation | None = forced
-        self.rt: Runtime = rt
+        self.rt: ModuleContext = rt
         spec = box.spec
         self.module_type = spec.module_type
         self.label: str = label  # what metrics and spans call it: the type, or a wrap's name

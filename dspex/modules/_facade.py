@@ -40,6 +40,7 @@ from dspex.modules._actor import (
     Info,
     ModuleActor,
     ModuleInfo,
+    ModuleStart,
     SetDemos,
     SpecBox,
     check_demos,
@@ -356,7 +357,7 @@ async def create_module(
     child = ChildSpec(
         id=(module_type, module_id),
         start=ModuleActor,
-        args=(SpecBox(spec), forced, rt, label),
+        args=(ModuleStart(box=SpecBox(spec), forced=forced, context=rt, label=label),),
         name=actor_name,
         # room for a burst of as many calls as the actor accepts (it counts them itself)
         mailbox_size=config.max_concurrency + config.mailbox_size,
@@ -368,7 +369,8 @@ async def create_module(
     )
     if rt.registry.native_available(module_type) and forced != "dspy":
         circuit = config.circuit
-        on_dspy = msgspec.structs.replace(child, args=(child.args[0], "dspy", rt, label))
+        start = msgspec.structs.replace(child.args[0], forced="dspy")
+        on_dspy = msgspec.structs.replace(child, args=(start,))
         fallback = Fallback(spec=on_dspy, after=circuit.crash_threshold, within=circuit.window)
         child = msgspec.structs.replace(child, fallback=fallback)
     try:
