@@ -296,7 +296,7 @@ class ModuleActor(Actor):
                 caller.fail(MailboxFull(f"{self.label}: max_concurrency + mailbox_size taken"))
                 return NOREPLY  # the facade words it as Overloaded
             await self.places.acquire()  # overload="wait": the mailbox waits for room
-            task = self.start_task(self._admitted(msg, inputs, caller))
+            task = self.start_task(self._run(msg, inputs, caller))
             caller.on_abandon(task.cancel)  # deadline or cancellation: stop the work, LM included
             return NOREPLY
         if isinstance(msg, SetDemos):
@@ -346,72 +346,74 @@ class ModuleActor(Actor):
         return impl, reason
 
     async def _run(self, msg: Execute, inputs: dict[str, Any], caller: Caller) -> None:
-        start = time.perf_counter()
-        if msg.deadline is not None:
-            CALL_DEADLINE.set(msg.deadline)  # this task's own context: the LM client reads it
-        forced = msg.implementation or self.forced
-        impl, reason = self._choose(msg, forced)
-        if reason == "probe" and not await self._claim_probe():
-            impl, reason = "dspy", "circuit_open"
-        served, fallback_reason, error = impl, "", ""
-        span = telemetry.tracer.start_span("dspex.route", context=msg.trace_context)
-        recording = span.is_recording()  # False without an SDK: then spans cost next to nothing
-        token = otel_context.attach(trace.set_span_in_context(span)) if recording else None
-        try:
-            pred = await self._attempt(impl, forced, inputs, msg.options, reason, start)
-        except Exception as err:
-            error = type(err).__name__
-            if recording:
-                span.record_exception(err)
-            failure = await self._failed(impl, err)
-            why = self._fallback_reason(impl, forced, err)
-            if why is None:
-                caller.fail(failure)
-                return
-            served, fallback_reason = "dspy", why
-            telemetry.fallbacks.add(1, {telemetry.OPERATION: self.label})
-            once = msgspec.structs.replace(msg.options, num_retries=0)  # one request, no more
-            try:
-                pred = await self._attempt("dspy", None, inputs, once, reason, time.perf_counter())
-            except Exception as second:
-                error = type(second).__name__
-                caller.fail(_with_fallback_error(failure, await self._failed("dspy", second)))
-                return
-            error = ""
-            detail = repr(err) if why == "NativeCrash" else str(err)
-            caller.reply(pred.with_served("dspy", fallback_reason=f"{why}: {detail}"))
-        else:
-            caller.reply(pred)
-            self._maybe_shadow(impl, inputs, msg.options, pred, time.perf_counter() - start)
-        finally:
-            if token is not None:
-                otel_context.detach(token)
-                span.set_attributes(
-                    {
-                        telemetry.OPERATION: self.label,
-                        telemetry.NATIVE_AVAILABLE: self.native_available,
-                        telemetry.ROUTE_REASON: reason,
-                        telemetry.IMPLEMENTATION: served,
-                        telemetry.FALLBACK: bool(fallback_reason),
-                    }
-                )
-                if fallback_reason:
-                    span.set_attribute(telemetry.FALLBACK_REASON, fallback_reason)
-                if error:
-                    span.set_attribute(telemetry.ERROR_TYPE, error)
-            span.end()
-
-    async def _admitted(self, msg: Execute, inputs: dict[str, Any], caller: Caller) -> None:
         """Run an accepted call once one of the ``max_concurrency`` slots is free; its place
-        among the accepted calls frees when it ends, or when its caller gives up meanwhile."""
+        among the accepted calls frees when it ends, or when its caller gives up meanwhile.
+        (One coroutine per call: the admission is inlined here, not a wrapper's frame.)"""
         try:
-            async with self.slots:
-                self.in_flight += 1
+            await self.slots.acquire()
+        except BaseException:  # cancelled while waiting for a slot
+            self.places.release()
+            raise
+        self.in_flight += 1
+        try:
+            start = time.perf_counter()
+            if msg.deadline is not None:
+                CALL_DEADLINE.set(msg.deadline)  # this task's context: the LM client reads it
+            forced = msg.implementation or self.forced
+            impl, reason = self._choose(msg, forced)
+            if reason == "probe" and not await self._claim_probe():
+                impl, reason = "dspy", "circuit_open"
+            served, fallback_reason, error = impl, "", ""
+            span = telemetry.tracer.start_span("dspex.route", context=msg.trace_context)
+            recording = span.is_recording()  # False without an SDK: spans cost next to nothing
+            token = otel_context.attach(trace.set_span_in_context(span)) if recording else None
+            try:
+                pred = await self._attempt(impl, forced, inputs, msg.options, reason, start)
+            except Exception as err:
+                error = type(err).__name__
+                if recording:
+                    span.record_exception(err)
+                failure = await self._failed(impl, err)
+                why = self._fallback_reason(impl, forced, err)
+                if why is None:
+                    caller.fail(failure)
+                    return
+                served, fallback_reason = "dspy", why
+                telemetry.fallbacks.add(1, {telemetry.OPERATION: self.label})
+                once = msgspec.structs.replace(msg.options, num_retries=0)  # one request, no more
                 try:
-                    await self._run(msg, inputs, caller)
-                finally:
-                    self.in_flight -= 1
+                    again = time.perf_counter()
+                    pred = await self._attempt("dspy", None, inputs, once, reason, again)
+                except Exception as second:
+                    error = type(second).__name__
+                    caller.fail(_with_fallback_error(failure, await self._failed("dspy", second)))
+                    return
+                error = ""
+                detail = repr(err) if why == "NativeCrash" else str(err)
+                caller.reply(pred.with_served("dspy", fallback_reason=f"{why}: {detail}"))
+            else:
+                caller.reply(pred)
+                self._maybe_shadow(impl, inputs, msg.options, pred, time.perf_counter() - start)
+            finally:
+                if token is not None:
+                    otel_context.detach(token)
+                    span.set_attributes(
+                        {
+                            telemetry.OPERATION: self.label,
+                            telemetry.NATIVE_AVAILABLE: self.native_available,
+                            telemetry.ROUTE_REASON: reason,
+                            telemetry.IMPLEMENTATION: served,
+                            telemetry.FALLBACK: bool(fallback_reason),
+                        }
+                    )
+                    if fallback_reason:
+                        span.set_attribute(telemetry.FALLBACK_REASON, fallback_reason)
+                    if error:
+                        span.set_attribute(telemetry.ERROR_TYPE, error)
+                span.end()
         finally:
+            self.in_flight -= 1
+            self.slots.release()
             self.places.release()
 
     async def _claim_probe(self) -> bool:

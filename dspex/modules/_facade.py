@@ -234,7 +234,7 @@ class ModuleRef:
     async def info(self) -> ModuleInfo:
         """The module's type, signature, implementations, circuit state and load; raises
         ModuleStopped if it crashed past its restart budget."""
-        result: ModuleInfo = await (await self._incarnation(None)).call(Info())
+        result: ModuleInfo = await self._ask(Info())
         return result
 
     async def set_demos(self, demos: Iterable[Mapping[str, Any]]) -> None:
@@ -245,7 +245,14 @@ class ModuleRef:
         drop it without a word), and demos a module cannot take (a module with several
         predictors, such as ReAct or a program with 2) are a ConfigError, and the module keeps
         its demos and serves on as before."""
-        await (await self._incarnation(None)).call(SetDemos(demos))
+        await self._ask(SetDemos(demos))
+
+    async def _ask(self, msg: Info | SetDemos) -> Any:
+        """A request to the module's live actor; a full mailbox is Overloaded, as for calls."""
+        try:
+            return await (await self._incarnation(None)).call(msg)
+        except MailboxFull as exc:
+            raise self._call_error(exc, None) from None
 
     async def stop(self) -> None:
         """Stop the module actor and remove it from its supervisor."""

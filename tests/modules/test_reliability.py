@@ -385,3 +385,25 @@ async def test_dspy_calls_leave_nothing_in_dspys_process_wide_trace_or_history(
     assert (await best.execute({"question": "q"}, implementation="dspy")).answer == "Paris"
     # DSPy would keep the last 10,000 predictions, their inputs and LM calls: a service's leak.
     assert (len(dspy.settings.trace), len(GLOBAL_HISTORY)) == (trace, history)
+
+
+@pytest.mark.parametrize(
+    "config", [Config(max_concurrency=1, mailbox_size=1, adaptive={"explore_rate": 0.0})]
+)
+async def test_info_and_set_demos_beyond_the_mailbox_are_overloaded(
+    rt: Runtime, server: ScriptedLM
+) -> None:
+    predict = await dspex.Predict.create("question -> answer")
+    # sent in one go, more requests than the module's mailbox holds (max_concurrency +
+    # mailbox_size): the ones past it are refused at once, in dspex's words
+    results = await asyncio.gather(*(predict.info() for _ in range(8)), return_exceptions=True)
+    refused = [r for r in results if isinstance(r, BaseException)]
+    assert refused
+    assert all(isinstance(r, Overloaded) for r in refused), refused
+    assert all("overloaded" in str(r) and "ActorRef" not in str(r) for r in refused)
+    demos = [{"question": "q", "answer": "a"}]
+    results = await asyncio.gather(
+        *(predict.set_demos(demos) for _ in range(8)), return_exceptions=True
+    )
+    assert all(isinstance(r, Overloaded) for r in results if isinstance(r, BaseException))
+    assert (await predict.info()).demos == 1
