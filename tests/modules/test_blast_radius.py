@@ -5,9 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import re
-from typing import Any
 
-import dspy
 import pytest
 
 import dspex
@@ -15,17 +13,9 @@ from dspex.config import Config
 from dspex.prediction import Prediction
 from dspex.runtime import Runtime
 from dspex.testing import Hang, ScriptedLM
+from tests.modules.programs import Shout
 
 NAME = r"module 'dspex\.module\.{}\.\d+' stopped: "
-
-
-class Shout(dspy.Module):
-    def __init__(self) -> None:
-        super().__init__()
-        self.predict = dspy.Predict("question -> answer")
-
-    def forward(self, question: str) -> Any:
-        return dspy.Prediction(answer=self.predict(question=question).answer.upper())
 
 
 async def hundred_calls(module: dspex.ModuleRef) -> list[Prediction]:

@@ -13,15 +13,7 @@ from dspex.errors import ConfigError
 from dspex.runtime import Runtime
 from dspex.testing import ScriptedLM
 from tests.conftest import METRICS
-
-
-class Shout(dspy.Module):
-    def __init__(self) -> None:
-        super().__init__()
-        self.predict = dspy.Predict("question -> answer")
-
-    def forward(self, question: str) -> Any:
-        return dspy.Prediction(answer=self.predict(question=question).answer.upper())
+from tests.modules.programs import Shout
 
 
 def calls_counted(operation: str) -> int:
