@@ -362,7 +362,7 @@ async def create_module(
     actor_name = f"dspex.module.{label}.{module_id}"
     config = rt.config
     child = ChildSpec(
-        id=(module_type, module_id),
+        id=(label, module_id),  # its supervisor events (restarts) carry the label, as metrics do
         start=ModuleActor,
         args=(ModuleStart(box=SpecBox(spec), forced=forced, context=rt, label=label),),
         name=actor_name,

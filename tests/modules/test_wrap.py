@@ -51,6 +51,13 @@ async def test_unnamed_programs_are_reported_as_module(rt: Runtime) -> None:
     assert (await rt.metrics()).modules["Module"]["dspy"].calls == 1
 
 
+async def test_a_named_programs_restarts_are_reported_under_its_name(rt: Runtime) -> None:
+    qa = await dspex.Module.wrap(Shout, lm=rt.lm, name="qa")
+    rt.exit(qa.actor, "kill")  # its supervisor restarts it from the factory
+    assert (await qa(question="q")).answer == "PARIS"
+    assert (await rt.metrics()).restarts == {"qa": 1}
+
+
 @pytest.mark.parametrize("name", ["", "  ", 42, b"qa"])
 async def test_a_bad_name_is_a_config_error(rt: Runtime, name: Any) -> None:
     with pytest.raises(ConfigError, match="name must be a non-empty string"):
