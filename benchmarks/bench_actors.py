@@ -24,7 +24,7 @@ sys.path.insert(0, str(Path(__file__).parent))
 
 from _common import Row, report, rss_bytes
 
-from dspex.actors import Actor, Caller
+from dspex.actors import Actor, Caller, Node
 from dspex.runtime import Runtime
 from dspex.supervision import ChildRestarted, ChildSpec, Supervisor, SupervisorEvent
 
@@ -64,13 +64,13 @@ async def floor_call(n: int) -> float:
     return dt / n * 1e6
 
 
-async def actor_call(runtime: Runtime, n: int) -> float:
-    ref = await runtime.spawn(Echo)
+async def actor_call(node: Node, n: int) -> float:
+    ref = await node.spawn(Echo)
     t0 = time.perf_counter()
     for i in range(n):
         await ref.call(i)
     dt = time.perf_counter() - t0
-    await runtime.stop(ref)
+    await node.stop(ref)
     return dt / n * 1e6
 
 
@@ -93,14 +93,14 @@ async def floor_cast(n: int) -> float:
     return n / dt
 
 
-async def actor_cast(runtime: Runtime, n: int) -> float:
-    ref = await runtime.spawn(Echo, mailbox_size=n + 1)
+async def actor_cast(node: Node, n: int) -> float:
+    ref = await node.spawn(Echo, mailbox_size=n + 1)
     t0 = time.perf_counter()
     for i in range(n):
         ref.cast(i)
     await ref.call("sync")
     dt = time.perf_counter() - t0
-    await runtime.stop(ref)
+    await node.stop(ref)
     return n / dt
 
 
@@ -127,7 +127,7 @@ async def actor_memory(n: int) -> tuple[float, float]:
     async with Runtime() as runtime:
         gc.collect()
         rss0, (mem0, _) = rss_bytes(), tracemalloc.get_traced_memory()
-        refs = [await runtime.spawn(Echo) for _ in range(n)]
+        refs = [await runtime.node.spawn(Echo) for _ in range(n)]
         await asyncio.sleep(0)
         gc.collect()
         rss1, (mem1, _) = rss_bytes(), tracemalloc.get_traced_memory()
@@ -139,7 +139,7 @@ async def restart_latency(samples: int) -> list[float]:
     async with Runtime() as runtime:
         restarted: asyncio.Queue[SupervisorEvent] = asyncio.Queue()
         await Supervisor.start(
-            runtime,
+            runtime.node,
             [ChildSpec(id="w", start=Echo, name="w")],
             max_restarts=10**9,
             max_seconds=1.0,
@@ -147,7 +147,7 @@ async def restart_latency(samples: int) -> list[float]:
         )
         out = []
         for _ in range(samples):
-            ref = runtime.resolve("w")
+            ref = runtime.node.resolve("w")
             t0 = time.perf_counter()
             ref.cast("crash")
             event = await restarted.get()
@@ -169,7 +169,7 @@ async def main(quick: bool) -> bool:
         floor_c, ours_c = [], []
         for _ in range(5):  # interleave, keep the best of each: the least disturbed runs
             floor_c.append(await floor_call(n_calls // 5))
-            ours_c.append(await actor_call(runtime, n_calls // 5))
+            ours_c.append(await actor_call(runtime.node, n_calls // 5))
         fc, oc = min(floor_c), min(ours_c)
         rows.append(
             Row(
@@ -183,7 +183,7 @@ async def main(quick: bool) -> bool:
             )
         )
         floor_t = max([await floor_cast(n_calls) for _ in range(3)])
-        ours_t = max([await actor_cast(runtime, n_calls) for _ in range(3)])
+        ours_t = max([await actor_cast(runtime.node, n_calls) for _ in range(3)])
         rows.append(
             Row(
                 "cast throughput",

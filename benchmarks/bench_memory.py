@@ -63,7 +63,7 @@ async def per_instance(kind: str, n: int) -> float:
                 pass
 
             async def make() -> Any:
-                return await rt.spawn(Idle)
+                return await rt.node.spawn(Idle)
         else:
             import dspy
 

@@ -15,13 +15,23 @@ from types import TracebackType
 from typing import Any
 
 from dspex.actors import ActorRef, Node, is_normal_exit
+from dspex.actors._messages import SHUTDOWN
 from dspex.backends._spec import Backend
 from dspex.backends.dspy import DSPyBackend, import_dspy
 from dspex.backends.native import NativeBackend
 from dspex.config import Config
-from dspex.errors import ConfigError, DSPexError, ModuleStopped, StartError, format_reason
+from dspex.errors import (
+    ActorError,
+    ConfigError,
+    DSPexError,
+    ModuleStopped,
+    NoProc,
+    StartError,
+    format_reason,
+)
 from dspex.lm import LM, LMClient
 from dspex.lm._embedded import LocalLM, LocalLMServer, _State
+from dspex.modules import ModuleActor
 from dspex.routing import (
     Configure,
     GetMetrics,
@@ -57,17 +67,19 @@ MODULES = "dspex.modules"
 LOCAL_LM = "dspex.local_lm"
 
 
-class Runtime(Node):
-    """The actor system of one app, used as an async context manager::
+class Runtime:
+    """The dspex runtime of one app, used as an async context manager::
 
         async with dspex.Runtime(lm=dspex.LM("openai/local", api_base=url)) as runtime:
             cot = await dspex.ChainOfThought.create("question -> answer")
             print((await cot(question="...")).answer)
 
-    On entry it starts the root supervisor (``runtime.root``, one_for_one) and under it the
-    router and the module supervisor. On exit it stops the root's tree in reverse start order,
-    then any other actor still alive (newest first), each within its shutdown timeout, closes
-    the LM connection pool and leaves no task of its own behind.
+    On entry it starts an actor system (``runtime.node``, a :class:`~dspex.actors.Node`), on
+    it the root supervisor (``runtime.root``, one_for_one) and under that the router and the
+    module supervisor. Actors of your own run on ``runtime.node`` (``runtime.node.spawn(...)``,
+    ``dspex.Supervisor.start(runtime.node, ...)``). On exit it stops the root's tree in reverse
+    start order, then any other actor still alive (newest first), each within its shutdown
+    timeout, closes the LM connection pool and leaves no task of its own behind.
 
     ``lm`` is the default LM of modules created without one: a ``dspex.LM``, a ``dspy.LM``, or
     ``dspex.LM.local()`` to run the embedded model under the root supervisor. ``config``
@@ -81,7 +93,7 @@ class Runtime(Node):
         config: Config | None = None,
         shutdown_timeout: float = 5.0,
     ) -> None:
-        super().__init__()
+        self._node: Node | None = None
         self._local: LocalLM | None = None
         if isinstance(lm, LocalLM):
             self._local, lm = lm, None
@@ -112,6 +124,32 @@ class Runtime(Node):
     # -- what the pieces read -------------------------------------------------------------------
 
     @property
+    def node(self) -> Node:
+        """The actor system of this runtime while it runs (a new one each time it is entered):
+        spawn, call, stop and find actors by name on it. ActorError when it is not running."""
+        node = self._node
+        if node is None:
+            raise ActorError("the runtime is not running; use `async with Runtime()` first")
+        return node
+
+    @property
+    def loop(self) -> asyncio.AbstractEventLoop:
+        """The event loop the runtime runs on; ActorError when it is not running."""
+        return self.node.loop
+
+    def whereis(self, name: str) -> ActorRef | None:
+        """The live actor registered under ``name`` (None too when the runtime is stopped)."""
+        node = self._node
+        return node.whereis(name) if node is not None else None
+
+    async def wait_for_name(self, name: str, timeout: float | None) -> ActorRef:
+        """:meth:`Node.wait_for_name <dspex.actors.Node.wait_for_name>` on this runtime's node:
+        the live actor registered under ``name``, waiting up to ``timeout`` seconds for one to
+        register (a restarted incarnation). NoProc if none does in time (or ModuleStopped for a
+        module that stopped for good meanwhile); ActorError when the runtime is not running."""
+        return await self.node.wait_for_name(name, timeout)
+
+    @property
     def root(self) -> SupervisorRef:
         """The root supervisor: children added with :meth:`start_child` live under it."""
         if self._root is None:
@@ -125,8 +163,10 @@ class Runtime(Node):
 
     @property
     def modules(self) -> DynamicSupervisorRef:
-        """The supervisor of every module actor."""
-        ref = self.resolve(MODULES)
+        """The supervisor of every module actor; NoProc when it is not running."""
+        ref = self.whereis(MODULES)
+        if ref is None:
+            raise NoProc(f"no actor is registered under the name {MODULES!r}")
         assert isinstance(ref, DynamicSupervisorRef)
         return ref
 
@@ -145,13 +185,13 @@ class Runtime(Node):
         (then pass ``runtime=`` to ``create()`` or ``wrap()`` to say which).
         """
         runtime = _current.get()
-        if runtime is not None and runtime._loop is not None:
+        if runtime is not None and runtime.state != "stopped":
             return runtime
         try:
             loop: asyncio.AbstractEventLoop | None = asyncio.get_running_loop()
         except RuntimeError:  # called outside any event loop
             loop = None
-        here = [rt for rt in _running if loop is not None and rt._loop is loop]
+        here = [rt for rt in _running if loop is not None and rt.loop is loop]
         if len(here) == 1:
             return here[0]
         if here:
@@ -173,7 +213,7 @@ class Runtime(Node):
     async def configure(self, **changes: Any) -> Config:
         """Change the configuration at run time (feature flags): validated by the router, then
         followed by the next calls. Returns the new configuration."""
-        config: Config = await self.call(ROUTER, Configure(changes))
+        config: Config = await self.node.call(ROUTER, Configure(changes))
         return config
 
     async def metrics(self) -> MetricsReport:
@@ -183,7 +223,7 @@ class Runtime(Node):
         final = self.routing.final
         if final is not None and self.whereis(ROUTER) is None:
             return final
-        report: MetricsReport = await self.call(ROUTER, GetMetrics())
+        report: MetricsReport = await self.node.call(ROUTER, GetMetrics())
         return report
 
     def module_stopped(self, name: str) -> str | None:
@@ -208,7 +248,7 @@ class Runtime(Node):
             "the other modules keep serving: create it again once the cause is fixed"
         )
         self._stopped_modules[name] = why
-        self.fail_name_waiters(name, lambda: ModuleStopped(name, why))
+        self.node.fail_name_waiters(name, lambda: ModuleStopped(name, why))
 
     def _on_module_event(self, event: SupervisorEvent) -> None:
         """Count module actor restarts after a crash (a metric: circuits are the router's own
@@ -229,9 +269,9 @@ class Runtime(Node):
     # -- lifecycle ------------------------------------------------------------------------------
 
     async def __aenter__(self) -> Runtime:
-        if self._loop is not None:
+        if self._node is not None:
             raise DSPexError("this Runtime is already running")
-        self._loop = asyncio.get_running_loop()
+        self._node = node = Node()
         self.forcing = False  # a forced shutdown before stays readable until now
         try:
             config = self._initial_config
@@ -256,7 +296,7 @@ class Runtime(Node):
                 await import_dspy(gc_freeze=config.gc_freeze)
             self.routing.snapshot = RoutingSnapshot(0, config, self.registry, {}, {})
             self.routing.final = None
-            self._root = await Supervisor.start(self, [], name="dspex.root")
+            self._root = await Supervisor.start(node, [], name="dspex.root")
             if self._local is not None:
                 state = _State(self._local.port)
                 await self._root.start_child(
@@ -323,10 +363,11 @@ class Runtime(Node):
         ``force`` cancels the calls in flight at once instead of draining them. A shutdown
         already under way (a signal's, then the app's own exit) is waited for, not repeated.
         """
-        if self._loop is None:
+        node = self._node
+        if node is None:
             return
         if force:
-            self._cancel_calls()
+            self._cancel_calls(node)
         if self._stopping is not None:
             await self._stopping.wait()
             return
@@ -334,8 +375,8 @@ class Runtime(Node):
         self._state = "draining"
         try:
             if self._root is not None:
-                await self.shutdown_process(self._root._proc, "infinity")
-            await self._stop_all(self.shutdown_timeout)
+                await node.stop(self._root, SHUTDOWN, timeout="infinity")
+            await node.stop_all(self.shutdown_timeout)
             if self.client is not None:
                 await self.client.aclose()
             if self.executor is not None:
@@ -351,7 +392,7 @@ class Runtime(Node):
             self._state = "stopped"
             self._stopped_modules.clear()
             self._root = None
-            self._loop = None
+            self._node = None
             self.client = None
             self.executor = None
             if self._token is not None:
@@ -364,13 +405,13 @@ class Runtime(Node):
             self._stopping = None
             stopping.set()
 
-    def _cancel_calls(self) -> None:
+    def _cancel_calls(self, node: Node) -> None:
         """Stop draining: cancel every call in flight (their callers get Unavailable). The
-        runtime stays ``forcing`` until it starts again, so those callers learn why."""
+        runtime stays ``forcing`` until it starts again, so those callers learn why, and
+        module actors that stop from now on cancel their calls instead of draining them."""
         self.forcing = True
-        for proc in list(self._procs.values()):
-            if proc.actor_type == "ModuleActor" and proc.actor is not None:
-                proc.actor.cancel_tasks()
+        for ref in node.processes(ModuleActor):
+            node.cancel_tasks(ref)
 
     def stop_on_signals(self) -> asyncio.Event:
         """Shut down on SIGINT or SIGTERM: drain the calls in flight the first time, cancel
@@ -420,8 +461,10 @@ class Runtime(Node):
         return stopped
 
     def __repr__(self) -> str:
-        state = "running" if self._loop is not None else "stopped"
-        return f"<Runtime {state}, {len(self._procs)} actors>"
+        node = self._node
+        if node is None:
+            return f"<Runtime {self.state}>"
+        return f"<Runtime {self.state}, {len(node.processes())} actors>"
 
 
 def _replaced_handler(

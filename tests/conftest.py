@@ -1,4 +1,5 @@
-"""Shared fixtures: a running Runtime per test, and a guard that no task outlives its test."""
+"""Shared fixtures: a running Runtime or a bare actor Node per test, and a guard that no task
+outlives its test."""
 
 from __future__ import annotations
 
@@ -18,6 +19,7 @@ from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
+from dspex.actors import Node
 from dspex.runtime import Runtime
 
 # The OpenTelemetry SDK, as an app would install it: spans and metrics kept in memory.
@@ -45,3 +47,16 @@ async def runtime() -> AsyncIterator[Runtime]:
     left = {t for t in asyncio.all_tasks() - before if not t.done()}
     left.discard(asyncio.current_task())  # type: ignore[arg-type]
     assert not left, f"tasks left running after shutdown: {left}"
+
+
+@pytest.fixture
+async def node() -> AsyncIterator[Node]:
+    """A bare actor Node on the test's loop (no dspex runtime); on teardown every actor left is
+    stopped and no task may be left."""
+    before = asyncio.all_tasks()
+    node = Node()
+    yield node
+    await node.stop_all(5.0)
+    left = {t for t in asyncio.all_tasks() - before if not t.done()}
+    left.discard(asyncio.current_task())  # type: ignore[arg-type]
+    assert not left, f"tasks left running after the node stopped: {left}"

@@ -39,10 +39,22 @@ class Signature:
     ``instructions`` holds what DSPy reports as ``Signature.instructions`` (cleandoc-ed).
     """
 
-    __slots__ = ("_cache", "_fields", "_hash", "_inputs", "_instructions", "_name", "_outputs")
+    __slots__ = (
+        "_cache",
+        "_fields",
+        "_hash",
+        "_input_names",
+        "_inputs",
+        "_instructions",
+        "_name",
+        "_output_names",
+        "_outputs",
+    )
 
     _inputs: tuple[Field, ...]
     _outputs: tuple[Field, ...]
+    _input_names: tuple[str, ...]
+    _output_names: tuple[str, ...]
     _instructions: str
     _name: str
     _fields: Mapping[str, Field]
@@ -88,6 +100,8 @@ class Signature:
         setter = object.__setattr__
         setter(self, "_inputs", inputs)
         setter(self, "_outputs", outputs)
+        setter(self, "_input_names", tuple(f.name for f in inputs))
+        setter(self, "_output_names", tuple(f.name for f in outputs))
         setter(self, "_instructions", instructions)
         setter(self, "_name", name)
         setter(self, "_fields", MappingProxyType(fields))
@@ -147,12 +161,12 @@ class Signature:
     @property
     def input_names(self) -> tuple[str, ...]:
         """Names of the input fields, in order."""
-        return tuple(f.name for f in self._inputs)
+        return self._input_names
 
     @property
     def output_names(self) -> tuple[str, ...]:
         """Names of the output fields, in order."""
-        return tuple(f.name for f in self._outputs)
+        return self._output_names
 
     @property
     def signature(self) -> str:

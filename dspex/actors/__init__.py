@@ -5,10 +5,9 @@ Semantics mirror Erlang/OTP's GenServer and processes; the documentation's archi
 """
 
 from dspex.actors._actor import Actor
-from dspex.actors._messages import Down, Exit, Overflow, is_normal_exit
+from dspex.actors._messages import DEFAULT_CALL_TIMEOUT, NOREPLY, Caller, Overflow, is_normal_exit
 from dspex.actors._node import Node, Shutdown
-from dspex.actors._process import NOREPLY
-from dspex.actors._ref import DEFAULT_CALL_TIMEOUT, ActorRef, Caller
+from dspex.actors._process import ActorRef, Down, Exit
 
 __all__ = [
     "DEFAULT_CALL_TIMEOUT",

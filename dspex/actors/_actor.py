@@ -1,4 +1,8 @@
-"""The Actor base class: a GenServer-shaped object whose callbacks run in its own task."""
+"""The Actor base class: a GenServer-shaped object whose callbacks run in its own task.
+
+The top of the actor layer: it is built on the node and the process (as gen_server is built on
+Erlang's processes), and neither of them imports it.
+"""
 
 from __future__ import annotations
 
@@ -6,15 +10,12 @@ import asyncio
 import itertools
 import logging
 from collections.abc import Coroutine
-from typing import TYPE_CHECKING, Any, ClassVar, TypeVar
+from typing import Any, ClassVar, TypeVar
 
-from dspex.actors._messages import NOPROC, Down, Overflow
-from dspex.actors._ref import ActorRef, Caller
+from dspex.actors._messages import NOPROC, Caller, Overflow
+from dspex.actors._node import Node
+from dspex.actors._process import ActorRef, Down, _Process
 from dspex.errors import ActorError
-
-if TYPE_CHECKING:
-    from dspex.actors._node import Node
-    from dspex.actors._process import _Process
 
 log = logging.getLogger("dspex.actors")
 
@@ -49,7 +50,8 @@ class Actor:
     trap_exit: ClassVar[bool] = False
     ref_type: ClassVar[type[ActorRef]] = ActorRef
 
-    _proc: _Process
+    _proc: _Process  # both filled in by Node.spawn
+    _node: Node
 
     # -- callbacks ------------------------------------------------------------------------------
 
@@ -80,9 +82,9 @@ class Actor:
         return self._proc.ref
 
     @property
-    def runtime(self) -> Node:
-        """The runtime (node) this actor runs in."""
-        return self._proc.node
+    def node(self) -> Node:
+        """The node this actor runs on (``runtime.node`` in a :class:`dspex.Runtime`)."""
+        return self._node
 
     def stop(self, reason: object = "normal") -> None:
         """Exit with ``reason`` once the current callback returns; ``terminate`` runs first."""
@@ -94,7 +96,7 @@ class Actor:
 
     async def spawn_link(self, factory: type[A], *args: Any, **options: Any) -> ActorRef:
         """Spawn an actor linked to this one (see :meth:`dspex.actors.Node.spawn`)."""
-        return await self._proc.node.spawn(factory, *args, _parent=self._proc, **options)
+        return await self._node.spawn(factory, *args, _parent=self._proc, **options)
 
     def link(self, ref: ActorRef) -> None:
         """Link to ``ref``: when either exits abnormally the other gets the exit signal.
@@ -161,8 +163,7 @@ class Actor:
 
     def cancel_tasks(self) -> None:
         """Cancel every task this actor owns."""
-        for task in list(self._proc.tasks or ()):
-            task.cancel()
+        self._proc.cancel_tasks()
 
     def start_task(self, coro: Coroutine[Any, Any, T]) -> asyncio.Task[T]:
         """Run ``coro`` in a task this actor owns, concurrently with its mailbox.

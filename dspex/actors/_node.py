@@ -1,4 +1,9 @@
-"""Node: the process table, the name registry and the operations on actors by ref or name."""
+"""Node: the process table, the name registry and the operations on actors by ref or name.
+
+A node runs anything :class:`Spawnable`; :class:`~dspex.actors.Actor`, the base class users
+subclass, is built on top of it (as gen_server is built on Erlang's processes), so this module
+does not import it.
+"""
 
 from __future__ import annotations
 
@@ -6,17 +11,37 @@ import asyncio
 import itertools
 import logging
 from collections.abc import Callable
-from typing import Any, Literal, TypeVar
+from typing import Any, Literal, Protocol, TypeVar
 
-from dspex.actors._actor import Actor
-from dspex.actors._messages import KILLED, NORMAL, SHUTDOWN, Overflow
-from dspex.actors._process import _Process
-from dspex.actors._ref import DEFAULT_CALL_TIMEOUT, ActorRef
+from dspex.actors._messages import DEFAULT_CALL_TIMEOUT, KILLED, NORMAL, SHUTDOWN, Overflow
+from dspex.actors._process import ActorRef, Behaviour, _Process
 from dspex.errors import ActorError, ConfigError, NameTaken, NoProc
 
 log = logging.getLogger("dspex.actors")
 
-A = TypeVar("A", bound=Actor)
+
+class Spawnable(Behaviour, Protocol):
+    """What :meth:`Node.spawn` starts: the callbacks, the defaults of the spawn options and the
+    ref type as class attributes, and the two slots the node fills in (its process and its
+    node). :class:`~dspex.actors.Actor` is the one implementation."""
+
+    @property
+    def mailbox_size(self) -> int: ...
+
+    @property
+    def overflow(self) -> Overflow: ...
+
+    @property
+    def trap_exit(self) -> bool: ...
+
+    @property
+    def ref_type(self) -> type[ActorRef]: ...
+
+    _proc: _Process
+    _node: Node
+
+
+A = TypeVar("A", bound=Spawnable)
 
 #: How long a stop waits for the actor to finish ``terminate``; ``"brutal_kill"`` kills at once
 #: and ``"infinity"`` waits as long as it takes.
@@ -27,23 +52,31 @@ _UNWIND_TIMEOUT = 1.0
 
 
 class Node:
-    """The actor system of one event loop: spawns actors and finds them by name.
+    """The actor system of one event loop: spawns actors, finds them by name, stops them.
 
-    :class:`dspex.Runtime` is a Node with a root supervisor and a lifecycle; use that.
+    ``Node()`` inside a running event loop runs its actors on that loop (or pass ``loop``);
+    ActorError outside one. A :class:`dspex.Runtime` holds one while it runs
+    (``runtime.node``), with a root supervisor, the router and the module supervisor on it.
     """
 
-    def __init__(self) -> None:
+    def __init__(self, loop: asyncio.AbstractEventLoop | None = None) -> None:
+        if loop is None:
+            try:
+                loop = asyncio.get_running_loop()
+            except RuntimeError:
+                raise ActorError(
+                    "a Node runs its actors on an event loop: create it inside one, or pass loop="
+                ) from None
+        self._loop = loop
         self._procs: dict[int, _Process] = {}
         self._names: dict[str, _Process] = {}
         self._name_waiters: dict[str, list[asyncio.Future[ActorRef]]] = {}
         self._pids = itertools.count(1)
-        self._loop: asyncio.AbstractEventLoop | None = None
+        self._forget_proc = self._forget  # one bound method for every process
 
     @property
     def loop(self) -> asyncio.AbstractEventLoop:
         """The event loop this node's actors run on."""
-        if self._loop is None:
-            raise ActorError("the runtime is not running; use `async with Runtime()` first")
         return self._loop
 
     # -- spawning -------------------------------------------------------------------------------
@@ -65,31 +98,40 @@ class Node:
         Options default to the actor class's attributes. ``name`` registers the actor
         (``NameTaken`` if a live actor has it). If ``init`` raises or takes longer than
         ``start_timeout``, the actor is gone and ``StartError`` is raised with the cause.
+        ActorError if ``factory`` does not build an actor (see :class:`Spawnable`).
         """
-        loop = self.loop
+        loop = self._loop
         if name is not None and name in self._names:
             raise NameTaken(f"the name {name!r} is registered to {self._names[name].ref!r}")
         actor = factory()
-        if not isinstance(actor, Actor):
-            raise ActorError(f"{factory!r} did not build an Actor (got {type(actor).__name__})")
-        capacity = mailbox_size if mailbox_size is not None else actor.mailbox_size
-        policy = overflow if overflow is not None else actor.overflow
+        try:
+            capacity = mailbox_size if mailbox_size is not None else actor.mailbox_size
+            policy = overflow if overflow is not None else actor.overflow
+            trapping = actor.trap_exit if trap_exit is None else trap_exit
+            ref_type = actor.ref_type
+        except AttributeError:
+            raise ActorError(
+                f"{factory!r} did not build an Actor (got {type(actor).__name__})"
+            ) from None
         if not isinstance(capacity, int) or capacity < 1:
             raise ConfigError(f"mailbox_size must be a positive int, got {capacity!r}")
         if policy not in ("raise", "wait"):
             raise ConfigError(f"overflow must be 'raise' or 'wait', got {policy!r}")
         pid = next(self._pids)
         proc = _Process(
-            self,
+            loop,
+            self._forget_proc,
             pid,
             actor,
+            ref_type,
             name=name,
             capacity=capacity,
             overflow=policy,
-            trap_exit=actor.trap_exit if trap_exit is None else trap_exit,
+            trap_exit=trapping,
+            parent=_parent,
         )
-        proc.parent = _parent
         actor._proc = proc
+        actor._node = self
         self._procs[pid] = proc
         if name is not None:
             self._names[name] = proc
@@ -143,7 +185,7 @@ class Node:
         proc = self._names.get(name)
         if proc is not None:
             return proc.ref
-        fut: asyncio.Future[ActorRef] = self.loop.create_future()
+        fut: asyncio.Future[ActorRef] = self._loop.create_future()
         self._name_waiters.setdefault(name, []).append(fut)
         try:
             return await asyncio.wait_for(fut, timeout)
@@ -215,13 +257,11 @@ class Node:
         self, target: ActorRef, reason: object = NORMAL, timeout: Shutdown = 5.0
     ) -> object:
         """Stop an actor gracefully (``terminate`` runs, after the messages already queued), or
-        kill it after ``timeout``. Returns the exit reason."""
-        return await self.shutdown_process(target._proc, timeout, reason)
+        kill it after ``timeout`` (at once with ``"brutal_kill"``, never with ``"infinity"``).
+        Returns the exit reason once the actor's task has ended."""
+        return await self._shutdown(target._proc, timeout, reason)
 
-    async def shutdown_process(
-        self, proc: _Process, timeout: Shutdown, reason: object = SHUTDOWN
-    ) -> object:
-        """Graceful stop, then a hard kill after ``timeout``; waits until the task has ended."""
+    async def _shutdown(self, proc: _Process, timeout: Shutdown, reason: object) -> object:
         if proc.alive:
             if timeout == "brutal_kill":
                 proc.kill(KILLED)
@@ -241,11 +281,22 @@ class Node:
                 log.error("the task of %r ignores cancellation", proc.ref)
         return proc.reason
 
-    def processes(self) -> list[ActorRef]:
-        """Refs of all live actors, in start order."""
-        return [p.ref for p in self._procs.values()]
+    def cancel_tasks(self, target: ActorRef) -> None:
+        """Cancel every task ``target`` owns (see :meth:`Actor.start_task`): its work in
+        flight, e.g. to cut a drain short. The actor keeps running; a cancelled task does not
+        kill its owner."""
+        target._proc.cancel_tasks()
 
-    async def _stop_all(self, timeout: Shutdown) -> None:
-        """Stop every live actor, newest first."""
+    def processes(self, kind: type[object] | None = None) -> list[ActorRef]:
+        """Refs of all live actors (only those built by the class ``kind`` or a subclass,
+        if given), in start order."""
+        procs = self._procs.values()
+        if kind is None:
+            return [p.ref for p in procs]
+        return [p.ref for p in procs if isinstance(p.actor, kind)]
+
+    async def stop_all(self, timeout: Shutdown) -> None:
+        """Stop every live actor, newest first, each as :meth:`stop` with reason
+        ``"shutdown"``."""
         for proc in reversed(list(self._procs.values())):
-            await self.shutdown_process(proc, timeout)
+            await self._shutdown(proc, timeout, SHUTDOWN)

@@ -1,47 +1,82 @@
-"""One running actor: its mailbox, links, monitors, timers, owned tasks and its main loop."""
+"""One actor incarnation and its address: ``_Process`` (mailbox, links, monitors, timers, owned
+tasks and the main loop), :class:`ActorRef`, and the info messages that carry refs (:class:`Exit`,
+:class:`Down`).
+
+A process runs any :class:`Behaviour` (the GenServer callbacks) and needs from its node only the
+event loop and a callback to forget it when it exits, so this module imports nothing of
+:class:`~dspex.actors.Actor` or :class:`~dspex.actors.Node`, which are built on it.
+"""
 
 from __future__ import annotations
 
 import asyncio
 import logging
 from collections import deque
-from typing import TYPE_CHECKING, Any
+from collections.abc import Callable
+from typing import Any, Protocol
 
-from dspex.actors._messages import KILL, KILLED, NOPROC, NORMAL, Down, Exit, Overflow
-from dspex.actors._ref import CALL, CAST, INFO, STOP, ActorRef, Caller
-from dspex.errors import ActorExited, MailboxFull, StartError, format_reason
+import msgspec
 
-if TYPE_CHECKING:
-    from dspex.actors._actor import Actor
-    from dspex.actors._node import Node
+from dspex.actors._messages import (
+    CALL,
+    CAST,
+    DEFAULT_CALL_TIMEOUT,
+    INFO,
+    KILL,
+    KILLED,
+    NOPROC,
+    NOREPLY,
+    NORMAL,
+    STOP,
+    Caller,
+    Item,
+    Overflow,
+)
+from dspex.errors import ActorExited, MailboxFull, NoProc, StartError, Timeout, format_reason
 
 log = logging.getLogger("dspex.actors")
 
-#: Returned from ``handle_call`` to reply later through the :class:`Caller`.
-NOREPLY: Any = object()
-
 _UNSET: Any = object()
 
-Item = tuple[int, Any, "asyncio.Future[Any] | None"]
+
+class Behaviour(Protocol):
+    """The callbacks a process runs, one at a time, in mailbox order (see
+    :class:`~dspex.actors.Actor`, which implements them)."""
+
+    async def init(self, *args: Any) -> None: ...
+
+    async def handle_call(self, msg: Any, caller: Caller) -> Any: ...
+
+    async def handle_cast(self, msg: Any) -> None: ...
+
+    async def handle_info(self, msg: Any) -> None: ...
+
+    async def terminate(self, reason: object) -> None: ...
+
+
+#: What a process calls once when it exits, so its node drops it from the process table and
+#: the name registry.
+Forget = Callable[["_Process"], None]
 
 
 class _Process:
-    """The runtime's record of one actor incarnation. Private: users hold :class:`ActorRef`."""
+    """The node's record of one actor incarnation. Private: users hold :class:`ActorRef`."""
 
     __slots__ = (
+        "abandon",
         "actor",
         "actor_type",
         "alive",
         "blocked",
         "capacity",
         "exit_waiters",
+        "forget",
         "kill_reason",
         "links",
         "loop",
         "mailbox",
         "monitors",
         "name",
-        "node",
         "overflow",
         "parent",
         "pending",
@@ -50,6 +85,7 @@ class _Process:
         "ref",
         "stop_reason",
         "task",
+        "task_name",
         "tasks",
         "timers",
         "trap_exit",
@@ -59,37 +95,43 @@ class _Process:
 
     def __init__(
         self,
-        node: Node,
+        loop: asyncio.AbstractEventLoop,
+        forget: Forget,
         pid: int,
-        actor: Actor,
+        actor: Behaviour,
+        ref_type: type[ActorRef],
         *,
         name: str | None,
         capacity: int,
         overflow: Overflow,
         trap_exit: bool,
+        parent: _Process | None,
     ):
-        self.node = node
-        self.loop = node.loop
+        self.loop = loop
+        self.forget = forget
         self.pid = pid
-        self.actor: Actor | None = actor
+        self.actor: Behaviour | None = actor
         self.actor_type = type(actor).__name__
         self.name = name
         self.capacity = capacity
         self.overflow = overflow
         self.trap_exit = trap_exit
-        self.ref: ActorRef = type(actor).ref_type(self, pid)
+        self.ref: ActorRef = ref_type(self, pid)
         self.mailbox: deque[Item] = deque()
         self.blocked: deque[Item] = deque()
         self.waiter: asyncio.Future[None] | None = None
         self.pending: set[asyncio.Future[Any]] = set()
+        # what to run if the caller of a pending call gives up first (Caller.on_abandon)
+        self.abandon: dict[asyncio.Future[Any], Callable[[], object]] = {}
         self.links: set[_Process] = set()
         self.monitors: dict[int, _Process] | None = None  # monitors on this actor -> watcher
         self.watching: dict[int, _Process] | None = None  # this actor's monitors -> target
         self.timers: set[asyncio.TimerHandle] | None = None
         self.tasks: set[asyncio.Task[Any]] | None = None
         self.exit_waiters: list[asyncio.Future[object]] | None = None
-        self.parent: _Process | None = None
+        self.parent = parent
         self.task: asyncio.Task[None] | None = None
+        self.task_name: str | None = None  # of its owned tasks, built with the first one
         self.alive = True
         self.reason: object = None
         self.stop_reason: object = _UNSET
@@ -185,10 +227,16 @@ class _Process:
         tasks = self.tasks
         if tasks is None:
             tasks = self.tasks = set()
-        task: asyncio.Task[Any] = self.loop.create_task(coro, name=f"dspex:task of #{self.pid}")
+            self.task_name = f"dspex:task of #{self.pid}"  # once: a module starts one per call
+        task: asyncio.Task[Any] = self.loop.create_task(coro, name=self.task_name)
         tasks.add(task)
         task.add_done_callback(self._task_done)
         return task
+
+    def cancel_tasks(self) -> None:
+        """Cancel every task the actor owns; the actor itself keeps running."""
+        for task in list(self.tasks or ()):
+            task.cancel()
 
     def _task_done(self, task: asyncio.Task[Any]) -> None:
         if self.tasks is not None:
@@ -218,7 +266,7 @@ class _Process:
         self.alive = False
         self.reason = reason
         self.actor = None
-        self.node._forget(self)
+        self.forget(self)
         if self.timers:
             for handle in self.timers:
                 handle.cancel()
@@ -230,6 +278,7 @@ class _Process:
             if not fut.done():
                 fut.set_exception(ActorExited(self.ref, reason))
         self.mailbox.clear()
+        self.abandon.clear()  # its tasks are cancelled: nothing is left to abandon
         self.blocked.clear()
         if self.watching:
             for mref, target in self.watching.items():
@@ -286,7 +335,7 @@ class _Process:
             started.set_result(None)
         await self._loop(actor)
 
-    async def _loop(self, actor: Actor) -> None:
+    async def _loop(self, actor: Behaviour) -> None:
         mailbox = self.mailbox
         parent = self.parent
         reason: object = NORMAL
@@ -307,9 +356,12 @@ class _Process:
                     assert fut is not None
                     if fut.done():  # the caller gave up while the message waited
                         continue
-                    result = await actor.handle_call(msg, Caller(fut))
-                    if result is not NOREPLY and not fut.done():
-                        fut.set_result(result)
+                    result = await actor.handle_call(msg, Caller(fut, self.abandon))
+                    if result is not NOREPLY:
+                        if self.abandon:
+                            self.abandon.pop(fut, None)
+                        if not fut.done():
+                            fut.set_result(result)
                 elif kind == CAST:
                     await actor.handle_cast(msg)
                 elif kind == INFO:
@@ -346,3 +398,121 @@ class _Process:
             )
             reason = exc
         self.finish(reason)
+
+
+# -- the address -------------------------------------------------------------------------------
+
+
+def _expire(fut: asyncio.Future[Any], ref: ActorRef, timeout: float) -> None:
+    if not fut.done():
+        fut.set_exception(Timeout(f"call to {ref!r} timed out after {timeout:g} s"))
+
+
+class ActorRef:
+    """The address of one actor incarnation: cheap to copy, safe to keep after the actor exits.
+
+    A restarted actor is a new incarnation with a new ref; address long-lived services by name
+    (:meth:`dspex.actors.Node.whereis`) to follow restarts.
+    """
+
+    __slots__ = ("_proc", "pid")
+
+    def __init__(self, proc: _Process, pid: int):
+        self._proc = proc
+        self.pid = pid
+
+    def __repr__(self) -> str:
+        proc = self._proc
+        name = f" {proc.name!r}" if proc.name is not None else ""
+        return f"<ActorRef #{self.pid} {proc.actor_type}{name}>"
+
+    @property
+    def name(self) -> str | None:
+        """The name this actor is registered under, if any."""
+        return self._proc.name
+
+    @property
+    def alive(self) -> bool:
+        """Whether this incarnation is still running."""
+        return self._proc.alive
+
+    @property
+    def exit_reason(self) -> object:
+        """The exit reason once the actor has exited (``None`` while it is alive)."""
+        return self._proc.reason
+
+    async def call(self, msg: Any, timeout: float | None = DEFAULT_CALL_TIMEOUT) -> Any:
+        """Send ``msg`` to ``handle_call`` and wait for the reply.
+
+        Raises :class:`~dspex.errors.Timeout` after ``timeout`` seconds even if the actor is stuck
+        (a late reply is dropped), :class:`~dspex.errors.ActorExited` at once if the actor exits
+        before replying, :class:`~dspex.errors.NoProc` if it is not alive, and
+        :class:`~dspex.errors.MailboxFull` if its mailbox is full and its policy is ``"raise"``
+        (with ``"wait"`` the call waits for room, within the same timeout).
+        """
+        p = self._proc
+        if not p.alive:
+            raise NoProc(f"{self!r} is not alive (exit reason {p.reason!r})")
+        loop = p.loop
+        fut: asyncio.Future[Any] = loop.create_future()
+        item = (CALL, msg, fut)
+        if len(p.mailbox) < p.capacity:
+            p.put(item)
+        elif p.overflow == "wait":
+            p.blocked.append(item)
+        else:
+            raise MailboxFull(f"mailbox of {self!r} is full ({p.capacity} messages)")
+        pending = p.pending
+        pending.add(fut)
+        timer = (
+            loop.call_later(timeout, _expire, fut, self, timeout) if timeout is not None else None
+        )
+        try:
+            return await fut
+        except BaseException:  # timed out, cancelled, or the actor exited: the caller gave up
+            abandon = p.abandon.pop(fut, None) if p.abandon else None
+            if abandon is not None:
+                abandon()  # what the actor asked to run then (Caller.on_abandon)
+            raise
+        finally:
+            if timer is not None:
+                timer.cancel()
+            pending.discard(fut)
+
+    def cast(self, msg: Any) -> None:
+        """Send ``msg`` to ``handle_cast`` without waiting.
+
+        Never blocks and never raises for a dead actor (the message is dropped, as in OTP). Raises
+        :class:`~dspex.errors.MailboxFull` if the actor's bounded mailbox is full.
+        """
+        self._proc.offer((CAST, msg, None))
+
+    def send(self, msg: Any) -> None:
+        """Send ``msg`` to ``handle_info``; the same rules as :meth:`cast`."""
+        self._proc.offer((INFO, msg, None))
+
+    async def wait(self) -> object:
+        """Wait until the actor has exited and return its exit reason."""
+        return await self._proc.wait_exit()
+
+
+class Exit(msgspec.Struct, frozen=True):
+    """An exit signal turned into a message: delivered as info to actors that trap exits.
+
+    ``actor`` is the linked actor that exited (or the sender of an explicit exit signal; ``None``
+    when it came from outside any actor) and ``reason`` its exit reason.
+    """
+
+    actor: ActorRef | None
+    reason: Any
+
+
+class Down(msgspec.Struct, frozen=True):
+    """A monitored actor exited; delivered as info to the monitoring actor.
+
+    ``reason`` is ``"noproc"`` when the target was already dead when the monitor was set up.
+    """
+
+    monitor: int
+    actor: ActorRef
+    reason: Any

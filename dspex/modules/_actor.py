@@ -16,6 +16,7 @@ import functools
 import logging
 import random
 import time
+from collections import deque
 from collections.abc import Callable, Iterable, Mapping
 from typing import TYPE_CHECKING, Any, Protocol
 
@@ -57,8 +58,8 @@ from dspex.routing import (
 if TYPE_CHECKING:
     from dspex.actors import ActorRef
     from dspex.backends._spec import Backend
-    from dspex.config import Config
-    from dspex.routing import SnapshotCell
+    from dspex.config import Config, Shadow
+    from dspex.routing import RoutingSnapshot, SnapshotCell
     from dspex.signature import Signature
 
 log = logging.getLogger("dspex.modules")
@@ -245,6 +246,7 @@ class ModuleActor(Actor):
         self.box: SpecBox = box
         self.forced: Implementation | None = forced
         self.rt: ModuleContext = rt
+        self.loop = rt.loop  # the clock of routing and circuits
         spec = box.spec
         self.module_type = spec.module_type
         self.label: str = label  # what metrics and spans call it: the type, or a wrap's name
@@ -256,9 +258,23 @@ class ModuleActor(Actor):
         self.in_flight = 0
         self.shadows_in_flight = 0
         config = rt.config
-        self.slots = asyncio.Semaphore(config.max_concurrency)  # calls running
+        self.max_concurrency = config.max_concurrency  # calls running at once (in_flight)
+        self.waiting: deque[asyncio.Future[None]] = deque()  # accepted calls waiting for a slot
         # calls accepted: running, or waiting for a slot (the documented mailbox_size more)
-        self.places = asyncio.Semaphore(config.max_concurrency + config.mailbox_size)
+        self.accepted = 0
+        self.capacity = config.max_concurrency + config.mailbox_size
+        self.room: asyncio.Future[None] | None = None  # overload="wait": the mailbox waits here
+        self.router: ActorRef | None = None  # where outcomes go (looked up again after restarts)
+        # metric attributes, built once per implementation and outcome rather than per call
+        self.attrs = {
+            impl: {telemetry.OPERATION: label, telemetry.IMPLEMENTATION: impl}
+            for impl in ("native", "dspy")
+        }
+        self.outcome_attrs = {
+            (impl, ok): {**attrs, telemetry.OUTCOME: "ok" if ok else "error"}
+            for impl, attrs in self.attrs.items()
+            for ok in (True, False)
+        }
         self.instances: dict[str, Any] = await self._build(spec)
 
     async def _build(self, spec: ModuleSpec) -> dict[str, Any]:
@@ -292,10 +308,13 @@ class ModuleActor(Actor):
             except DSPexError as exc:
                 caller.fail(exc)
                 return NOREPLY
-            if self.places.locked() and self.rt.config.overload == "raise":
-                caller.fail(MailboxFull(f"{self.label}: max_concurrency + mailbox_size taken"))
-                return NOREPLY  # the facade words it as Overloaded
-            await self.places.acquire()  # overload="wait": the mailbox waits for room
+            while self.accepted >= self.capacity:
+                if self.rt.config.overload == "raise":
+                    caller.fail(MailboxFull(f"{self.label}: max_concurrency + mailbox_size taken"))
+                    return NOREPLY  # the facade words it as Overloaded
+                self.room = self.loop.create_future()  # overload="wait": wait for room
+                await self.room
+            self.accepted += 1
             task = self.start_task(self._run(msg, inputs, caller))
             caller.on_abandon(task.cancel)  # deadline or cancellation: stop the work, LM included
             return NOREPLY
@@ -337,10 +356,9 @@ class ModuleActor(Actor):
         return with_extra
 
     def _choose(
-        self, msg: Execute, forced: Implementation | None
+        self, snapshot: RoutingSnapshot, msg: Execute, forced: Implementation | None
     ) -> tuple[Implementation, RouteReason]:
-        snapshot = self.rt.routing.snapshot
-        impl, reason = choose(snapshot, self.module_type, forced, self.rt.loop.time(), key=msg.key)
+        impl, reason = choose(snapshot, self.module_type, forced, self.loop.time(), key=msg.key)
         if impl == "native" and self.native_unsupported is not None:
             return "dspy", "only"
         return impl, reason
@@ -349,18 +367,21 @@ class ModuleActor(Actor):
         """Run an accepted call once one of the ``max_concurrency`` slots is free; its place
         among the accepted calls frees when it ends, or when its caller gives up meanwhile.
         (One coroutine per call: the admission is inlined here, not a wrapper's frame.)"""
-        try:
-            await self.slots.acquire()
-        except BaseException:  # cancelled while waiting for a slot
-            self.places.release()
-            raise
-        self.in_flight += 1
+        if self.in_flight < self.max_concurrency:
+            self.in_flight += 1
+        else:
+            try:
+                await self._slot()
+            except BaseException:  # cancelled while waiting for a slot
+                self._leave()
+                raise
         try:
             start = time.perf_counter()
             if msg.deadline is not None:
                 CALL_DEADLINE.set(msg.deadline)  # this task's context: the LM client reads it
             forced = msg.implementation or self.forced
-            impl, reason = self._choose(msg, forced)
+            snapshot = self.rt.routing.snapshot
+            impl, reason = self._choose(snapshot, msg, forced)
             if reason == "probe" and not await self._claim_probe():
                 impl, reason = "dspy", "circuit_open"
             served, fallback_reason, error = impl, "", ""
@@ -368,7 +389,9 @@ class ModuleActor(Actor):
             recording = span.is_recording()  # False without an SDK: spans cost next to nothing
             token = otel_context.attach(trace.set_span_in_context(span)) if recording else None
             try:
-                pred = await self._attempt(impl, forced, inputs, msg.options, reason, start)
+                pred = await self._attempt(
+                    impl, forced, inputs, msg.options, reason, start, recording
+                )
             except Exception as err:
                 error = type(err).__name__
                 if recording:
@@ -383,7 +406,7 @@ class ModuleActor(Actor):
                 once = msgspec.structs.replace(msg.options, num_retries=0)  # one request, no more
                 try:
                     again = time.perf_counter()
-                    pred = await self._attempt("dspy", None, inputs, once, reason, again)
+                    pred = await self._attempt("dspy", None, inputs, once, reason, again, recording)
                 except Exception as second:
                     error = type(second).__name__
                     caller.fail(_with_fallback_error(failure, await self._failed("dspy", second)))
@@ -393,7 +416,10 @@ class ModuleActor(Actor):
                 caller.reply(pred.with_served("dspy", fallback_reason=f"{why}: {detail}"))
             else:
                 caller.reply(pred)
-                self._maybe_shadow(impl, inputs, msg.options, pred, time.perf_counter() - start)
+                shadow = snapshot.config.shadow.get(self.module_type)
+                if shadow is not None:
+                    seconds = time.perf_counter() - start
+                    self._maybe_shadow(shadow, impl, inputs, msg.options, pred, seconds)
             finally:
                 if token is not None:
                     otel_context.detach(token)
@@ -412,9 +438,39 @@ class ModuleActor(Actor):
                         span.set_attribute(telemetry.ERROR_TYPE, error)
                 span.end()
         finally:
-            self.in_flight -= 1
-            self.slots.release()
-            self.places.release()
+            self._free_slot()
+            self._leave()
+
+    async def _slot(self) -> None:
+        """Wait, in arrival order, until a call that ends hands this one its slot."""
+        handed: asyncio.Future[None] = self.loop.create_future()
+        self.waiting.append(handed)
+        try:
+            await handed
+        except BaseException:
+            if handed.done() and not handed.cancelled():  # handed a slot, then cancelled
+                self._free_slot()
+            raise
+
+    def _free_slot(self) -> None:
+        """A call that ran is over: its slot goes to the longest-waiting call, if any."""
+        waiting = self.waiting
+        while waiting:
+            handed = waiting.popleft()
+            if not handed.done():  # (a call whose caller gave up while waiting is skipped)
+                handed.set_result(None)
+                return
+        self.in_flight -= 1
+
+    def _leave(self) -> None:
+        """A call accepted is over: its place is free for the next (and the mailbox, if it
+        waits for room, goes on)."""
+        self.accepted -= 1
+        room = self.room
+        if room is not None:
+            self.room = None
+            if not room.done():
+                room.set_result(None)
 
     async def _claim_probe(self) -> bool:
         """Ask the router whether this call is the one that probes native (see ClaimProbe)."""
@@ -448,6 +504,7 @@ class ModuleActor(Actor):
 
     def _maybe_shadow(
         self,
+        shadow: Shadow,
         served: Implementation,
         inputs: dict[str, Any],
         options: CallOptions,
@@ -455,11 +512,9 @@ class ModuleActor(Actor):
         seconds: float,
     ) -> None:
         """Sample this call for a shadow run on the other implementation, within the caps."""
-        shadow = self.rt.config.shadow.get(self.module_type)
         other: Implementation = "dspy" if served == "native" else "native"
         if (
-            shadow is None
-            or self.shadows_in_flight >= shadow.max_in_flight
+            self.shadows_in_flight >= shadow.max_in_flight
             or other not in self.available
             or (other == "native" and self.native_unsupported is not None)
             or random.random() >= shadow.rate
@@ -526,13 +581,14 @@ class ModuleActor(Actor):
         options: CallOptions,
         reason: RouteReason,
         start: float,
+        traced: bool,
     ) -> Prediction:
-        """One try on one implementation, reported to the router and to the metrics."""
+        """One try on one implementation, reported to the router and to the metrics; traced
+        in a ``dspex.module.execute`` span when its parent, the call's route span, is recorded
+        (as a parent-based sampler would decide: without an SDK, neither span costs a thing)."""
         ok = fell_back = False
-        span = telemetry.tracer.start_span("dspex.module.execute")
-        token = (
-            otel_context.attach(trace.set_span_in_context(span)) if span.is_recording() else None
-        )
+        span = telemetry.tracer.start_span("dspex.module.execute") if traced else None
+        token = otel_context.attach(trace.set_span_in_context(span)) if span is not None else None
         try:
             instance = self.instances.get(impl) or await self._instance(impl)
             pred = await self.rt.backends[impl].execute(instance, inputs, options)
@@ -545,18 +601,21 @@ class ModuleActor(Actor):
             duration = time.perf_counter() - start
             probe = reason == "probe" and impl == "native"
             self._report(Outcome(self.label, impl, duration, ok, fell_back, probe))
-            attrs = {telemetry.OPERATION: self.label, telemetry.IMPLEMENTATION: impl}
-            telemetry.calls.add(1, {**attrs, telemetry.OUTCOME: "ok" if ok else "error"})
+            attrs = self.attrs[impl]
+            telemetry.calls.add(1, self.outcome_attrs[impl, ok])
             telemetry.call_duration.record(duration, attrs)
-            if token is not None:
-                otel_context.detach(token)
+            if span is not None:
+                if token is not None:
+                    otel_context.detach(token)
                 span.set_attributes(attrs)
-            span.end()
+                span.end()
 
     def _report(self, outcome: Outcome | ShadowResult | NativeCrashed | ProbeAbandoned) -> None:
-        router = self.rt.whereis("dspex.router")
-        if router is None:
-            return
+        router = self.router
+        if router is None or not router.alive:
+            router = self.router = self.rt.whereis("dspex.router")
+            if router is None:
+                return
         try:
             router.cast(outcome)
         except DSPexError:  # the router is overloaded: metrics may drop, calls never do
@@ -580,7 +639,7 @@ class ModuleActor(Actor):
             forced=self.forced,
             native_available=self.native_available and self.native_unsupported is None,
             native_unsupported=self.native_unsupported,
-            circuit=snapshot.circuit_state(self.module_type, self.rt.loop.time()),
+            circuit=snapshot.circuit_state(self.module_type, self.loop.time()),
             # a wrapped program's predictors carry their own demos (a compiled program's)
             demos=self.instances["dspy"].demos if spec.program is not None else len(spec.demos),
             in_flight=self.in_flight,

@@ -11,7 +11,7 @@ from opentelemetry import context as otel_context
 
 from dspex._kinds import KINDS
 from dspex.actors import ActorRef, is_normal_exit
-from dspex.backends._spec import CallOptions, ModuleSpec
+from dspex.backends._spec import NO_OPTIONS, CallOptions, ModuleSpec
 from dspex.config import (
     ADAPTERS,
     AdapterName,
@@ -66,7 +66,7 @@ class ModuleRef:
     actor (LM calls are idempotent), then fail with ``ActorExited``.
     """
 
-    __slots__ = ("_actor", "_runtime", "implementation", "module_type", "name")
+    __slots__ = ("_actor", "_loop", "_runtime", "implementation", "module_type", "name")
 
     def __init__(
         self,
@@ -77,6 +77,7 @@ class ModuleRef:
         actor: ActorRef,
     ):
         self._runtime = runtime
+        self._loop = runtime.loop  # the clock of its deadlines: a module lives on one loop
         self._actor = actor
         self.name = name
         self.module_type = module_type
@@ -132,16 +133,22 @@ class ModuleRef:
                 f"timeout must be a number of seconds > 0, or None for the runtime's "
                 f"call_timeout; got {timeout!r}"
             )
-        if temperature is not None or max_tokens is not None or n is not None:
-            _check_lm_overrides(temperature, max_tokens, n)
         if key is not None and not isinstance(key, str):
             key = _key(key)
-        forced = rt.registry.check_forced(self.module_type, implementation)
+        forced = (
+            None
+            if implementation is None
+            else rt.registry.check_forced(self.module_type, implementation)
+        )
         limit = timeout if timeout is not None else rt.config.call_timeout
-        deadline = rt.loop.time() + limit if limit is not None else None
+        deadline = self._loop.time() + limit if limit is not None else None
+        options = NO_OPTIONS
+        if temperature is not None or max_tokens is not None or n is not None:
+            _check_lm_overrides(temperature, max_tokens, n)
+            options = CallOptions(temperature=temperature, max_tokens=max_tokens, n=n)
         msg = Execute(
             inputs,
-            CallOptions(temperature=temperature, max_tokens=max_tokens, n=n),
+            options,
             forced,
             otel_context.get_current(),
             key=key,
@@ -153,7 +160,7 @@ class ModuleRef:
                 actor = self.actor
                 if not actor.alive:
                     actor = await self._incarnation(deadline)
-                left = None if deadline is None else max(0.0, deadline - rt.loop.time())
+                left = None if deadline is None else max(0.0, deadline - self._loop.time())
                 try:
                     result: Prediction = await actor.call(msg, timeout=left)
                     break
@@ -209,7 +216,7 @@ class ModuleRef:
         """Seconds left until ``deadline`` for a wait that must end (Timeout when none are)."""
         if deadline is None:
             return _RESTART_WAIT
-        left = deadline - self._runtime.loop.time()
+        left = deadline - self._loop.time()
         if left <= 0:
             raise Timeout("deadline passed")
         return min(left, _RESTART_WAIT)

@@ -65,7 +65,7 @@ class RoutingSnapshot:
     leader change.
     """
 
-    __slots__ = ("adaptive", "circuits", "config", "registry", "version")
+    __slots__ = ("adaptive", "circuits", "config", "registry", "routes", "version")
 
     def __init__(
         self,
@@ -80,6 +80,13 @@ class RoutingSnapshot:
         self.registry = registry
         self.adaptive = adaptive
         self.circuits = circuits
+        #: Each module type's static route, worked out once per snapshot rather than per call:
+        #: (the implementation, why) from an override, a single implementation or the
+        #: preference; (None, "canary") under a rollout; (None, "adaptive") under ``auto``.
+        self.routes: dict[str, tuple[Implementation | None, RouteReason]] = {
+            module_type: _static_route(registry, config, module_type)
+            for module_type in registry.module_types
+        }
 
     def circuit_state(self, module_type: str, now: float) -> CircuitState:
         circuit = self.circuits.get(module_type)
@@ -120,32 +127,46 @@ def choose(
     """
     if forced is not None:
         return forced, "forced"
-    registry, config = snapshot.registry, snapshot.config
-    preferred = registry.preferred_implementation(module_type, config)
-    rollout = config.rollout.get(module_type)
-    reason: RouteReason
-    if rollout is not None and module_type not in config.module_overrides:
+    route = snapshot.routes.get(module_type)
+    impl, reason = (
+        route
+        if route is not None
+        else _static_route(
+            snapshot.registry,
+            snapshot.config,
+            module_type,  # an unknown type: its ConfigError
+        )
+    )
+    if reason == "canary":
+        rollout = snapshot.config.rollout[module_type]
         share = canary_share(module_type, key) if key is not None else rand() * 100
-        impl: Implementation = "native" if share < rollout.native_percent else "dspy"
-        reason = "canary"
-    elif preferred is not None:
-        impl = preferred
-        if module_type in config.module_overrides:
-            reason = "override"
-        elif len(registry.available_implementations(module_type)) == 1:
-            reason = "only"
-        else:
-            reason = "preference"
-    else:
+        impl = "native" if share < rollout.native_percent else "dspy"
+    elif impl is None:
         impl = snapshot.adaptive.get(module_type, "native")
-        reason = "adaptive"
-        if rand() < config.adaptive.explore_rate:
-            impl, reason = explore(impl, config.gc_freeze)
+        if rand() < snapshot.config.adaptive.explore_rate:
+            impl, reason = explore(impl, snapshot.config.gc_freeze)
     if impl == "native":
         circuit = snapshot.circuits.get(module_type)
         if circuit is not None:
             if circuit.probe_due(now):
                 return "native", "probe"
-            if "dspy" in registry.available_implementations(module_type):
+            if "dspy" in snapshot.registry.available_implementations(module_type):
                 return "dspy", "circuit_open"
     return impl, reason
+
+
+def _static_route(
+    registry: Registry, config: Config, module_type: str
+) -> tuple[Implementation | None, RouteReason]:
+    """The part of a module type's route that depends on the snapshot alone (see
+    ``RoutingSnapshot.routes``); ConfigError for an unknown module type."""
+    preferred = registry.preferred_implementation(module_type, config)
+    if module_type in config.rollout and module_type not in config.module_overrides:
+        return None, "canary"
+    if preferred is None:
+        return None, "adaptive"
+    if module_type in config.module_overrides:
+        return preferred, "override"
+    if len(registry.available_implementations(module_type)) == 1:
+        return preferred, "only"
+    return preferred, "preference"

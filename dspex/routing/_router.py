@@ -394,7 +394,7 @@ class RouterActor(Actor):
         span.set_attribute(telemetry.ERROR_TYPE, msg.error.partition("(")[0])
         span.end()
         settings = self.config.circuit
-        now = self.runtime.loop.time()
+        now = self.node.loop.time()
         crashes = self.crashes.setdefault(module_type, deque())
         crashes.append(now)
         while crashes[0] <= now - settings.window:
@@ -410,7 +410,7 @@ class RouterActor(Actor):
             )
 
     def _open(self, module_type: str, reason: str) -> None:
-        now = self.runtime.loop.time()
+        now = self.node.loop.time()
         cooldown = self.config.circuit.cooldown
         self.circuits[module_type] = Circuit(now, now + cooldown)
         self._circuit_event(module_type, "open", reason)
@@ -420,7 +420,7 @@ class RouterActor(Actor):
         circuit = self.circuits.get(module_type)
         if circuit is None:  # closed meanwhile: native serves
             return True
-        if not circuit.probe_due(self.runtime.loop.time()):
+        if not circuit.probe_due(self.node.loop.time()):
             return False
         self.circuits[module_type] = msgspec.structs.replace(circuit, probing=True)
         self._circuit_event(module_type, "half_open", "probe_granted")
@@ -472,7 +472,7 @@ class RouterActor(Actor):
 
     def _report(self) -> MetricsReport:
         """The metrics report, as of now."""
-        now = self.runtime.loop.time()
+        now = self.node.loop.time()
         modules: dict[str, dict[str, ImplementationMetrics]] = {}
         for (module_type, impl), stats in self.stats.items():
             modules.setdefault(module_type, {})[impl] = stats.report()

@@ -127,7 +127,7 @@ class SupervisorBase(Actor):
         return self._count(child.restarts, limit, child.spec.max_seconds)
 
     def _count(self, restarts: deque[float], limit: int, seconds: float) -> bool:
-        now = self.runtime.loop.time()
+        now = self.node.loop.time()
         restarts.append(now)
         while restarts and restarts[0] < now - seconds:
             restarts.popleft()
@@ -166,7 +166,7 @@ class SupervisorBase(Actor):
         fb = child.spec.fallback
         if fb is None or is_normal_exit(reason):
             return
-        now = self.runtime.loop.time()
+        now = self.node.loop.time()
         crashes = child.crashes
         if crashes is None:
             crashes = child.crashes = deque()
@@ -215,7 +215,7 @@ class SupervisorBase(Actor):
         child.ref = None
         self._by_pid.pop(ref.pid, None)
         self.unlink(ref)
-        await self.runtime.shutdown_process(ref._proc, _shutdown_of(child.spec))
+        await self.node.stop(ref, SHUTDOWN, _shutdown_of(child.spec))
 
     async def _restart_one(self, child: _Child, reason: object) -> bool:
         """Start a child again; on failure leave it waiting for a retry. True on success."""
@@ -224,7 +224,7 @@ class SupervisorBase(Actor):
             log.error("%r: restarting child %r failed: %s", self.ref, child.spec.id, err)
             child.waiting = True
             child.reason = err
-            self._proc.info(_TryAgain())
+            self.send_after(0, _TryAgain())  # as info: never refused by a full mailbox
             return False
         assert child.ref is not None
         self._emit(ChildRestarted(self.ref, child.spec.id, reason, child.ref))

@@ -7,9 +7,8 @@ from typing import Any
 
 import pytest
 
-from dspex.actors import Actor, ActorRef, Caller, Overflow
+from dspex.actors import Actor, ActorRef, Caller, Node, Overflow
 from dspex.errors import ConfigError, MailboxFull, Overloaded, Timeout
-from dspex.runtime import Runtime
 
 
 class Gate(Actor):
@@ -27,11 +26,11 @@ class Gate(Actor):
 
 
 async def _full(
-    runtime: Runtime, overflow: Overflow
+    node: Node, overflow: Overflow
 ) -> tuple[ActorRef, asyncio.Event, list[asyncio.Future[object]]]:
     """A Gate actor busy with one call and a mailbox (capacity 2) holding two more."""
     gate = asyncio.Event()
-    ref = await runtime.spawn(Gate, gate, mailbox_size=2, overflow=overflow)
+    ref = await node.spawn(Gate, gate, mailbox_size=2, overflow=overflow)
     busy = asyncio.ensure_future(ref.call("busy"))
     await asyncio.sleep(0)  # the actor takes "busy" out of its mailbox and blocks on it
     queued = [asyncio.ensure_future(ref.call(i)) for i in range(2)]
@@ -39,8 +38,8 @@ async def _full(
     return ref, gate, [busy, *queued]
 
 
-async def test_full_mailbox_raises_mailbox_full_by_default(runtime: Runtime) -> None:
-    ref, gate, accepted = await _full(runtime, "raise")
+async def test_full_mailbox_raises_mailbox_full_by_default(node: Node) -> None:
+    ref, gate, accepted = await _full(node, "raise")
     with pytest.raises(MailboxFull, match="full \\(2 messages\\)"):
         await ref.call("one too many")
     with pytest.raises(Overloaded):
@@ -53,9 +52,9 @@ async def test_full_mailbox_raises_mailbox_full_by_default(runtime: Runtime) -> 
 
 
 async def test_full_mailbox_with_wait_policy_makes_callers_wait_for_room(
-    runtime: Runtime,
+    node: Node,
 ) -> None:
-    ref, gate, accepted = await _full(runtime, "wait")
+    ref, gate, accepted = await _full(node, "wait")
     waiting = asyncio.ensure_future(ref.call("waited"))
     await asyncio.sleep(0.01)
     assert not waiting.done()
@@ -66,8 +65,8 @@ async def test_full_mailbox_with_wait_policy_makes_callers_wait_for_room(
     assert await waiting == "waited"
 
 
-async def test_waiting_for_room_still_respects_the_call_timeout(runtime: Runtime) -> None:
-    ref, gate, accepted = await _full(runtime, "wait")
+async def test_waiting_for_room_still_respects_the_call_timeout(node: Node) -> None:
+    ref, gate, accepted = await _full(node, "wait")
     with pytest.raises(Timeout):
         await ref.call("late", timeout=0.02)
     gate.set()
@@ -75,9 +74,9 @@ async def test_waiting_for_room_still_respects_the_call_timeout(runtime: Runtime
     assert await ref.call("after") == "after"
 
 
-async def test_invalid_mailbox_options_are_config_errors(runtime: Runtime) -> None:
+async def test_invalid_mailbox_options_are_config_errors(node: Node) -> None:
     gate = asyncio.Event()
     with pytest.raises(ConfigError, match="mailbox_size"):
-        await runtime.spawn(Gate, gate, mailbox_size=0)
+        await node.spawn(Gate, gate, mailbox_size=0)
     with pytest.raises(ConfigError, match="overflow"):
-        await runtime.spawn(Gate, gate, overflow="drop")  # type: ignore[arg-type]
+        await node.spawn(Gate, gate, overflow="drop")  # type: ignore[arg-type]

@@ -127,7 +127,7 @@ def test_the_server_dies_with_a_killed_parent(tmp_path: Any) -> None:
         import asyncio, dspex
         async def main():
             async with dspex.Runtime(lm=dspex.LM.local()) as rt:
-                print((await rt.call("dspex.local_lm", "status")).pid, flush=True)
+                print((await rt.node.call("dspex.local_lm", "status")).pid, flush=True)
                 await asyncio.Event().wait()
         asyncio.run(main())
         """

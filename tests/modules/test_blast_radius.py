@@ -39,7 +39,7 @@ async def test_a_module_that_keeps_crashing_stops_alone(rt: Runtime) -> None:
         await dspex.Module.wrap(Shout, lm=rt.lm, name="qa"),
     ]
     calls = asyncio.gather(*(hundred_calls(module) for module in others))
-    rt.exit(doomed.actor, "kill")  # a crash its restarts cannot get past
+    rt.node.exit(doomed.actor, "kill")  # a crash its restarts cannot get past
     answers = await calls
     assert [[p.answer for p in a] for a in answers] == [["Paris"] * 100] * 2 + [["PARIS"] * 100]
     message = NAME.format("doomed") + re.escape(
@@ -77,14 +77,14 @@ async def test_a_call_in_flight_when_a_module_stops_gets_module_stopped(
     other = await dspex.Predict.create("question -> answer")
     for _ in range(2):  # within its budget: restarted, it serves again
         old = predict.actor
-        rt.exit(old, "kill")
+        rt.node.exit(old, "kill")
         await old.wait()
         assert (await predict(question="q")).answer == "Paris"
     server.script = Hang()
     before = len(server.requests)
     call = asyncio.ensure_future(predict(question="held by the LM"))
     await server.wait_for_requests(before + 1)  # the call is in flight, at the LM
-    rt.exit(predict.actor, "kill")  # the third crash: past the budget
+    rt.node.exit(predict.actor, "kill")  # the third crash: past the budget
     message = NAME.format("Predict") + re.escape(
         "it needed more than 2 restarts within 60 s (Config.max_restarts, Config.max_seconds); "
         "its last crash: 'killed'."

@@ -71,7 +71,7 @@ async def test_slow_native_rolls_the_canary_back_on_latency(rt: Runtime) -> None
     predict = await dspex.Predict.create("question -> answer")
     for i in range(3):
         await predict.execute({"question": f"q{i}"}, implementation="dspy")
-    router = rt.resolve("dspex.router")
+    router = rt.node.resolve("dspex.router")
     for _ in range(3):  # native reported much slower than dspy
         router.cast(dspex.routing.Outcome("Predict", "native", 5.0, ok=True))
     await rt.metrics()

@@ -97,7 +97,7 @@ async def test_unavailable_native_routes_to_dspy(rt: Runtime, spans: InMemorySpa
 async def test_auto_follows_the_metrics(rt: Runtime) -> None:
     predict = await dspex.Predict.create("question -> answer")
     assert (await predict(question="q")).implementation == "native"
-    router = rt.resolve("dspex.router")
+    router = rt.node.resolve("dspex.router")
     for _ in range(5):  # dspy answers much faster than native, as the router now sees it
         router.cast(Outcome("Predict", "native", 0.5, ok=True))
         router.cast(Outcome("Predict", "dspy", 0.01, ok=True))

@@ -53,7 +53,7 @@ async def test_unnamed_programs_are_reported_as_module(rt: Runtime) -> None:
 
 async def test_a_named_programs_restarts_are_reported_under_its_name(rt: Runtime) -> None:
     qa = await dspex.Module.wrap(Shout, lm=rt.lm, name="qa")
-    rt.exit(qa.actor, "kill")  # its supervisor restarts it from the factory
+    rt.node.exit(qa.actor, "kill")  # its supervisor restarts it from the factory
     assert (await qa(question="q")).answer == "PARIS"
     assert (await rt.metrics()).restarts == {"qa": 1}
 

@@ -32,7 +32,7 @@ REGISTRY = Registry({"Predict": ["native", "dspy"], "ReAct": ["dspy"]})
 
 async def _router(runtime: Runtime, **config: object) -> tuple[object, SnapshotCell]:
     cell = SnapshotCell(RoutingSnapshot(0, Config(), REGISTRY, {}, {}))
-    ref = await runtime.spawn(RouterActor, REGISTRY, Config(**config), cell)  # type: ignore[arg-type]
+    ref = await runtime.node.spawn(RouterActor, REGISTRY, Config(**config), cell)  # type: ignore[arg-type]
     return ref, cell
 
 

@@ -6,9 +6,8 @@ from typing import Any
 
 import pytest
 
-from dspex.actors import Actor, Caller
+from dspex.actors import Actor, Caller, Node
 from dspex.errors import ActorExited, ChildNotFound, ConfigError, MaxChildren, StartError
-from dspex.runtime import Runtime
 from dspex.supervision import (
     ChildFallback,
     ChildRestarted,
@@ -24,9 +23,9 @@ from tests.actors.helpers import FailingInit
 from tests.supervision.helpers import Events, worker
 
 
-async def test_start_and_terminate_children_at_run_time(runtime: Runtime) -> None:
+async def test_start_and_terminate_children_at_run_time(node: Node) -> None:
     journal: list[Any] = []
-    sup = await DynamicSupervisor.start(runtime)
+    sup = await DynamicSupervisor.start(node)
     a = await sup.start_child(worker("a", journal))
     b = await sup.start_child(worker("b", journal))
     assert [c.ref for c in await sup.which_children()] == [a, b]
@@ -38,8 +37,8 @@ async def test_start_and_terminate_children_at_run_time(runtime: Runtime) -> Non
         await sup.terminate_child(a)
 
 
-async def test_max_children_is_enforced(runtime: Runtime) -> None:
-    sup = await DynamicSupervisor.start(runtime, max_children=2)
+async def test_max_children_is_enforced(node: Node) -> None:
+    sup = await DynamicSupervisor.start(node, max_children=2)
     await sup.start_child(worker("a", []))
     await sup.start_child(worker("b", []))
     with pytest.raises(MaxChildren, match="max_children=2"):
@@ -47,18 +46,18 @@ async def test_max_children_is_enforced(runtime: Runtime) -> None:
     assert sup.alive
 
 
-async def test_a_failing_child_start_is_the_callers_error(runtime: Runtime) -> None:
-    sup = await DynamicSupervisor.start(runtime)
+async def test_a_failing_child_start_is_the_callers_error(node: Node) -> None:
+    sup = await DynamicSupervisor.start(node)
     with pytest.raises(StartError, match="init refused"):
         await sup.start_child(ChildSpec(id="bad", start=FailingInit))
     assert await sup.which_children() == []
     assert sup.alive
 
 
-async def test_crashed_children_are_restarted_one_for_one(runtime: Runtime) -> None:
+async def test_crashed_children_are_restarted_one_for_one(node: Node) -> None:
     journal: list[Any] = []
     events = Events()
-    sup = await DynamicSupervisor.start(runtime, on_event=events)
+    sup = await DynamicSupervisor.start(node, on_event=events)
     a = await sup.start_child(worker("a", journal))
     b = await sup.start_child(worker("b", journal))
     with pytest.raises(ActorExited):
@@ -66,19 +65,19 @@ async def test_crashed_children_are_restarted_one_for_one(runtime: Runtime) -> N
     event = await events.next()
     assert isinstance(event, ChildRestarted)
     assert event.child_id == "a"
-    assert event.ref is runtime.whereis("a")
+    assert event.ref is node.whereis("a")
     assert event.ref is not a
     assert await event.ref.call("count") == 1
     assert b.alive
     assert await b.call("count") == 1
 
 
-async def test_dynamic_supervisor_restart_intensity(runtime: Runtime) -> None:
+async def test_dynamic_supervisor_restart_intensity(node: Node) -> None:
     events = Events()
-    sup = await DynamicSupervisor.start(runtime, max_restarts=1, on_event=events)
+    sup = await DynamicSupervisor.start(node, max_restarts=1, on_event=events)
     await sup.start_child(worker("a", []))
     for expected in (ChildRestarted, RestartIntensityExceeded):
-        ref = runtime.whereis("a")
+        ref = node.whereis("a")
         assert ref is not None
         with pytest.raises(ActorExited):
             await ref.call("crash")
@@ -108,52 +107,52 @@ def _with_fallback(after: int) -> ChildSpec:
 
 
 async def test_repeated_crashes_restart_the_child_from_its_fallback_spec(
-    runtime: Runtime,
+    node: Node,
 ) -> None:
     events = Events()
-    sup = await DynamicSupervisor.start(runtime, max_restarts=10, on_event=events)
+    sup = await DynamicSupervisor.start(node, max_restarts=10, on_event=events)
     await sup.start_child(_with_fallback(after=3))
     for _ in range(2):
         with pytest.raises(ActorExited):
-            await runtime.call("mod", "crash")
+            await node.call("mod", "crash")
         assert isinstance(await events.next(), ChildRestarted)
-        assert await runtime.call("mod", "ping") == "native"
+        assert await node.call("mod", "ping") == "native"
     with pytest.raises(ActorExited):
-        await runtime.call("mod", "crash")
+        await node.call("mod", "crash")
     fallback = await events.next()
     assert isinstance(fallback, ChildFallback)
     assert fallback.crashes == 3
     assert fallback.spec.start is Reference
     assert fallback.child_id == "mod"  # the new spec keeps the child's id
     assert isinstance(await events.next(), ChildRestarted)
-    assert await runtime.call("mod", "ping") == "reference"
+    assert await node.call("mod", "ping") == "reference"
     # it stays on the fallback spec from now on
-    runtime.exit(runtime.resolve("mod"), "boom")
+    node.exit(node.resolve("mod"), "boom")
     assert isinstance(await events.next(), ChildRestarted)
-    assert await runtime.call("mod", "ping") == "reference"
+    assert await node.call("mod", "ping") == "reference"
 
 
-async def test_fallback_also_works_under_a_static_supervisor(runtime: Runtime) -> None:
+async def test_fallback_also_works_under_a_static_supervisor(node: Node) -> None:
     events = Events()
-    await Supervisor.start(runtime, [_with_fallback(after=1)], on_event=events)
+    await Supervisor.start(node, [_with_fallback(after=1)], on_event=events)
     with pytest.raises(ActorExited):
-        await runtime.call("mod", "crash")
+        await node.call("mod", "crash")
     assert isinstance(await events.next(), ChildFallback)
     assert isinstance(await events.next(), ChildRestarted)
-    assert await runtime.call("mod", "ping") == "reference"
+    assert await node.call("mod", "ping") == "reference"
 
 
-async def test_normal_exits_do_not_count_towards_fallback(runtime: Runtime) -> None:
+async def test_normal_exits_do_not_count_towards_fallback(node: Node) -> None:
     events = Events()
-    await Supervisor.start(runtime, [_with_fallback(after=1)], on_event=events)
-    await runtime.stop(runtime.resolve("mod"), reason="shutdown")
+    await Supervisor.start(node, [_with_fallback(after=1)], on_event=events)
+    await node.stop(node.resolve("mod"), reason="shutdown")
     event = await events.next()
     assert isinstance(event, ChildRestarted)  # permanent: restarted, still native
-    assert await runtime.call("mod", "ping") == "native"
+    assert await node.call("mod", "ping") == "native"
 
 
-async def test_replace_child_switches_a_dynamic_child_by_hand(runtime: Runtime) -> None:
-    sup = await DynamicSupervisor.start(runtime)
+async def test_replace_child_switches_a_dynamic_child_by_hand(node: Node) -> None:
+    sup = await DynamicSupervisor.start(node)
     old = await sup.start_child(ChildSpec(id="m", start=Native, name="m"))
     new = await sup.replace_child(old, ChildSpec(id="m", start=Reference, name="m"))
     assert not old.alive
@@ -161,37 +160,39 @@ async def test_replace_child_switches_a_dynamic_child_by_hand(runtime: Runtime) 
     assert [c.ref for c in await sup.which_children()] == [new]
 
 
-async def test_dynamic_supervisor_nested_under_a_supervisor(runtime: Runtime) -> None:
-    await runtime.start_child(DynamicSupervisor.child_spec("my-modules", name="my-modules"))
-    dyn = runtime.resolve("my-modules")
-    assert (await runtime.root.which_children())[-1].supervisor
+async def test_dynamic_supervisor_nested_under_a_supervisor(node: Node) -> None:
+    sup = await Supervisor.start(
+        node, [DynamicSupervisor.child_spec("my-modules", name="my-modules")]
+    )
+    dyn = node.resolve("my-modules")
+    assert (await sup.which_children())[-1].supervisor
     assert isinstance(dyn, DynamicSupervisorRef)  # the ref of a supervisor carries its API
     child = await dyn.start_child(worker("w", []))
     assert await child.call("count") == 1
 
 
-async def _crash(runtime: Runtime, name: str) -> None:
-    ref = runtime.whereis(name)
+async def _crash(node: Node, name: str) -> None:
+    ref = node.whereis(name)
     assert ref is not None
     with pytest.raises(ActorExited):
         await ref.call("crash")
 
 
-async def test_a_child_with_its_own_intensity_stops_alone(runtime: Runtime) -> None:
+async def test_a_child_with_its_own_intensity_stops_alone(node: Node) -> None:
     events = Events()
-    sup = await DynamicSupervisor.start(runtime, max_restarts=1, on_event=events)
+    sup = await DynamicSupervisor.start(node, max_restarts=1, on_event=events)
     await sup.start_child(worker("a", [], max_restarts=3, max_seconds=60))
     b = await sup.start_child(worker("b", []))
     for _ in range(3):  # more restarts than the supervisor's own intensity allows
-        await _crash(runtime, "a")
+        await _crash(node, "a")
         assert isinstance(await events.next(), ChildRestarted)
-    await _crash(runtime, "a")
+    await _crash(node, "a")
     event = await events.next()
     assert isinstance(event, ChildRestartIntensityExceeded)
     assert (event.child_id, event.max_restarts, event.max_seconds) == ("a", 3, 60)
     assert event.reason.args == ("a crashed",)  # its last crash
     assert event.spec.name == "a"
-    assert runtime.whereis("a") is None  # not restarted, and forgotten
+    assert node.whereis("a") is None  # not restarted, and forgotten
     assert [c.id for c in await sup.which_children()] == ["b"]
     assert sup.alive  # its own intensity untouched
     assert await b.call("count") == 1
@@ -199,7 +200,7 @@ async def test_a_child_with_its_own_intensity_stops_alone(runtime: Runtime) -> N
 
 
 async def test_a_child_whose_restarts_keep_failing_gives_up_with_the_start_error(
-    runtime: Runtime,
+    node: Node,
 ) -> None:
     starts: list[int] = []
 
@@ -210,11 +211,11 @@ async def test_a_child_whose_restarts_keep_failing_gives_up_with_the_start_error
                 raise ValueError("its resource is gone")
 
     events = Events()
-    sup = await DynamicSupervisor.start(runtime, max_restarts=1, on_event=events)
+    sup = await DynamicSupervisor.start(node, max_restarts=1, on_event=events)
     ref = await sup.start_child(
         ChildSpec(id="m", start=BrokenAfterFirstStart, name="m", max_restarts=5, max_seconds=60)
     )
-    runtime.exit(ref, "kill")
+    node.exit(ref, "kill")
     event = await events.next()
     assert isinstance(event, ChildRestartIntensityExceeded)
     assert len(starts) == 1 + 5  # the first start, then every restart its intensity allowed
@@ -225,14 +226,14 @@ async def test_a_child_whose_restarts_keep_failing_gives_up_with_the_start_error
 
 
 async def test_a_child_without_its_own_intensity_counts_toward_the_supervisors(
-    runtime: Runtime,
+    node: Node,
 ) -> None:
     events = Events()
-    sup = await DynamicSupervisor.start(runtime, max_restarts=1, on_event=events)
+    sup = await DynamicSupervisor.start(node, max_restarts=1, on_event=events)
     await sup.start_child(worker("a", []))
     await sup.start_child(worker("b", [], max_restarts=10))
     for expected in (ChildRestarted, RestartIntensityExceeded):
-        await _crash(runtime, "a")
+        await _crash(node, "a")
         assert isinstance(await events.next(), expected)
     assert await sup.wait() == "shutdown"  # b went down with it
 

@@ -39,11 +39,18 @@ def check_inputs(signature: Signature, inputs: Mapping[str, Any]) -> dict[str, A
     unlike DSPy, which sends the LM a prompt with the field missing, a missing required input is
     an :class:`InputError` naming it.
     """
-    if not isinstance(inputs, Mapping):
+    if type(inputs) is not dict and not isinstance(inputs, Mapping):  # a dict: no ABC check
         raise InputError(
             f"inputs must be a mapping of field name to value, got {type(inputs).__name__}"
         )
     values = dict(inputs)
+    names = signature.input_names
+    if len(values) == len(names):  # the usual call: exactly the input fields
+        for name in names:
+            if name not in values:
+                break
+        else:
+            return values
     missing = []
     for field in signature.inputs:
         if field.name in values:
@@ -59,7 +66,6 @@ def check_inputs(signature: Signature, inputs: Mapping[str, Any]) -> dict[str, A
             f"missing input field(s) {missing} for signature {signature.signature!r}; "
             f"given: {list(inputs)}"
         )
-    names = signature.input_names
     extra = [k for k in values if k not in names]
     if extra:
         log.warning(
