@@ -86,6 +86,17 @@ def dspy_could_succeed(error: Exception) -> str | None:
     return None
 
 
+@functools.lru_cache(maxsize=4096)
+def _metric_attributes(label: str, impl: str, outcome: str | None = None) -> dict[str, str]:
+    """The attributes of a call's metrics, built once per label, implementation and outcome and
+    shared by every module actor (not per call, and not per actor: 10k modules stay small).
+    The OpenTelemetry SDK copies attributes; nobody may mutate these."""
+    attributes = {telemetry.OPERATION: label, telemetry.IMPLEMENTATION: impl}
+    if outcome is not None:
+        attributes[telemetry.OUTCOME] = outcome
+    return attributes
+
+
 def _with_fallback_error(error: DSPexError, fallback: DSPexError) -> DSPexError:
     """Native's ``error`` with dspy's attached: as ``fallback_error``, and its type and first
     line at the end of the message (LiteLLM's further lines of advice are not dspex's)."""
@@ -259,22 +270,13 @@ class ModuleActor(Actor):
         self.shadows_in_flight = 0
         config = rt.config
         self.max_concurrency = config.max_concurrency  # calls running at once (in_flight)
-        self.waiting: deque[asyncio.Future[None]] = deque()  # accepted calls waiting for a slot
+        # accepted calls waiting for a slot (made on first need: a deque is 600 bytes)
+        self.waiting: deque[asyncio.Future[None]] | None = None
         # calls accepted: running, or waiting for a slot (the documented mailbox_size more)
         self.accepted = 0
         self.capacity = config.max_concurrency + config.mailbox_size
         self.room: asyncio.Future[None] | None = None  # overload="wait": the mailbox waits here
         self.router: ActorRef | None = None  # where outcomes go (looked up again after restarts)
-        # metric attributes, built once per implementation and outcome rather than per call
-        self.attrs = {
-            impl: {telemetry.OPERATION: label, telemetry.IMPLEMENTATION: impl}
-            for impl in ("native", "dspy")
-        }
-        self.outcome_attrs = {
-            (impl, ok): {**attrs, telemetry.OUTCOME: "ok" if ok else "error"}
-            for impl, attrs in self.attrs.items()
-            for ok in (True, False)
-        }
         self.instances: dict[str, Any] = await self._build(spec)
 
     async def _build(self, spec: ModuleSpec) -> dict[str, Any]:
@@ -444,6 +446,8 @@ class ModuleActor(Actor):
     async def _slot(self) -> None:
         """Wait, in arrival order, until a call that ends hands this one its slot."""
         handed: asyncio.Future[None] = self.loop.create_future()
+        if self.waiting is None:
+            self.waiting = deque()
         self.waiting.append(handed)
         try:
             await handed
@@ -455,7 +459,7 @@ class ModuleActor(Actor):
     def _free_slot(self) -> None:
         """A call that ran is over: its slot goes to the longest-waiting call, if any."""
         waiting = self.waiting
-        while waiting:
+        while waiting:  # (None or empty: nobody waits)
             handed = waiting.popleft()
             if not handed.done():  # (a call whose caller gave up while waiting is skipped)
                 handed.set_result(None)
@@ -601,8 +605,8 @@ class ModuleActor(Actor):
             duration = time.perf_counter() - start
             probe = reason == "probe" and impl == "native"
             self._report(Outcome(self.label, impl, duration, ok, fell_back, probe))
-            attrs = self.attrs[impl]
-            telemetry.calls.add(1, self.outcome_attrs[impl, ok])
+            attrs = _metric_attributes(self.label, impl)
+            telemetry.calls.add(1, _metric_attributes(self.label, impl, "ok" if ok else "error"))
             telemetry.call_duration.record(duration, attrs)
             if span is not None:
                 if token is not None:
