@@ -20,7 +20,7 @@ from typing import Any, ClassVar, Literal, TypeGuard
 import msgspec
 
 from dspex._kinds import KINDS
-from dspex.actors._messages import Overflow
+from dspex.actors import Overflow
 from dspex.errors import ConfigError
 
 log = logging.getLogger("dspex.config")

@@ -14,8 +14,7 @@ from collections.abc import Callable
 from types import TracebackType
 from typing import Any
 
-from dspex.actors import ActorRef, Node, is_normal_exit
-from dspex.actors._messages import SHUTDOWN
+from dspex.actors import SHUTDOWN, ActorRef, Node, is_normal_exit
 from dspex.backends._spec import Backend
 from dspex.backends.dspy import DSPyBackend, import_dspy
 from dspex.backends.native import NativeBackend

@@ -5,13 +5,21 @@ Semantics mirror Erlang/OTP's GenServer and processes; the documentation's archi
 """
 
 from dspex.actors._actor import Actor
-from dspex.actors._messages import DEFAULT_CALL_TIMEOUT, NOREPLY, Caller, Overflow, is_normal_exit
+from dspex.actors._messages import (
+    DEFAULT_CALL_TIMEOUT,
+    NOREPLY,
+    SHUTDOWN,
+    Caller,
+    Overflow,
+    is_normal_exit,
+)
 from dspex.actors._node import Node, Shutdown
 from dspex.actors._process import ActorRef, Down, Exit
 
 __all__ = [
     "DEFAULT_CALL_TIMEOUT",
     "NOREPLY",
+    "SHUTDOWN",
     "Actor",
     "ActorRef",
     "Caller",

@@ -9,8 +9,7 @@ from typing import Any
 
 import msgspec
 
-from dspex.actors import Actor, ActorRef, Caller, Exit, Shutdown, is_normal_exit
-from dspex.actors._messages import SHUTDOWN
+from dspex.actors import SHUTDOWN, Actor, ActorRef, Caller, Exit, Shutdown, is_normal_exit
 from dspex.errors import ConfigError, DSPexError, StartError, SupervisorError, format_reason
 from dspex.supervision._spec import (
     ChildFallback,

@@ -7,8 +7,7 @@ from typing import Any, cast
 
 import msgspec
 
-from dspex.actors import ActorRef, Node
-from dspex.actors._messages import SHUTDOWN
+from dspex.actors import SHUTDOWN, ActorRef, Node
 from dspex.errors import ChildNotFound, ConfigError, SupervisorError
 from dspex.supervision._base import (
     CountChildren,
