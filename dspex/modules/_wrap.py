@@ -178,7 +178,8 @@ async def wrap_program(
     unserved: list[str] = []  # "path: why", for implementation="native"
     default_lm = _default_lm(lm, rt, dspy)
     covered: set[int] = set()  # the Predicts the walk found (a ChainOfThought's included)
-    for found in find_predictors(dspy, template):
+    # Read from the user's own object: DSPy's deepcopy drops some state (a Predict's callbacks).
+    for found in find_predictors(dspy, instance):
         covered |= {id(found.module), id(getattr(found.module, "predict", None))}
         plan = plan_predictor(dspy, found)
         path = predictor_path(dspy, found)
@@ -189,7 +190,7 @@ async def wrap_program(
         else:
             plans.append(plan)
     if impl == "native":
-        _check_native(dspy, template, plans, unserved, covered)
+        _check_native(dspy, instance, plans, unserved, covered)
     label = name if name is not None else "Module"
     refs: dict[str, ModuleRef] = {}
     try:
