@@ -17,7 +17,9 @@ class ModuleSpec(msgspec.Struct, frozen=True, kw_only=True):
     """Everything needed to build one module instance on either implementation.
 
     ``options`` holds module options (``n``, ``tools``, ``max_iters``, ``reward_fn``, ...);
-    ``program`` a user's own ``dspy.Module`` (or a factory of one) for the generic wrapper.
+    ``program`` a user's own ``dspy.Module`` (or a factory of one) for the generic wrapper, or,
+    for one predictor of a wrapped program, its own DSPy module (the dspy implementation runs a
+    copy of it: the exact object the program was optimized with).
     """
 
     module_type: str

@@ -15,6 +15,7 @@ from dspex.modules._facade import (
     Refine,
     create_module,
 )
+from dspex.modules._wrap import ProgramRef
 
 __all__ = [
     "BestOfN",
@@ -28,6 +29,7 @@ __all__ = [
     "Parallel",
     "Predict",
     "ProgramOfThought",
+    "ProgramRef",
     "ReAct",
     "Refine",
     "create_module",

@@ -633,6 +633,17 @@ class ModuleActor(Actor):
             self.cancel_tasks()
         await self.wait_tasks()
 
+    def _demos(self, spec: ModuleSpec) -> int:
+        """How many demos the module carries: a wrapped program's predictors carry their own
+        (a compiled program's), counted as wrapped."""
+        if spec.program is None or self.module_type != "Module":
+            return len(spec.demos)
+        count = getattr(spec.program, "count_demos", None)
+        if callable(count):
+            return int(count())
+        demos: int = self.instances["dspy"].demos
+        return demos
+
     def _info(self) -> ModuleInfo:
         spec = self.box.spec
         snapshot = self.rt.routing.snapshot
@@ -645,7 +656,7 @@ class ModuleActor(Actor):
             native_unsupported=self.native_unsupported,
             circuit=snapshot.circuit_state(self.module_type, self.loop.time()),
             # a wrapped program's predictors carry their own demos (a compiled program's)
-            demos=self.instances["dspy"].demos if spec.program is not None else len(spec.demos),
+            demos=self._demos(spec),
             in_flight=self.in_flight,
             max_concurrency=self.rt.config.max_concurrency,
             adapter=spec.adapter,

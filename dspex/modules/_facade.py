@@ -527,7 +527,7 @@ class ProgramOfThought(ModuleType):
 
 
 class Module:
-    """Any other ``dspy.Module``, run as a supervised actor on the dspy implementation."""
+    """Any other ``dspy.Module``: a program whose predictors run as module actors."""
 
     module_type: ClassVar[str] = "Module"
 
@@ -540,14 +540,35 @@ class Module:
         adapter: str | None = None,
         runtime: Runtime | None = None,
         name: str | None = None,
+        implementation: str | None = None,
     ) -> ModuleRef:
-        """Run ``program`` (a dspy.Module, or a factory of one, called again on each restart)
-        as a module actor; calls pass their inputs to its ``acall``/``__call__``.
+        """Serve ``program`` (a dspy.Module, compiled or not, or a zero-argument factory of
+        one, called again on each restart of the program's actor); calls pass their inputs to
+        its ``acall``/``__call__`` and return its Prediction.
 
-        ``name`` (e.g. ``"qa"``) is what metrics and spans call it (default: ``"Module"``, for
-        every wrapped program); ConfigError if it is not a non-empty string or is the name of
-        another module type. ``info()`` counts the demos its predictors carry (a compiled
-        program's)."""
-        return await create_module(
-            "Module", None, lm=lm, adapter=adapter, runtime=runtime, program=program, name=name
+        The program's own ``forward`` (in a worker thread) or ``aforward`` (on the loop) runs
+        on a copy of it (``program`` itself is never changed) in which each ``Predict`` and
+        ``ChainOfThought``, however deeply nested in custom sub-modules, is a module actor of
+        its own, built from its exact optimized state (signature, instructions, demos, LM),
+        so routing, fallback, circuits, deadlines and metrics apply per predictor. The
+        returned :class:`~dspex.modules.ProgramRef` holds their handles in ``predictors``, by
+        their names in DSPy's saved state (``draft.predict``); metrics and spans call them
+        ``<name>.<path>``.
+
+        ``implementation``: None (native where it can serve a predictor, dspy for the rest),
+        ``"dspy"`` (``"python"``: the whole program on DSPy, as one module) or ``"native"``
+        (every predictor on native: a ConfigError names each one native cannot serve, and
+        why). ``name`` (e.g. ``"qa"``) is what metrics and spans call the program (default:
+        ``"Module"``); ConfigError if it is not a non-empty string or is the name of another
+        module type. ``info()`` counts the demos its predictors carry (a compiled program's).
+        """
+        from dspex.modules._wrap import wrap_program
+
+        return await wrap_program(
+            program,
+            lm=lm,
+            adapter=adapter,
+            runtime=runtime,
+            name=name,
+            implementation=implementation,
         )

@@ -40,7 +40,9 @@ async def test_a_named_program_is_reported_under_its_name(
     assert report.modules["qa"]["dspy"].calls == 1
     assert "Module" not in report.modules
     routes = [s for s in spans.get_finished_spans() if s.name == "dspex.route"]
-    assert [dict(s.attributes or {})["dspex.operation"] for s in routes] == ["qa"]
+    # its predictor is a module actor of its own, reported by its path, within the program's
+    assert [dict(s.attributes or {})["dspex.operation"] for s in routes] == ["qa.predict", "qa"]
+    assert routes[0].context.trace_id == routes[1].context.trace_id  # one trace per call
     assert calls_counted("qa") == before + 1
     assert "qa" in repr(qa)
 

@@ -38,12 +38,16 @@ def _inner(dspy: Any, spec: ModuleSpec) -> Any:
 
 
 def predict(dspy: Any, spec: ModuleSpec) -> Any:
-    """``dspy.Predict``."""
+    """``dspy.Predict``; for a wrapped program's predictor, a copy of its own module."""
+    if spec.program is not None:
+        return spec.program.deepcopy()
     return dspy.Predict(_sig(spec))
 
 
 def chain_of_thought(dspy: Any, spec: ModuleSpec) -> Any:
-    """``dspy.ChainOfThought``."""
+    """``dspy.ChainOfThought``; for a wrapped program's predictor, a copy of its own module."""
+    if spec.program is not None:
+        return spec.program.deepcopy()
     return dspy.ChainOfThought(_sig(spec))
 
 

@@ -1,0 +1,271 @@
+"""``Module.wrap``: a ``dspy.Module`` served with each of its predictors as a module actor.
+
+The program's own control flow runs unchanged on a copy of it (the user's object is never
+touched) whose served sub-modules (see :mod:`dspex.modules._program`) are replaced by
+:class:`~dspex.modules._proxy.PredictorProxy` s calling their module actors. The program
+itself runs as a ``Module`` actor on the dspy implementation (its ``forward`` in a worker
+thread, its ``aforward`` on the loop), so each predictor call is routed, falls back, trips
+circuits and is counted on its own.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import Callable, Iterable, Mapping
+from typing import TYPE_CHECKING, Any
+
+from dspex._dspy_import import import_dspy
+from dspex.config import implementation_name
+from dspex.errors import ConfigError, DSPexError, SignatureError
+from dspex.lm import LM
+from dspex.modules._facade import ModuleRef, create_module
+from dspex.modules._program import (
+    PredictorPlan,
+    find_predictors,
+    get_at,
+    plan_predictor,
+    predictor_path,
+    set_at,
+)
+from dspex.modules._proxy import PredictorProxy
+
+if TYPE_CHECKING:
+    from dspex.runtime import Runtime
+
+
+class ProgramRef(ModuleRef):
+    """A wrapped program's handle: a :class:`ModuleRef` to the program's actor, with
+    ``predictors``, the handles of its predictors' module actors by path (``draft.predict``).
+    ``stop()`` stops them all."""
+
+    __slots__ = ("predictors", "source")
+
+    def __init__(self, program: ModuleRef, source: ProgramSource):
+        super().__init__(program._runtime, program.name, program.module_type, None, program._actor)
+        self.source = source
+        self.predictors: dict[str, ModuleRef] = dict(source.refs)
+
+    async def set_demos(
+        self, demos: Iterable[Mapping[str, Any]], *, predictor: str | None = None
+    ) -> None:
+        """Replace one predictor's demos (checked as at ``create``; kept across restarts):
+        ``predictor`` names it by path (``draft.predict``), or may be left out when the program
+        has one. ConfigError for a name that is not one of ``predictors`` (they are listed),
+        for no name with several predictors, or for demos that do not fit; the predictor then
+        keeps its demos and serves on."""
+        await self._incarnation(None)  # ModuleStopped for a program that crashed past its budget
+        names = list(self.predictors)
+        if predictor is None:
+            if not names:  # none served as a module actor: the program's own, on DSPy
+                await super().set_demos(demos)
+                return
+            if len(names) != 1:
+                raise ConfigError(
+                    f"demos= needs a module with one predictor; the program {self.name!r} has "
+                    f"{len(names)}: name one with predictor=, one of {names}"
+                )
+            predictor = names[0]
+        ref = self.predictors.get(predictor)
+        if ref is None:
+            raise ConfigError(
+                f"the program {self.name!r} has no predictor {predictor!r}; its predictors: {names}"
+            )
+        if not isinstance(demos, (str, bytes, Mapping)) and isinstance(demos, Iterable):
+            demos = list(demos)  # read twice: by the actor and for the count below
+        await ref.set_demos(demos)
+        self.source.counts[predictor] = len(demos)
+
+    async def stop(self) -> None:
+        """Stop the program's actor, then its predictors' actors."""
+        await super().stop()
+        for ref in self.predictors.values():
+            await ref.stop()
+
+
+class ProgramSource:
+    """What the program's actor runs, called once per incarnation: a copy of the program (or
+    a new one from the user's factory) with its served sub-modules replaced by proxies."""
+
+    __slots__ = ("counts", "dspy", "factory", "first", "loop", "plans", "refs", "template")
+
+    def __init__(
+        self,
+        dspy: Any,
+        template: Any,
+        factory: Callable[[], Any] | None,
+        plans: list[PredictorPlan],
+        refs: Mapping[str, ModuleRef],
+        loop: asyncio.AbstractEventLoop,
+    ):
+        self.dspy = dspy
+        self.template = template
+        self.factory = factory
+        self.plans = plans
+        self.refs = refs
+        self.loop = loop
+        # demos per predictor path: the served ones' (set_demos updates them) and the others'
+        self.counts = {name: len(p.demos) for name, p in template.named_predictors()}
+        # A factory's program built to read it serves first (a factory is called once per
+        # incarnation of the program's actor, as before); an instance is copied every time.
+        self.first: Any = template if factory is not None else None
+
+    def __call__(self) -> Any:
+        """The program for a new incarnation of its actor (a fresh copy, or the factory's
+        new program), its served sub-modules replaced by proxies."""
+        if self.first is not None:
+            program, self.first = self.first, None
+        elif self.factory is not None:
+            program = self.factory()
+        else:
+            program = self.template.deepcopy()
+        for plan in self.plans:
+            ref = self.refs.get(plan.path)
+            if ref is None:
+                continue
+            steps = plan.found.steps
+            try:
+                module = get_at(program, steps)
+            except (LookupError, AttributeError):  # a factory that built another shape
+                continue
+            if type(module) is not type(plan.found.module):
+                continue
+            proxy = PredictorProxy(self.dspy, module, ref, plan.path, self.loop, plan.call_options)
+            set_at(program, steps, proxy)
+        return program
+
+    def count_demos(self) -> int:
+        """The demos the program's predictors carry (a compiled program's, as wrapped, or as
+        set since)."""
+        return sum(self.counts.values())
+
+
+def _resolve(dspy: Any, program: Any) -> tuple[Any, Callable[[], Any] | None]:
+    """The program instance to read and its factory (None for an instance)."""
+    if isinstance(program, dspy.Module):
+        return program, None
+    if callable(program):
+        built = program()
+        if isinstance(built, dspy.Module):
+            return built, program
+    raise ConfigError(f"Module.wrap needs a dspy.Module or a factory of one, got {program!r}")
+
+
+async def wrap_program(
+    program: Any,
+    *,
+    lm: Any,
+    adapter: str | None,
+    runtime: Runtime | None,
+    name: str | None,
+    implementation: str | None,
+) -> ModuleRef:
+    """Serve ``program``; see :meth:`dspex.Module.wrap`."""
+    from dspex.runtime import Runtime
+
+    impl = implementation_name(implementation) if implementation is not None else None
+    if impl == "dspy":  # the whole program on DSPy, as one module
+        return await create_module(
+            "Module", None, lm=lm, adapter=adapter, runtime=runtime, program=program, name=name
+        )
+    if runtime is not None and not isinstance(runtime, Runtime):
+        raise ConfigError(f"runtime must be a dspex.Runtime, got {type(runtime).__name__}")
+    rt = runtime if runtime is not None else Runtime.current()
+    dspy = await import_dspy()
+    instance, factory = _resolve(dspy, program)
+    template = instance.deepcopy() if factory is None else instance
+    plans: list[PredictorPlan] = []
+    unserved: list[str] = []  # "path: why", for implementation="native"
+    default_lm = _default_lm(lm, rt, dspy)
+    covered: set[int] = set()  # the Predicts the walk found (a ChainOfThought's included)
+    # Read from the user's own object: DSPy's deepcopy drops some state (a Predict's callbacks).
+    for found in find_predictors(dspy, instance):
+        covered |= {id(found.module), id(getattr(found.module, "predict", None))}
+        plan = plan_predictor(dspy, found)
+        path = predictor_path(dspy, found)
+        if isinstance(plan, str):
+            unserved.append(f"{path}: {plan}")
+        elif plan.lm is None and isinstance(default_lm, str):
+            unserved.append(f"{path}: {default_lm}")
+        else:
+            plans.append(plan)
+    if impl == "native":
+        _check_native(dspy, instance, plans, unserved, covered)
+    label = name if name is not None else "Module"
+    refs: dict[str, ModuleRef] = {}
+    try:
+        for plan in plans:
+            model = plan.lm or default_lm
+            refs[plan.path] = await _start_predictor(plan, model, adapter, rt, label, impl)
+        source = ProgramSource(dspy, template, factory, plans, refs, rt.loop)
+        ref = await create_module(
+            "Module", None, lm=lm, adapter=adapter, runtime=rt, program=source, name=name
+        )
+    except BaseException:
+        for started in refs.values():
+            with contextlib.suppress(DSPexError):
+                await started.stop()
+        raise
+    return ProgramRef(ref, source)
+
+
+def _default_lm(lm: Any, rt: Runtime, dspy: Any) -> Any:
+    """The LM of predictors without their own, as DSPy would pick it: ``lm``, the runtime's,
+    then ``dspy.settings.lm``; a str saying why there is none."""
+    if lm is not None or rt.lm is not None:
+        return lm  # None: create_module takes the runtime's
+    if dspy.settings.lm is None:
+        return "no LM: pass lm= to Module.wrap, or create the Runtime with lm="
+    try:
+        return LM.from_dspy(dspy.settings.lm)
+    except DSPexError as exc:
+        return f"dspy.settings.lm cannot be served natively: {exc}"
+
+
+def _check_native(
+    dspy: Any, template: Any, plans: list[PredictorPlan], unserved: list[str], covered: set[int]
+) -> None:
+    """ConfigError naming every predictor native cannot serve, and why: those found but not
+    served, those served on dspy only, and Predicts inside other module types (``covered``:
+    the ids of those found)."""
+    problems = [*unserved]
+    problems += [f"{p.path}: {p.native_unsupported}" for p in plans if p.native_unsupported]
+    for path, predictor in template.named_sub_modules(type_=dspy.Predict):
+        if id(predictor) not in covered:
+            problems.append(
+                f"{path.removeprefix('self.')}: a {type(predictor).__name__} inside a module "
+                "native does not serve as a whole (it serves Predict and ChainOfThought)"
+            )
+    if problems:
+        raise ConfigError(
+            "implementation='native' cannot serve every predictor of this program:\n  "
+            + "\n  ".join(problems)
+            + "\nwrap it without implementation= (those run on dspy) or with "
+            "implementation='dspy'"
+        )
+
+
+async def _start_predictor(
+    plan: PredictorPlan,
+    lm: Any,
+    adapter: str | None,
+    rt: Runtime,
+    label: str,
+    impl: str | None,
+) -> ModuleRef:
+    """Start the module actor serving ``plan``, named ``<program>.<path>`` in metrics/spans."""
+    forced = impl if impl is not None else ("dspy" if plan.native_unsupported else None)
+    try:
+        return await create_module(
+            plan.module_type,
+            plan.signature,
+            demos=plan.demos,
+            lm=lm,
+            adapter=adapter,
+            implementation=forced,
+            runtime=rt,
+            program=plan.found.module,
+            name=f"{label}.{plan.path}",
+        )
+    except (ConfigError, SignatureError) as exc:
+        raise type(exc)(f"predictor {plan.path!r} of the program: {exc}") from exc

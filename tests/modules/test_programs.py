@@ -1,0 +1,224 @@
+"""Module.wrap of real DSPy programs, proven differentially with DSPy 3.4.1 as the oracle: the
+LM receives the same requests, in the same order, from ``await ref(**inputs)`` (each predictor
+a native module actor) as from the plain DSPy program, and the outputs are equal."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Mapping
+from typing import Any
+
+import dspy
+import pytest
+
+import dspex
+from dspex.errors import ConfigError
+from dspex.runtime import Runtime
+from dspex.testing import RecordedRequest, Reply, ScriptedLM, respond
+from dspex.testing._respond import requested_outputs
+from tests.modules import corpus
+from tests.modules.conftest import lm_of
+
+ANSWERS = respond(
+    answer="Paris",
+    reasoning="The documents say so.",
+    summary="A city.",
+    title="Paris",
+    verdict=True,
+    city={"name": "Paris", "population": 2100000},
+    confidence=0.9,
+)
+
+
+async def run_dspy(server: ScriptedLM, program: Any, inputs: Mapping[str, Any]) -> Any:
+    """The oracle: the program in plain DSPy against the same LM endpoint. DSPy's ``acall``
+    runs ``aforward`` only (a program with just a sync ``forward`` has none), so a sync
+    program is called in a worker thread, as dspex runs it."""
+    with dspy.context(lm=lm_of(server).to_dspy(), adapter=dspy.ChatAdapter()):
+        if "aforward" in type(program).__dict__:
+            return await program.acall(**inputs)
+        return await asyncio.to_thread(program, **inputs)
+
+
+def same_requests(ours: list[RecordedRequest], theirs: list[RecordedRequest]) -> None:
+    assert len(ours) == len(theirs) > 0
+    for mine, oracle in zip(ours, theirs, strict=True):
+        assert mine.messages == oracle.messages
+        assert mine.body == oracle.body
+        assert mine.content == oracle.content  # byte for byte
+
+
+async def differential(
+    rt: Runtime,
+    server: ScriptedLM,
+    program: Any,
+    calls: list[dict[str, Any]],
+    predictors: list[str],
+) -> list[dspex.Prediction]:
+    """Wrap ``program``, run ``calls`` through dspex then through plain DSPy (the same object:
+    wrap must not have changed it), and check requests and outputs; every one of
+    ``predictors`` (paths) served natively."""
+    ref = await dspex.Module.wrap(program, name="qa")
+    assert isinstance(ref, dspex.modules.ProgramRef)
+    assert sorted(ref.predictors) == sorted(predictors)
+    start = len(server.requests)
+    ours = [await ref(**inputs) for inputs in calls]
+    middle = len(server.requests)
+    theirs = [await run_dspy(server, program, inputs) for inputs in calls]
+    same_requests(server.requests[start:middle], server.requests[middle:])
+    assert [p.to_dict() for p in ours] == [dict(p.items()) for p in theirs]
+    report = (await rt.metrics()).modules
+    for path in predictors:
+        assert set(report[f"qa.{path}"]) == {"native"}, path
+        assert report[f"qa.{path}"]["native"].calls >= len(calls)
+    return ours
+
+
+def compile_draft_refine(server: ScriptedLM) -> corpus.DraftRefine:
+    """DraftRefine compiled with BootstrapFewShot against the scripted LM: augmented demos
+    (with reasoning) and labeled ones (without: incomplete for the ChainOfThought)."""
+    trainset = [
+        dspy.Example(question=f"Capital of {c}?", answer=a).with_inputs("question")
+        for c, a in [("France", "Paris"), ("Italy", "Rome"), ("Peru", "Lima"), ("Chad", "N")]
+    ]
+    optimizer = dspy.BootstrapFewShot(
+        metric=lambda example, pred, trace=None: True,
+        max_bootstrapped_demos=2,
+        max_labeled_demos=3,
+    )
+    with dspy.context(lm=lm_of(server).to_dspy(), adapter=dspy.ChatAdapter()):
+        compiled: corpus.DraftRefine = optimizer.compile(corpus.DraftRefine(), trainset=trainset)
+    return compiled
+
+
+async def test_a_compiled_draft_refine_program(rt: Runtime, server: ScriptedLM) -> None:
+    server.script = ANSWERS
+    program = await asyncio.to_thread(compile_draft_refine, server)
+    demos = program.draft.predict.demos
+    assert any(d.get("augmented") for d in demos)  # bootstrapped, with reasoning
+    assert any("reasoning" not in d for d in demos)  # labeled: incomplete for the CoT
+    calls = [{"question": "Capital of France?"}, {"question": "Capital of Japan?"}]
+    await differential(rt, server, program, calls, ["draft.predict", "refine"])
+    sent = server.requests[-1].messages
+    assert any("Capital of Italy?" in str(m["content"]) for m in sent)  # the demos went out
+    assert type(program.draft) is dspy.ChainOfThought  # the user's program is untouched
+
+
+async def test_a_rag_program_with_a_python_retriever(rt: Runtime, server: ScriptedLM) -> None:
+    server.script = ANSWERS
+    calls = [{"question": "What is the capital of france?"}, {"question": "And peru?"}]
+    program = corpus.RAG()
+    program.respond.predict.signature = program.respond.predict.signature.with_instructions(
+        "Answer from the context only."
+    )
+    (first, _) = await differential(rt, server, program, calls, ["respond.predict"])
+    assert first.context == [corpus.DOCS["france"]]
+
+
+async def test_a_program_calling_one_predictor_in_a_loop(rt: Runtime, server: ScriptedLM) -> None:
+    server.script = ANSWERS
+    program = corpus.Hops()
+    program.step.demos = [dspy.Example(question="q", notes=["n"], answer="a")]
+    (pred,) = await differential(rt, server, program, [{"question": "Where?"}], ["step"])
+    assert pred.notes == ["Paris"] * 3
+
+
+async def test_nested_custom_modules(rt: Runtime, server: ScriptedLM) -> None:
+    server.script = ANSWERS
+    paths = ["check", "inner.stages[0]", "inner.stages[1].predict", "inner.by_tone['plain']"]
+    (pred,) = await differential(rt, server, corpus.Nested(), [{"text": "Long text."}], paths)
+    assert pred.verdict is True
+
+
+async def test_a_typed_pydantic_output(rt: Runtime, server: ScriptedLM) -> None:
+    server.script = ANSWERS
+    program = corpus.Typed()
+    demo = {"question": "Lima?", "city": corpus.City(name="Lima", population=9), "confidence": 1.0}
+    program.facts.demos = [dspy.Example(**demo)]
+    (pred,) = await differential(rt, server, program, [{"question": "Paris?"}], ["facts"])
+    assert pred.city == corpus.City(name="Paris", population=2100000)
+
+
+def react_script(request: RecordedRequest) -> Reply:
+    """A ReAct step calls ``lookup`` first, then finishes; the extraction answers."""
+    names, _ = requested_outputs(request)
+    if "next_tool_name" in names:
+        looked_up = "observation_0" in str(request.messages[-1]["content"])
+        step: dict[str, Any] = (
+            {"next_tool_name": "finish", "next_tool_args": {}}
+            if looked_up
+            else {"next_tool_name": "lookup", "next_tool_args": {"city": "Paris"}}
+        )
+        return respond(next_thought="Let me see.", **step)(request)
+    return ANSWERS(request)
+
+
+async def test_a_program_with_react_and_tools(rt: Runtime, server: ScriptedLM) -> None:
+    server.script = react_script
+    (pred,) = await differential(
+        rt,
+        server,
+        corpus.Agent(),
+        [{"question": "How many live in Paris?"}],
+        ["agent.react", "agent.extract.predict"],
+    )
+    assert pred.trajectory["observation_0"] == corpus.lookup("Paris")
+
+
+async def test_native_names_every_predictor_it_cannot_serve(rt: Runtime) -> None:
+    program = corpus.DraftRefine()
+    program.refine.config["rollout_id"] = 3  # an LM setting native does not send
+    program.draft.predict.callbacks = [dspy.utils.callback.BaseCallback()]
+    with pytest.raises(ConfigError) as info:
+        await dspex.Module.wrap(program, implementation="native")
+    message = str(info.value)
+    assert "draft.predict: it has DSPy callbacks" in message
+    assert "refine: its Predict config ['rollout_id']" in message
+
+
+async def test_without_native_a_predictor_is_served_on_dspy(
+    rt: Runtime, server: ScriptedLM
+) -> None:
+    program = corpus.DraftRefine()
+    program.refine.config["rollout_id"] = 3
+    ref = await dspex.Module.wrap(program, name="qa")
+    assert (await ref(question="q")).answer == "Paris"
+    report = (await rt.metrics()).modules
+    assert set(report["qa.refine"]) == {"dspy"}
+    assert set(report["qa.draft.predict"]) == {"native"}
+
+
+async def test_dspy_runs_the_whole_program_on_dspy(rt: Runtime, server: ScriptedLM) -> None:
+    ref = await dspex.Module.wrap(corpus.DraftRefine(), name="qa", implementation="python")
+    assert (await ref(question="q")).answer == "Paris"
+    assert not isinstance(ref, dspex.modules.ProgramRef)
+    assert set((await rt.metrics()).modules) == {"qa"}
+
+
+async def test_an_aforward_calling_a_predictor_synchronously_is_a_module_error(
+    rt: Runtime,
+) -> None:
+    class Blocking(dspy.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.predict = dspy.Predict("question -> answer")
+
+        async def aforward(self, question: str) -> Any:
+            return self.predict(question=question)  # would block the event loop
+
+    ref = await dspex.Module.wrap(Blocking())
+    with pytest.raises(dspex.ModuleError, match=r"await self\.predict\.acall"):
+        await ref(question="q")
+
+
+async def test_set_demos_names_one_predictor(rt: Runtime, server: ScriptedLM) -> None:
+    ref = await dspex.Module.wrap(corpus.DraftRefine(), name="qa")
+    assert isinstance(ref, dspex.modules.ProgramRef)
+    with pytest.raises(ConfigError, match=r"no predictor 'draft'; its predictors: \['draft"):
+        await ref.set_demos([], predictor="draft")
+    await ref.set_demos(
+        [{"question": "Capital of Chad?", "answer": "N'Djamena"}], predictor="refine"
+    )
+    assert (await ref.info()).demos == 1
+    await ref(question="q")
+    assert "N'Djamena" in str(server.requests[-1].messages)
