@@ -52,6 +52,7 @@ from dspex.modules import (
     ReAct,
     Refine,
 )
+from dspex.modules._saved import load
 from dspex.prediction import Prediction
 from dspex.routing import ImplementationMetrics, MetricsReport
 from dspex.runtime import Runtime
@@ -123,4 +124,5 @@ __all__ = [
     "Timeout",
     "Unavailable",
     "is_normal_exit",
+    "load",
 ]

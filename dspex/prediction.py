@@ -3,7 +3,11 @@
 from __future__ import annotations
 
 from collections.abc import Iterator, Mapping
+from types import MappingProxyType
 from typing import Any
+
+#: ``served_by`` of a single module's prediction: one shared empty mapping, not a dict per call.
+_NOT_A_PROGRAM: Mapping[str, str] = MappingProxyType({})
 
 
 class Prediction(Mapping[str, Any]):
@@ -13,9 +17,26 @@ class Prediction(Mapping[str, Any]):
     it records who served the call: ``implementation`` (``"native"`` or ``"dspy"``), whether a
     ``fallback`` to dspy happened and why (``fallback_reason``), the LM token ``usage``, and, for
     ``n > 1``, every completion in ``completions`` (the fields hold the first one).
+
+    A program served by ``Module.wrap`` (see :meth:`with_predictors`) also has ``served_by``:
+    each predictor path that ran during the call (``draft.predict``) mapped to the
+    implementation that served it, ``"native"`` or ``"dspy"``, or ``"mixed"`` for a predictor
+    called several times whose calls were served by both. Its ``implementation`` is then
+    ``"native"`` or ``"dspy"`` when every predictor call was served by that one, ``"mixed"``
+    otherwise, and ``"dspy"`` when no predictor ran (the program's own code runs on dspy); a
+    predictor call that fell back makes it a ``fallback``, ``fallback_reason`` naming the
+    predictor (``"refine: ParseError: ..."``). ``served_by`` is empty for a single module.
     """
 
-    __slots__ = ("_fields", "completions", "fallback", "fallback_reason", "implementation", "usage")
+    __slots__ = (
+        "_fields",
+        "completions",
+        "fallback",
+        "fallback_reason",
+        "implementation",
+        "served_by",
+        "usage",
+    )
 
     def __init__(
         self,
@@ -26,6 +47,7 @@ class Prediction(Mapping[str, Any]):
         usage: dict[str, int] | None = None,
         fallback: bool = False,
         fallback_reason: str | None = None,
+        served_by: Mapping[str, str] | None = None,
     ):
         self._fields = fields
         self.implementation = implementation
@@ -33,6 +55,7 @@ class Prediction(Mapping[str, Any]):
         self.usage = usage or {}
         self.fallback = fallback
         self.fallback_reason = fallback_reason
+        self.served_by: Mapping[str, str] = dict(served_by) if served_by else _NOT_A_PROGRAM
 
     def __getattr__(self, name: str) -> Any:
         try:
@@ -79,6 +102,33 @@ class Prediction(Mapping[str, Any]):
             usage=self.usage,
             fallback=fallback_reason is not None,
             fallback_reason=fallback_reason,
+            served_by=self.served_by,
+        )
+
+    def with_predictors(
+        self,
+        served_by: Mapping[str, str],
+        implementation: str,
+        *,
+        usage: Mapping[str, int] | None = None,
+        fallback_reason: str | None = None,
+    ) -> Prediction:
+        """This prediction as a wrapped program's: ``served_by`` maps each predictor path that
+        ran to ``"native"``, ``"dspy"`` or ``"mixed"``; ``implementation`` says who served
+        them all (see the class docstring); ``usage`` (the predictors' tokens) is added to
+        this prediction's; ``fallback_reason`` (which predictor calls fell back, and why)
+        marks it as a fallback."""
+        total = dict(self.usage)
+        for key, value in (usage or {}).items():
+            total[key] = total.get(key, 0) + value
+        return Prediction(
+            self._fields,
+            implementation=implementation,
+            completions=self.completions,
+            usage=total,
+            fallback=self.fallback or fallback_reason is not None,
+            fallback_reason=fallback_reason or self.fallback_reason,
+            served_by=served_by,
         )
 
     def __repr__(self) -> str:

@@ -24,8 +24,11 @@ from dspex.cli._compare import (
     MODULES,
     Comparison,
     check_inputs,
+    check_program_inputs,
     compare,
+    compare_program,
     load_dataset,
+    load_program,
     print_comparison,
     write_report,
 )
@@ -145,15 +148,34 @@ def compare_command(
     dataset: Annotated[
         Path,
         typer.Argument(
-            help="A .jsonl or .csv file: a column per input of the signature, and optionally "
-            "'expected'.",
+            help="A .jsonl or .csv file: a column per input of the signature (or of the "
+            "program's forward), and optionally 'expected'.",
             metavar="DATASET",
         ),
     ],
-    signature: Annotated[str, typer.Option(help="The program's signature.")] = (
-        "question -> answer"
-    ),
-    module: Annotated[str, typer.Option(help="Predict or ChainOfThought.")] = "Predict",
+    signature: Annotated[
+        str | None,
+        typer.Option(
+            help="The module's signature (default: 'question -> answer').", show_default=False
+        ),
+    ] = None,
+    module: Annotated[
+        str | None, typer.Option(help="Predict (the default) or ChainOfThought.")
+    ] = None,
+    program: Annotated[
+        str | None,
+        typer.Option(
+            help="Compare a DSPy program instead of a module: package.module:name of its "
+            "dspy.Module class or a zero-argument factory (imported from the current directory)."
+        ),
+    ] = None,
+    state: Annotated[
+        Path | None,
+        typer.Option(
+            help="The program's saved state, as program.save('prog.json') wrote it (with "
+            "--program)."
+        ),
+    ] = None,
     report: Annotated[
         Path, typer.Option(help="Where to write the report: .md, or .html (plot: .png beside).")
     ] = Path("compare-report.md"),
@@ -165,24 +187,46 @@ def compare_command(
     ] = None,
     model: ModelOption = DEFAULT_MODEL,
 ) -> None:
-    """Run a program over a dataset on both implementations and report agreement per output
-    field, latency, errors and tokens.
+    """Run a module (or, with --program, a DSPy program) over a dataset on both implementations
+    and report agreement per output field, latency, errors and tokens.
+
+    A program is compared wrapped whole on DSPy (dspy) against dspex's default (native: each of
+    its predictors native where native serves it), after loading --state if given.
 
     When the dataset has an 'expected' column, accuracy is reported per implementation too: a
     row is correct when the words of its expected answer appear together, in order, in the
-    signature's first output field (case and punctuation ignored, so "Paris" matches "Paris,
-    France." but "0" does not match "10"); a failed call counts as wrong.
+    signature's first output field (a program's 'answer', else its first output; case and
+    punctuation ignored, so "Paris" matches "Paris, France." but "0" does not match "10"); a
+    failed call counts as wrong.
     """
     try:
         rows = load_dataset(dataset)
-        if module not in MODULES:
-            raise ConfigError(f"--module must be one of {sorted(MODULES)}, got {module!r}")
         if report.suffix not in (".md", ".html"):
             raise ConfigError(f"--report must end in .md or .html, got {report.name}")
-        sig = dspex.Signature.parse(signature)
-        if not sig.output_names:
-            raise ConfigError(f"--signature needs an output field to compare, got {signature!r}")
-        check_inputs(rows, sig)
+        if program is not None:
+            if signature is not None or module is not None:
+                raise ConfigError(
+                    "--program compares a program: leave out --signature and --module"
+                )
+            if state is not None and not state.is_file():
+                raise ConfigError(f"--state {state} does not exist")
+            subject: Any = load_program(program)
+            check_program_inputs(rows, subject, program)
+            title = f"program {program}" + (f" with {state.name}" if state is not None else "")
+        else:
+            if state is not None:
+                raise ConfigError("--state goes with --program (the program it is the state of)")
+            signature = signature if signature is not None else "question -> answer"
+            module = module if module is not None else "Predict"
+            if module not in MODULES:
+                raise ConfigError(f"--module must be one of {sorted(MODULES)}, got {module!r}")
+            sig = dspex.Signature.parse(signature)
+            if not sig.output_names:
+                raise ConfigError(
+                    f"--signature needs an output field to compare, got {signature!r}"
+                )
+            check_inputs(rows, sig)
+            subject, title = sig, f"{module} '{signature}'"
         options = DemoOptions.build(
             lm=lm, lm_model=lm_model, implementation="both", questions=1, model=model
         )
@@ -190,11 +234,11 @@ def compare_command(
         raise typer.BadParameter(str(exc)) from None
     setup_logging(console)
     try:
-        result = asyncio.run(_compare(options, rows, sig, module))
+        result = asyncio.run(_compare(options, rows, subject, module, state))
     except DSPexError as exc:
         raise _fail(str(exc)) from None
     print_comparison(result, console)
-    plot = write_report(result, report, f"{module} '{signature}': native vs dspy")
+    plot = write_report(result, report, f"{title}: native vs dspy")
     console.print(
         f"[green]report:[/] {escape(str(report))}"
         + (f" (plot: {escape(str(plot))})" if plot else " (no plot: install matplotlib)")
@@ -202,12 +246,19 @@ def compare_command(
 
 
 async def _compare(
-    options: DemoOptions, rows: list[dict[str, Any]], sig: dspex.Signature, module: str
+    options: DemoOptions,
+    rows: list[dict[str, Any]],
+    subject: Any,
+    module: str | None,
+    state: Path | None,
 ) -> Comparison:
+    """``subject`` (a signature run as ``module``, or a program) compared in a runtime."""
     lm = await lm_for(options)
     with console.status(f"Running {len(rows)} rows on both implementations..."):
         async with dspex.Runtime(lm=lm):
-            return await compare(rows, sig, module)
+            if isinstance(subject, dspex.Signature):
+                return await compare(rows, subject, module or "Predict")
+            return await compare_program(rows, subject, state)
 
 
 @lm_app.command(short_help="Install and assemble the model's weights.")

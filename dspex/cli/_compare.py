@@ -1,13 +1,19 @@
-"""``dspex compare``: one program over a dataset on both implementations, and a report."""
+"""``dspex compare``: a module, or a DSPy program, over a dataset on both implementations, and
+a report."""
 
 from __future__ import annotations
 
 import csv
 import html
+import importlib
+import inspect
 import json
+import os
 import re
 import statistics
+import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -138,13 +144,120 @@ async def compare(
     else:
         fields = list(sig.output_names)
     facade = MODULES[module_type]
-    modules = {impl: await facade.create(sig, implementation=impl) for impl in IMPLEMENTATIONS}
+    modules: dict[str, dspex.ModuleRef] = {
+        impl: await facade.create(sig, implementation=impl) for impl in IMPLEMENTATIONS
+    }
+    names = sig.input_names
+    runs = await _run_rows(rows, modules, lambda row: {k: v for k, v in row.items() if k in names})
+    return _figures(rows, runs, fields, sig.output_names[0])
+
+
+async def compare_program(
+    rows: list[dict[str, Any]], program: Any, state: Path | None = None
+) -> Comparison:
+    """Like :func:`compare`, for a DSPy program: ``program`` (a ``dspy.Module`` class or a
+    zero-argument factory) wrapped with ``implementation="dspy"`` (the whole program on DSPy)
+    against the default (each predictor native where native serves it), after loading its
+    saved ``state`` (``program.save("prog.json")``) if given. Each row passes the columns
+    the program's ``forward`` takes (all but ``expected`` when it takes ``**kwargs``); the
+    outputs compared are the Prediction's fields, the answer scored its ``answer`` (else its
+    first). ConfigError when the program cannot be built or its state loaded."""
+    modules: dict[str, dspex.ModuleRef] = {}
+    for impl in IMPLEMENTATIONS:
+        forced = "dspy" if impl == "dspy" else None
+        if state is not None:
+            modules[impl] = await dspex.load(state, program=program, implementation=forced)
+        else:
+            modules[impl] = await dspex.Module.wrap(program, implementation=forced)
+    params = program_inputs(program)
+    names = {p.name for p in params} if params is not None else None
+
+    def inputs_of(row: dict[str, Any]) -> dict[str, Any]:
+        if names is None:
+            return {k: v for k, v in row.items() if k != "expected"}
+        return {k: v for k, v in row.items() if k in names}
+
+    runs = await _run_rows(rows, modules, inputs_of)
+    fields: list[str] = []
+    for pair in runs:
+        for run in pair:
+            fields += [f for f in run.output or () if f not in fields]
+    answer = "answer" if "answer" in fields or not fields else fields[0]
+    return _figures(rows, runs, fields, answer)
+
+
+def load_program(spec: str) -> Any:
+    """The object ``spec`` (``package.module:name``, the name may be dotted) names, imported
+    with the current directory on the import path; ConfigError saying what is wrong."""
+    module_name, colon, attr = spec.partition(":")
+    if not colon or not module_name or not attr:
+        raise ConfigError(
+            f"--program must be module:name, e.g. myapp.programs:DraftRefine, got {spec!r}"
+        )
+    if os.getcwd() not in sys.path:  # the installed script's path is its own directory
+        sys.path.insert(0, os.getcwd())
+    try:
+        found: Any = importlib.import_module(module_name)
+        for part in attr.split("."):
+            found = getattr(found, part)
+    except ImportError as exc:
+        raise ConfigError(f"--program {spec}: cannot import {module_name!r}: {exc}") from None
+    except AttributeError:
+        raise ConfigError(f"--program {spec}: {module_name!r} has no {attr!r}") from None
+    if not callable(found):
+        raise ConfigError(
+            f"--program {spec} must name a dspy.Module class or a zero-argument factory of one"
+        )
+    return found
+
+
+def program_inputs(program: Any) -> list[inspect.Parameter] | None:
+    """The inputs the program's ``aforward`` (if its class has one) or ``forward`` takes; None
+    when it takes ``**kwargs`` (then every column but ``expected`` is passed)."""
+    cls = program if isinstance(program, type) else type(program())
+    for c in cls.__mro__:
+        method = vars(c).get("aforward") or vars(c).get("forward")
+        if method is not None:
+            params = list(inspect.signature(method).parameters.values())[1:]  # without self
+            if any(p.kind is p.VAR_KEYWORD for p in params):
+                return None
+            return [p for p in params if p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)]
+    return None
+
+
+def check_program_inputs(rows: list[dict[str, Any]], program: Any, spec: str) -> None:
+    """InputError, naming the missing columns and the row's own, when a row lacks an input
+    the program's ``forward`` requires."""
+    required = [p.name for p in program_inputs(program) or () if p.default is p.empty]
+    for number, row in enumerate(rows, 1):
+        missing = [name for name in required if name not in row]
+        if missing:
+            raise InputError(
+                f"row {number} of the dataset lacks the column(s) {', '.join(missing)}, "
+                f"input(s) of the program {spec}; the row has the columns: "
+                f"{', '.join(row) or 'none'}. Each input its forward requires must be a column."
+            )
+
+
+async def _run_rows(
+    rows: list[dict[str, Any]],
+    modules: dict[str, dspex.ModuleRef],
+    inputs_of: Callable[[dict[str, Any]], dict[str, Any]],
+) -> list[list[Run]]:
+    """Each row on both implementations, alternating which goes first, one row at a time."""
     runs: list[list[Run]] = []
     for i, row in enumerate(rows):
-        inputs = {k: v for k, v in row.items() if k in sig.input_names}
+        inputs = inputs_of(row)
         order = IMPLEMENTATIONS if i % 2 == 0 else IMPLEMENTATIONS[::-1]
         pair = [await _one(modules[impl], inputs, impl) for impl in order]
         runs.append(sorted(pair, key=lambda r: IMPLEMENTATIONS.index(r.implementation)))
+    return runs
+
+
+def _figures(
+    rows: list[dict[str, Any]], runs: list[list[Run]], fields: list[str], answer: str
+) -> Comparison:
+    """The comparison's figures from its runs."""
     agree = {f: 0 for f in fields}
     both = 0
     for native, dspy_run in runs:
@@ -156,7 +269,6 @@ async def compare(
     whole = sum(
         1 for n, d in runs if n.output is not None and d.output is not None and n.output == d.output
     )
-    answer = sig.output_names[0]
     scored = [
         (row["expected"], pair) for row, pair in zip(rows, runs, strict=True) if _expects(row)
     ]

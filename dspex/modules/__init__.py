@@ -15,6 +15,7 @@ from dspex.modules._facade import (
     Refine,
     create_module,
 )
+from dspex.modules._program import PredictorInfo, ProgramInfo
 from dspex.modules._wrap import ProgramRef
 
 __all__ = [
@@ -28,6 +29,8 @@ __all__ = [
     "MultiChainComparison",
     "Parallel",
     "Predict",
+    "PredictorInfo",
+    "ProgramInfo",
     "ProgramOfThought",
     "ProgramRef",
     "ReAct",

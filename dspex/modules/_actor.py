@@ -167,6 +167,10 @@ class Info(msgspec.Struct, frozen=True):
     """Request the module's description."""
 
 
+class GetDemos(msgspec.Struct, frozen=True):
+    """Request the module's current demos (as created, or as set since)."""
+
+
 class SetDemos(msgspec.Struct, frozen=True):
     """Replace the module's demos (kept across restarts); ``demos`` as the caller gave them,
     checked by the actor against the module's signature."""
@@ -335,6 +339,8 @@ class ModuleActor(Actor):
             return len(spec.demos)
         if isinstance(msg, Info):
             return self._info()
+        if isinstance(msg, GetDemos):
+            return self.box.spec.demos
         return await super().handle_call(msg, caller)
 
     @staticmethod
@@ -360,7 +366,9 @@ class ModuleActor(Actor):
     def _choose(
         self, snapshot: RoutingSnapshot, msg: Execute, forced: Implementation | None
     ) -> tuple[Implementation, RouteReason]:
-        impl, reason = choose(snapshot, self.module_type, forced, self.loop.time(), key=msg.key)
+        impl, reason = choose(
+            snapshot, self.module_type, forced, self.loop.time(), key=msg.key, label=self.label
+        )
         if impl == "native" and self.native_unsupported is not None:
             return "dspy", "only"
         return impl, reason
@@ -654,7 +662,7 @@ class ModuleActor(Actor):
             forced=self.forced,
             native_available=self.native_available and self.native_unsupported is None,
             native_unsupported=self.native_unsupported,
-            circuit=snapshot.circuit_state(self.module_type, self.loop.time()),
+            circuit=snapshot.circuit_state(self.label, self.loop.time()),
             # a wrapped program's predictors carry their own demos (a compiled program's)
             demos=self._demos(spec),
             in_flight=self.in_flight,

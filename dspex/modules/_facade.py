@@ -37,6 +37,7 @@ from dspex.errors import (
 from dspex.lm import LM
 from dspex.modules._actor import (
     Execute,
+    GetDemos,
     Info,
     ModuleActor,
     ModuleInfo,
@@ -254,7 +255,13 @@ class ModuleRef:
         its demos and serves on as before."""
         await self._ask(SetDemos(demos))
 
-    async def _ask(self, msg: Info | SetDemos) -> Any:
+    async def demos(self) -> tuple[dict[str, Any], ...]:
+        """The demos the module serves with now (as created, or as set since); raises
+        ModuleStopped if it crashed past its restart budget."""
+        demos: tuple[dict[str, Any], ...] = await self._ask(GetDemos())
+        return demos
+
+    async def _ask(self, msg: Info | SetDemos | GetDemos) -> Any:
         """A request to the module's live actor; a full mailbox is Overloaded, as for calls."""
         try:
             return await (await self._incarnation(None)).call(msg)

@@ -17,6 +17,7 @@ import msgspec
 
 from dspex.errors import DSPexError
 from dspex.lm import LM
+from dspex.modules._actor import ModuleInfo
 from dspex.signature import Signature
 
 #: One step from a container to what it holds: an attribute name, a list/tuple index or a key.
@@ -61,6 +62,34 @@ class PredictorPlan(msgspec.Struct, frozen=True, kw_only=True):
     lm: LM | None
     call_options: dict[str, Any]
     native_unsupported: str | None = None
+
+
+class PredictorInfo(msgspec.Struct, frozen=True, kw_only=True):
+    """One predictor of a wrapped program, as ``await ref.info()`` lists it.
+
+    ``path`` is its name in DSPy's saved state (``draft.predict``); ``module_type`` the type
+    serving it (``ChainOfThought``); ``name`` its module actor's name in metrics and spans
+    (``qa.draft.predict``), None for a predictor DSPy runs inside the program itself;
+    ``implementations`` those that may serve its calls; ``demos`` how many it carries;
+    ``circuit`` its module actor's native circuit (None inside the program); and
+    ``native_unsupported`` why native does not serve it, or None.
+    """
+
+    path: str
+    module_type: str
+    name: str | None
+    implementations: tuple[str, ...]
+    demos: int
+    circuit: str | None
+    native_unsupported: str | None
+
+
+class ProgramInfo(ModuleInfo, frozen=True, kw_only=True):
+    """What ``await ref.info()`` returns for a program served by ``Module.wrap``: the program's
+    own module description (its actor runs the program's code on dspy; ``demos`` counts its
+    predictors' demos) and each of its ``predictors``, in DSPy's order."""
+
+    predictors: tuple[PredictorInfo, ...] = ()
 
 
 def path_of(steps: tuple[Step, ...]) -> str:

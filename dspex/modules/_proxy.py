@@ -5,13 +5,29 @@ ChainOfThought) in the program's copy. Called from a sync ``forward`` (a worker 
 sends the call to the event loop and waits; awaited through ``acall`` (an ``aforward`` on the
 loop), it awaits the module actor directly. Either way the program gets a ``dspy.Prediction``,
 as the DSPy module would have returned, and the call keeps the program call's deadline.
+
+Each program call runs inside a :class:`ProgramCall` (the dspy implementation opens it around
+the program, see ``ProgramSource.open_call``), found by the proxies through the context
+variable :data:`PROGRAM_CALL`: the task running the program, and the worker thread of a sync
+``forward`` (which runs in a copy of that task's context), see their own call's, so concurrent
+program calls never mix their records. It is the ``dspex.program`` span their route spans
+nest in, it records what served each predictor call, and when the program call ends (its
+deadline passed, or its caller gave up) it cancels the predictor calls a sync ``forward``
+thread still has in flight: that thread gets Timeout there, or at its next predictor call.
 """
 
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
+import contextvars
+from types import TracebackType
 from typing import TYPE_CHECKING, Any
 
+from opentelemetry import context as otel_context
+from opentelemetry import trace
+
+from dspex import telemetry
 from dspex.errors import ModuleError, Timeout
 from dspex.lm._client import CALL_DEADLINE
 from dspex.prediction import Prediction
@@ -23,6 +39,133 @@ if TYPE_CHECKING:
 #: predictor's own DSPy module (``config`` is merged instead when it holds LM overrides only).
 _OWN_KEYWORDS = frozenset({"signature", "demos", "lm"})
 _CALL_CONFIG = frozenset({"temperature", "max_tokens", "n"})
+
+
+class ProgramCall:
+    """One call of a wrapped program, from its start to its end (a context manager, entered
+    and left in the task running the program).
+
+    Inside it, :data:`PROGRAM_CALL` is this call and a ``dspex.program`` span (attribute
+    ``dspex.operation``: the program's name) is the current span, the parent of its predictor
+    calls' route spans. ``served`` holds, per predictor path, the implementations that served
+    its calls; leaving it closes the call and cancels the predictor calls still ``pending``
+    (those a sync ``forward`` thread waits for).
+    """
+
+    __slots__ = (
+        "closed",
+        "fallbacks",
+        "label",
+        "pending",
+        "served",
+        "span",
+        "token",
+        "trace_token",
+        "usage",
+    )
+
+    def __init__(self, label: str):
+        self.label = label
+        self.closed = False
+        self.served: dict[str, set[str]] = {}
+        self.fallbacks: list[str] = []
+        self.usage: dict[str, int] = {}
+        self.pending: set[concurrent.futures.Future[Any]] = set()
+        self.span: trace.Span = trace.INVALID_SPAN
+        self.token: contextvars.Token[ProgramCall | None] | None = None
+        self.trace_token: contextvars.Token[otel_context.Context] | None = None
+
+    def __enter__(self) -> ProgramCall:
+        span = self.span = telemetry.tracer.start_span(
+            "dspex.program", attributes={telemetry.OPERATION: self.label}
+        )
+        if span.is_recording():  # without an SDK: no context to attach
+            self.trace_token = otel_context.attach(trace.set_span_in_context(span))
+        self.token = PROGRAM_CALL.set(self)
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.close()
+        if self.token is not None:
+            PROGRAM_CALL.reset(self.token)
+        span = self.span
+        if self.trace_token is not None:
+            otel_context.detach(self.trace_token)
+            span.set_attribute(telemetry.IMPLEMENTATION, self.implementation())
+            if exc is not None:
+                span.set_attribute(telemetry.ERROR_TYPE, type(exc).__name__)
+                if isinstance(exc, Exception):
+                    span.record_exception(exc)
+        span.end()
+
+    def close(self) -> None:
+        """The program call is over: no predictor call starts from now on, and those in
+        flight are cancelled. (A thread adds its call to ``pending`` before reading
+        ``closed``, and this sets ``closed`` before reading ``pending``: either way the call
+        is cancelled.)"""
+        self.closed = True
+        for future in list(self.pending):
+            future.cancel()
+
+    def check_open(self, path: str) -> None:
+        """Timeout if the program call is over (a thread its caller no longer waits for)."""
+        if self.closed:
+            raise Timeout(
+                f"predictor {path!r} was not called: the call of the program {self.label!r} "
+                "is over (its deadline passed or its caller gave up)"
+            )
+
+    def record(self, path: str, pred: Prediction) -> None:
+        """A call of the predictor at ``path`` was served as ``pred`` says."""
+        self.ran(path, pred.implementation)
+        if pred.fallback:
+            self.fallbacks.append(f"{path}: {pred.fallback_reason}")
+        for key, value in pred.usage.items():
+            self.usage[key] = self.usage.get(key, 0) + value
+
+    def ran(self, path: str, implementation: str) -> None:
+        """A call of the predictor at ``path`` was served by ``implementation``."""
+        self.served.setdefault(path, set()).add(implementation)
+
+    def served_by(self) -> dict[str, str]:
+        """Each predictor path that ran: the implementation that served it, or ``"mixed"``
+        when its calls were served by both."""
+        return {
+            path: next(iter(kinds)) if len(kinds) == 1 else "mixed"
+            for path, kinds in self.served.items()
+        }
+
+    def implementation(self) -> str:
+        """``native``, ``dspy`` or ``mixed``: who served the predictor calls (``dspy`` when
+        none ran: the program's own code runs on dspy)."""
+        kinds = set(self.served_by().values())
+        return kinds.pop() if len(kinds) == 1 else "mixed" if kinds else "dspy"
+
+    def result(self, pred: Prediction) -> Prediction:
+        """The program's prediction, with ``served_by``, ``implementation``, the predictors'
+        token usage and their fallbacks."""
+        return pred.with_predictors(
+            self.served_by(),
+            self.implementation(),
+            usage=self.usage,
+            fallback_reason="; ".join(self.fallbacks) or None,
+        )
+
+    def error(self, exc: Exception, text: str) -> ModuleError:
+        """The error for the caller when the program's own code raised ``exc`` (``text``: its
+        message, any secret masked)."""
+        return ModuleError(f"the program {self.label!r} raised {type(exc).__name__}: {text}")
+
+
+#: The program call the current task or thread runs in (None outside a wrapped program).
+PROGRAM_CALL: contextvars.ContextVar[ProgramCall | None] = contextvars.ContextVar(
+    "dspex_program_call", default=None
+)
 
 
 def to_dspy_prediction(dspy: Any, pred: Prediction, signature: Any) -> Any:
@@ -67,10 +210,18 @@ class PredictorProxy:
     def __call__(self, *args: Any, **kwargs: Any) -> Any:
         """The predictor's sync call, from a program's ``forward`` in a worker thread: the call
         runs on the event loop and this thread waits for it. ModuleError when called on the
-        event loop itself (an ``aforward`` must ``await ....acall(...)``)."""
+        event loop itself (an ``aforward`` must ``await ....acall(...)``); Timeout when the
+        program call is over (its deadline passed, or its caller gave up: a predictor call in
+        flight then is cancelled and raises it too)."""
+        call = PROGRAM_CALL.get()
+        if call is not None:
+            call.check_open(self._path)
         options = self._call_options(args, kwargs)
         if options is None:
-            return self._module(*args, **kwargs)
+            result = self._module(*args, **kwargs)
+            if call is not None:
+                call.ran(self._path, "dspy")  # on the DSPy module itself, in the program
+            return result
         try:
             running: asyncio.AbstractEventLoop | None = asyncio.get_running_loop()
         except RuntimeError:
@@ -81,17 +232,37 @@ class PredictorProxy:
                 f"would block it; in an aforward, use `await self.{self._path}.acall(...)`"
             )
         timeout = self._timeout()
-        future = asyncio.run_coroutine_threadsafe(self._run(kwargs, options, timeout), self._loop)
-        return future.result()
+        future = asyncio.run_coroutine_threadsafe(
+            self._run(kwargs, options, timeout, call), self._loop
+        )
+        if call is None:  # a thread of the program's own: no record, no cancellation
+            return future.result()
+        call.pending.add(future)
+        try:
+            if call.closed:
+                future.cancel()
+            return future.result()
+        except concurrent.futures.CancelledError:
+            call.check_open(self._path)
+            raise
+        finally:
+            call.pending.discard(future)
 
     forward = __call__
 
     async def acall(self, *args: Any, **kwargs: Any) -> Any:
-        """The predictor's async call, from a program's ``aforward``: awaits its module actor."""
+        """The predictor's async call, from a program's ``aforward``: awaits its module actor
+        (cancelled with the program call). Timeout when the program call is over."""
+        call = PROGRAM_CALL.get()
+        if call is not None:
+            call.check_open(self._path)
         options = self._call_options(args, kwargs)
         if options is None:
-            return await self._module.acall(*args, **kwargs)
-        return await self._run(kwargs, options, self._timeout())
+            result = await self._module.acall(*args, **kwargs)
+            if call is not None:
+                call.ran(self._path, "dspy")  # on the DSPy module itself, in the program
+            return result
+        return await self._run(kwargs, options, self._timeout(), call)
 
     aforward = acall
 
@@ -122,7 +293,13 @@ class PredictorProxy:
         return left
 
     async def _run(
-        self, inputs: dict[str, Any], options: dict[str, Any], timeout: float | None
+        self,
+        inputs: dict[str, Any],
+        options: dict[str, Any],
+        timeout: float | None,
+        call: ProgramCall | None,
     ) -> Any:
         pred = await self._ref.execute(inputs, timeout=timeout, **options)
+        if call is not None:
+            call.record(self._path, pred)
         return to_dspy_prediction(self._dspy, pred, self._signature)

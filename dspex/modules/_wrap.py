@@ -15,20 +15,24 @@ import contextlib
 from collections.abc import Callable, Iterable, Mapping
 from typing import TYPE_CHECKING, Any
 
+import msgspec
+
 from dspex._dspy_import import import_dspy
 from dspex.config import implementation_name
 from dspex.errors import ConfigError, DSPexError, SignatureError
 from dspex.lm import LM
 from dspex.modules._facade import ModuleRef, create_module
 from dspex.modules._program import (
+    PredictorInfo,
     PredictorPlan,
+    ProgramInfo,
     find_predictors,
     get_at,
     plan_predictor,
     predictor_path,
     set_at,
 )
-from dspex.modules._proxy import PredictorProxy
+from dspex.modules._proxy import PredictorProxy, ProgramCall
 
 if TYPE_CHECKING:
     from dspex.runtime import Runtime
@@ -45,6 +49,58 @@ class ProgramRef(ModuleRef):
         super().__init__(program._runtime, program.name, program.module_type, None, program._actor)
         self.source = source
         self.predictors: dict[str, ModuleRef] = dict(source.refs)
+
+    async def info(self) -> ProgramInfo:
+        """The program's description (see :class:`~dspex.modules.ModuleInfo`) with each of
+        its ``predictors`` (:class:`~dspex.modules.PredictorInfo`): path, module type, the
+        implementations that may serve it and, on dspy only, why, its demos and its circuit.
+        ModuleStopped if the program's actor or a predictor's crashed past its budget."""
+        own = await super().info()
+        source = self.source
+        served = dict(
+            zip(
+                self.predictors,
+                await asyncio.gather(*(ref.info() for ref in self.predictors.values())),
+                strict=True,
+            )
+        )
+        predictors: list[PredictorInfo] = []
+        for plan in source.plans:
+            info = served.get(plan.path)
+            if info is None:
+                continue
+            why = plan.native_unsupported or info.native_unsupported
+            implementations = (
+                (info.forced,)
+                if info.forced is not None
+                else ("dspy",)
+                if why is not None
+                else info.implementations
+            )
+            predictors.append(
+                PredictorInfo(
+                    path=plan.path,
+                    module_type=info.module_type,
+                    name=f"{source.label}.{plan.path}",
+                    implementations=implementations,
+                    demos=info.demos,
+                    circuit=info.circuit,
+                    native_unsupported=why,
+                )
+            )
+        for path, (module_type, why) in source.local.items():
+            predictors.append(
+                PredictorInfo(
+                    path=path,
+                    module_type=module_type,
+                    name=None,
+                    implementations=("dspy",),
+                    demos=source.counts.get(path, 0),
+                    circuit=None,
+                    native_unsupported=why,
+                )
+            )
+        return ProgramInfo(**msgspec.structs.asdict(own), predictors=tuple(predictors))
 
     async def set_demos(
         self, demos: Iterable[Mapping[str, Any]], *, predictor: str | None = None
@@ -76,6 +132,16 @@ class ProgramRef(ModuleRef):
         await ref.set_demos(demos)
         self.source.counts[predictor] = len(demos)
 
+    async def save(self, path: Any) -> None:
+        """Write the program's state as DSPy's ``program.save(path)`` does (``path``, a str or
+        path-like, ends in ``.json``), so that ``MyProgram().load(path)`` in plain DSPy reads
+        it back: each predictor's signature, instructions and current demos (``set_demos``
+        included), as its module actor holds them. ConfigError for another suffix or a path
+        it cannot write."""
+        from dspex.modules._saved import save_program
+
+        await save_program(self, path)
+
     async def stop(self) -> None:
         """Stop the program's actor, then its predictors' actors."""
         await super().stop()
@@ -87,7 +153,18 @@ class ProgramSource:
     """What the program's actor runs, called once per incarnation: a copy of the program (or
     a new one from the user's factory) with its served sub-modules replaced by proxies."""
 
-    __slots__ = ("counts", "dspy", "factory", "first", "loop", "plans", "refs", "template")
+    __slots__ = (
+        "counts",
+        "dspy",
+        "factory",
+        "first",
+        "label",
+        "local",
+        "loop",
+        "plans",
+        "refs",
+        "template",
+    )
 
     def __init__(
         self,
@@ -97,8 +174,13 @@ class ProgramSource:
         plans: list[PredictorPlan],
         refs: Mapping[str, ModuleRef],
         loop: asyncio.AbstractEventLoop,
+        label: str = "Module",
+        local: Mapping[str, tuple[str, str]] | None = None,
     ):
         self.dspy = dspy
+        self.label = label  # the program's name in metrics and spans
+        # the predictors DSPy runs inside the program: path -> (module type, why)
+        self.local = dict(local or {})
         self.template = template
         self.factory = factory
         self.plans = plans
@@ -133,6 +215,11 @@ class ProgramSource:
             proxy = PredictorProxy(self.dspy, module, ref, plan.path, self.loop, plan.call_options)
             set_at(program, steps, proxy)
         return program
+
+    def open_call(self) -> ProgramCall:
+        """The scope of one call of the program (see :class:`ProgramCall`), which the dspy
+        implementation runs the program in."""
+        return ProgramCall(self.label)
 
     def count_demos(self) -> int:
         """The demos the program's predictors carry (a compiled program's, as wrapped, or as
@@ -175,7 +262,7 @@ async def wrap_program(
     instance, factory = _resolve(dspy, program)
     template = instance.deepcopy() if factory is None else instance
     plans: list[PredictorPlan] = []
-    unserved: list[str] = []  # "path: why", for implementation="native"
+    local: dict[str, tuple[str, str]] = {}  # run by DSPy in the program: path -> (type, why)
     default_lm = _default_lm(lm, rt, dspy)
     covered: set[int] = set()  # the Predicts the walk found (a ChainOfThought's included)
     # Read from the user's own object: DSPy's deepcopy drops some state (a Predict's callbacks).
@@ -184,20 +271,21 @@ async def wrap_program(
         plan = plan_predictor(dspy, found)
         path = predictor_path(dspy, found)
         if isinstance(plan, str):
-            unserved.append(f"{path}: {plan}")
+            local[path] = (type(found.module).__name__, plan)
         elif plan.lm is None and isinstance(default_lm, str):
-            unserved.append(f"{path}: {default_lm}")
+            local[path] = (type(found.module).__name__, default_lm)
         else:
             plans.append(plan)
+    local.update(_uncovered(dspy, instance, covered))
     if impl == "native":
-        _check_native(dspy, instance, plans, unserved, covered)
+        _check_native(plans, local)
     label = name if name is not None else "Module"
     refs: dict[str, ModuleRef] = {}
     try:
         for plan in plans:
             model = plan.lm or default_lm
             refs[plan.path] = await _start_predictor(plan, model, adapter, rt, label, impl)
-        source = ProgramSource(dspy, template, factory, plans, refs, rt.loop)
+        source = ProgramSource(dspy, template, factory, plans, refs, rt.loop, label, local)
         ref = await create_module(
             "Module", None, lm=lm, adapter=adapter, runtime=rt, program=source, name=name
         )
@@ -222,20 +310,25 @@ def _default_lm(lm: Any, rt: Runtime, dspy: Any) -> Any:
         return f"dspy.settings.lm cannot be served natively: {exc}"
 
 
-def _check_native(
-    dspy: Any, template: Any, plans: list[PredictorPlan], unserved: list[str], covered: set[int]
-) -> None:
-    """ConfigError naming every predictor native cannot serve, and why: those found but not
-    served, those served on dspy only, and Predicts inside other module types (``covered``:
-    the ids of those found)."""
-    problems = [*unserved]
+def _uncovered(dspy: Any, program: Any, covered: set[int]) -> dict[str, tuple[str, str]]:
+    """The Predicts of ``program`` the walk did not find (``covered``: the ids of those it
+    found), which DSPy runs inside a module of another type: path -> (type, why)."""
+    return {
+        path.removeprefix("self."): (
+            type(predictor).__name__,
+            f"a {type(predictor).__name__} inside a module native does not serve as a whole "
+            "(it serves Predict and ChainOfThought)",
+        )
+        for path, predictor in program.named_sub_modules(type_=dspy.Predict)
+        if id(predictor) not in covered
+    }
+
+
+def _check_native(plans: list[PredictorPlan], local: Mapping[str, tuple[str, str]]) -> None:
+    """ConfigError naming every predictor native cannot serve, and why: those DSPy runs in
+    the program (``local``) and those served on dspy only."""
+    problems = [f"{path}: {why}" for path, (_, why) in local.items()]
     problems += [f"{p.path}: {p.native_unsupported}" for p in plans if p.native_unsupported]
-    for path, predictor in template.named_sub_modules(type_=dspy.Predict):
-        if id(predictor) not in covered:
-            problems.append(
-                f"{path.removeprefix('self.')}: a {type(predictor).__name__} inside a module "
-                "native does not serve as a whole (it serves Predict and ChainOfThought)"
-            )
     if problems:
         raise ConfigError(
             "implementation='native' cannot serve every predictor of this program:\n  "

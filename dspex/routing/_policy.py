@@ -114,6 +114,7 @@ def choose(
     now: float,
     rand: Callable[[], float] = random.random,
     key: str | None = None,
+    label: str | None = None,
 ) -> tuple[Implementation, RouteReason]:
     """Pick the implementation for one call, following the design's rules in order.
 
@@ -124,7 +125,13 @@ def choose(
     :func:`explore`). Native is never chosen while its circuit is open, except by force; after
     the cool-down a call may probe it: the reason ``"probe"`` means the caller must first claim
     the probe from the router, which grants it to one call (the others go to dspy).
+
+    Configuration (overrides, rollouts, preference) is per ``module_type``; what the router
+    learns from outcomes (the adaptive leader, the native circuit) is per ``label``, the name
+    the module reports under (its type, or ``qa.draft.predict`` for a wrapped program's
+    predictor; default: the type).
     """
+    live = module_type if label is None else label
     if forced is not None:
         return forced, "forced"
     route = snapshot.routes.get(module_type)
@@ -142,11 +149,11 @@ def choose(
         share = canary_share(module_type, key) if key is not None else rand() * 100
         impl = "native" if share < rollout.native_percent else "dspy"
     elif impl is None:
-        impl = snapshot.adaptive.get(module_type, "native")
+        impl = snapshot.adaptive.get(live, "native")
         if rand() < snapshot.config.adaptive.explore_rate:
             impl, reason = explore(impl, snapshot.config.gc_freeze)
     if impl == "native":
-        circuit = snapshot.circuits.get(module_type)
+        circuit = snapshot.circuits.get(live)
         if circuit is not None:
             if circuit.probe_due(now):
                 return "native", "probe"

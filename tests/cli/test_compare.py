@@ -10,12 +10,20 @@ import msgspec
 import pytest
 
 import dspex
-from dspex.cli._compare import IMPL_COLUMNS, compare, load_dataset, matches, write_report
+from dspex.cli._compare import (
+    IMPL_COLUMNS,
+    compare,
+    compare_program,
+    load_dataset,
+    matches,
+    write_report,
+)
 from dspex.errors import ConfigError, InputError
 from dspex.lm import LM
 from dspex.signature import Signature
 from dspex.testing import RecordedRequest, Reply, ScriptedLM, respond
 from tests.cli.conftest import closed_port_url, run_dspex
+from tests.modules import corpus
 
 EXAMPLES = Path(__file__).parents[2] / "examples" / "questions.jsonl"
 
@@ -196,3 +204,96 @@ def test_compare_against_an_endpoint_that_does_not_answer_says_how_to_start_one(
     assert "`dspex lm serve`" in done.stderr
     assert "--lm-model" not in done.stderr
     assert not report.exists()
+
+
+def _saved_draft_refine(path: Path) -> Path:
+    """DraftRefine's state, as DSPy saves it, with a demo on its refine predictor."""
+    import dspy
+
+    program = corpus.DraftRefine()
+    program.refine.demos = [dspy.Example(question="Capital of Chad?", answer="N'Djamena")]
+    program.save(str(path))
+    return path
+
+
+async def test_compare_a_program_with_its_saved_state(tmp_path: Path) -> None:
+    state = _saved_draft_refine(tmp_path / "prog.json")
+    rows = [
+        {"question": "Capital of France?", "expected": "Paris", "id": "1"},  # id: not an input
+        {"question": "Capital of Peru?", "expected": "Lima", "id": "2"},
+    ]
+    reply = respond(answer="Paris", reasoning="Known.")
+    async with ScriptedLM(reply) as server:
+        lm = LM("openai/scripted", api_base=server.base_url, api_key="k")
+        async with dspex.Runtime(lm=lm) as rt:
+            result = await compare_program(rows, corpus.DraftRefine, state)
+            report = (await rt.metrics()).modules
+    assert result.rows == 2
+    assert result.fields == ["answer"]
+    assert result.agreement == 1.0
+    assert result.errors == {"native": 0, "dspy": 0}
+    assert result.accuracy == {"native": 0.5, "dspy": 0.5}
+    # native: each predictor its own module actor; dspy: the whole program on DSPy
+    assert set(report["Module.refine"]) == set(report["Module.draft.predict"]) == {"native"}
+    assert set(report["Module"]) == {"dspy"}
+    refines = [r for r in server.requests if "draft" in str(r.messages[-1]["content"])]
+    assert len(refines) == 4  # a row's refine call on each side, with the saved demo
+    assert all("N'Djamena" in str(r.messages) for r in refines)
+
+
+def test_compare_command_with_a_program(scripted_url: str, tmp_path: Path) -> None:
+    state = _saved_draft_refine(tmp_path / "prog.json")
+    report = tmp_path / "report.md"
+    done = run_dspex(
+        "compare",
+        str(EXAMPLES),
+        "--program",
+        "tests.modules.corpus:DraftRefine",
+        "--state",
+        str(state),
+        "--lm",
+        scripted_url,
+        "--report",
+        str(report),
+    )
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "Agreement over 8 rows (native vs dspy)\n" in done.stdout
+    assert re.search(r"^answer +100\.0%$", done.stdout, re.M)
+    for impl in ("native", "dspy"):
+        assert re.search(rf"^{impl} +12\.5% +\d+ +\d+ +\d+ +0 +\d+ +\d+$", done.stdout, re.M)
+    text = report.read_text()
+    assert text.startswith("# program tests.modules.corpus:DraftRefine with prog.json: native vs")
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--program", "tests.modules.corpus"], "--program must be module:name"),
+        (["--program", "no_such_module:P"], "cannot import 'no_such_module'"),
+        (["--program", "tests.modules.corpus:Nope"], "'tests.modules.corpus' has no 'Nope'"),
+        (["--program", "tests.modules.corpus:DOCS"], "must name a dspy.Module class or a"),
+        (
+            ["--program", "tests.modules.corpus:DraftRefine", "--module", "Predict"],
+            "--program compares a program: leave out --signature and --module",
+        ),
+        (["--state", "prog.json"], "--state goes with --program"),
+        (
+            ["--program", "tests.modules.corpus:DraftRefine", "--state", "missing.json"],
+            "--state missing.json does not exist",
+        ),
+        (
+            ["--program", "tests.modules.corpus:Summarize"],
+            "row 1 of the dataset lacks the column(s) text, input(s) of the program "
+            "tests.modules.corpus:Summarize; the row has the columns: question, expected.",
+        ),
+    ],
+)
+def test_compare_command_checks_a_program_before_running(
+    tmp_path: Path, args: list[str], message: str
+) -> None:
+    dataset = _write_jsonl(tmp_path / "rows.jsonl", [{"question": "Why?", "expected": "B"}])
+    done = run_dspex("compare", str(dataset), "--lm", "http://127.0.0.1:9/v1", *args)
+    assert done.returncode == 2, done.stderr
+    error = done.stderr.splitlines()[-1]
+    assert error.startswith("Error: Invalid value: ")
+    assert message in error

@@ -56,6 +56,7 @@ async def test_demos_that_do_not_fit_are_a_config_error_and_change_nothing(
         with pytest.raises(ConfigError, match=re.escape(error)):
             await predict.set_demos(demos)
     assert (await predict.info()).demos == 1
+    assert await predict.demos() == (ROME,)  # the demos it had, as it serves with them
     await assert_unharmed(rt, predict, actor)
     assert "Rome" in str(server.requests[-1].messages)  # the demos it had are still sent
     with pytest.raises(ConfigError, match=re.escape(error)):  # the same check at create

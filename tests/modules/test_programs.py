@@ -67,6 +67,9 @@ async def differential(
     theirs = [await run_dspy(server, program, inputs) for inputs in calls]
     same_requests(server.requests[start:middle], server.requests[middle:])
     assert [p.to_dict() for p in ours] == [dict(p.items()) for p in theirs]
+    for pred in ours:  # every predictor ran, natively
+        assert pred.served_by == dict.fromkeys(predictors, "native")
+        assert pred.implementation == "native"
     report = (await rt.metrics()).modules
     for path in predictors:
         assert set(report[f"qa.{path}"]) == {"native"}, path

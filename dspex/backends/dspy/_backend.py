@@ -5,12 +5,17 @@ of its own: importing it and LiteLLM takes seconds).
 ``dspy.configure`` is never called: the LM and adapter go per call through ``dspy.context``,
 which lives in context variables and so follows each asyncio task and is copied into the worker
 threads (owned by the runtime, shut down with it) that run DSPy's sync-only modules.
+
+A program served by ``Module.wrap`` brings its own per-call scope (``open_call`` on its source,
+see ``dspex.modules._proxy.ProgramCall``): each call runs inside one, which says what served
+its predictors on the prediction, and names the program when its own code raises.
 """
 
 from __future__ import annotations
 
 import asyncio
 import concurrent.futures
+import contextlib
 import contextvars
 import functools
 from collections.abc import Callable, Mapping
@@ -46,6 +51,7 @@ class DSPyInstance:
         "lm",
         "module",
         "module_type",
+        "open_call",
         "output_names",
         "spec",
     )
@@ -61,6 +67,9 @@ class DSPyInstance:
         self.is_async = "aforward" in _own_methods(dspy, module)
         sig = spec.signature
         self.output_names = sig.output_names if sig is not None else ()
+        # A program Module.wrap serves: what opens the scope of each of its calls (else None).
+        opener = getattr(spec.program, "open_call", None) if spec.module_type == "Module" else None
+        self.open_call: Callable[[], Any] | None = opener if callable(opener) else None
 
     @property
     def demos(self) -> int:
@@ -138,8 +147,9 @@ class DSPyBackend:
         }
         if lm is not None:
             context["lm"] = lm
+        call = instance.open_call() if instance.open_call is not None else None
         try:
-            with dspy.context(**context):
+            with dspy.context(**context), call or contextlib.nullcontext():
                 if instance.is_async:
                     result = await instance.module.acall(**inputs)
                 else:
@@ -149,6 +159,8 @@ class DSPyBackend:
         except Exception as exc:
             secret = api_key_of(instance.spec.lm)
             error = map_dspy_error(exc, secret)
+            if call is not None and type(error) is ModuleError:  # the program's own code raised
+                error = call.error(exc, redact(str(exc), secret))
             chain = _chain_text(exc)
             if redact(chain, secret) == chain:  # nothing to mask: keep the cause
                 raise error from exc
@@ -157,7 +169,8 @@ class DSPyBackend:
             failed = None
         if failed is not None:
             raise failed
-        return to_prediction(result, instance.output_names)
+        pred = to_prediction(result, instance.output_names)
+        return call.result(pred) if call is not None else pred
 
 
 def to_prediction(result: Any, output_names: tuple[str, ...]) -> Prediction:
