@@ -210,8 +210,10 @@ class Rollout(msgspec.Struct, metaclass=_Strict, frozen=True, kw_only=True):
 
     ``native_percent`` of calls go to native, the rest to dspy; a call with a request key always
     lands on the same side (a user's session stays on one implementation). Once both sides have
-    ``min_calls``, the router rolls native back to 0% when its error rate exceeds dspy's by more
-    than ``max_error_rate_increase``, or its latency exceeds dspy's times ``max_latency_ratio``.
+    ``min_calls`` (counted over every module of the type, a wrapped program's predictors
+    included, since the rollout was set), the router rolls native back to 0% when its error
+    rate exceeds dspy's by more than ``max_error_rate_increase``, or its latency exceeds dspy's
+    times ``max_latency_ratio``.
 
     Raises ConfigError for an unknown key or a value out of range.
     """

@@ -612,7 +612,8 @@ class ModuleActor(Actor):
         finally:
             duration = time.perf_counter() - start
             probe = reason == "probe" and impl == "native"
-            self._report(Outcome(self.label, impl, duration, ok, fell_back, probe))
+            kind = self.module_type if self.label != self.module_type else None
+            self._report(Outcome(self.label, impl, duration, ok, fell_back, probe, kind))
             attrs = _metric_attributes(self.label, impl)
             telemetry.calls.add(1, _metric_attributes(self.label, impl, "ok" if ok else "error"))
             telemetry.call_duration.record(duration, attrs)

@@ -20,7 +20,12 @@ _SAMPLES = 2048  # latency samples kept per module type and implementation, for 
 
 
 class Outcome(msgspec.Struct, frozen=True, array_like=True):
-    """One attempt of one call on one implementation, cast to the router by module actors."""
+    """One attempt of one call on one implementation, cast to the router by module actors.
+
+    ``module_type`` is the name the module reports under (its type, or a name such as a
+    program's predictor's ``qa.draft.predict``): its metrics, circuit and adaptive leader.
+    ``kind`` is its module type when that name is another (None: ``module_type`` is the type):
+    what a rollout is set for, so every module of the type feeds the rollout's rollback."""
 
     module_type: str
     implementation: str
@@ -28,6 +33,7 @@ class Outcome(msgspec.Struct, frozen=True, array_like=True):
     ok: bool
     fell_back: bool = False
     probe: bool = False
+    kind: str | None = None
 
 
 class NativeCrashed(msgspec.Struct, frozen=True):
@@ -284,6 +290,9 @@ class RouterActor(Actor):
         self.config: Config = config
         self.cell: SnapshotCell = cell
         self.stats: dict[tuple[str, str], _Stats] = {}
+        # per module type and implementation, while a rollout of the type runs: what its
+        # rollback weighs (every module of the type, a program's predictors included)
+        self.rollout_stats: dict[tuple[str, str], _Stats] = {}
         self.adaptive: dict[str, Implementation] = {}
         self.circuits: dict[str, Circuit] = {}
         self.crashes: dict[str, deque[float]] = {}  # when native crashed, within the window
@@ -313,7 +322,13 @@ class RouterActor(Actor):
             if msg.probe:
                 self._probe_result(msg.module_type, msg.ok)
             self._update_leader(msg.module_type)
-            self._check_rollout(msg.module_type)
+            kind = msg.kind or msg.module_type
+            if kind in self.config.rollout:
+                key = (kind, msg.implementation)
+                if key not in self.rollout_stats:
+                    self.rollout_stats[key] = _Stats()
+                self.rollout_stats[key].record(msg, self.config.adaptive.alpha)
+                self._check_rollout(kind)
         elif isinstance(msg, ShadowResult):
             stats = self.shadows.get(msg.module_type)
             if stats is None:
@@ -353,8 +368,8 @@ class RouterActor(Actor):
     def _check_rollout(self, module_type: str) -> None:
         """Roll a canary back to 0% native when native does worse than dspy by the limits."""
         rollout = self.config.rollout.get(module_type)
-        n = self.stats.get((module_type, "native"))
-        d = self.stats.get((module_type, "dspy"))
+        n = self.rollout_stats.get((module_type, "native"))
+        d = self.rollout_stats.get((module_type, "dspy"))
         if rollout is None or not rollout.native_percent or n is None or d is None:
             return
         if min(n.calls, d.calls) < rollout.min_calls:
@@ -461,6 +476,8 @@ class RouterActor(Actor):
             for module_type, rollout in config.rollout.items():
                 if rollout.native_percent:  # a new rollout starts from a clean slate
                     self.rollbacks.pop(module_type, None)
+                    self.rollout_stats.pop((module_type, "native"), None)
+                    self.rollout_stats.pop((module_type, "dspy"), None)
             with telemetry.tracer.start_as_current_span("dspex.configure") as span:
                 for key in msg.changes:  # as normalized: ChainOfThought for chain_of_thought
                     span.set_attribute(f"dspex.config.{key}", str(getattr(config, key)))

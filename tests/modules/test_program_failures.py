@@ -319,3 +319,25 @@ async def test_a_predictors_circuit_is_its_own(rt: Runtime, server: ScriptedLM) 
     assert isinstance(info, ProgramInfo)
     circuits = {p.path: p.circuit for p in info.predictors}
     assert circuits == {"draft.predict": "closed", "refine": "open"}
+
+
+async def test_a_programs_predictors_feed_their_types_rollout(
+    rt: Runtime, server: ScriptedLM
+) -> None:
+    """A rollout is per module type: a program's Predict follows it, and its native failures
+    roll the canary back like those of any Predict."""
+    server.script = ANSWERS
+    await rt.configure(
+        rollout={"Predict": {"native_percent": 100, "min_calls": 5, "max_error_rate_increase": 0.2}}
+    )
+    ref = await dspex.Module.wrap(corpus.DraftRefine(), name="qa")
+    with inject_faults(rt, fail_rate=1.0, seed=0, module_types=["Predict"]):
+        for _ in range(40):  # refine's native attempts fail and fall back to dspy
+            assert (await ref(question="q")).served_by["refine"] == "dspy"
+            if rt.config.rollout["Predict"].native_percent == 0:
+                break
+    assert rt.config.rollout["Predict"].native_percent == 0
+    assert "native error rate" in (await rt.metrics()).rollbacks["Predict"]
+    pred = await ref(question="q")  # rolled back: refine now routed to dspy, draft native
+    assert pred.served_by == {"draft.predict": "native", "refine": "dspy"}
+    assert not pred.fallback
