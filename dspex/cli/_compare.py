@@ -157,18 +157,26 @@ async def compare_program(
 ) -> Comparison:
     """Like :func:`compare`, for a DSPy program: ``program`` (a ``dspy.Module`` class or a
     zero-argument factory) wrapped with ``implementation="dspy"`` (the whole program on DSPy)
-    against the default (each predictor native where native serves it), after loading its
-    saved ``state`` (``program.save("prog.json")``) if given. Each row passes the columns
-    the program's ``forward`` takes (all but ``expected`` when it takes ``**kwargs``); the
-    outputs compared are the Prediction's fields, the answer scored its ``answer`` (else its
-    first). ConfigError when the program cannot be built or its state loaded."""
-    modules: dict[str, dspex.ModuleRef] = {}
-    for impl in IMPLEMENTATIONS:
-        forced = "dspy" if impl == "dspy" else None
+    against ``implementation="native"`` (each predictor on native; when native cannot serve
+    them all, the default: each on native where native serves it, the others on dspy), after
+    loading its saved ``state`` (``program.save("prog.json")``) if given. Forced, so that
+    neither side's calls are routed to the other by the runtime's routing (adaptive
+    exploration, a rollout). Each row passes the columns the program's ``forward`` takes (all
+    but ``expected`` when it takes ``**kwargs``); the outputs compared are the Prediction's
+    fields, the answer scored its ``answer`` (else its first). ConfigError when the program
+    cannot be built or its state loaded."""
+
+    async def build(implementation: str | None) -> dspex.ModuleRef:
         if state is not None:
-            modules[impl] = await dspex.load(state, program=program, implementation=forced)
-        else:
-            modules[impl] = await dspex.Module.wrap(program, implementation=forced)
+            return await dspex.load(state, program=program, implementation=implementation)
+        return await dspex.Module.wrap(program, implementation=implementation)
+
+    modules: dict[str, dspex.ModuleRef] = {"dspy": await build("dspy")}
+    try:
+        modules["native"] = await build("native")
+    except ConfigError:  # some predictor only runs on dspy: the others on native, routed
+        modules["native"] = await build(None)
+    modules = {impl: modules[impl] for impl in IMPLEMENTATIONS}  # the report's order
     params = program_inputs(program)
     names = {p.name for p in params} if params is not None else None
 
