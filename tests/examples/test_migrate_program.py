@@ -72,6 +72,9 @@ async def test_optimized_in_dspy_served_by_dspex_sends_what_dspy_sends(tmp_path:
             "OPENAI_BASE_URL": lm.base_url,  # read by DSPy (optimize.py) and dspex (app.py)
             "OPENAI_API_KEY": "test",
             "DSPY_CACHEDIR": str(tmp_path / "dspy_cache"),
+            # Config() explores dspy on 5% of calls once DSPy is loaded (wrap loads it): the
+            # one request asserted below must not be one of them
+            "DSPEX_ADAPTIVE_EXPLORE_RATE": "0",
         }
         optimize = await run(str(EXAMPLE / "optimize.py"), cwd=tmp_path, env=env)
         printed, _ = await optimize.communicate()
