@@ -36,6 +36,8 @@ from pathlib import Path
 from typing import Any
 
 sys.path.insert(0, str(Path(__file__).parent))
+#: the program the migration guide (docs/migrate.md) serves
+sys.path.insert(0, str(Path(__file__).parent.parent / "examples" / "migrate_program"))
 from _common import (
     INPUTS,
     Call,
@@ -69,18 +71,10 @@ CONTENDERS = {
 
 
 def programs() -> tuple[Any, Any]:
-    """The compiled draft/refine program, as an ``aforward`` and as a sync ``forward`` one."""
+    """The migration guide's draft/refine program, compiled, as a sync ``forward`` one (the
+    guide's) and with an ``aforward``."""
     import dspy
-
-    class DraftRefine(dspy.Module):
-        def __init__(self) -> None:
-            super().__init__()
-            self.draft = dspy.ChainOfThought("question -> answer")
-            self.refine = dspy.Predict("question, draft -> answer")
-
-        def forward(self, question: str) -> Any:
-            draft = self.draft(question=question)
-            return self.refine(question=question, draft=draft.answer)
+    from program import DraftRefine
 
     class AsyncDraftRefine(DraftRefine):
         async def aforward(self, question: str) -> Any:
