@@ -13,13 +13,24 @@ from dspex.prediction import Prediction
 from dspex.signature import Signature
 
 
+class PredictorState(msgspec.Struct, frozen=True):
+    """One inner predictor's optimized state, as DSPy holds it: its whole ``signature`` (a
+    ChainOfThought's ``reasoning`` included, instructions as optimized) and its ``demos``."""
+
+    signature: Signature
+    demos: tuple[dict[str, Any], ...] = ()
+
+
 class ModuleSpec(msgspec.Struct, frozen=True, kw_only=True):
     """Everything needed to build one module instance on either implementation.
 
     ``options`` holds module options (``n``, ``tools``, ``max_iters``, ``reward_fn``, ...);
     ``program`` a user's own ``dspy.Module`` (or a factory of one) for the generic wrapper, or,
-    for one predictor of a wrapped program, its own DSPy module (the dspy implementation runs a
-    copy of it: the exact object the program was optimized with).
+    for one sub-module of a wrapped program, its own DSPy module (the dspy implementation runs a
+    copy of it: the exact object the program was optimized with). ``predictors`` holds, for a
+    type with several predictors read from a program (a ReAct's ``react`` and
+    ``extract.predict``), each one's state by its name in DSPy's ``named_predictors``: the
+    native implementation builds its predictors from it, the dspy one sets its demos.
     """
 
     module_type: str
@@ -29,6 +40,7 @@ class ModuleSpec(msgspec.Struct, frozen=True, kw_only=True):
     adapter: AdapterName = "chat"
     options: dict[str, Any] = {}
     program: Any = None
+    predictors: dict[str, PredictorState] = {}
 
 
 class CallOptions(msgspec.Struct, frozen=True, kw_only=True):

@@ -168,14 +168,33 @@ class Info(msgspec.Struct, frozen=True):
 
 
 class GetDemos(msgspec.Struct, frozen=True):
-    """Request the module's current demos (as created, or as set since)."""
+    """Request the module's current demos (as created, or as set since): with ``predictor``,
+    those of one of its inner predictors (a ReAct's ``react``), as read from a program."""
+
+    predictor: str | None = None
 
 
 class SetDemos(msgspec.Struct, frozen=True):
     """Replace the module's demos (kept across restarts); ``demos`` as the caller gave them,
-    checked by the actor against the module's signature."""
+    checked by the actor against the signature of the module, or of its inner ``predictor``."""
 
     demos: Any
+    predictor: str | None = None
+
+
+def with_demos(spec: ModuleSpec, demos: object, predictor: str | None) -> ModuleSpec:
+    """``spec`` with new ``demos`` for the module, or for its inner ``predictor``; ConfigError
+    for demos that do not fit, or a predictor it does not have."""
+    if predictor is None:
+        return msgspec.structs.replace(spec, demos=check_demos(demos, spec.signature))
+    state = spec.predictors.get(predictor)
+    if state is None:
+        raise ConfigError(
+            f"{spec.module_type} has no predictor {predictor!r}; its predictors: "
+            f"{list(spec.predictors)}"
+        )
+    state = msgspec.structs.replace(state, demos=check_demos(demos, state.signature))
+    return msgspec.structs.replace(spec, predictors={**spec.predictors, predictor: state})
 
 
 def _batch(inputs: Mapping[str, Any]) -> dict[str, Any]:
@@ -327,8 +346,7 @@ class ModuleActor(Actor):
         if isinstance(msg, SetDemos):
             # Build on the new demos first; only if that works do they replace the old ones.
             try:
-                spec = self.box.spec
-                spec = msgspec.structs.replace(spec, demos=check_demos(msg.demos, spec.signature))
+                spec = with_demos(self.box.spec, msg.demos, msg.predictor)
                 instances = await self._build(spec)
             except Exception as exc:  # demos that do not fit: the module is unchanged
                 if not isinstance(exc, DSPexError):
@@ -336,11 +354,12 @@ class ModuleActor(Actor):
                 caller.fail(exc)
                 return NOREPLY
             self.box.spec, self.instances = spec, instances
-            return len(spec.demos)
+            return None
         if isinstance(msg, Info):
             return self._info()
         if isinstance(msg, GetDemos):
-            return self.box.spec.demos
+            spec = self.box.spec
+            return spec.demos if msg.predictor is None else spec.predictors[msg.predictor].demos
         return await super().handle_call(msg, caller)
 
     @staticmethod
@@ -646,7 +665,7 @@ class ModuleActor(Actor):
         """How many demos the module carries: a wrapped program's predictors carry their own
         (a compiled program's), counted as wrapped."""
         if spec.program is None or self.module_type != "Module":
-            return len(spec.demos)
+            return len(spec.demos) + sum(len(p.demos) for p in spec.predictors.values())
         count = getattr(spec.program, "count_demos", None)
         if callable(count):
             return int(count())

@@ -11,7 +11,7 @@ from opentelemetry import context as otel_context
 
 from dspex._kinds import KINDS
 from dspex.actors import ActorRef, is_normal_exit
-from dspex.backends._spec import NO_OPTIONS, CallOptions, ModuleSpec
+from dspex.backends._spec import NO_OPTIONS, CallOptions, ModuleSpec, PredictorState
 from dspex.config import (
     ADAPTERS,
     AdapterName,
@@ -319,7 +319,17 @@ def _as_lm(lm: Any) -> LM | None:
     raise ConfigError(f"lm must be a dspex.LM or a dspy.LM, got {type(lm).__name__}")
 
 
-async def create_module(
+class Prepared(msgspec.Struct, frozen=True):
+    """A module actor ready to start: its runtime, spec, name in metrics and forced
+    implementation (see :func:`prepare_module`)."""
+
+    rt: Runtime
+    spec: ModuleSpec
+    label: str
+    forced: Implementation | None
+
+
+def prepare_module(
     module_type: str,
     signature: SignatureLike | None,
     *,
@@ -332,11 +342,10 @@ async def create_module(
     runtime: Runtime | None = None,
     options: Mapping[str, Any] | None = None,
     program: Any = None,
+    predictors: Mapping[str, PredictorState] | None = None,
     name: str | None = None,
-) -> ModuleRef:
-    """Start a module actor under the runtime's module supervisor; see the facades.
-
-    ``name`` (a wrapped program's) replaces the module type in metrics and spans."""
+) -> Prepared:
+    """Check a module's arguments and build its spec; see :func:`create_module`."""
     from dspex.runtime import Runtime
 
     if runtime is not None and not isinstance(runtime, Runtime):
@@ -371,7 +380,15 @@ async def create_module(
         adapter=_adapter_name(chosen),
         options=dict(options or {}),
         program=program,
+        predictors=dict(predictors or {}),
     )
+    return Prepared(rt, spec, label, forced)
+
+
+async def start_module(prepared: Prepared) -> ModuleRef:
+    """Start a prepared module actor under the runtime's module supervisor."""
+    rt, spec, label, forced = prepared.rt, prepared.spec, prepared.label, prepared.forced
+    module_type = spec.module_type
     module_id = rt.next_module_id()
     actor_name = f"dspex.module.{label}.{module_id}"
     config = rt.config
@@ -401,6 +418,15 @@ async def create_module(
             raise exc.reason from None  # the SignatureError / ConfigError itself
         raise
     return ModuleRef(rt, actor_name, module_type, forced, actor)
+
+
+async def create_module(
+    module_type: str, signature: SignatureLike | None, **kwargs: Any
+) -> ModuleRef:
+    """Start a module actor under the runtime's module supervisor; see the facades and
+    :func:`prepare_module` for the arguments. ``name`` (a wrapped program's) replaces the
+    module type in metrics and spans."""
+    return await start_module(prepare_module(module_type, signature, **kwargs))
 
 
 def _module_name(name: object) -> str:
@@ -554,13 +580,15 @@ class Module:
         its ``acall``/``__call__`` and return its Prediction.
 
         The program's own ``forward`` (in a worker thread) or ``aforward`` (on the loop) runs
-        on a copy of it (``program`` itself is never changed) in which each ``Predict`` and
-        ``ChainOfThought``, however deeply nested in custom sub-modules, is a module actor of
-        its own, built from its exact optimized state (signature, instructions, demos, LM),
-        so routing, fallback, circuits, deadlines and metrics apply per predictor. The
+        on a copy of it (``program`` itself is never changed) in which each ``Predict``,
+        ``ChainOfThought``, ``ReAct``, ``MultiChainComparison``, ``BestOfN`` and ``Refine``
+        (these two over a Predict or a ChainOfThought; over another module DSPy runs them in
+        the program), however deeply nested in custom sub-modules, is a module actor of its
+        own, built from its predictors' exact optimized state (signature, instructions, demos,
+        LM), so routing, fallback, circuits, deadlines and metrics apply per sub-module. The
         returned :class:`~dspex.modules.ProgramRef` holds their handles in ``predictors``, by
-        their names in DSPy's saved state (``draft.predict``); metrics and spans call them
-        ``<name>.<path>``.
+        path (``draft.predict``, a predictor's name in DSPy's saved state; ``agent`` for a
+        ReAct); metrics and spans call them ``<name>.<path>``.
 
         ``implementation``: None (native where it can serve a predictor, dspy for the rest),
         ``"dspy"`` (``"python"``: the whole program on DSPy, as one module) or ``"native"``

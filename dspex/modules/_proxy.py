@@ -1,16 +1,17 @@
 """The stand-in a wrapped program calls instead of one of its predictors.
 
-A :class:`PredictorProxy` takes the place of a served sub-module (a Predict or a
-ChainOfThought) in the program's copy. Called from a sync ``forward`` (a worker thread), it
-sends the call to the event loop and waits; awaited through ``acall`` (an ``aforward`` on the
-loop), it awaits the module actor directly. Either way the program gets a ``dspy.Prediction``,
-as the DSPy module would have returned, and the call keeps the program call's deadline.
+A :class:`PredictorProxy` takes the place of a served sub-module (a Predict, a
+ChainOfThought, a ReAct, ...) in the program's copy. Called from a sync ``forward`` (a worker
+thread), it sends the call to the event loop and waits; awaited through ``acall`` (an
+``aforward`` on the loop), it awaits the module actor directly. Either way the program gets
+what the DSPy module would have returned, and the call keeps the program call's deadline.
 
 Each program call runs inside a :class:`ProgramCall` (the dspy implementation opens it around
-the program, see ``ProgramSource.open_call``), found by the proxies through the context
-variable :data:`PROGRAM_CALL`: the task running the program, and the worker thread of a sync
-``forward`` (which runs in a copy of that task's context), see their own call's, so concurrent
-program calls never mix their records. It is the ``dspex.program`` span their route spans
+the program, see ``ProgramSource.open_call``), found by the proxies in DSPy's own per-call
+settings (``dspy.context``, key :data:`PROGRAM_KEY`), which follow the program wherever DSPy
+runs it: the task running an ``aforward``, the worker thread of a sync ``forward``, and the
+threads of a ``dspy.Parallel`` the program runs. So concurrent program calls never mix their
+records. It is the ``dspex.program`` span their route spans
 nest in, it records what served each predictor call, and when the program call ends (its
 deadline passed, or its caller gave up) it cancels the predictor calls a sync ``forward``
 thread still has in flight: that thread gets Timeout there, or at its next predictor call.
@@ -21,6 +22,7 @@ from __future__ import annotations
 import asyncio
 import concurrent.futures
 import contextvars
+from collections.abc import Callable
 from types import TracebackType
 from typing import TYPE_CHECKING, Any
 
@@ -34,6 +36,7 @@ from dspex.prediction import Prediction
 
 if TYPE_CHECKING:
     from dspex.modules._facade import ModuleRef
+    from dspex.modules._program import PredictorPlan
 
 #: Call keywords that change what a DSPy predictor does for one call: such a call runs on the
 #: predictor's own DSPy module (``config`` is merged instead when it holds LM overrides only).
@@ -45,34 +48,38 @@ class ProgramCall:
     """One call of a wrapped program, from its start to its end (a context manager, entered
     and left in the task running the program).
 
-    Inside it, :data:`PROGRAM_CALL` is this call and a ``dspex.program`` span (attribute
-    ``dspex.operation``: the program's name) is the current span, the parent of its predictor
-    calls' route spans. ``served`` holds, per predictor path, the implementations that served
-    its calls; leaving it closes the call and cancels the predictor calls still ``pending``
-    (those a sync ``forward`` thread waits for).
+    Inside it, DSPy's setting :data:`PROGRAM_KEY` is this call and a ``dspex.program``
+    span (attribute ``dspex.operation``: the program's name) is the current span, the parent
+    of its predictor calls' route spans. ``served`` holds, per predictor path, the
+    implementations that served its calls; leaving it closes the call and cancels the
+    predictor calls still ``pending`` (those a sync ``forward`` thread waits for).
     """
 
     __slots__ = (
         "closed",
+        "deadline",
+        "dspy",
         "fallbacks",
         "label",
         "pending",
+        "scope",
         "served",
         "span",
-        "token",
         "trace_token",
         "usage",
     )
 
-    def __init__(self, label: str):
+    def __init__(self, label: str, dspy: Any):
         self.label = label
+        self.dspy = dspy
+        self.deadline: float | None = None  # the program call's (event loop time), if any
+        self.scope: Any = None
         self.closed = False
         self.served: dict[str, set[str]] = {}
         self.fallbacks: list[str] = []
         self.usage: dict[str, int] = {}
         self.pending: set[concurrent.futures.Future[Any]] = set()
         self.span: trace.Span = trace.INVALID_SPAN
-        self.token: contextvars.Token[ProgramCall | None] | None = None
         self.trace_token: contextvars.Token[otel_context.Context] | None = None
 
     def __enter__(self) -> ProgramCall:
@@ -81,7 +88,9 @@ class ProgramCall:
         )
         if span.is_recording():  # without an SDK: no context to attach
             self.trace_token = otel_context.attach(trace.set_span_in_context(span))
-        self.token = PROGRAM_CALL.set(self)
+        self.deadline = CALL_DEADLINE.get()
+        self.scope = self.dspy.context(**{PROGRAM_KEY: self})
+        self.scope.__enter__()
         return self
 
     def __exit__(
@@ -91,8 +100,8 @@ class ProgramCall:
         tb: TracebackType | None,
     ) -> None:
         self.close()
-        if self.token is not None:
-            PROGRAM_CALL.reset(self.token)
+        if self.scope is not None:
+            self.scope.__exit__(exc_type, exc, tb)
         span = self.span
         if self.trace_token is not None:
             otel_context.detach(self.trace_token)
@@ -120,17 +129,20 @@ class ProgramCall:
                 "is over (its deadline passed or its caller gave up)"
             )
 
-    def record(self, path: str, pred: Prediction) -> None:
-        """A call of the predictor at ``path`` was served as ``pred`` says."""
-        self.ran(path, pred.implementation)
+    def record(self, paths: tuple[str, ...], pred: Prediction) -> None:
+        """A call of the sub-module whose predictors are at ``paths`` was served as ``pred``
+        says."""
+        self.ran(paths, pred.implementation)
         if pred.fallback:
-            self.fallbacks.append(f"{path}: {pred.fallback_reason}")
+            self.fallbacks.append(f"{', '.join(paths)}: {pred.fallback_reason}")
         for key, value in pred.usage.items():
             self.usage[key] = self.usage.get(key, 0) + value
 
-    def ran(self, path: str, implementation: str) -> None:
-        """A call of the predictor at ``path`` was served by ``implementation``."""
-        self.served.setdefault(path, set()).add(implementation)
+    def ran(self, paths: tuple[str, ...], implementation: str) -> None:
+        """A call of the sub-module whose predictors are at ``paths`` was served by
+        ``implementation``."""
+        for path in paths:
+            self.served.setdefault(path, set()).add(implementation)
 
     def served_by(self) -> dict[str, str]:
         """Each predictor path that ran: the implementation that served it, or ``"mixed"``
@@ -162,44 +174,55 @@ class ProgramCall:
         return ModuleError(f"the program {self.label!r} raised {type(exc).__name__}: {text}")
 
 
-#: The program call the current task or thread runs in (None outside a wrapped program).
-PROGRAM_CALL: contextvars.ContextVar[ProgramCall | None] = contextvars.ContextVar(
-    "dspex_program_call", default=None
-)
+#: The key of the program call in DSPy's settings, in the task or thread a program runs in.
+PROGRAM_KEY = "dspex_program_call"
 
 
-def to_dspy_prediction(dspy: Any, pred: Prediction, signature: Any) -> Any:
-    """``pred`` as the ``dspy.Prediction`` DSPy's Predict returns: the first completion's
-    fields, and every completion in ``completions``."""
-    return dspy.Prediction.from_completions(list(pred.completions), signature=signature)
+def dspy_result(dspy: Any, module: Any) -> Callable[[Prediction], Any]:
+    """How a module actor's prediction becomes what ``module`` returns in DSPy: a ReAct's
+    ``dspy.Prediction`` of its trajectory and outputs; the others' predictor's prediction,
+    with every completion in ``completions`` (a BestOfN or Refine whose attempts all failed
+    without raising returns None, as DSPy does)."""
+    kind = type(module).__name__
+    if kind == "ReAct":
+        return lambda pred: dspy.Prediction(**pred.to_dict())
+    inner = module.module if kind in ("BestOfN", "Refine") else module
+    predict = inner if type(inner) is dspy.Predict else inner.predict
+    signature = predict.signature
+
+    def result(pred: Prediction) -> Any:
+        if kind in ("BestOfN", "Refine") and pred.to_dict() == {"output": None}:
+            return None
+        return dspy.Prediction.from_completions(list(pred.completions), signature=signature)
+
+    return result
 
 
 class PredictorProxy:
-    """Runs one predictor of a wrapped program on its dspex module actor.
+    """Runs one served sub-module of a wrapped program on its dspex module actor.
 
     Attributes other than the call methods (``signature``, ``demos``, ``predict``, ...) are the
     DSPy module's own, read from the copy the program was built with.
     """
 
-    __slots__ = ("_dspy", "_loop", "_module", "_options", "_path", "_ref", "_signature")
+    __slots__ = ("_dspy", "_loop", "_module", "_options", "_path", "_paths", "_ref", "_result")
 
     def __init__(
         self,
         dspy: Any,
         module: Any,
         ref: ModuleRef,
-        path: str,
+        plan: PredictorPlan,
         loop: asyncio.AbstractEventLoop,
-        options: dict[str, Any],
     ):
         self._dspy = dspy
         self._module = module
         self._ref = ref
-        self._path = path
+        self._path = plan.path
+        self._paths = plan.paths  # the predictors a call of it runs, in DSPy's saved state
         self._loop = loop
-        self._options = options
-        predict = module.predict if type(module) is dspy.ChainOfThought else module
-        self._signature = predict.signature
+        self._options = plan.call_options
+        self._result = dspy_result(dspy, module)
 
     def __repr__(self) -> str:
         return f"<dspex predictor {self._path!r} served by {self._ref!r}>"
@@ -213,14 +236,14 @@ class PredictorProxy:
         event loop itself (an ``aforward`` must ``await ....acall(...)``); Timeout when the
         program call is over (its deadline passed, or its caller gave up: a predictor call in
         flight then is cancelled and raises it too)."""
-        call = PROGRAM_CALL.get()
+        call: ProgramCall | None = self._dspy.settings.get(PROGRAM_KEY)
         if call is not None:
             call.check_open(self._path)
         options = self._call_options(args, kwargs)
         if options is None:
             result = self._module(*args, **kwargs)
             if call is not None:
-                call.ran(self._path, "dspy")  # on the DSPy module itself, in the program
+                call.ran(self._paths, "dspy")  # on the DSPy module itself, in the program
             return result
         try:
             running: asyncio.AbstractEventLoop | None = asyncio.get_running_loop()
@@ -231,11 +254,11 @@ class PredictorProxy:
                 f"predictor {self._path!r} was called synchronously on the event loop, which "
                 f"would block it; in an aforward, use `await self.{self._path}.acall(...)`"
             )
-        timeout = self._timeout()
+        timeout = self._timeout(call)
         future = asyncio.run_coroutine_threadsafe(
             self._run(kwargs, options, timeout, call), self._loop
         )
-        if call is None:  # a thread of the program's own: no record, no cancellation
+        if call is None:  # a thread the program started itself: no record, no cancellation
             return future.result()
         call.pending.add(future)
         try:
@@ -253,16 +276,16 @@ class PredictorProxy:
     async def acall(self, *args: Any, **kwargs: Any) -> Any:
         """The predictor's async call, from a program's ``aforward``: awaits its module actor
         (cancelled with the program call). Timeout when the program call is over."""
-        call = PROGRAM_CALL.get()
+        call: ProgramCall | None = self._dspy.settings.get(PROGRAM_KEY)
         if call is not None:
             call.check_open(self._path)
         options = self._call_options(args, kwargs)
         if options is None:
             result = await self._module.acall(*args, **kwargs)
             if call is not None:
-                call.ran(self._path, "dspy")  # on the DSPy module itself, in the program
+                call.ran(self._paths, "dspy")  # on the DSPy module itself, in the program
             return result
-        return await self._run(kwargs, options, self._timeout(), call)
+        return await self._run(kwargs, options, self._timeout(call), call)
 
     aforward = acall
 
@@ -280,9 +303,9 @@ class PredictorProxy:
             return None
         return {**self._options, **config}
 
-    def _timeout(self) -> float | None:
+    def _timeout(self, call: ProgramCall | None) -> float | None:
         """What is left of the program call's deadline (None: the call has none)."""
-        deadline = CALL_DEADLINE.get()
+        deadline = call.deadline if call is not None else CALL_DEADLINE.get()
         if deadline is None:
             return None
         left = deadline - self._loop.time()
@@ -299,7 +322,14 @@ class PredictorProxy:
         timeout: float | None,
         call: ProgramCall | None,
     ) -> Any:
-        pred = await self._ref.execute(inputs, timeout=timeout, **options)
+        if call is None or call.trace_token is None:  # no span recorded
+            pred = await self._ref.execute(inputs, timeout=timeout, **options)
+        else:  # the route span nests in the program's, from whichever thread the call came
+            token = otel_context.attach(trace.set_span_in_context(call.span))
+            try:
+                pred = await self._ref.execute(inputs, timeout=timeout, **options)
+            finally:
+                otel_context.detach(token)
         if call is not None:
-            call.record(self._path, pred)
-        return to_dspy_prediction(self._dspy, pred, self._signature)
+            call.record(self._paths, pred)
+        return self._result(pred)

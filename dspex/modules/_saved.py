@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Any
 
 from dspex._dspy_import import import_dspy
 from dspex.errors import ConfigError
+from dspex.modules._actor import GetDemos
 from dspex.modules._program import get_at
 
 if TYPE_CHECKING:
@@ -239,19 +240,21 @@ async def save_program(ref: ProgramRef, path: str | os.PathLike[str]) -> None:
         raise ConfigError(
             f"save writes DSPy's JSON state: the path must end in .json, got {str(target)!r}"
         )
-    dspy = await import_dspy()
     source = ref.source
-    demos = {p: await r.demos() for p, r in ref.predictors.items()}
     # A plain DSPy program of the same shape, with its own state: a copy of the program as
     # wrapped, or the factory's new one (each incarnation calls it, too).
     program = source.template.deepcopy() if source.factory is None else source.factory()
     for plan in source.plans:
-        current = demos.get(plan.path)
-        if current is None or current == plan.demos:  # unchanged: DSPy's own, as they were
+        actor = ref.predictors.get(plan.path)
+        if actor is None:
             continue
-        module = get_at(program, plan.found.steps)
-        predict = module.predict if type(module) is dspy.ChainOfThought else module
-        predict.demos = [dict(d) for d in current]
+        predictors = dict(get_at(program, plan.found.steps).named_predictors())
+        for name, wrapped in plan.predictors.items() or [(None, plan)]:
+            current = await actor._ask(GetDemos(name))
+            if current != wrapped.demos:  # else unchanged: DSPy's own, as they were
+                # a Predict's or a ChainOfThought's one predictor, or the one named
+                predict = predictors[name] if name else next(iter(predictors.values()))
+                predict.demos = [dict(d) for d in current]
     try:
         await asyncio.to_thread(program.save, str(target))
     except (OSError, RuntimeError) as exc:  # DSPy's RuntimeError wraps what it could not write

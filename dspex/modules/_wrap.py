@@ -21,15 +21,23 @@ from dspex._dspy_import import import_dspy
 from dspex.config import implementation_name
 from dspex.errors import ConfigError, DSPexError, SignatureError
 from dspex.lm import LM
-from dspex.modules._facade import ModuleRef, create_module
+from dspex.modules._actor import SetDemos
+from dspex.modules._facade import (
+    ModuleRef,
+    Prepared,
+    create_module,
+    prepare_module,
+    start_module,
+)
 from dspex.modules._program import (
+    SERVED,
     PredictorInfo,
     PredictorPlan,
     ProgramInfo,
     find_predictors,
     get_at,
     plan_predictor,
-    predictor_path,
+    predictor_paths,
     set_at,
 )
 from dspex.modules._proxy import PredictorProxy, ProgramCall
@@ -40,8 +48,9 @@ if TYPE_CHECKING:
 
 class ProgramRef(ModuleRef):
     """A wrapped program's handle: a :class:`ModuleRef` to the program's actor, with
-    ``predictors``, the handles of its predictors' module actors by path (``draft.predict``).
-    ``stop()`` stops them all."""
+    ``predictors``, the handles of its sub-modules' actors by path (``draft.predict``, a
+    predictor's name in DSPy's saved state; ``agent`` for a ReAct serving ``agent.react`` and
+    ``agent.extract.predict``). ``stop()`` stops them all."""
 
     __slots__ = ("predictors", "source")
 
@@ -77,16 +86,17 @@ class ProgramRef(ModuleRef):
                 if why is not None
                 else info.implementations
             )
-            predictors.append(
+            predictors.extend(
                 PredictorInfo(
-                    path=plan.path,
+                    path=path,
                     module_type=info.module_type,
                     name=f"{source.label}.{plan.path}",
                     implementations=implementations,
-                    demos=info.demos,
+                    demos=source.counts.get(path, 0),
                     circuit=info.circuit,
                     native_unsupported=why,
                 )
+                for path in plan.paths
             )
         for path, (module_type, why) in source.local.items():
             predictors.append(
@@ -106,12 +116,14 @@ class ProgramRef(ModuleRef):
         self, demos: Iterable[Mapping[str, Any]], *, predictor: str | None = None
     ) -> None:
         """Replace one predictor's demos (checked as at ``create``; kept across restarts):
-        ``predictor`` names it by path (``draft.predict``), or may be left out when the program
-        has one. ConfigError for a name that is not one of ``predictors`` (they are listed),
+        ``predictor`` names it by its path in DSPy's saved state (``draft.predict``,
+        ``agent.react``), or may be left out when the program has one. ConfigError for a name
+        that is not one of its predictors (they are listed),
         for no name with several predictors, or for demos that do not fit; the predictor then
         keeps its demos and serves on."""
         await self._incarnation(None)  # ModuleStopped for a program that crashed past its budget
-        names = list(self.predictors)
+        targets = self.source.targets
+        names = list(targets)
         if predictor is None:
             if not names:  # none served as a module actor: the program's own, on DSPy
                 await super().set_demos(demos)
@@ -122,14 +134,15 @@ class ProgramRef(ModuleRef):
                     f"{len(names)}: name one with predictor=, one of {names}"
                 )
             predictor = names[0]
-        ref = self.predictors.get(predictor)
-        if ref is None:
+        target = targets.get(predictor)
+        if target is None:
             raise ConfigError(
                 f"the program {self.name!r} has no predictor {predictor!r}; its predictors: {names}"
             )
         if not isinstance(demos, (str, bytes, Mapping)) and isinstance(demos, Iterable):
             demos = list(demos)  # read twice: by the actor and for the count below
-        await ref.set_demos(demos)
+        actor, inner = target
+        await self.predictors[actor]._ask(SetDemos(demos, inner))
         self.source.counts[predictor] = len(demos)
 
     async def save(self, path: Any) -> None:
@@ -163,6 +176,7 @@ class ProgramSource:
         "loop",
         "plans",
         "refs",
+        "targets",
         "template",
     )
 
@@ -185,6 +199,12 @@ class ProgramSource:
         self.factory = factory
         self.plans = plans
         self.refs = refs
+        # each served predictor's path -> its actor's path and its name there (None: its own)
+        self.targets: dict[str, tuple[str, str | None]] = {
+            path: (plan.path, name)
+            for plan in plans
+            for path, name in zip(plan.paths, plan.predictors or (None,), strict=True)
+        }
         self.loop = loop
         # demos per predictor path: the served ones' (set_demos updates them) and the others'
         self.counts = {name: len(p.demos) for name, p in template.named_predictors()}
@@ -212,14 +232,14 @@ class ProgramSource:
                 continue
             if type(module) is not type(plan.found.module):
                 continue
-            proxy = PredictorProxy(self.dspy, module, ref, plan.path, self.loop, plan.call_options)
+            proxy = PredictorProxy(self.dspy, module, ref, plan, self.loop)
             set_at(program, steps, proxy)
         return program
 
     def open_call(self) -> ProgramCall:
         """The scope of one call of the program (see :class:`ProgramCall`), which the dspy
         implementation runs the program in."""
-        return ProgramCall(self.label)
+        return ProgramCall(self.label, self.dspy)
 
     def count_demos(self) -> int:
         """The demos the program's predictors carry (a compiled program's, as wrapped, or as
@@ -264,27 +284,31 @@ async def wrap_program(
     plans: list[PredictorPlan] = []
     local: dict[str, tuple[str, str]] = {}  # run by DSPy in the program: path -> (type, why)
     default_lm = _default_lm(lm, rt, dspy)
-    covered: set[int] = set()  # the Predicts the walk found (a ChainOfThought's included)
+    covered: set[int] = set()  # the Predicts of the sub-modules the walk found
     # Read from the user's own object: DSPy's deepcopy drops some state (a Predict's callbacks).
     for found in find_predictors(dspy, instance):
-        covered |= {id(found.module), id(getattr(found.module, "predict", None))}
+        covered |= {id(predict) for _, predict in found.module.named_predictors()}
         plan = plan_predictor(dspy, found)
-        path = predictor_path(dspy, found)
+        if not isinstance(plan, str) and plan.lm is None and isinstance(default_lm, str):
+            plan = default_lm
         if isinstance(plan, str):
-            local[path] = (type(found.module).__name__, plan)
-        elif plan.lm is None and isinstance(default_lm, str):
-            local[path] = (type(found.module).__name__, default_lm)
+            kind = type(found.module).__name__
+            local.update(dict.fromkeys(predictor_paths(found), (kind, plan)))
         else:
             plans.append(plan)
     local.update(_uncovered(dspy, instance, covered))
+    label = name if name is not None else "Module"
+    prepared = [_prepare(plan, default_lm, adapter, rt, label, impl) for plan in plans]
+    # what native cannot build from a sub-module's state is served on dspy
+    plans = [await _check_built(rt, p, ready) for p, ready in zip(plans, prepared, strict=True)]
     if impl == "native":
         _check_native(plans, local)
-    label = name if name is not None else "Module"
     refs: dict[str, ModuleRef] = {}
     try:
-        for plan in plans:
-            model = plan.lm or default_lm
-            refs[plan.path] = await _start_predictor(plan, model, adapter, rt, label, impl)
+        for plan, ready in zip(plans, prepared, strict=True):
+            if plan.native_unsupported is not None and ready.forced is None:
+                ready = msgspec.structs.replace(ready, forced="dspy")
+            refs[plan.path] = await start_module(ready)
         source = ProgramSource(dspy, template, factory, plans, refs, rt.loop, label, local)
         ref = await create_module(
             "Module", None, lm=lm, adapter=adapter, runtime=rt, program=source, name=name
@@ -313,11 +337,13 @@ def _default_lm(lm: Any, rt: Runtime, dspy: Any) -> Any:
 def _uncovered(dspy: Any, program: Any, covered: set[int]) -> dict[str, tuple[str, str]]:
     """The Predicts of ``program`` the walk did not find (``covered``: the ids of those it
     found), which DSPy runs inside a module of another type: path -> (type, why)."""
+    served = ", ".join(SERVED)
     return {
         path.removeprefix("self."): (
             type(predictor).__name__,
-            f"a {type(predictor).__name__} inside a module native does not serve as a whole "
-            "(it serves Predict and ChainOfThought)",
+            f"DSPy runs it in the program: dspex serves sub-modules of the exact types "
+            f"{served}, and this {type(predictor).__name__} is "
+            + ("part of a module of another type" if type(predictor) is dspy.Predict else "not"),
         )
         for path, predictor in program.named_sub_modules(type_=dspy.Predict)
         if id(predictor) not in covered
@@ -328,7 +354,10 @@ def _check_native(plans: list[PredictorPlan], local: Mapping[str, tuple[str, str
     """ConfigError naming every predictor native cannot serve, and why: those DSPy runs in
     the program (``local``) and those served on dspy only."""
     problems = [f"{path}: {why}" for path, (_, why) in local.items()]
-    problems += [f"{p.path}: {p.native_unsupported}" for p in plans if p.native_unsupported]
+    for plan in plans:
+        if plan.native_unsupported:
+            paths = "" if plan.paths == (plan.path,) else f" ({', '.join(plan.paths)})"
+            problems.append(f"{plan.path}{paths}: {plan.native_unsupported}")
     if problems:
         raise ConfigError(
             "implementation='native' cannot serve every predictor of this program:\n  "
@@ -338,27 +367,35 @@ def _check_native(plans: list[PredictorPlan], local: Mapping[str, tuple[str, str
         )
 
 
-async def _start_predictor(
-    plan: PredictorPlan,
-    lm: Any,
-    adapter: str | None,
-    rt: Runtime,
-    label: str,
-    impl: str | None,
-) -> ModuleRef:
-    """Start the module actor serving ``plan``, named ``<program>.<path>`` in metrics/spans."""
-    forced = impl if impl is not None else ("dspy" if plan.native_unsupported else None)
+def _prepare(
+    plan: PredictorPlan, lm: Any, adapter: str | None, rt: Runtime, label: str, impl: str | None
+) -> Prepared:
+    """The module actor serving ``plan``, named ``<program>.<path>`` in metrics and spans."""
     try:
-        return await create_module(
+        return prepare_module(
             plan.module_type,
             plan.signature,
             demos=plan.demos,
-            lm=lm,
+            lm=plan.lm or lm,
             adapter=adapter,
-            implementation=forced,
+            implementation=impl,
             runtime=rt,
+            options=plan.options,
             program=plan.found.module,
+            predictors=plan.predictors,
             name=f"{label}.{plan.path}",
         )
     except (ConfigError, SignatureError) as exc:
         raise type(exc)(f"predictor {plan.path!r} of the program: {exc}") from exc
+
+
+async def _check_built(rt: Runtime, plan: PredictorPlan, ready: Prepared) -> PredictorPlan:
+    """``plan``, saying why native cannot serve it if building it natively fails (native
+    reads the sub-module's state the way it will serve it: this is that very build)."""
+    if plan.native_unsupported is not None or not rt.registry.native_available(plan.module_type):
+        return plan
+    try:
+        await rt.backends["native"].create(ready.spec)
+    except (ConfigError, SignatureError) as exc:
+        return msgspec.structs.replace(plan, native_unsupported=str(exc))
+    return plan

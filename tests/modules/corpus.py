@@ -128,3 +128,77 @@ class Agent(dspy.Module):
 
     def forward(self, question: str) -> Any:
         return self.agent(question=question)
+
+
+def one_word(args: dict[str, Any], pred: Any) -> float:
+    """A reward: 1.0 for a one-word answer."""
+    return 1.0 if len(str(pred.answer).split()) == 1 else 0.0
+
+
+class Compare(dspy.Module):
+    """Two drafts of a ChainOfThought compared by a MultiChainComparison (sync)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.draft = dspy.ChainOfThought("question -> answer")
+        self.compare = dspy.MultiChainComparison("question -> answer", M=2)
+
+    def forward(self, question: str) -> Any:
+        first = self.draft(question=question)
+        second = self.draft(question=question + " Think again.")
+        return self.compare(completions=[first, second], question=question)
+
+
+class Best(dspy.Module):
+    """A BestOfN over a ChainOfThought whose threshold no answer meets: every attempt runs
+    (sync: DSPy's BestOfN has no aforward)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.best = dspy.BestOfN(
+            dspy.ChainOfThought("question -> answer"), N=3, reward_fn=one_word, threshold=2.0
+        )
+
+    def forward(self, question: str) -> Any:
+        return self.best(question=question)
+
+
+class Refined(dspy.Module):
+    """A Refine over a Predict: two attempts with DSPy's feedback call between them (sync)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.refine = dspy.Refine(
+            dspy.Predict("question -> answer"), N=2, reward_fn=one_word, threshold=2.0
+        )
+
+    def forward(self, question: str) -> Any:
+        return self.refine(question=question)
+
+
+class BestOfCustom(dspy.Module):
+    """A BestOfN over a custom module: each attempt runs a copy of it on another LM, so DSPy
+    runs it whole inside the program (sync)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.best = dspy.BestOfN(DraftRefine(), N=2, reward_fn=one_word, threshold=1.0)
+
+    def forward(self, question: str) -> Any:
+        return self.best(question=question)
+
+
+class FanOut(dspy.Module):
+    """One predictor over several questions at once, in a ``dspy.Parallel``'s threads (sync)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.ask = dspy.Predict("question -> answer")
+        self.parallel = dspy.Parallel(num_threads=2, disable_progress_bar=True)
+
+    def forward(self, question: str) -> Any:
+        pairs = [
+            (self.ask, dspy.Example(question=f"{question} ({i})").with_inputs("question"))
+            for i in range(3)
+        ]
+        return dspy.Prediction(answers=[r.answer for r in self.parallel(pairs)])

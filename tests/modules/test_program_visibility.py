@@ -142,7 +142,8 @@ async def test_info_lists_a_predictor_dspy_runs_inside_the_program(rt: Runtime) 
     assert (custom.path, custom.module_type, custom.name) == ("custom", "Custom", None)
     assert (custom.implementations, custom.circuit) == (("dspy",), None)
     assert custom.native_unsupported is not None
-    assert "inside a module native does not serve" in custom.native_unsupported
+    assert "dspex serves sub-modules of the exact types" in custom.native_unsupported
+    assert "this Custom is not" in custom.native_unsupported
 
 
 async def test_served_by_names_each_predictor_that_ran(rt: Runtime, server: ScriptedLM) -> None:

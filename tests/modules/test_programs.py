@@ -54,13 +54,16 @@ async def differential(
     program: Any,
     calls: list[dict[str, Any]],
     predictors: list[str],
+    actors: list[str] | None = None,
 ) -> list[dspex.Prediction]:
     """Wrap ``program``, run ``calls`` through dspex then through plain DSPy (the same object:
     wrap must not have changed it), and check requests and outputs; every one of
-    ``predictors`` (paths) served natively."""
+    ``predictors`` (paths) served natively, by the module actors at ``actors`` (paths; by
+    default one per predictor)."""
     ref = await dspex.Module.wrap(program, name="qa")
     assert isinstance(ref, dspex.modules.ProgramRef)
-    assert sorted(ref.predictors) == sorted(predictors)
+    actors = predictors if actors is None else actors
+    assert sorted(ref.predictors) == sorted(actors)
     start = len(server.requests)
     ours = [await ref(**inputs) for inputs in calls]
     middle = len(server.requests)
@@ -71,7 +74,7 @@ async def differential(
         assert pred.served_by == dict.fromkeys(predictors, "native")
         assert pred.implementation == "native"
     report = (await rt.metrics()).modules
-    for path in predictors:
+    for path in actors:
         assert set(report[f"qa.{path}"]) == {"native"}, path
         assert report[f"qa.{path}"]["native"].calls >= len(calls)
     return ours
@@ -164,8 +167,179 @@ async def test_a_program_with_react_and_tools(rt: Runtime, server: ScriptedLM) -
         corpus.Agent(),
         [{"question": "How many live in Paris?"}],
         ["agent.react", "agent.extract.predict"],
+        ["agent"],  # one ReAct actor: its loop runs natively, not in the program
     )
     assert pred.trajectory["observation_0"] == corpus.lookup("Paris")
+
+
+def compile_agent(program: corpus.Agent) -> corpus.Agent:
+    """An Agent as an optimizer leaves it: new instructions for its ReAct step, demos on both
+    of its predictors (one of the extraction's without reasoning)."""
+    react = program.agent.react
+    react.signature = react.signature.with_instructions("Use the lookup tool once, then finish.")
+    react.demos = [
+        dspy.Example(
+            question="Who lives in Rome?",
+            trajectory="[[ ## thought_0 ## ]]\nLook it up.",
+            next_thought="I know enough.",
+            next_tool_name="finish",
+            next_tool_args={},
+        )
+    ]
+    program.agent.extract.predict.demos = [
+        dspy.Example(question="Who lives in Rome?", trajectory="...", answer="Romans")
+    ]
+    return program
+
+
+async def test_a_compiled_react_is_served_whole(rt: Runtime, server: ScriptedLM) -> None:
+    server.script = react_script
+    program = compile_agent(corpus.Agent())
+    paths = ["agent.react", "agent.extract.predict"]
+    await differential(rt, server, program, [{"question": "Paris?"}], paths, ["agent"])
+    sent = str(server.requests[0].messages)
+    assert "Use the lookup tool once" in sent
+    assert "Who lives in Rome?" in sent
+    ref = await dspex.Module.wrap(program, name="qa2")
+    assert isinstance(ref, dspex.modules.ProgramRef)
+    react, extract = (await ref.info()).predictors
+    assert (react.path, react.module_type, react.name, react.demos) == (
+        "agent.react",
+        "ReAct",
+        "qa2.agent",
+        1,
+    )
+    assert (extract.path, extract.module_type, extract.native_unsupported) == (
+        "agent.extract.predict",
+        "ReAct",
+        None,
+    )
+
+
+async def test_a_react_native_cannot_build_is_served_whole_on_dspy(
+    rt: Runtime, server: ScriptedLM
+) -> None:
+    server.script = react_script
+    program = compile_agent(corpus.Agent())
+    extract = program.agent.extract.predict
+    extract.signature = extract.signature.append("note", dspy.OutputField())  # not ReAct's own
+    ref = await dspex.Module.wrap(program, name="qa")
+    assert isinstance(ref, dspex.modules.ProgramRef)
+    for info in (await ref.info()).predictors:
+        assert info.implementations == ("dspy",)
+        assert "its predictor 'extract.predict' has the fields" in str(info.native_unsupported)
+    start = len(server.requests)
+    ours = await ref(question="Paris?")
+    middle = len(server.requests)
+    theirs = await run_dspy(server, program, {"question": "Paris?"})
+    same_requests(server.requests[start:middle], server.requests[middle:])
+    assert ours.to_dict() == dict(theirs.items())
+    assert ours.served_by == {"agent.react": "dspy", "agent.extract.predict": "dspy"}
+    # its demos are set on the copy DSPy runs
+    new = [
+        {
+            "question": "Who?",
+            "trajectory": "t",
+            "next_thought": "n",
+            "next_tool_name": "finish",
+            "next_tool_args": {},
+        }
+    ]
+    await ref.set_demos(new, predictor="agent.react")
+    await ref(question="Paris?")
+    assert "Who?" in str(server.requests[-2].messages)
+    with pytest.raises(
+        ConfigError,
+        match=r"agent \(agent.react, agent.extract.predict\): its predictor 'extract.predict'",
+    ):
+        await dspex.Module.wrap(program, implementation="native")
+
+
+async def test_a_multi_chain_comparison_is_served_whole(rt: Runtime, server: ScriptedLM) -> None:
+    server.script = respond(answer="Paris", reasoning="It is the capital.", rationale="Both agree.")
+    program = corpus.Compare()
+    program.compare.predict.demos = [
+        dspy.Example(
+            question="q",
+            reasoning_attempt_1="«I'm trying to a I'm not sure but my prediction is b»",
+            reasoning_attempt_2="«I'm trying to c I'm not sure but my prediction is d»",
+            rationale="r",
+            answer="b",
+        )
+    ]
+    (pred,) = await differential(
+        rt,
+        server,
+        program,
+        [{"question": "Capital?"}],
+        ["draft.predict", "compare.predict"],
+        ["draft.predict", "compare"],
+    )
+    assert pred.rationale == "Both agree."
+
+
+async def test_a_best_of_n_is_served_whole(rt: Runtime, server: ScriptedLM) -> None:
+    server.script = respond(answer="It is Paris", reasoning="It is the capital.")
+    (pred,) = await differential(
+        rt, server, corpus.Best(), [{"question": "Capital?"}], ["best.module.predict"], ["best"]
+    )
+    assert pred.answer == "It is Paris"
+    assert len(server.requests) == 6  # three attempts, on each side
+
+
+async def test_a_refine_is_served_whole(rt: Runtime, server: ScriptedLM) -> None:
+    server.script = respond(
+        answer="It is Paris", discussion="Too long.", advice={"self": "One word."}
+    )
+    (pred,) = await differential(
+        rt, server, corpus.Refined(), [{"question": "Capital?"}], ["refine.module"], ["refine"]
+    )
+    assert pred.answer == "It is Paris"
+    assert len(server.requests) == 6  # attempt, feedback, hinted attempt, on each side
+    assert "One word." in str(server.requests[2].messages)  # the advice reached the attempt
+
+
+async def test_a_best_of_n_over_a_custom_module_runs_inside_the_program(
+    rt: Runtime, server: ScriptedLM
+) -> None:
+    server.script = ANSWERS
+    program = corpus.BestOfCustom()
+    ref = await dspex.Module.wrap(program, name="qa")
+    assert isinstance(ref, dspex.modules.ProgramRef)
+    assert ref.predictors == {}
+    infos = (await ref.info()).predictors
+    assert [i.path for i in infos] == ["best.module.draft.predict", "best.module.refine"]
+    for info in infos:
+        assert info.implementations == ("dspy",)
+        assert info.name is None
+        assert "BestOfN over a DraftRefine runs inside the program" in str(info.native_unsupported)
+    start = len(server.requests)
+    ours = await ref(question="Capital?")
+    middle = len(server.requests)
+    theirs = await run_dspy(server, program, {"question": "Capital?"})
+    same_requests(server.requests[start:middle], server.requests[middle:])
+    assert ours.to_dict() == dict(theirs.items())
+    assert ours.implementation == "dspy"
+    with pytest.raises(ConfigError, match=r"best\.module\.refine: a BestOfN over a DraftRefine"):
+        await dspex.Module.wrap(program, implementation="native")
+
+
+async def test_a_program_running_dspy_parallel(rt: Runtime, server: ScriptedLM) -> None:
+    """The predictor calls a ``dspy.Parallel`` makes from its own threads are served by the
+    predictor's actor and recorded with their program call."""
+    server.script = ANSWERS
+    program = corpus.FanOut()
+    ref = await dspex.Module.wrap(program, name="qa")
+    ours = await ref(question="Capital?")
+    theirs = await run_dspy(server, program, {"question": "Capital?"})
+    assert ours.to_dict() == dict(theirs.items()) == {"answers": ["Paris"] * 3}
+    # the same requests (in the order the threads ran them)
+    assert len(server.requests) == 6
+    assert sorted(r.content for r in server.requests[:3]) == sorted(
+        r.content for r in server.requests[3:]
+    )
+    assert (ours.implementation, ours.served_by) == ("native", {"ask": "native"})
+    assert (await rt.metrics()).modules["qa.ask"]["native"].calls == 3
 
 
 async def test_native_names_every_predictor_it_cannot_serve(rt: Runtime) -> None:

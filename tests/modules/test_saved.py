@@ -17,7 +17,14 @@ from dspex.errors import ConfigError
 from dspex.runtime import Runtime
 from dspex.testing import ScriptedLM
 from tests.modules import corpus
-from tests.modules.test_programs import ANSWERS, compile_draft_refine, run_dspy, same_requests
+from tests.modules.test_programs import (
+    ANSWERS,
+    compile_agent,
+    compile_draft_refine,
+    react_script,
+    run_dspy,
+    same_requests,
+)
 
 CALLS = [{"question": "Capital of France?"}, {"question": "Capital of Japan?"}]
 
@@ -118,6 +125,32 @@ async def test_set_demos_then_save_shows_the_new_demos_in_dspy(
     state = loaded(tmp_path / "dspex.json").dump_state()
     assert state["refine"]["demos"] == [{"question": "q", "answer": "a"}]
     assert state["draft.predict"]["demos"] == new
+
+
+async def test_a_react_saved_by_dspy_is_served_and_saved_back(
+    rt: Runtime, server: ScriptedLM, tmp_path: Path
+) -> None:
+    server.script = react_script
+    program = compile_agent(corpus.Agent())
+    program.save(str(tmp_path / "dspy.json"))
+    ref = await dspex.load(tmp_path / "dspy.json", program=corpus.Agent, name="qa")
+    assert isinstance(ref, dspex.modules.ProgramRef)
+    assert list(ref.predictors) == ["agent"]  # one ReAct actor for both of its predictors
+    await served_as_dspy_serves(server, ref, loaded(tmp_path / "dspy.json", corpus.Agent), CALLS)
+    await ref.save(tmp_path / "dspex.json")
+    assert loaded(tmp_path / "dspex.json", corpus.Agent).dump_state() == program.dump_state()
+    # one of the ReAct's predictors gets new demos: it sends them, save writes them
+    new = [{"question": "Who?", "trajectory": "t", "reasoning": "r", "answer": "Us"}]
+    await ref.set_demos(new, predictor="agent.extract.predict")
+    assert [p.demos for p in (await ref.info()).predictors] == [1, 1]
+    await ref(question="Paris?")
+    assert "Us" in str(server.requests[-1].messages)
+    await ref.save(tmp_path / "dspex.json")
+    state = loaded(tmp_path / "dspex.json", corpus.Agent).dump_state()
+    assert state["agent.extract.predict"]["demos"] == new
+    assert state["agent.react"] == program.dump_state()["agent.react"]
+    with pytest.raises(ConfigError, match=r"its predictors: \['agent.react', 'agent.extract"):
+        await ref.set_demos(new, predictor="agent.extract")
 
 
 async def test_a_factory_loads_and_saves(rt: Runtime, server: ScriptedLM, tmp_path: Path) -> None:

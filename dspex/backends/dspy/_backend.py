@@ -113,12 +113,20 @@ class DSPyBackend:
         return {"implementation": "dspy", "dspy_version": getattr(loaded(), "__version__", None)}
 
     async def create(self, spec: ModuleSpec) -> DSPyInstance:
-        """Build the DSPy module for ``spec`` (imports dspy on first use)."""
+        """Build the DSPy module for ``spec`` (imports dspy on first use): for a sub-module of
+        a wrapped program, a copy of it with the demos of ``spec``."""
         dspy = await import_dspy(gc_freeze=self.gc_freeze)
         kind = KINDS[spec.module_type]
         if spec.lm is None and kind.inputs != "program":
             raise ConfigError(f"{spec.module_type} needs an LM: pass lm= or set Runtime(lm=...)")
-        module = kind.dspy_builder()(dspy, spec)
+        if spec.program is not None and kind.inputs != "program":
+            # a wrapped program's sub-module: a copy of the very module it was optimized as
+            module = spec.program.deepcopy()
+            named = dict(module.named_predictors())
+            for name, state in spec.predictors.items():
+                named[name].demos = [dspy.Example(**demo) for demo in state.demos]
+        else:
+            module = kind.dspy_builder()(dspy, spec)
         if spec.demos:
             _set_demos(dspy, module, spec)
         lm = spec.lm.to_dspy() if spec.lm is not None else None

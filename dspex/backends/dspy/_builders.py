@@ -38,16 +38,12 @@ def _inner(dspy: Any, spec: ModuleSpec) -> Any:
 
 
 def predict(dspy: Any, spec: ModuleSpec) -> Any:
-    """``dspy.Predict``; for a wrapped program's predictor, a copy of its own module."""
-    if spec.program is not None:
-        return spec.program.deepcopy()
+    """``dspy.Predict``."""
     return dspy.Predict(_sig(spec))
 
 
 def chain_of_thought(dspy: Any, spec: ModuleSpec) -> Any:
-    """``dspy.ChainOfThought``; for a wrapped program's predictor, a copy of its own module."""
-    if spec.program is not None:
-        return spec.program.deepcopy()
+    """``dspy.ChainOfThought``."""
     return dspy.ChainOfThought(_sig(spec))
 
 

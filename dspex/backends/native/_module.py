@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 from typing import Any, Protocol
 
-from dspex.backends._spec import CallOptions, ModuleSpec
+from dspex.backends._spec import CallOptions, ModuleSpec, PredictorState
 from dspex.backends.native._predict import NativeChainOfThought, NativePredict
 from dspex.errors import ConfigError
 from dspex.lm import LM, LMClient
@@ -49,15 +49,42 @@ def required(spec: ModuleSpec, *names: str) -> list[Any]:
 def predictor(spec: ModuleSpec, client: LMClient, *, inner: bool = False) -> NativePredict:
     """The spec's predictor with its demos and prompt templates built: ``Predict`` or
     ``ChainOfThought`` by module type, or, with ``inner``, by the ``module`` option (the module
-    BestOfN, Refine and Parallel run)."""
+    BestOfN, Refine and Parallel run), on the state read from a program if the spec has it
+    (``module`` or ``module.predict`` in ``spec.predictors``)."""
     sig, lm = parts(spec)
     kind = spec.options.get("module", "Predict") if inner else spec.module_type
     if kind not in ("Predict", "ChainOfThought"):
         raise ConfigError(f"{spec.module_type} module= must be 'Predict' or 'ChainOfThought'")
-    cls = NativeChainOfThought if kind == "ChainOfThought" else NativePredict
+    cot = kind == "ChainOfThought"
+    cls = NativeChainOfThought if cot else NativePredict
     module = cls(sig, lm=lm, client=client, demos=spec.demos, adapter=spec.adapter)
+    if inner and spec.predictors:
+        name = "module.predict" if cot else "module"
+        module.signature, module.demos = state_of(spec, name, module.signature)
     module.adapter.prepare(module.signature)
     return module
+
+
+def state_of(
+    spec: ModuleSpec, name: str, default: Signature
+) -> tuple[Signature, tuple[dict[str, Any], ...]]:
+    """The signature and demos inner predictor ``name`` runs with: its state as read from a
+    program (``spec.predictors``), or ``default`` without demos when the spec has none.
+
+    ConfigError when the read signature's fields are not those ``default`` has (native runs
+    the type's own control flow, which reads and writes those fields by name)."""
+    state: PredictorState | None = spec.predictors.get(name)
+    if state is None:
+        if spec.predictors:
+            raise ConfigError(f"{spec.module_type} needs the state of its predictor {name!r}")
+        return default, ()
+    sig = state.signature
+    if (sig.input_names, sig.output_names) != (default.input_names, default.output_names):
+        raise ConfigError(
+            f"its predictor {name!r} has the fields {sig.signature!r}, where native "
+            f"{spec.module_type} runs {default.signature!r}"
+        )
+    return sig, state.demos
 
 
 def total_usage(predictions: Iterable[Prediction]) -> dict[str, int]:

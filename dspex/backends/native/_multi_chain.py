@@ -8,7 +8,7 @@ from typing import Any, ClassVar
 import msgspec
 
 from dspex.backends._spec import NO_OPTIONS, CallOptions, ModuleSpec
-from dspex.backends.native._module import parts
+from dspex.backends.native._module import parts, state_of
 from dspex.backends.native._predict import NativePredict
 from dspex.config import AdapterName
 from dspex.errors import ConfigError, InputError
@@ -68,9 +68,10 @@ class NativeMultiChainComparison:
 
     @classmethod
     def from_spec(cls, spec: ModuleSpec, client: LMClient) -> NativeMultiChainComparison:
-        """Build from a spec: options ``M`` (default 3) and ``temperature`` (default 0.7)."""
+        """Build from a spec: options ``M`` (default 3) and ``temperature`` (default 0.7); one
+        read from a program runs its ``predict`` predictor's state."""
         sig, lm = parts(spec)
-        return cls(
+        module = cls(
             sig,
             lm=lm,
             client=client,
@@ -79,6 +80,11 @@ class NativeMultiChainComparison:
             demos=spec.demos,
             adapter=spec.adapter,
         )
+        if spec.predictors:  # read from a program: its predictor's optimized state
+            predict = module.predict
+            predict.signature, predict.demos = state_of(spec, "predict", predict.signature)
+            predict.adapter.prepare(predict.signature)
+        return module
 
     def attempts(self, completions: Any) -> dict[str, str]:
         """The ``reasoning_attempt_i`` inputs DSPy builds from ``completions``: «I'm trying to

@@ -16,7 +16,7 @@ from typing import Any, ClassVar, Literal
 
 from dspex.backends._spec import NO_OPTIONS, CallOptions, ModuleSpec
 from dspex.backends.native._adapters import format_user_fields
-from dspex.backends.native._module import parts, required, total_usage
+from dspex.backends.native._module import parts, required, state_of, total_usage
 from dspex.backends.native._predict import NativeChainOfThought, NativePredict, make_adapter
 from dspex.backends.native._tools import FINISH, NativeTool, finish_tool, format_error_for_lm
 from dspex.config import AdapterName
@@ -142,13 +142,20 @@ class NativeReAct:
 
     @classmethod
     def from_spec(cls, spec: ModuleSpec, client: LMClient) -> NativeReAct:
-        """Build from a spec: options ``tools`` (required) and ``max_iters`` (default 20)."""
+        """Build from a spec: options ``tools`` (required) and ``max_iters`` (default 20); a
+        ReAct read from a program runs its predictors' state (``react`` and
+        ``extract.predict``: optimized instructions and demos)."""
         sig, lm = parts(spec)
         if spec.demos:  # as on dspy: ReAct has two predictors, so demos= has no single target
             raise ConfigError("demos= needs a module with one predictor; ReAct has 2")
         (tools,) = required(spec, "tools")
         max_iters = spec.options.get("max_iters", 20)
-        return cls(sig, tools, lm=lm, client=client, max_iters=max_iters, adapter=spec.adapter)
+        agent = cls(sig, tools, lm=lm, client=client, max_iters=max_iters, adapter=spec.adapter)
+        if spec.predictors:
+            for name, module in (("react", agent.react), ("extract.predict", agent.extract)):
+                module.signature, module.demos = state_of(spec, name, module.signature)
+                module.adapter.prepare(module.signature)
+        return agent
 
     async def run(self, values: dict[str, Any], options: CallOptions = NO_OPTIONS) -> Prediction:
         """Run the agent loop on checked inputs (DSPy's ``ReAct.aforward``).

@@ -20,11 +20,13 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any, ClassVar
 
-from dspex.backends._spec import CallOptions
+from dspex.backends._spec import CallOptions, ModuleSpec
 from dspex.backends.native._best_of_n import Attempts, NativeBestOfN, compare_reward
+from dspex.backends.native._module import predictor, required
 from dspex.backends.native._predict import NativeChainOfThought, NativePredict
 from dspex.backends.native._types import field_descriptions
 from dspex.errors import ConfigError
+from dspex.lm import LMClient
 from dspex.prediction import Prediction
 from dspex.signature import Field, Signature
 
@@ -160,6 +162,8 @@ class NativeRefine(NativeBestOfN):
         reward_fn: Callable[..., Any],
         threshold: float | None,
         fail_count: int | None = None,
+        *,
+        reward_fn_code: str | None = None,
     ):
         super().__init__(module, N, reward_fn, threshold, fail_count)
         # The predictor's name in DSPy's named_predictors(): the advice is keyed by it.
@@ -168,7 +172,7 @@ class NativeRefine(NativeBestOfN):
         else:
             self.name, path, cls = "self", "predict/predict.py", "Predict"
         try:
-            self.reward_fn_code = _source_of(reward_fn)
+            self.reward_fn_code = reward_fn_code or _source_of(reward_fn)
         except (OSError, TypeError) as exc:
             raise ConfigError(
                 f"Refine sends the reward function's source to the LM, and it has none: {exc}"
@@ -186,6 +190,16 @@ class NativeRefine(NativeBestOfN):
             offer_feedback(), lm=module.lm, client=module.client, adapter=module.adapter
         )
         import orjson  # noqa: F401 (the feedback request is written with it: import it now)
+
+    @classmethod
+    def from_spec(cls, spec: ModuleSpec, client: LMClient) -> NativeRefine:
+        """Build from a spec, as :meth:`NativeBestOfN.from_spec`; a Refine read from a program
+        sends the source DSPy kept of its reward function (DSPy wraps the function itself)."""
+        n, reward_fn, threshold = required(spec, "N", "reward_fn", "threshold")
+        module = predictor(spec, client, inner=True)
+        code = getattr(spec.program, "reward_fn_code", None)
+        fail_count = spec.options.get("fail_count")
+        return cls(module, n, reward_fn, threshold, fail_count, reward_fn_code=code)
 
     def _met(self, reward: Any) -> bool:
         return self.threshold is not None and compare_reward(reward, ">=", self.threshold)
