@@ -61,6 +61,7 @@ class ProgramCall:
         "dspy",
         "fallbacks",
         "label",
+        "local",
         "pending",
         "scope",
         "served",
@@ -69,9 +70,10 @@ class ProgramCall:
         "usage",
     )
 
-    def __init__(self, label: str, dspy: Any):
+    def __init__(self, label: str, dspy: Any, local: Callable[[Any], str | None] | None = None):
         self.label = label
         self.dspy = dspy
+        self.local = local  # the path of a predictor DSPy runs in the program, by the object
         self.deadline: float | None = None  # the program call's (event loop time), if any
         self.scope: Any = None
         self.closed = False
@@ -100,6 +102,11 @@ class ProgramCall:
         tb: TracebackType | None,
     ) -> None:
         self.close()
+        if self.local is not None:  # the predictors DSPy ran in the program, from its trace
+            for predictor, _, _ in self.dspy.settings.trace or ():
+                path = self.local(predictor)
+                if path is not None:
+                    self.ran((path,), "dspy")
         if self.scope is not None:
             self.scope.__exit__(exc_type, exc, tb)
         span = self.span

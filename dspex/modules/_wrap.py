@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+from collections import Counter
 from collections.abc import Callable, Iterable, Mapping
 from typing import TYPE_CHECKING, Any
 
@@ -173,6 +174,8 @@ class ProgramSource:
         "first",
         "label",
         "local",
+        "local_ids",
+        "local_signatures",
         "loop",
         "plans",
         "refs",
@@ -195,6 +198,9 @@ class ProgramSource:
         self.label = label  # the program's name in metrics and spans
         # the predictors DSPy runs inside the program: path -> (module type, why)
         self.local = dict(local or {})
+        # the current incarnation's local predictors: by object id, and by signature id
+        self.local_ids: dict[int, str] = {}
+        self.local_signatures: dict[int, str] = {}
         self.template = template
         self.factory = factory
         self.plans = plans
@@ -234,12 +240,28 @@ class ProgramSource:
                 continue
             proxy = PredictorProxy(self.dspy, module, ref, plan, self.loop)
             set_at(program, steps, proxy)
+        if self.local:
+            predictors = [(p, path) for path, p in program.named_predictors() if path in self.local]
+            self.local_ids = {id(p): path for p, path in predictors}
+            shared = Counter(id(p.signature) for p, _ in predictors)
+            self.local_signatures = {
+                id(p.signature): path for p, path in predictors if shared[id(p.signature)] == 1
+            }
         return program
 
     def open_call(self) -> ProgramCall:
         """The scope of one call of the program (see :class:`ProgramCall`), which the dspy
         implementation runs the program in."""
-        return ProgramCall(self.label, self.dspy)
+        return ProgramCall(self.label, self.dspy, self.local_path if self.local else None)
+
+    def local_path(self, predictor: Any) -> str | None:
+        """The path of a predictor DSPy ran inside the current incarnation's program: the
+        object itself, or a copy of it (BestOfN and Refine run copies), known by its signature
+        (a class, which a copy shares) when no other predictor there has it."""
+        path = self.local_ids.get(id(predictor))
+        if path is None:
+            path = self.local_signatures.get(id(getattr(predictor, "signature", None)))
+        return path
 
     def count_demos(self) -> int:
         """The demos the program's predictors carry (a compiled program's, as wrapped, or as

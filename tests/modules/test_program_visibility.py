@@ -146,6 +146,30 @@ async def test_info_lists_a_predictor_dspy_runs_inside_the_program(rt: Runtime) 
     assert "this Custom is not" in custom.native_unsupported
 
 
+async def test_a_program_served_partly_by_dspy_inside_it_is_mixed(
+    rt: Runtime, server: ScriptedLM
+) -> None:
+    server.script = ANSWERS
+
+    class Custom(dspy.Predict):
+        """A Predict subclass: DSPy runs it inside the program."""
+
+    class Program(dspy.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.ask = dspy.Predict("question -> answer")
+            self.custom = Custom("question -> answer")
+
+        def forward(self, question: str) -> Any:
+            self.custom(question=question)
+            return self.ask(question=question)
+
+    ref = await dspex.Module.wrap(Program(), name="qa")
+    pred = await ref(question="q")
+    assert pred.served_by == {"ask": "native", "custom": "dspy"}
+    assert pred.implementation == "mixed"
+
+
 async def test_served_by_names_each_predictor_that_ran(rt: Runtime, server: ScriptedLM) -> None:
     server.script = ANSWERS
     ref = await wrap_draft_refine(sync=True)

@@ -319,6 +319,8 @@ async def test_a_best_of_n_over_a_custom_module_runs_inside_the_program(
     theirs = await run_dspy(server, program, {"question": "Capital?"})
     same_requests(server.requests[start:middle], server.requests[middle:])
     assert ours.to_dict() == dict(theirs.items())
+    # DSPy ran them in the program: read from its trace (the best attempt's copies)
+    assert ours.served_by == {"best.module.draft.predict": "dspy", "best.module.refine": "dspy"}
     assert ours.implementation == "dspy"
     with pytest.raises(ConfigError, match=r"best\.module\.refine: a BestOfN over a DraftRefine"):
         await dspex.Module.wrap(program, implementation="native")
