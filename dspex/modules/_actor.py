@@ -189,12 +189,16 @@ def with_demos(spec: ModuleSpec, demos: object, predictor: str | None) -> Module
         return msgspec.structs.replace(spec, demos=check_demos(demos, spec.signature))
     state = spec.predictors.get(predictor)
     if state is None:
-        raise ConfigError(
-            f"{spec.module_type} has no predictor {predictor!r}; its predictors: "
-            f"{list(spec.predictors)}"
-        )
+        raise _no_predictor(spec, predictor)
     state = msgspec.structs.replace(state, demos=check_demos(demos, state.signature))
     return msgspec.structs.replace(spec, predictors={**spec.predictors, predictor: state})
+
+
+def _no_predictor(spec: ModuleSpec, predictor: str) -> ConfigError:
+    return ConfigError(
+        f"{spec.module_type} has no predictor {predictor!r} of its own; its predictors: "
+        f"{list(spec.predictors)}"
+    )
 
 
 def _batch(inputs: Mapping[str, Any]) -> dict[str, Any]:
@@ -359,7 +363,13 @@ class ModuleActor(Actor):
             return self._info()
         if isinstance(msg, GetDemos):
             spec = self.box.spec
-            return spec.demos if msg.predictor is None else spec.predictors[msg.predictor].demos
+            if msg.predictor is None:
+                return spec.demos
+            state = spec.predictors.get(msg.predictor)
+            if state is None:
+                caller.fail(_no_predictor(spec, msg.predictor))
+                return NOREPLY
+            return state.demos
         return await super().handle_call(msg, caller)
 
     @staticmethod

@@ -13,6 +13,7 @@ import pytest
 
 import dspex
 from dspex.errors import ConfigError
+from dspex.modules._actor import GetDemos, SetDemos
 from dspex.runtime import Runtime
 from dspex.testing import RecordedRequest, Reply, ScriptedLM, respond
 from dspex.testing._respond import requested_outputs
@@ -253,6 +254,27 @@ async def test_a_react_native_cannot_build_is_served_whole_on_dspy(
         match=r"agent \(agent.react, agent.extract.predict\): its predictor 'extract.predict'",
     ):
         await dspex.Module.wrap(program, implementation="native")
+
+
+async def test_demos_that_do_not_fit_one_of_a_react_s_predictors_change_nothing(
+    rt: Runtime, server: ScriptedLM
+) -> None:
+    server.script = react_script
+    program = compile_agent(corpus.Agent())
+    ref = await dspex.Module.wrap(program, name="qa")
+    assert isinstance(ref, dspex.modules.ProgramRef)
+    agent = ref.predictors["agent"]
+    with pytest.raises(ConfigError, match="a demo needs at least one input field"):
+        await ref.set_demos([{"answer": "only an output"}], predictor="agent.extract.predict")
+    # the actor's own messages: an inner predictor it does not have is an error, not a crash
+    with pytest.raises(ConfigError, match=r"no predictor 'extract' of its own; its predictors: "):
+        await agent._ask(GetDemos("extract"))
+    with pytest.raises(ConfigError, match=r"no predictor 'extract' of its own"):
+        await agent._ask(SetDemos([], "extract"))
+    assert [p.demos for p in (await ref.info()).predictors] == [1, 1]
+    assert (await ref(question="Paris?")).answer == "Paris"
+    assert "Who lives in Rome?" in str(server.requests[-1].messages)  # its demos, as they were
+    assert (await rt.metrics()).restarts == {}  # no actor crashed
 
 
 async def test_a_multi_chain_comparison_is_served_whole(rt: Runtime, server: ScriptedLM) -> None:
