@@ -122,37 +122,11 @@ async def test_info_lists_each_predictor(rt: Runtime, server: ScriptedLM) -> Non
     assert [p["path"] for p in plain["predictors"]] == ["draft.predict", "refine"]
 
 
-async def test_info_lists_a_predictor_dspy_runs_inside_the_program(rt: Runtime) -> None:
-    class Custom(dspy.Predict):
-        """A Predict subclass: DSPy runs it inside the program (native serves exact types)."""
-
-    class Program(dspy.Module):
-        def __init__(self) -> None:
-            super().__init__()
-            self.ask = dspy.Predict("question -> answer")
-            self.custom = Custom("question -> answer")
-
-        def forward(self, question: str) -> Any:
-            return self.ask(question=question)
-
-    ref = await dspex.Module.wrap(Program(), name="qa")
-    assert isinstance(ref, ProgramRef)
-    ask, custom = (await ref.info()).predictors
-    assert (ask.path, ask.name) == ("ask", "qa.ask")
-    assert (custom.path, custom.module_type, custom.name) == ("custom", "Custom", None)
-    assert (custom.implementations, custom.circuit) == (("dspy",), None)
-    assert custom.native_unsupported is not None
-    assert "dspex serves sub-modules of the exact types" in custom.native_unsupported
-    assert "this Custom is not" in custom.native_unsupported
-
-
-async def test_a_program_served_partly_by_dspy_inside_it_is_mixed(
-    rt: Runtime, server: ScriptedLM
-) -> None:
+async def test_a_predictor_dspy_runs_inside_the_program(rt: Runtime, server: ScriptedLM) -> None:
     server.script = ANSWERS
 
     class Custom(dspy.Predict):
-        """A Predict subclass: DSPy runs it inside the program."""
+        """A Predict subclass: DSPy runs it inside the program (native serves exact types)."""
 
     class Program(dspy.Module):
         def __init__(self) -> None:
@@ -165,7 +139,15 @@ async def test_a_program_served_partly_by_dspy_inside_it_is_mixed(
             return self.ask(question=question)
 
     ref = await dspex.Module.wrap(Program(), name="qa")
-    pred = await ref(question="q")
+    assert isinstance(ref, ProgramRef)
+    ask, custom = (await ref.info()).predictors
+    assert (ask.path, ask.name) == ("ask", "qa.ask")
+    assert (custom.path, custom.module_type, custom.name) == ("custom", "Custom", None)
+    assert (custom.implementations, custom.circuit) == (("dspy",), None)
+    assert custom.native_unsupported is not None
+    assert "dspex serves sub-modules of the exact types" in custom.native_unsupported
+    assert "this Custom is not" in custom.native_unsupported
+    pred = await ref(question="q")  # it ran on DSPy, the other natively: the program is mixed
     assert pred.served_by == {"ask": "native", "custom": "dspy"}
     assert pred.implementation == "mixed"
 

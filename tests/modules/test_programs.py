@@ -49,6 +49,20 @@ def same_requests(ours: list[RecordedRequest], theirs: list[RecordedRequest]) ->
         assert mine.content == oracle.content  # byte for byte
 
 
+async def served_as_dspy_serves(
+    server: ScriptedLM, ref: dspex.ModuleRef, oracle: Any, calls: list[dict[str, Any]]
+) -> list[dspex.Prediction]:
+    """The same requests, byte for byte, and the same outputs from ``ref`` as from
+    ``oracle`` in plain DSPy; dspex's predictions."""
+    start = len(server.requests)
+    ours = [await ref(**inputs) for inputs in calls]
+    middle = len(server.requests)
+    theirs = [await run_dspy(server, oracle, inputs) for inputs in calls]
+    same_requests(server.requests[start:middle], server.requests[middle:])
+    assert [p.to_dict() for p in ours] == [dict(p.items()) for p in theirs]
+    return ours
+
+
 async def differential(
     rt: Runtime,
     server: ScriptedLM,
@@ -65,12 +79,7 @@ async def differential(
     assert isinstance(ref, dspex.modules.ProgramRef)
     actors = predictors if actors is None else actors
     assert sorted(ref.predictors) == sorted(actors)
-    start = len(server.requests)
-    ours = [await ref(**inputs) for inputs in calls]
-    middle = len(server.requests)
-    theirs = [await run_dspy(server, program, inputs) for inputs in calls]
-    same_requests(server.requests[start:middle], server.requests[middle:])
-    assert [p.to_dict() for p in ours] == [dict(p.items()) for p in theirs]
+    ours = await served_as_dspy_serves(server, ref, program, calls)
     for pred in ours:  # every predictor ran, natively
         assert pred.served_by == dict.fromkeys(predictors, "native")
         assert pred.implementation == "native"
@@ -229,12 +238,7 @@ async def test_a_react_native_cannot_build_is_served_whole_on_dspy(
     for info in (await ref.info()).predictors:
         assert info.implementations == ("dspy",)
         assert "its predictor 'extract.predict' has the fields" in str(info.native_unsupported)
-    start = len(server.requests)
-    ours = await ref(question="Paris?")
-    middle = len(server.requests)
-    theirs = await run_dspy(server, program, {"question": "Paris?"})
-    same_requests(server.requests[start:middle], server.requests[middle:])
-    assert ours.to_dict() == dict(theirs.items())
+    (ours,) = await served_as_dspy_serves(server, ref, program, [{"question": "Paris?"}])
     assert ours.served_by == {"agent.react": "dspy", "agent.extract.predict": "dspy"}
     # its demos are set on the copy DSPy runs
     new = [
@@ -335,12 +339,7 @@ async def test_a_best_of_n_over_a_custom_module_runs_inside_the_program(
         assert info.implementations == ("dspy",)
         assert info.name is None
         assert "BestOfN over a DraftRefine runs inside the program" in str(info.native_unsupported)
-    start = len(server.requests)
-    ours = await ref(question="Capital?")
-    middle = len(server.requests)
-    theirs = await run_dspy(server, program, {"question": "Capital?"})
-    same_requests(server.requests[start:middle], server.requests[middle:])
-    assert ours.to_dict() == dict(theirs.items())
+    (ours,) = await served_as_dspy_serves(server, ref, program, [{"question": "Capital?"}])
     # DSPy ran them in the program: read from its trace (the best attempt's copies)
     assert ours.served_by == {"best.module.draft.predict": "dspy", "best.module.refine": "dspy"}
     assert ours.implementation == "dspy"

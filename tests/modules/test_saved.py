@@ -22,8 +22,7 @@ from tests.modules.test_programs import (
     compile_agent,
     compile_draft_refine,
     react_script,
-    run_dspy,
-    same_requests,
+    served_as_dspy_serves,
 )
 
 CALLS = [{"question": "Capital of France?"}, {"question": "Capital of Japan?"}]
@@ -43,19 +42,6 @@ def loaded(path: Path, program: Any = corpus.DraftRefine) -> Any:
     fresh = program()
     fresh.load(str(path))
     return fresh
-
-
-async def served_as_dspy_serves(
-    server: ScriptedLM, ref: dspex.ModuleRef, oracle: Any, calls: list[dict[str, Any]]
-) -> None:
-    """The same requests, byte for byte, and the same outputs from ``ref`` as from
-    ``oracle`` in plain DSPy."""
-    start = len(server.requests)
-    ours = [await ref(**inputs) for inputs in calls]
-    middle = len(server.requests)
-    theirs = [await run_dspy(server, oracle, inputs) for inputs in calls]
-    same_requests(server.requests[start:middle], server.requests[middle:])
-    assert [p.to_dict() for p in ours] == [dict(p.items()) for p in theirs]
 
 
 async def test_dspex_serves_a_program_dspy_saved(
