@@ -205,6 +205,43 @@ class CircuitConfig(msgspec.Struct, metaclass=_Strict, frozen=True, kw_only=True
         _check("circuit.cooldown", is_positive_number(self.cooldown), "> 0", self.cooldown)
 
 
+class WorkerConfig(msgspec.Struct, metaclass=_Strict, frozen=True, kw_only=True):
+    """How the dspy implementation's worker processes run (see `Config.dspy_workers`).
+
+    A worker past ``max_requests`` calls, or ``max_rss_mb`` megabytes of resident memory,
+    takes no new call, finishes those it runs and is replaced by a fresh process (None: never).
+    A call whose caller gave up (its deadline passed) is cancelled in its worker; if it has not
+    stopped ``grace`` seconds later, the worker is killed and replaced (its other calls are
+    retried once on another worker).
+
+    Raises ConfigError for an unknown key or a value out of range.
+    """
+
+    _prefix: ClassVar[str] = "workers"
+
+    max_requests: int | None = None
+    """Calls after which a worker is recycled (None: never)."""
+    max_rss_mb: float | None = None
+    """Resident memory, in MB, past which a worker is recycled (None: never)."""
+    grace: float = 2.0
+    """Seconds a cancelled call may take to stop before its worker is killed."""
+
+    def __post_init__(self) -> None:
+        _check(
+            "workers.max_requests",
+            self.max_requests is None or (_integer(self.max_requests) and self.max_requests >= 1),
+            "None or an int >= 1",
+            self.max_requests,
+        )
+        _check(
+            "workers.max_rss_mb",
+            self.max_rss_mb is None or is_positive_number(self.max_rss_mb),
+            "None or MB > 0",
+            self.max_rss_mb,
+        )
+        _check("workers.grace", is_positive_number(self.grace), "seconds > 0", self.grace)
+
+
 class Rollout(msgspec.Struct, metaclass=_Strict, frozen=True, kw_only=True):
     """A canary rollout of native for one module type.
 
@@ -335,6 +372,13 @@ class Config(msgspec.Struct, metaclass=_Strict, frozen=True, kw_only=True):
     module alone stops, its handle raises `ModuleStopped`, and the others keep serving."""
     max_seconds: float = 5.0
     """The window, in seconds, of `max_restarts`."""
+    dspy_workers: int = 0
+    """Worker processes the dspy implementation runs in (each its own event loop, many calls at
+    once), started with the first dspy call, or at start with `preload_dspy`; 0 runs DSPy in
+    this process, on worker threads."""
+    workers: WorkerConfig = WorkerConfig()
+    """The worker processes' recycling and cancellation: a `WorkerConfig` or a dict of its
+    keys."""
     preload_dspy: bool = False
     """Import DSPy and LiteLLM while the runtime starts (about 3 s, off the event loop) instead of
     with the first dspy module or fallback, whose call would wait for it."""
@@ -372,6 +416,8 @@ class Config(msgspec.Struct, metaclass=_Strict, frozen=True, kw_only=True):
         for key in ("mailbox_size", "max_concurrency", "max_restarts", "max_connections"):
             value = getattr(self, key)
             _check(key, _integer(value) and value >= 1, "an int >= 1", value)
+        workers = self.dspy_workers
+        _check("dspy_workers", _integer(workers) and workers >= 0, "an int >= 0", workers)
         _check(
             "call_timeout",
             self.call_timeout is None or is_positive_number(self.call_timeout),
@@ -455,9 +501,10 @@ class Config(msgspec.Struct, metaclass=_Strict, frozen=True, kw_only=True):
         return config.replace(**overrides) if overrides else config
 
 
-_NESTED: dict[str, type[AdaptiveConfig] | type[CircuitConfig]] = {
+_NESTED: dict[str, type[AdaptiveConfig] | type[CircuitConfig] | type[WorkerConfig]] = {
     "adaptive": AdaptiveConfig,
     "circuit": CircuitConfig,
+    "workers": WorkerConfig,
 }
 
 

@@ -43,6 +43,18 @@ class DSPexError(Exception):
 
     fallback_error: DSPexError | None = None
 
+    def __reduce__(self) -> tuple[Any, ...]:
+        # Pickled as its class, message and attributes, whatever its __init__ takes: errors
+        # cross process boundaries (the dspy implementation's worker processes).
+        return _rebuild, (type(self), self.args, self.__dict__)
+
+
+def _rebuild(cls: type[DSPexError], args: tuple[Any, ...], attrs: dict[str, Any]) -> DSPexError:
+    error = cls.__new__(cls)
+    error.args = args
+    error.__dict__.update(attrs)
+    return error
+
 
 class ConfigError(DSPexError):
     """A configuration value is invalid; the message names the key and the allowed values."""

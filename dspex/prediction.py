@@ -57,7 +57,22 @@ class Prediction(Mapping[str, Any]):
         self.fallback_reason = fallback_reason
         self.served_by: Mapping[str, str] = dict(served_by) if served_by else _NOT_A_PROGRAM
 
+    def __reduce__(self) -> tuple[Any, ...]:
+        # Pickled by its constructor's arguments: predictions come back from the dspy worker
+        # processes (and __getattr__ must not run on a half-built one).
+        return _rebuild, (
+            self._fields,
+            self.implementation,
+            self.completions,
+            self.usage,
+            self.fallback,
+            self.fallback_reason,
+            dict(self.served_by),
+        )
+
     def __getattr__(self, name: str) -> Any:
+        if name.startswith("__"):  # a protocol lookup (copy, pickle): never a field
+            raise AttributeError(name)
         try:
             return self._fields[name]
         except KeyError:
@@ -136,3 +151,23 @@ class Prediction(Mapping[str, Any]):
         extra = f", fallback={self.fallback_reason!r}" if self.fallback else ""
         more = f", +{len(self.completions) - 1} completions" if len(self.completions) > 1 else ""
         return f"Prediction({fields}; served by {self.implementation}{extra}{more})"
+
+
+def _rebuild(
+    fields: dict[str, Any],
+    implementation: str,
+    completions: list[dict[str, Any]],
+    usage: dict[str, int],
+    fallback: bool,
+    fallback_reason: str | None,
+    served_by: dict[str, str],
+) -> Prediction:
+    return Prediction(
+        fields,
+        implementation=implementation,
+        completions=completions,
+        usage=usage,
+        fallback=fallback,
+        fallback_reason=fallback_reason,
+        served_by=served_by,
+    )

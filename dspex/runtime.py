@@ -26,6 +26,7 @@ from dspex.errors import (
     ModuleStopped,
     NoProc,
     StartError,
+    Unavailable,
     format_reason,
 )
 from dspex.lm import LM, LMClient
@@ -51,6 +52,8 @@ from dspex.supervision import (
     SupervisorEvent,
     SupervisorRef,
 )
+from dspex.workers import WorkerActor, WorkerBackend
+from dspex.workers._worker import WorkerSettings, WorkerSlot, WorkerStart
 
 log = logging.getLogger("dspex.runtime")
 
@@ -63,6 +66,7 @@ _running: weakref.WeakSet[Runtime] = weakref.WeakSet()
 
 ROUTER = "dspex.router"
 MODULES = "dspex.modules"
+WORKERS = "dspex.dspy-workers"
 LOCAL_LM = "dspex.local_lm"
 
 
@@ -112,6 +116,7 @@ class Runtime:
         self._restore_signals: list[Callable[[], None]] = []
         self._module_ids = itertools.count(1)
         self._stopped_modules: dict[str, str] = {}
+        self._worker_slots: list[WorkerSlot] = []
         self.client: LMClient | None = None
         self.executor: concurrent.futures.ThreadPoolExecutor | None = None
         self._state = "stopped"
@@ -168,6 +173,47 @@ class Runtime:
             raise NoProc(f"no actor is registered under the name {MODULES!r}")
         assert isinstance(ref, DynamicSupervisorRef)
         return ref
+
+    async def _start_workers(self) -> list[WorkerSlot]:
+        """Start the dspy worker processes (see :mod:`dspex.workers`), each a child of their
+        own supervisor with a restart budget of its own; they take calls once DSPy is
+        imported in them."""
+        ref = self.whereis(WORKERS)
+        if ref is None:
+            raise Unavailable("the dspy workers' supervisor is not running")
+        assert isinstance(ref, DynamicSupervisorRef)
+        config = self.config
+        woken = asyncio.Event()
+        slots = [WorkerSlot(i, woken) for i in range(config.dspy_workers)]
+        workers = config.workers
+        settings = WorkerSettings(
+            max_requests=workers.max_requests,
+            max_rss=None if workers.max_rss_mb is None else int(workers.max_rss_mb * 1e6),
+            grace=workers.grace,
+        )
+        self._worker_slots = slots
+        for slot in slots:
+            await ref.start_child(
+                ChildSpec(
+                    id=("dspy-worker", slot.index),
+                    start=WorkerActor,
+                    args=(WorkerStart(slot, settings),),
+                    name=f"dspex.dspy-worker.{slot.index}",
+                    shutdown=10.0,
+                    max_restarts=config.max_restarts,
+                    max_seconds=config.max_seconds,
+                )
+            )
+        return slots
+
+    def _on_worker_event(self, event: SupervisorEvent) -> None:
+        """A worker that crashed past its restart budget is gone for good."""
+        if isinstance(event, ChildRestartIntensityExceeded):
+            _, index = event.child_id
+            slot = self._worker_slots[index]
+            slot.gone = True
+            slot.woken.set()  # the calls waiting for a worker see it
+            slot.woken.clear()
 
     def next_module_id(self) -> int:
         """A fresh id for a module actor's name."""
@@ -279,10 +325,9 @@ class Runtime:
             self.executor = concurrent.futures.ThreadPoolExecutor(
                 max_workers=32, thread_name_prefix="dspex-dspy"
             )
-            native, dspy = (
-                NativeBackend(self.client),
-                DSPyBackend(self.executor, gc_freeze=config.gc_freeze),
-            )
+            local = DSPyBackend(self.executor, gc_freeze=config.gc_freeze)
+            native = NativeBackend(self.client)
+            dspy = WorkerBackend(self._start_workers, local) if config.dspy_workers else local
             self.backends = {"native": native, "dspy": dspy}
             self.registry = Registry(
                 {
@@ -291,7 +336,7 @@ class Runtime:
                 }
             )
             self.registry.validate(config)
-            if config.preload_dspy:
+            if config.preload_dspy and not config.dspy_workers:
                 await import_dspy(gc_freeze=config.gc_freeze)
             self.routing.snapshot = RoutingSnapshot(0, config, self.registry, {}, {})
             self.routing.final = None
@@ -317,6 +362,12 @@ class Runtime:
                     name=ROUTER,
                 )
             )
+            if config.dspy_workers:  # before the modules: stopped after them, once they drain
+                await self._root.start_child(
+                    DynamicSupervisor.child_spec(
+                        "dspy-workers", on_event=self._on_worker_event, name=WORKERS
+                    )
+                )
             # Each module has a restart budget of its own (Config.max_restarts in its child
             # spec): one that keeps crashing stops alone and spends none of this supervisor's.
             await self._root.start_child(
@@ -324,6 +375,8 @@ class Runtime:
                     "modules", on_event=self._on_module_event, name=MODULES
                 )
             )
+            if config.preload_dspy and isinstance(dspy, WorkerBackend):
+                await dspy.started()
         except BaseException:
             await self.shutdown()
             raise

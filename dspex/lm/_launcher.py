@@ -15,12 +15,18 @@ import sys
 import threading
 
 
-def _die_with_parent() -> None:
+def die_with_parent(sig: int = signal.SIGTERM) -> None:
+    """On Linux, have the kernel send this process ``sig`` when its parent dies (and exit
+    now if it already has)."""
     if sys.platform.startswith("linux"):
         libc = ctypes.CDLL(None, use_errno=True)
-        libc.prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
+        libc.prctl(1, sig)  # PR_SET_PDEATHSIG
         if os.getppid() == 1:  # the parent died before prctl took effect
             os._exit(0)
+
+
+def _die_with_parent() -> None:
+    die_with_parent()
 
     def watch_stdin() -> None:
         while sys.stdin.buffer.read(4096):

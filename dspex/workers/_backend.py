@@ -1,0 +1,184 @@
+"""The dspy implementation over worker processes: what the module actors call.
+
+:class:`WorkerBackend` keeps the in-process backend's protocol (``create``, ``execute``,
+``info``). ``create`` pickles the module's spec once (cloudpickle: a DSPy module or program
+travels by value) and starts the workers on first use; ``execute`` sends the call to the
+worker with the fewest calls in flight among those taking calls, waiting for one while all
+restart. A worker that dies with the call in flight is a retry, once, on another worker,
+within the call's deadline; a second death is a :class:`~dspex.errors.ModuleError`.
+
+A program ``Module.wrap`` serves natively stays in the service's process: its predictors are
+module actors there, which its code calls. It runs on the in-process backend.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import itertools
+from collections.abc import Awaitable, Callable, Mapping
+from typing import Any
+
+from dspex.backends._spec import CallOptions, ModuleSpec
+from dspex.backends.dspy import DSPY_MODULE_TYPES, DSPyBackend
+from dspex.config import Implementation
+from dspex.errors import (
+    ActorExited,
+    ConfigError,
+    InputError,
+    ModuleError,
+    NoProc,
+    Timeout,
+    Unavailable,
+)
+from dspex.lm._client import CALL_DEADLINE
+from dspex.prediction import Prediction
+from dspex.workers._worker import Call, Forget, WorkerSlot
+
+_keys = itertools.count(1)
+
+
+class Remote:
+    """A module built in the workers: its key there and its pickled spec."""
+
+    __slots__ = ("key", "spec")
+
+    def __init__(self, key: int, spec: bytes):
+        self.key = key
+        self.spec = spec
+
+    @property
+    def demos(self) -> int:  # never read for a module in the workers (see ModuleActor._demos)
+        return 0
+
+
+class WorkerBackend:
+    """The dspy implementation in worker processes (see the module's docstring).
+
+    ``start`` starts the workers (under the runtime's supervisor) and returns their slots; it
+    runs once, on first use. ``local`` runs the programs that stay in the service's process.
+    """
+
+    name: Implementation = "dspy"
+
+    def __init__(
+        self,
+        start: Callable[[], Awaitable[list[WorkerSlot]]],
+        local: DSPyBackend,
+    ):
+        self._start = start
+        self.local = local
+        self.slots: list[WorkerSlot] = []
+        self._starting: asyncio.Task[list[WorkerSlot]] | None = None
+
+    @property
+    def module_types(self) -> frozenset[str]:
+        """Every module type the in-process dspy implementation provides."""
+        return DSPY_MODULE_TYPES
+
+    def info(self) -> dict[str, Any]:
+        """The implementation and its workers' processes."""
+        return {
+            "implementation": "dspy",
+            "workers": [
+                {"pid": s.pid, "in_flight": s.in_flight, "rss": s.rss, "accepting": s.accepting}
+                for s in self.slots
+            ],
+        }
+
+    async def started(self) -> list[WorkerSlot]:
+        """The workers, started on the first call of this (concurrent callers share it)."""
+        if self._starting is None:
+            self._starting = asyncio.ensure_future(self._start())
+        try:
+            self.slots = await asyncio.shield(self._starting)
+        except BaseException:
+            if self._starting.done():
+                self._starting = None  # a failed start is tried again by the next call
+            raise
+        return self.slots
+
+    async def create(self, spec: ModuleSpec) -> Any:
+        """Pickle ``spec`` for the workers (starting them on first use); a wrapped program
+        served natively is built in this process. ConfigError for a spec that does not
+        pickle, suggesting a factory."""
+        if getattr(spec.program, "open_call", None) is not None:
+            return await self.local.create(spec)
+        import cloudpickle
+
+        try:
+            data = cloudpickle.dumps(spec)
+        except Exception as exc:
+            raise ConfigError(
+                f"{spec.module_type} cannot be sent to the dspy worker processes: pickling it "
+                f"failed ({type(exc).__name__}: {exc}); pass a factory the workers can import "
+                "instead, e.g. program='myapp.programs:build', or set Config(dspy_workers=0) "
+                "to run DSPy in this process"
+            ) from exc
+        await self.started()
+        return Remote(next(_keys), data)
+
+    async def execute(
+        self, instance: Any, inputs: Mapping[str, Any], options: CallOptions
+    ) -> Prediction:
+        """Run one call in a worker (see the module's docstring)."""
+        if not isinstance(instance, Remote):
+            return await self.local.execute(instance, inputs, options)
+        import cloudpickle
+
+        try:
+            data = cloudpickle.dumps(dict(inputs))
+        except Exception as exc:
+            raise InputError(
+                f"the inputs cannot be sent to a dspy worker process: {type(exc).__name__}: {exc}"
+            ) from exc
+        deadline = CALL_DEADLINE.get()
+        loop = asyncio.get_running_loop()
+        died: BaseException | None = None
+        for _ in range(2):
+            slot = await self._pick(deadline)
+            timeout = None if deadline is None else deadline - loop.time()
+            if timeout is not None and timeout <= 0:
+                break
+            try:
+                result: Prediction = await slot.ref.call(
+                    Call(instance.key, instance.spec, data, options, timeout), timeout=None
+                )
+                return result
+            except (ActorExited, NoProc) as exc:  # the worker died with the call: once more
+                died = exc
+        if died is None:
+            raise Timeout("the call passed its deadline waiting for a dspy worker")
+        raise ModuleError(
+            f"the dspy worker processes running this call exited twice (last: {died})"
+        ) from died
+
+    def forget(self, instance: Any) -> None:
+        """A module stopped: its workers may drop it."""
+        if isinstance(instance, Remote):
+            for slot in self.slots:
+                if slot.ref is not None:
+                    slot.ref.cast(Forget(instance.key))
+
+    async def _pick(self, deadline: float | None) -> WorkerSlot:
+        """The live worker with the fewest calls in flight, waiting while none takes calls."""
+        loop = asyncio.get_running_loop()
+        while True:
+            slots = self.slots
+            ready = [s for s in slots if s.accepting and s.ref is not None]
+            if ready:
+                return min(ready, key=lambda s: s.in_flight)
+            if slots and all(s.gone for s in slots):
+                raise Unavailable(
+                    "every dspy worker process stopped: each crashed more often than "
+                    "Config.max_restarts within max_seconds"
+                )
+            woken = slots[0].woken if slots else None
+            timeout = None if deadline is None else deadline - loop.time()
+            if timeout is not None and timeout <= 0:
+                raise Timeout("the call passed its deadline waiting for a dspy worker")
+            if woken is None:
+                await asyncio.sleep(0.01)
+                continue
+            with contextlib.suppress(TimeoutError, asyncio.TimeoutError):
+                await asyncio.wait_for(woken.wait(), min(timeout or 1.0, 1.0))

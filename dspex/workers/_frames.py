@@ -1,0 +1,86 @@
+"""The frames between the service and a worker process: a 4-byte length, then a msgspec
+msgpack message. What only Python can carry (a module spec, a call's inputs, a prediction, an
+error) travels as cloudpickle bytes inside the message.
+
+Service to worker: :class:`Build` (a module, once per worker), :class:`Run` (a call),
+:class:`Cancel` (its caller gave up), :class:`Drop` (the module stopped). Worker to service:
+:class:`Ready` (DSPy imported, serving), :class:`Done` and :class:`Failed` (a call's end,
+with the worker's resident memory).
+"""
+
+from __future__ import annotations
+
+import struct
+
+import msgspec
+
+from dspex.backends._spec import CallOptions
+
+HEADER = struct.Struct(">I")
+
+
+class Build(msgspec.Struct, tag=True, frozen=True):
+    """Build module ``key`` from its pickled spec (it is kept until :class:`Drop`)."""
+
+    key: int
+    spec: bytes
+
+
+class Drop(msgspec.Struct, tag=True, frozen=True):
+    """Forget module ``key``."""
+
+    key: int
+
+
+class Run(msgspec.Struct, tag=True, frozen=True):
+    """Call module ``key`` on the pickled ``inputs``; ``timeout`` is what is left of the
+    call's deadline, in seconds (None: none)."""
+
+    id: int
+    key: int
+    inputs: bytes
+    options: CallOptions
+    timeout: float | None = None
+
+
+class Cancel(msgspec.Struct, tag=True, frozen=True):
+    """The caller of call ``id`` stopped waiting: stop its work."""
+
+    id: int
+
+
+class Ready(msgspec.Struct, tag=True, frozen=True):
+    """The worker is serving."""
+
+    pid: int
+
+
+class Done(msgspec.Struct, tag=True, frozen=True):
+    """Call ``id`` returned the pickled prediction ``result``; ``rss``: the worker's resident
+    memory in bytes."""
+
+    id: int
+    result: bytes
+    rss: int
+
+
+class Failed(msgspec.Struct, tag=True, frozen=True):
+    """Call ``id`` raised the pickled dspex error ``error`` (or was cancelled)."""
+
+    id: int
+    error: bytes
+    rss: int
+
+
+ToWorker = Build | Drop | Run | Cancel
+FromWorker = Ready | Done | Failed
+
+_encoder = msgspec.msgpack.Encoder()
+to_worker = msgspec.msgpack.Decoder(ToWorker)
+from_worker = msgspec.msgpack.Decoder(FromWorker)
+
+
+def frame(message: ToWorker | FromWorker) -> bytes:
+    """``message`` as one frame: its length, then its bytes."""
+    body = _encoder.encode(message)
+    return HEADER.pack(len(body)) + body

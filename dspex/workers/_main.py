@@ -1,0 +1,179 @@
+"""A dspy worker process: ``python -m dspex.workers._main``, started by a WorkerActor.
+
+It reads frames from stdin and writes frames to a copy of stdout (stdout itself then goes to
+stderr, so that a ``print`` in a user's program cannot corrupt a frame). It imports DSPy, says
+:class:`~dspex.workers._frames.Ready`, and runs each call as a task of its own event loop on
+the in-process dspy implementation, many at once. It never outlives the service: on Linux the
+kernel sends it SIGKILL when its parent dies (``PR_SET_PDEATHSIG``), and everywhere it exits
+when stdin reaches end of file (the parent closed it, or died).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import concurrent.futures
+import os
+import signal
+import sys
+import threading
+from collections.abc import Callable
+from typing import Any
+
+import cloudpickle
+
+from dspex.backends.dspy import DSPyBackend, import_dspy
+from dspex.errors import DSPexError, ModuleError, Timeout
+from dspex.lm._launcher import die_with_parent
+from dspex.workers._frames import (
+    HEADER,
+    Build,
+    Cancel,
+    Done,
+    Drop,
+    Failed,
+    FromWorker,
+    Ready,
+    Run,
+    ToWorker,
+    frame,
+    to_worker,
+)
+
+_PAGE = os.sysconf("SC_PAGE_SIZE") if hasattr(os, "sysconf") else 4096
+
+
+def rss() -> int:
+    """This process's resident memory in bytes."""
+    try:
+        with open("/proc/self/statm", "rb") as statm:
+            return int(statm.read().split()[1]) * _PAGE
+    except OSError:  # not Linux: the peak instead
+        import resource
+
+        peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+        return peak if sys.platform == "darwin" else peak * 1024
+
+
+class Worker:
+    """The worker's state: its modules (built on first use) and its calls in flight."""
+
+    def __init__(self, out: int, backend: DSPyBackend):
+        self.out = out
+        self.backend = backend
+        self.specs: dict[int, bytes] = {}
+        self.instances: dict[int, asyncio.Future[Any]] = {}
+        self.tasks: dict[int, asyncio.Task[None]] = {}
+
+    def send(self, message: FromWorker) -> None:
+        data = memoryview(frame(message))
+        while data:
+            data = data[os.write(self.out, data) :]
+
+    def handle(self, message: ToWorker) -> None:
+        if isinstance(message, Run):
+            task = asyncio.get_running_loop().create_task(self.run(message))
+            self.tasks[message.id] = task
+            task.add_done_callback(lambda _: self.tasks.pop(message.id, None))
+        elif isinstance(message, Cancel):
+            running = self.tasks.get(message.id)
+            if running is not None:
+                running.cancel()
+        elif isinstance(message, Build):
+            self.specs[message.key] = message.spec
+        elif isinstance(message, Drop):
+            self.specs.pop(message.key, None)
+            self.instances.pop(message.key, None)
+
+    def instance(self, key: int) -> asyncio.Future[Any]:
+        """Module ``key``, built once (concurrent first calls share the build)."""
+        built = self.instances.get(key)
+        if built is None:
+            spec = cloudpickle.loads(self.specs[key])
+            built = self.instances[key] = asyncio.ensure_future(self.backend.create(spec))
+        return built
+
+    async def call(self, message: Run) -> Any:
+        instance = await self.instance(message.key)
+        inputs = cloudpickle.loads(message.inputs)
+        return await self.backend.execute(instance, inputs, message.options)
+
+    async def run(self, message: Run) -> None:
+        result: Done | Failed
+        try:
+            pred = await asyncio.wait_for(self.call(message), message.timeout)
+            result = Done(message.id, cloudpickle.dumps(pred), rss())
+        except asyncio.CancelledError:  # the caller gave up: say so, the service drops it
+            result = self.failed(message.id, Timeout("the call was cancelled"))
+        except (TimeoutError, asyncio.TimeoutError):
+            result = self.failed(
+                message.id, Timeout(f"the call passed its deadline ({message.timeout:.3g} s)")
+            )
+        except DSPexError as exc:
+            result = self.failed(message.id, exc)
+        except Exception as exc:  # a bug of the worker's or a result it cannot send back
+            result = self.failed(
+                message.id, ModuleError(f"the dspy worker failed: {type(exc).__name__}: {exc}")
+            )
+        self.send(result)
+
+    @staticmethod
+    def failed(call_id: int, error: DSPexError) -> Failed:
+        try:
+            data = cloudpickle.dumps(error)
+        except Exception:  # an attribute that does not pickle: the message and type survive
+            data = cloudpickle.dumps(ModuleError(f"{type(error).__name__}: {error}"))
+        return Failed(call_id, data, rss())
+
+
+def read_frames(deliver: Callable[[ToWorker | None], None]) -> None:
+    """Read frames from stdin until end of file (then ``deliver(None)``); runs in a thread."""
+    stdin = sys.stdin.buffer.raw if hasattr(sys.stdin.buffer, "raw") else sys.stdin.buffer
+    fd = stdin.fileno()
+
+    def exactly(n: int) -> bytes | None:
+        chunks, left = [], n
+        while left:
+            chunk = os.read(fd, left)
+            if not chunk:
+                return None
+            chunks.append(chunk)
+            left -= len(chunk)
+        return b"".join(chunks)
+
+    while True:
+        header = exactly(HEADER.size)
+        body = None if header is None else exactly(HEADER.unpack(header)[0])
+        if body is None:
+            deliver(None)
+            return
+        deliver(to_worker.decode(body))
+
+
+async def serve() -> None:
+    out = os.dup(1)
+    os.dup2(2, 1)  # what the program prints goes to stderr, not into the frames
+    executor = concurrent.futures.ThreadPoolExecutor(32, thread_name_prefix="dspex-dspy")
+    backend = DSPyBackend(executor, gc_freeze=True)
+    await import_dspy(gc_freeze=True)
+    worker = Worker(out, backend)
+    loop = asyncio.get_running_loop()
+    ended = loop.create_future()
+
+    def deliver(message: ToWorker | None) -> None:
+        if message is None:  # end of file: the service closed the pipe, or died
+            os._exit(0)
+        loop.call_soon_threadsafe(worker.handle, message)
+
+    threading.Thread(target=read_frames, args=(deliver,), daemon=True).start()
+    worker.send(Ready(os.getpid()))
+    await ended
+
+
+def main() -> None:
+    """Serve until stdin ends."""
+    die_with_parent(signal.SIGKILL)
+    asyncio.run(serve())
+
+
+if __name__ == "__main__":
+    main()

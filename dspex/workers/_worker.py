@@ -1,0 +1,266 @@
+"""One worker process, owned by a :class:`WorkerActor` in the service.
+
+The actor starts the process (``python -m dspex.workers._main``), waits for it to serve,
+sends it each call it is given and replies when the process answers (OTP's deferred reply), so
+one worker runs many calls at once. Its supervisor restarts it, with a new process, when it
+exits; how it ends:
+
+- the process died (killed, a segfault, out of memory): the actor exits with
+  ``("worker_exit", returncode)``, so every call it had in flight fails at once with
+  ``ActorExited``, which :class:`~dspex.workers.WorkerBackend` retries once elsewhere;
+- a caller stopped waiting (its deadline passed, or it was cancelled): the process gets a
+  :class:`~dspex.workers._frames.Cancel` for that call; if it has not answered it ``grace``
+  seconds later, the process is killed (and so replaced): a call that ignores cancellation
+  must not hold a worker for ever;
+- recycled: past ``max_requests`` calls or ``max_rss`` bytes of resident memory it takes no
+  new call, finishes those in flight and stops normally; its supervisor starts a fresh one.
+
+:class:`WorkerSlot` is what the backend reads to pick a worker: written by the actor only.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import itertools
+import logging
+import sys
+from typing import Any
+
+import msgspec
+
+from dspex.actors import NOREPLY, Actor, Caller
+from dspex.backends._spec import CallOptions
+from dspex.errors import ModuleError
+from dspex.workers._frames import (
+    HEADER,
+    Build,
+    Cancel,
+    Done,
+    Drop,
+    Failed,
+    Ready,
+    Run,
+    ToWorker,
+    frame,
+    from_worker,
+)
+
+log = logging.getLogger("dspex.workers")
+
+#: How long a new worker may take to import DSPy and answer Ready.
+START_TIMEOUT = 120.0
+
+
+class WorkerSettings(msgspec.Struct, frozen=True, kw_only=True):
+    """How workers run: ``max_requests`` and ``max_rss`` (bytes) recycle one (None: never);
+    ``grace``: seconds a cancelled call may take to stop before its process is killed."""
+
+    max_requests: int | None = None
+    max_rss: int | None = None
+    grace: float = 2.0
+
+
+class WorkerSlot:
+    """One worker's place in the pool: the live actor (``ref``, None while it restarts),
+    whether it takes new calls and how many it runs. Written by the worker's actor only."""
+
+    __slots__ = ("accepting", "gone", "in_flight", "index", "pid", "ref", "rss", "woken")
+
+    def __init__(self, index: int, woken: asyncio.Event):
+        self.index = index
+        self.ref: Any = None
+        self.accepting = False
+        self.gone = False  # its supervisor stopped restarting it
+        self.in_flight = 0
+        self.pid: int | None = None
+        self.rss = 0
+        self.woken = woken  # set whenever a worker starts taking calls
+
+
+class Call(msgspec.Struct, frozen=True):
+    """Run module ``key`` (pickled ``spec``, sent to a worker the first time) on pickled
+    ``inputs``; ``timeout``: what is left of the call's deadline."""
+
+    key: int
+    spec: bytes
+    inputs: bytes
+    options: CallOptions
+    timeout: float | None
+
+
+class Forget(msgspec.Struct, frozen=True):
+    """Module ``key`` stopped: the worker may drop it."""
+
+    key: int
+
+
+class WorkerStart(msgspec.Struct, frozen=True):
+    """What a worker actor starts from: its slot and the settings."""
+
+    slot: WorkerSlot
+    settings: WorkerSettings
+
+
+class WorkerActor(Actor):
+    """Owns one worker process; see the module's docstring."""
+
+    async def init(self, *args: Any) -> None:
+        (start,) = args
+        self.slot: WorkerSlot = start.slot
+        self.settings: WorkerSettings = start.settings
+        self.ids = itertools.count(1)
+        self.pending: dict[int, Caller] = {}
+        self.built: set[int] = set()
+        self.requests = 0
+        # calls whose caller gave up, until the process answers them: their kill timers
+        self.cancelled: dict[int, asyncio.TimerHandle] = {}
+        self.proc = await asyncio.create_subprocess_exec(
+            sys.executable,
+            "-m",
+            "dspex.workers._main",
+            stdin=asyncio.subprocess.PIPE,
+            stdout=asyncio.subprocess.PIPE,
+        )
+        # The process imports DSPy (seconds): the actor is up at once, and takes calls once
+        # the process says Ready, so that its siblings start at the same time.
+        self.start_task(self._receive())
+
+    async def handle_call(self, msg: Any, caller: Caller) -> Any:
+        if isinstance(msg, Call):
+            if msg.key not in self.built:
+                self._send(Build(msg.key, msg.spec))
+                self.built.add(msg.key)
+            call_id = next(self.ids)
+            self._send(Run(call_id, msg.key, msg.inputs, msg.options, msg.timeout))
+            self.pending[call_id] = caller
+            self.slot.in_flight += 1
+            self.requests += 1
+            caller.on_abandon(lambda: self._abandoned(call_id))
+            if self._spent():
+                self._drain()
+            return NOREPLY
+        return await super().handle_call(msg, caller)
+
+    async def handle_cast(self, msg: Any) -> None:
+        if isinstance(msg, Forget):
+            if msg.key in self.built:
+                self.built.discard(msg.key)
+                self._send(Drop(msg.key))
+            return
+        await super().handle_cast(msg)
+
+    async def terminate(self, reason: object) -> None:
+        # The calls still pending fail with ActorExited as the actor exits: the backend
+        # retries them once on another worker.
+        self.slot.accepting = False
+        self.slot.ref = None
+        for timer in self.cancelled.values():
+            timer.cancel()
+        await self._end_process(5.0)
+
+    # -- the process ------------------------------------------------------------------------
+
+    def _send(self, message: ToWorker) -> None:
+        stdin = self.proc.stdin
+        assert stdin is not None
+        stdin.write(frame(message))
+
+    async def _read(self) -> Any:
+        stdout = self.proc.stdout
+        assert stdout is not None
+        (size,) = HEADER.unpack(await stdout.readexactly(HEADER.size))
+        return from_worker.decode(await stdout.readexactly(size))
+
+    async def _receive(self) -> None:
+        """Wait for the process to serve, then answer each call as the process answers it;
+        exit when the process ends (or does not start)."""
+        import cloudpickle
+
+        try:
+            ready = await asyncio.wait_for(self._read(), START_TIMEOUT)
+            if not isinstance(ready, Ready):
+                raise ModuleError(f"a dspy worker sent {type(ready).__name__} before Ready")
+        except (asyncio.IncompleteReadError, ConnectionError, TimeoutError, asyncio.TimeoutError):
+            self.stop(("worker_start_failed", await self._kill()))
+            return
+        slot = self.slot
+        slot.ref, slot.pid, slot.in_flight, slot.rss = self.ref, ready.pid, 0, 0
+        slot.accepting = True
+        slot.woken.set()  # wakes the calls waiting for a worker; later ones find it taking calls
+        slot.woken.clear()
+        try:
+            while True:
+                msg = await self._read()
+                caller = self.pending.pop(msg.id, None)
+                self.slot.rss = msg.rss
+                if caller is None:  # its caller gave up: the process stopped it in time
+                    timer = self.cancelled.pop(msg.id, None)
+                    if timer is not None:
+                        timer.cancel()
+                    continue
+                self.slot.in_flight -= 1
+                if isinstance(msg, Done):
+                    caller.reply(cloudpickle.loads(msg.result))
+                elif isinstance(msg, Failed):
+                    caller.fail(cloudpickle.loads(msg.error))
+                if self._spent():
+                    self._drain()
+        except (asyncio.IncompleteReadError, ConnectionError):
+            code = await self.proc.wait()
+            self.stop(("worker_exit", code))
+
+    def _abandoned(self, call_id: int) -> None:
+        """The caller of ``call_id`` stopped waiting: cancel the call in the process, and
+        replace the process if the call is still running ``grace`` seconds later."""
+        if self.pending.pop(call_id, None) is None:
+            return
+        self.slot.in_flight -= 1
+        with contextlib.suppress(ConnectionError, RuntimeError):
+            self._send(Cancel(call_id))
+        self.cancelled[call_id] = asyncio.get_running_loop().call_later(
+            self.settings.grace, self._overdue, call_id
+        )
+        if self._spent():
+            self._drain()
+
+    def _overdue(self, call_id: int) -> None:
+        """A cancelled call did not stop within the grace period: kill the process (its
+        other calls are retried elsewhere; the supervisor starts a new one)."""
+        if self.cancelled.pop(call_id, None) is not None and self.proc.returncode is None:
+            log.warning(
+                "dspy worker %s did not stop a cancelled call within %.1f s: killing it",
+                self.slot.pid,
+                self.settings.grace,
+            )
+            with contextlib.suppress(ProcessLookupError):
+                self.proc.kill()
+
+    def _spent(self) -> bool:
+        settings, slot = self.settings, self.slot
+        return (settings.max_requests is not None and self.requests >= settings.max_requests) or (
+            settings.max_rss is not None and slot.rss > settings.max_rss
+        )
+
+    def _drain(self) -> None:
+        """Take no new call; stop normally (to be replaced) once none is in flight."""
+        self.slot.accepting = False
+        if not self.pending:
+            self.stop("normal")
+
+    async def _kill(self) -> int:
+        with contextlib.suppress(ProcessLookupError):
+            self.proc.kill()
+        return await self.proc.wait()
+
+    async def _end_process(self, timeout: float) -> None:
+        proc = self.proc
+        if proc.returncode is None:
+            if proc.stdin is not None:
+                proc.stdin.close()  # the worker exits at end of file
+            try:
+                await asyncio.wait_for(proc.wait(), timeout)
+            except (TimeoutError, asyncio.TimeoutError):
+                with contextlib.suppress(ProcessLookupError):
+                    proc.kill()
+                await proc.wait()
