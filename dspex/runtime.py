@@ -333,7 +333,8 @@ class Runtime:
                 {
                     module_type: [b.name for b in (native, dspy) if module_type in b.module_types]
                     for module_type in sorted(dspy.module_types | native.module_types)
-                }
+                },
+                dspy.ready if isinstance(dspy, WorkerBackend) else None,
             )
             self.registry.validate(config)
             if config.preload_dspy and not config.dspy_workers:

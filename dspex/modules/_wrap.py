@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING, Any
 import msgspec
 
 from dspex._dspy_import import import_dspy
+from dspex.backends.dspy._builders import import_factory
 from dspex.config import implementation_name
 from dspex.errors import ConfigError, DSPexError, SignatureError
 from dspex.lm import LM
@@ -271,6 +272,8 @@ class ProgramSource:
 
 def _resolve(dspy: Any, program: Any) -> tuple[Any, Callable[[], Any] | None]:
     """The program instance to read and its factory (None for an instance)."""
+    if isinstance(program, str):
+        program = import_factory(program)
     if isinstance(program, dspy.Module):
         return program, None
     if callable(program):

@@ -93,14 +93,19 @@ class RoutingSnapshot:
         return "closed" if circuit is None else circuit.state(now)
 
 
-def explore(leader: Implementation, gc_freeze: bool) -> tuple[Implementation, RouteReason]:
+def explore(
+    leader: Implementation, gc_freeze: bool, ready: Callable[[], bool] | None = None
+) -> tuple[Implementation, RouteReason]:
     """Where an exploring call goes under ``auto``: to the implementation that is not the
     ``leader``, but to dspy only once DSPy is loaded. Until then the call stays on native
     (reason ``"adaptive"``) and DSPy's import starts in the background, once, never blocking
     the event loop (``gc_freeze`` as ``Config.gc_freeze``): a cold import, seconds long, would
-    otherwise hold up the live call that explores first."""
+    otherwise hold up the live call that explores first. ``ready`` says the same of the dspy
+    worker processes (and starts them), when DSPy runs there instead."""
     if leader == "dspy":
         return "native", "explore"
+    if ready is not None:  # the dspy worker processes: started, not imported, if not ready
+        return ("dspy", "explore") if ready() else ("native", "adaptive")
     if loaded(gc_freeze=gc_freeze) is None:
         warm(gc_freeze=gc_freeze)
         return "native", "adaptive"
@@ -151,7 +156,9 @@ def choose(
     elif impl is None:
         impl = snapshot.adaptive.get(live, "native")
         if rand() < snapshot.config.adaptive.explore_rate:
-            impl, reason = explore(impl, snapshot.config.gc_freeze)
+            impl, reason = explore(
+                impl, snapshot.config.gc_freeze, snapshot.registry.dspy_ready
+            )
     if impl == "native":
         circuit = snapshot.circuits.get(live)
         if circuit is not None:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 
 from dspex.config import IMPLEMENTATIONS, Config, Implementation, implementation_name
 from dspex.errors import ConfigError
@@ -14,9 +14,16 @@ class Registry:
     Immutable once built; the router publishes it inside each routing snapshot.
     """
 
-    __slots__ = ("_impls",)
+    __slots__ = ("_impls", "dspy_ready")
 
-    def __init__(self, implementations: Mapping[str, Iterable[str]]):
+    def __init__(
+        self,
+        implementations: Mapping[str, Iterable[str]],
+        dspy_ready: Callable[[], bool] | None = None,
+    ):
+        #: Whether the dspy implementation can take a call without a cold start (and, if not,
+        #: starting it in the background); None: DSPy imported in this process.
+        self.dspy_ready = dspy_ready
         self._impls: dict[str, tuple[Implementation, ...]] = {
             module_type: tuple(
                 sorted({implementation_name(i) for i in impls}, key=IMPLEMENTATIONS.index)

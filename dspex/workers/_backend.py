@@ -86,17 +86,31 @@ class WorkerBackend:
             ],
         }
 
-    async def started(self) -> list[WorkerSlot]:
-        """The workers, started on the first call of this (concurrent callers share it)."""
+    def _begin(self) -> asyncio.Future[list[WorkerSlot]]:
+        """Start the workers unless that is under way or done (once per runtime; a start
+        that failed is tried again by the next caller)."""
         if self._starting is None:
-            self._starting = asyncio.ensure_future(self._start())
-        try:
-            self.slots = await asyncio.shield(self._starting)
-        except BaseException:
-            if self._starting.done():
-                self._starting = None  # a failed start is tried again by the next call
-            raise
-        return self.slots
+            self._starting = starting = asyncio.ensure_future(self._start())
+            starting.add_done_callback(self._started)
+        return self._starting
+
+    def _started(self, starting: asyncio.Future[list[WorkerSlot]]) -> None:
+        if starting.cancelled() or starting.exception() is not None:
+            self._starting = None
+        else:
+            self.slots = starting.result()
+
+    async def started(self) -> list[WorkerSlot]:
+        """The workers, started on first use (concurrent callers share the start)."""
+        return await asyncio.shield(self._begin())
+
+    def ready(self) -> bool:
+        """Whether a worker takes calls now; if none does, the workers start (never
+        blocks): the router explores dspy only once this is true."""
+        if any(slot.accepting for slot in self.slots):
+            return True
+        self._begin()
+        return False
 
     async def create(self, spec: ModuleSpec) -> Any:
         """Pickle ``spec`` for the workers (starting them on first use); a wrapped program

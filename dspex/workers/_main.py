@@ -153,7 +153,7 @@ async def serve() -> None:
     out = os.dup(1)
     os.dup2(2, 1)  # what the program prints goes to stderr, not into the frames
     executor = concurrent.futures.ThreadPoolExecutor(32, thread_name_prefix="dspex-dspy")
-    backend = DSPyBackend(executor, gc_freeze=True)
+    backend = DSPyBackend(executor, gc_freeze=True, finish_threads=True)
     await import_dspy(gc_freeze=True)
     worker = Worker(out, backend)
     loop = asyncio.get_running_loop()

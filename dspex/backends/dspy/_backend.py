@@ -87,21 +87,40 @@ def _own_methods(dspy: Any, module: Any) -> set[str]:
 
 
 class DSPyBackend:
-    """Runs each module type on real DSPy 3.4.1; sync-only modules run in ``executor``."""
+    """Runs each module type on real DSPy 3.4.1; sync-only modules run in ``executor``.
+
+    ``finish_threads``: a cancelled call whose sync module already runs in a thread (which
+    nothing can stop) ends only when that thread returns, so that its end says the work
+    stopped (a dspy worker process answers a cancelled call then, and is replaced if that
+    takes longer than its grace period)."""
 
     name: Implementation = "dspy"
 
     def __init__(
-        self, executor: concurrent.futures.Executor | None = None, *, gc_freeze: bool = True
+        self,
+        executor: concurrent.futures.Executor | None = None,
+        *,
+        gc_freeze: bool = True,
+        finish_threads: bool = False,
     ):
         self.executor = executor
         self.gc_freeze = gc_freeze
+        self.finish_threads = finish_threads
 
     async def _in_pool(self, fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
         """Run ``fn`` in the executor with this task's context (dspy.context included)."""
         context = contextvars.copy_context()
         call = functools.partial(context.run, fn, *args, **kwargs)
-        return await asyncio.get_running_loop().run_in_executor(self.executor, call)
+        if not self.finish_threads or self.executor is None:
+            return await asyncio.get_running_loop().run_in_executor(self.executor, call)
+        running = self.executor.submit(call)
+        try:
+            return await asyncio.wrap_future(running)
+        except asyncio.CancelledError:
+            if not running.cancel():  # it runs: the call is over when its thread returns
+                with contextlib.suppress(BaseException):
+                    await asyncio.shield(asyncio.wrap_future(running))
+            raise
 
     @property
     def module_types(self) -> frozenset[str]:

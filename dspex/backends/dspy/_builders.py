@@ -4,6 +4,7 @@ worker thread, its ``__call__``)."""
 
 from __future__ import annotations
 
+import importlib
 import shutil
 from collections.abc import Callable, Mapping
 from typing import Any
@@ -125,9 +126,29 @@ def program_of_thought(dspy: Any, spec: ModuleSpec) -> Any:
     return dspy.ProgramOfThought(_sig(spec), max_iters=spec.options.get("max_iters", 3))
 
 
+def import_factory(path: str) -> Any:
+    """The object a ``"package.module:attribute"`` path names (a program's class or factory),
+    imported; ConfigError naming the path if it does not resolve."""
+    module_name, _, attrs = path.partition(":")
+    if not module_name or not attrs:
+        raise ConfigError(
+            f"a program factory path looks like 'package.module:attribute', got {path!r}"
+        )
+    try:
+        found: Any = importlib.import_module(module_name)
+        for attr in attrs.split("."):
+            found = getattr(found, attr)
+    except (ImportError, AttributeError) as exc:
+        raise ConfigError(f"cannot import the program factory {path!r}: {exc}") from exc
+    return found
+
+
 def program(dspy: Any, spec: ModuleSpec) -> Any:
-    """The user's own dspy.Module, or a fresh one from its factory (on every restart)."""
+    """The user's own dspy.Module, or a fresh one from its factory (on every restart): a
+    callable, or a ``"package.module:attribute"`` path to import one from."""
     program = spec.program
+    if isinstance(program, str):
+        program = import_factory(program)
     if isinstance(program, type) or (callable(program) and not isinstance(program, dspy.Module)):
         program = program()  # a factory: a fresh instance per module actor incarnation
     if not isinstance(program, dspy.Module):

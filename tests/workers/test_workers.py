@@ -1,0 +1,264 @@
+"""The dspy implementation in worker processes, tested on real processes running real DSPy
+against a real HTTP LM (ScriptedLM): calls served, DSPy kept out of the service, deaths,
+deadlines, recycling, orphans and what cannot be sent."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+import threading
+import time
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+import dspy
+import pytest
+
+import dspex
+from dspex.config import Config
+from dspex.errors import ConfigError, LMError, Timeout
+from dspex.runtime import Runtime
+from dspex.testing import Reply, ScriptedLM, respond
+from dspex.workers import WorkerBackend
+from dspex.workers._worker import WorkerSlot
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def lm_of(server: ScriptedLM) -> dspex.LM:
+    return dspex.LM("openai/scripted", api_base=server.base_url, api_key="sk-test")
+
+
+@pytest.fixture
+async def server() -> AsyncIterator[ScriptedLM]:
+    async with ScriptedLM(respond(answer="Paris"), strict=False) as lm:
+        yield lm
+
+
+def workers(rt: Runtime) -> list[WorkerSlot]:
+    backend = rt.backends["dspy"]
+    assert isinstance(backend, WorkerBackend)
+    return backend.slots
+
+
+async def until(check: Any, seconds: float = 60.0) -> None:
+    """Wait until ``check()`` is true (a worker starting imports DSPy: seconds)."""
+    deadline = time.monotonic() + seconds
+    while not check():
+        assert time.monotonic() < deadline, "timed out waiting"
+        await asyncio.sleep(0.05)
+
+
+async def test_calls_run_in_worker_processes(server: ScriptedLM) -> None:
+    config = Config(dspy_workers=2)
+    async with Runtime(lm=lm_of(server), config=config) as rt:
+        qa = await dspex.Predict.create("question -> answer", implementation="dspy")
+        preds = await asyncio.gather(*(qa(question=f"q{i}") for i in range(10)))
+        assert {p.answer for p in preds} == {"Paris"}
+        assert {p.implementation for p in preds} == {"dspy"}
+        assert preds[0].usage["total_tokens"] > 0  # token usage comes back with the call
+        pids = {slot.pid for slot in workers(rt)}
+        assert len(pids) == 2
+        assert os.getpid() not in pids
+        # the LM error of a call, raised in a worker, reaches the caller as itself
+        server.script = lambda request: Reply("no", status=500)
+        with pytest.raises(LMError) as info:
+            await qa(question="q")
+        assert info.value.status == 500
+
+
+def test_the_service_process_never_imports_dspy(tmp_path: Path) -> None:
+    """In a fresh interpreter: after dspy calls (and a native call exploring nothing), the
+    service's own process has imported neither dspy nor litellm."""
+    script = textwrap.dedent(
+        """
+        import asyncio, json, sys
+        import dspex
+        from dspex.testing import ScriptedLM, respond
+
+        async def main():
+            async with ScriptedLM(respond(answer="Paris")) as server:
+                lm = dspex.LM("openai/scripted", api_base=server.base_url, api_key="k")
+                config = dspex.Config(dspy_workers=1)
+                async with dspex.Runtime(lm=lm, config=config):
+                    qa = await dspex.ChainOfThought.create(
+                        "question -> answer", implementation="dspy"
+                    )
+                    pred = await qa(question="q")
+                    native = await dspex.Predict.create("question -> answer")
+                    await asyncio.gather(*(native(question="q") for _ in range(50)))
+            print(json.dumps({
+                "answer": pred.answer,
+                "dspy": "dspy" in sys.modules,
+                "litellm": "litellm" in sys.modules,
+            }))
+
+        asyncio.run(main())
+        """
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, timeout=180, cwd=tmp_path
+    )
+    assert out.returncode == 0, out.stderr
+    assert json.loads(out.stdout.splitlines()[-1]) == {
+        "answer": "Paris",
+        "dspy": False,
+        "litellm": False,
+    }
+
+
+async def test_a_worker_killed_mid_call_is_replaced_and_the_call_retried(
+    server: ScriptedLM,
+) -> None:
+    server.script = respond(answer="Paris", latency=1.0)
+    async with Runtime(lm=lm_of(server), config=Config(dspy_workers=2)) as rt:
+        qa = await dspex.Predict.create("question -> answer", implementation="dspy")
+        await until(lambda: all(s.accepting for s in workers(rt)))
+        call = asyncio.ensure_future(qa(question="q"))
+        await until(lambda: any(s.in_flight for s in workers(rt)))
+        (busy,) = [s for s in workers(rt) if s.in_flight]
+        killed = busy.pid
+        assert killed is not None
+        os.kill(killed, signal.SIGKILL)
+        pred = await call  # retried once on the other worker
+        assert pred.answer == "Paris"
+        await until(lambda: busy.accepting and busy.pid != killed)  # restarted
+        assert (await qa(question="q")).answer == "Paris"
+
+
+async def test_a_call_past_its_deadline_is_cancelled_in_its_worker(server: ScriptedLM) -> None:
+    server.script = respond(answer="Paris", latency=5.0)
+    async with Runtime(lm=lm_of(server), config=Config(dspy_workers=1)) as rt:
+        qa = await dspex.Predict.create("question -> answer", implementation="dspy")
+        await qa.execute({"question": "warm"}, timeout=30)
+        (slot,) = workers(rt)
+        pid = slot.pid
+        started = time.monotonic()
+        with pytest.raises(Timeout):
+            await qa.execute({"question": "q"}, timeout=0.5)
+        assert time.monotonic() - started < 2
+        await asyncio.sleep(3)  # past the grace period: the worker stopped the call in time
+        assert (slot.pid, slot.in_flight, slot.accepting) == (pid, 0, True)
+
+
+async def test_a_worker_that_does_not_stop_a_cancelled_call_is_replaced(
+    server: ScriptedLM,
+) -> None:
+    config = Config(dspy_workers=1, workers={"grace": 0.5})
+    async with Runtime(lm=lm_of(server), config=config) as rt:
+        ref = await dspex.Module.wrap(
+            "tests.workers.programs:Sleeper", implementation="dspy", name="sleeper"
+        )
+        assert (await ref.execute({"question": "q"}, timeout=60)).answer == "Paris"
+        (slot,) = workers(rt)
+        pid = slot.pid
+        with pytest.raises(Timeout):
+            await ref.execute(
+                {"question": "sleep"}, timeout=0.5
+            )  # its thread sleeps on: no cancel stops it
+        await until(lambda: slot.pid != pid and slot.accepting)
+        assert (await ref.execute({"question": "q"}, timeout=60)).answer == "Paris"
+
+
+async def test_workers_are_recycled_without_failing_a_call(server: ScriptedLM) -> None:
+    config = Config(dspy_workers=1, workers={"max_requests": 3})
+    async with Runtime(lm=lm_of(server), config=config) as rt:
+        qa = await dspex.Predict.create("question -> answer", implementation="dspy")
+        pids = set()
+        for i in range(4):
+            preds = await asyncio.gather(*(qa(question=f"q{i}{j}") for j in range(3)))
+            assert [p.answer for p in preds] == ["Paris"] * 3
+            pids.add(workers(rt)[0].pid)
+            await until(lambda: workers(rt)[0].accepting)
+        assert len(pids) >= 3  # a fresh process every 3 calls
+
+
+def test_workers_die_with_the_service(tmp_path: Path) -> None:
+    """The service is killed with SIGKILL: its workers exit too, no orphan is left."""
+    script = textwrap.dedent(
+        """
+        import asyncio, sys
+        import dspex
+        from dspex.testing import ScriptedLM, respond
+
+        async def main():
+            async with ScriptedLM(respond(answer="Paris")) as server:
+                lm = dspex.LM("openai/scripted", api_base=server.base_url, api_key="k")
+                config = dspex.Config(dspy_workers=2, preload_dspy=True)
+                async with dspex.Runtime(lm=lm, config=config) as rt:
+                    slots = rt.backends["dspy"].slots
+                    while not all(s.accepting for s in slots):
+                        await asyncio.sleep(0.05)
+                    print(" ".join(str(s.pid) for s in slots), flush=True)
+                    await asyncio.sleep(600)
+
+        asyncio.run(main())
+        """
+    )
+    service = subprocess.Popen(
+        [sys.executable, "-c", script], stdout=subprocess.PIPE, text=True, cwd=tmp_path
+    )
+    try:
+        assert service.stdout is not None
+        line: list[str] = []
+        reader = threading.Thread(target=lambda: line.append(service.stdout.readline()))  # type: ignore[union-attr]
+        reader.start()
+        reader.join(180)
+        pids = [int(p) for p in line[0].split()]
+        assert len(pids) == 2
+        os.kill(service.pid, signal.SIGKILL)
+        service.wait(10)
+        deadline = time.monotonic() + 15
+        while any(_alive(pid) for pid in pids):
+            assert time.monotonic() < deadline, f"orphaned workers: {pids}"
+            time.sleep(0.1)
+    finally:
+        service.kill()
+        service.wait()
+
+
+def _alive(pid: int) -> bool:
+    try:
+        with open(f"/proc/{pid}/stat") as stat:
+            return stat.read().split()[2] != "Z"  # a zombie has exited
+    except FileNotFoundError:
+        return False
+
+
+async def test_a_program_that_cannot_be_pickled_asks_for_a_factory(server: ScriptedLM) -> None:
+    class Locked(dspy.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.lock = threading.Lock()
+            self.ask = dspy.Predict("question -> answer")
+
+        def forward(self, question: str) -> Any:
+            return self.ask(question=question)
+
+    async with Runtime(lm=lm_of(server), config=Config(dspy_workers=1)):
+        with pytest.raises(ConfigError, match=r"pass a factory the workers can import"):
+            await dspex.Module.wrap(Locked(), implementation="dspy")
+
+
+async def test_a_program_travels_by_value_or_by_factory_path(server: ScriptedLM) -> None:
+    from tests.modules.corpus import DraftRefine
+
+    server.script = respond(answer="Paris", reasoning="It is the capital.")
+    async with Runtime(lm=lm_of(server), config=Config(dspy_workers=1)):
+        by_value = await dspex.Module.wrap(DraftRefine(), implementation="dspy", name="a")
+        by_path = await dspex.Module.wrap(
+            "tests.modules.corpus:DraftRefine", implementation="dspy", name="b"
+        )
+        first = await by_value(question="Capital?")
+        second = await by_path(question="Capital?")
+    assert first.to_dict() == second.to_dict() == {"answer": "Paris"}
+    # the same requests as each other (and so as in process: test_programs checks that)
+    sent = [r.content for r in server.requests]
+    assert len(sent) == 4
+    assert sent[:2] == sent[2:]
