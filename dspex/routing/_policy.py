@@ -156,9 +156,7 @@ def choose(
     elif impl is None:
         impl = snapshot.adaptive.get(live, "native")
         if rand() < snapshot.config.adaptive.explore_rate:
-            impl, reason = explore(
-                impl, snapshot.config.gc_freeze, snapshot.registry.dspy_ready
-            )
+            impl, reason = explore(impl, snapshot.config.gc_freeze, snapshot.registry.dspy_ready)
     if impl == "native":
         circuit = snapshot.circuits.get(live)
         if circuit is not None:

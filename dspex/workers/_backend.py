@@ -5,7 +5,9 @@
 travels by value) and starts the workers on first use; ``execute`` sends the call to the
 worker with the fewest calls in flight among those taking calls, waiting for one while all
 restart. A worker that dies with the call in flight is a retry, once, on another worker,
-within the call's deadline; a second death is a :class:`~dspex.errors.ModuleError`.
+within the call's deadline; a second death is a :class:`~dspex.errors.ModuleError`. When
+the call is traced, its time in the worker is a ``dspex.dspy.worker`` span (the worker's pid
+and index as attributes), a child of its ``dspex.module.execute`` span.
 
 A program ``Module.wrap`` serves natively stays in the service's process: its predictors are
 module actors there, which its code calls. It runs on the in-process backend.
@@ -19,6 +21,9 @@ import itertools
 from collections.abc import Awaitable, Callable, Mapping
 from typing import Any
 
+from opentelemetry import trace
+
+from dspex import telemetry
 from dspex.backends._spec import CallOptions, ModuleSpec
 from dspex.backends.dspy import DSPY_MODULE_TYPES, DSPyBackend
 from dspex.config import Implementation
@@ -36,6 +41,10 @@ from dspex.prediction import Prediction
 from dspex.workers._worker import Call, Forget, WorkerSlot
 
 _keys = itertools.count(1)
+
+#: The span attributes of a call's time in a worker: its process id and its index.
+WORKER_PID = "dspex.worker.pid"
+WORKER_INDEX = "dspex.worker.index"
 
 
 class Remote:
@@ -154,6 +163,14 @@ class WorkerBackend:
             timeout = None if deadline is None else deadline - loop.time()
             if timeout is not None and timeout <= 0:
                 break
+            span = (
+                telemetry.tracer.start_span(
+                    "dspex.dspy.worker",
+                    attributes={WORKER_PID: slot.pid or 0, WORKER_INDEX: slot.index},
+                )
+                if trace.get_current_span().is_recording()
+                else None
+            )
             try:
                 result: Prediction = await slot.ref.call(
                     Call(instance.key, instance.spec, data, options, timeout), timeout=None
@@ -161,6 +178,15 @@ class WorkerBackend:
                 return result
             except (ActorExited, NoProc) as exc:  # the worker died with the call: once more
                 died = exc
+                if span is not None:
+                    span.set_attribute(telemetry.ERROR_TYPE, "worker_exit")
+            except BaseException as exc:
+                if span is not None:
+                    span.set_attribute(telemetry.ERROR_TYPE, type(exc).__name__)
+                raise
+            finally:
+                if span is not None:
+                    span.end()
         if died is None:
             raise Timeout("the call passed its deadline waiting for a dspy worker")
         raise ModuleError(

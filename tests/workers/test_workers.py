@@ -19,6 +19,7 @@ from typing import Any
 
 import dspy
 import pytest
+from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
 import dspex
 from dspex.config import Config
@@ -55,7 +56,9 @@ async def until(check: Any, seconds: float = 60.0) -> None:
         await asyncio.sleep(0.05)
 
 
-async def test_calls_run_in_worker_processes(server: ScriptedLM) -> None:
+async def test_calls_run_in_worker_processes(
+    server: ScriptedLM, spans: InMemorySpanExporter
+) -> None:
     config = Config(dspy_workers=2)
     async with Runtime(lm=lm_of(server), config=config) as rt:
         qa = await dspex.Predict.create("question -> answer", implementation="dspy")
@@ -66,6 +69,16 @@ async def test_calls_run_in_worker_processes(server: ScriptedLM) -> None:
         pids = {slot.pid for slot in workers(rt)}
         assert len(pids) == 2
         assert os.getpid() not in pids
+        # each call's time in its worker is a span under the call's execute span
+        finished = spans.get_finished_spans()
+        executes = {s.context.span_id: s for s in finished if s.name == "dspex.module.execute"}
+        in_workers = [s for s in finished if s.name == "dspex.dspy.worker"]
+        assert len(in_workers) == 10
+        for span in in_workers:
+            assert span.parent is not None
+            assert span.parent.span_id in executes
+            assert span.attributes is not None
+            assert span.attributes["dspex.worker.pid"] in pids
         # the LM error of a call, raised in a worker, reaches the caller as itself
         server.script = lambda request: Reply("no", status=500)
         with pytest.raises(LMError) as info:
