@@ -120,6 +120,9 @@ class InstantDSPyBackend:
     async def execute(self, instance: Any, inputs: Any, options: Any) -> Any:
         return await self.inner.execute(instance, inputs, options)
 
+    def release(self, instance: Any) -> None:
+        self.inner.release(instance)
+
 
 @contextlib.asynccontextmanager
 async def dspex_runtime(

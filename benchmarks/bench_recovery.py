@@ -56,6 +56,9 @@ class CrashClock:
     async def create(self, spec: Any) -> Any:
         return await self.inner.create(spec)
 
+    def release(self, instance: Any) -> None:
+        self.inner.release(instance)
+
     async def execute(self, instance: Any, inputs: Any, options: Any) -> Any:
         try:
             return await self.inner.execute(instance, inputs, options)

@@ -13,7 +13,7 @@ from dspex.actors import (
     Exit,
     is_normal_exit,
 )
-from dspex.config import AdaptiveConfig, CircuitConfig, Config, Rollout, Shadow
+from dspex.config import AdaptiveConfig, CircuitConfig, Config, Rollout, Shadow, WorkerConfig
 from dspex.errors import (
     ActorError,
     ActorExited,
@@ -123,6 +123,7 @@ __all__ = [
     "SupervisorRef",
     "Timeout",
     "Unavailable",
+    "WorkerConfig",
     "is_normal_exit",
     "load",
 ]

@@ -19,12 +19,13 @@ from dspex.config import (
     Config,
     Rollout,
     Shadow,
+    WorkerConfig,
     implementation_name,
     module_type_name,
 )
 from dspex.errors import ConfigError
 
-STRUCTS = (Config, AdaptiveConfig, CircuitConfig, Rollout, Shadow)
+STRUCTS = (Config, AdaptiveConfig, CircuitConfig, WorkerConfig, Rollout, Shadow)
 
 
 def test_defaults() -> None:
@@ -254,10 +255,11 @@ def test_every_dspex_variable_dspex_reads_is_known(caplog: pytest.LogCaptureFixt
     names |= {
         f"DSPEX_{key.upper()}"
         for key in Config.__struct_fields__
-        if key not in ("adaptive", "circuit")
+        if key not in ("adaptive", "circuit", "workers")
     }
     names |= {f"DSPEX_ADAPTIVE_{key.upper()}" for key in AdaptiveConfig.__struct_fields__}
     names |= {f"DSPEX_CIRCUIT_{key.upper()}" for key in CircuitConfig.__struct_fields__}
+    names |= {f"DSPEX_WORKERS_{key.upper()}" for key in WorkerConfig.__struct_fields__}
     assert "DSPEX_CACHE_DIR" in names
     with caplog.at_level(logging.WARNING, logger="dspex.config"):
         for name in sorted(names):
@@ -270,3 +272,16 @@ def test_config_round_trips_through_msgspec() -> None:
     config = Config(module_overrides={"react": "dspy"}, rollout={"Predict": {"native_percent": 5}})  # type: ignore[dict-item]
     assert msgspec.json.decode(msgspec.json.encode(config), type=Config) == config
     assert Config(**msgspec.structs.asdict(config)) == config
+
+
+def test_dspy_workers_and_their_settings() -> None:
+    assert Config().dspy_workers == 0  # DSPy in this process unless asked
+    config = Config.from_env({"DSPEX_DSPY_WORKERS": "2", "DSPEX_WORKERS_MAX_RSS_MB": "800"})
+    assert (config.dspy_workers, config.workers.max_rss_mb) == (2, 800.0)
+    assert Config(workers={"max_requests": 100}).workers == WorkerConfig(max_requests=100)
+    with pytest.raises(ConfigError, match=r"dspy_workers must be an int >= 0, got -1"):
+        Config(dspy_workers=-1)
+    with pytest.raises(ConfigError, match=r"workers.grace must be seconds > 0"):
+        Config(workers={"grace": 0})
+    with pytest.raises(ConfigError, match=r"workers.max_requests must be None or an int >= 1"):
+        Config(workers={"max_requests": 0})

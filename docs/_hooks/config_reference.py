@@ -86,6 +86,12 @@ def reference() -> str:
 
 {_table(c.CircuitConfig, "circuit", nested)}
 
+## workers: the dspy worker processes
+
+`Config(dspy_workers=2, workers={{"max_requests": 10000}})`, or one variable per key.
+
+{_table(c.WorkerConfig, "workers", nested)}
+
 ## rollout: a canary of native, per module type
 
 `Config(rollout={{"ChainOfThought": {{"native_percent": 10}}}})`, or the same JSON object in

@@ -90,3 +90,7 @@ class Backend(Protocol):
     def info(self) -> dict[str, Any]:
         """A description for ``info()`` and telemetry."""
         ...
+
+    def release(self, instance: Any) -> None:
+        """``instance`` serves no more calls (its module stopped or was rebuilt)."""
+        ...

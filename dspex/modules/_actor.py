@@ -357,7 +357,8 @@ class ModuleActor(Actor):
                     exc = ModuleError(f"{self.label}: building it with these demos failed: {exc!r}")
                 caller.fail(exc)
                 return NOREPLY
-            self.box.spec, self.instances = spec, instances
+            old, self.box.spec, self.instances = self.instances, spec, instances
+            self._release(old)
             return None
         if isinstance(msg, Info):
             return self._info()
@@ -670,6 +671,12 @@ class ModuleActor(Actor):
         if self.rt.forcing:
             self.cancel_tasks()
         await self.wait_tasks()
+        self._release(self.instances)
+
+    def _release(self, instances: dict[str, Any]) -> None:
+        """Tell the backends these instances serve no more calls."""
+        for impl, instance in instances.items():
+            self.rt.backends[impl].release(instance)
 
     def _demos(self, spec: ModuleSpec) -> int:
         """How many demos the module carries: a wrapped program's predictors carry their own

@@ -90,6 +90,10 @@ class FaultInjector:
         """The wrapped implementation's info, and the faults injected so far."""
         return {**self.inner.info(), "faults": dict(self.injected)}
 
+    def release(self, instance: Any) -> None:
+        """Release with the real backend."""
+        self.inner.release(instance)
+
     async def create(self, spec: ModuleSpec) -> Any:
         """Build with the real backend, unless a ``crash_actor_on`` fault broke the module: then
         this build (the actor's rebuild after the crash) fails, once."""

@@ -193,8 +193,8 @@ class WorkerBackend:
             f"the dspy worker processes running this call exited twice (last: {died})"
         ) from died
 
-    def forget(self, instance: Any) -> None:
-        """A module stopped: its workers may drop it."""
+    def release(self, instance: Any) -> None:
+        """A module stopped or was rebuilt: its workers drop it."""
         if isinstance(instance, Remote):
             for slot in self.slots:
                 if slot.ref is not None:

@@ -131,6 +131,9 @@ class DSPyBackend:
         """The implementation and the DSPy version it runs."""
         return {"implementation": "dspy", "dspy_version": getattr(loaded(), "__version__", None)}
 
+    def release(self, instance: DSPyInstance) -> None:
+        """Nothing to do: a DSPy module in this process is garbage once unreferenced."""
+
     async def create(self, spec: ModuleSpec) -> DSPyInstance:
         """Build the DSPy module for ``spec`` (imports dspy on first use): for a sub-module of
         a wrapped program, a copy of it with the demos of ``spec``."""

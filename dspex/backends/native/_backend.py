@@ -40,6 +40,9 @@ class NativeBackend:
         parts(spec)
         return KINDS[spec.module_type].native_builder()(spec, self.client)
 
+    def release(self, instance: NativeModule) -> None:
+        """Nothing to do: a native module is garbage once unreferenced."""
+
     def execute(
         self, instance: NativeModule, inputs: Mapping[str, Any], options: CallOptions
     ) -> Coroutine[Any, Any, Prediction]:
