@@ -62,7 +62,8 @@ class Worker:
         self.backend = backend
         self.specs: dict[int, bytes] = {}
         self.instances: dict[int, asyncio.Future[Any]] = {}
-        self.tasks: dict[int, asyncio.Task[None]] = {}
+        self.tasks: dict[int, asyncio.Task[Any]] = {}  # each call's work, by id
+        self.answering: set[asyncio.Task[None]] = set()  # what answers each call
 
     def send(self, message: FromWorker) -> None:
         data = memoryview(frame(message))
@@ -71,9 +72,15 @@ class Worker:
 
     def handle(self, message: ToWorker) -> None:
         if isinstance(message, Run):
-            task = asyncio.get_running_loop().create_task(self.run(message))
-            self.tasks[message.id] = task
-            task.add_done_callback(lambda _: self.tasks.pop(message.id, None))
+            loop = asyncio.get_running_loop()
+            call = loop.create_task(self.call(message))
+            self.tasks[message.id] = call
+            expired: list[bool] = []
+            if message.timeout is not None:  # the deadline, here too: stop its work at it
+                timer = loop.call_later(message.timeout, _expire, call, expired)
+                call.add_done_callback(lambda _: timer.cancel())
+            self.answering.add(answer := loop.create_task(self.answer(message, call, expired)))
+            answer.add_done_callback(self.answering.discard)
         elif isinstance(message, Cancel):
             running = self.tasks.get(message.id)
             if running is not None:
@@ -97,23 +104,34 @@ class Worker:
         inputs = cloudpickle.loads(message.inputs)
         return await self.backend.execute(instance, inputs, message.options)
 
-    async def run(self, message: Run) -> None:
+    async def answer(self, message: Run, call: asyncio.Task[Any], expired: list[bool]) -> None:
+        """Answer ``message`` once its call is over: not before, whatever cancelled it (a call
+        stuck in a thread ends when the thread returns; until then the service sees it run)."""
+        await asyncio.wait({call})
+        self.tasks.pop(message.id, None)
         result: Done | Failed
-        try:
-            pred = await asyncio.wait_for(self.call(message), message.timeout)
-            result = Done(message.id, cloudpickle.dumps(pred), rss())
-        except asyncio.CancelledError:  # the caller gave up: say so, the service drops it
-            result = self.failed(message.id, Timeout("the call was cancelled"))
-        except (TimeoutError, asyncio.TimeoutError):
-            result = self.failed(
-                message.id, Timeout(f"the call passed its deadline ({message.timeout:.3g} s)")
+        if call.cancelled():
+            error = (
+                Timeout(f"the call passed its deadline ({message.timeout:.3g} s)")
+                if expired
+                else Timeout("the call was cancelled: its caller stopped waiting")
             )
-        except DSPexError as exc:
-            result = self.failed(message.id, exc)
-        except Exception as exc:  # a bug of the worker's or a result it cannot send back
+            result = self.failed(message.id, error)
+        elif (exc := call.exception()) is not None:
             result = self.failed(
-                message.id, ModuleError(f"the dspy worker failed: {type(exc).__name__}: {exc}")
+                message.id,
+                exc
+                if isinstance(exc, DSPexError)
+                else ModuleError(f"the dspy worker failed: {type(exc).__name__}: {exc}"),
             )
+        else:
+            try:
+                result = Done(message.id, cloudpickle.dumps(call.result()), rss())
+            except Exception as exc:  # a prediction that does not pickle
+                result = self.failed(
+                    message.id,
+                    ModuleError(f"the prediction cannot be sent back: {type(exc).__name__}: {exc}"),
+                )
         self.send(result)
 
     @staticmethod
@@ -123,6 +141,11 @@ class Worker:
         except Exception:  # an attribute that does not pickle: the message and type survive
             data = cloudpickle.dumps(ModuleError(f"{type(error).__name__}: {error}"))
         return Failed(call_id, data, rss())
+
+
+def _expire(call: asyncio.Task[Any], expired: list[bool]) -> None:
+    expired.append(True)
+    call.cancel()
 
 
 def read_frames(deliver: Callable[[ToWorker | None], None]) -> None:

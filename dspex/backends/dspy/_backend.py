@@ -118,8 +118,10 @@ class DSPyBackend:
             return await asyncio.wrap_future(running)
         except asyncio.CancelledError:
             if not running.cancel():  # it runs: the call is over when its thread returns
-                with contextlib.suppress(BaseException):
-                    await asyncio.shield(asyncio.wrap_future(running))
+                waiting = asyncio.wrap_future(running)
+                while not waiting.done():  # a second cancel does not end the wait
+                    with contextlib.suppress(BaseException):
+                        await asyncio.shield(waiting)
             raise
 
     @property
