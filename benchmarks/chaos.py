@@ -1,6 +1,6 @@
 """The long chaos run: 100,000 calls under faults, reconciled.
 
-    python benchmarks/chaos.py [--calls 100000] [--concurrency 50] [--seed 1]
+    python benchmarks/chaos.py [--calls 100000] [--concurrency 50] [--seed 1] [--dspy-workers 2]
 
 Native crashes 5%, LM 5xx 5%, LM hangs 1% (cut within each call's 2 s deadline), malformed and
 unparsable replies 2%. Prints the counts and writes benchmarks/results/chaos.json. Exits 1
@@ -31,9 +31,19 @@ def main() -> int:
     parser.add_argument("--calls", type=int, default=100_000)
     parser.add_argument("--concurrency", type=int, default=50)
     parser.add_argument("--seed", type=int, default=1)
+    parser.add_argument(
+        "--dspy-workers", type=int, default=0, help="run dspy in worker processes (0: in process)"
+    )
     args = parser.parse_args()
     logging.getLogger("dspex").setLevel(logging.CRITICAL)  # thousands of crash reports
-    result = asyncio.run(soak(args.calls, concurrency=args.concurrency, seed=args.seed))
+    result = asyncio.run(
+        soak(
+            args.calls,
+            concurrency=args.concurrency,
+            seed=args.seed,
+            dspy_workers=args.dspy_workers,
+        )
+    )
     for key, value in summary(result).items():
         print(f"{key:24} {value}")
     rows = [
@@ -77,7 +87,8 @@ def main() -> int:
         Row("module actor restarts", result.restarts, "", target="reported"),
         Row("fallbacks", result.fallbacks, "", target="reported"),
     ]
-    return 0 if report("chaos", rows) else 1
+    name = f"chaos_{args.dspy_workers}_workers" if args.dspy_workers else "chaos"
+    return 0 if report(name, rows) else 1
 
 
 if __name__ == "__main__":

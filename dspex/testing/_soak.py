@@ -98,6 +98,7 @@ async def soak(
     lm_timeout: float | None = None,
     lm_retries: int = 3,
     config: Config | None = None,
+    dspy_workers: int = 0,
     seed: int = 0,
 ) -> SoakReport:
     """Run ``calls`` Predict and ChainOfThought calls, ``concurrency`` at a time, each with a
@@ -107,8 +108,10 @@ async def soak(
     runtime down and reconcile every call.
 
     The LM has ``timeout=lm_timeout`` (default: a quarter of the deadline, cutting hangs well
-    inside it) and ``num_retries=lm_retries``. ``config`` replaces the runtime's chaos
-    configuration, as is: its ``call_timeout`` is then the calls' deadline."""
+    inside it) and ``num_retries=lm_retries``. ``dspy_workers`` runs the dspy implementation
+    (the fallback) in that many worker processes (``Config.dspy_workers``). ``config`` replaces
+    the runtime's chaos configuration, as is: its ``call_timeout`` is then the calls'
+    deadline."""
     before = asyncio.all_tasks()
     threads_before = set(threading.enumerate())
     children_before = _child_pids()
@@ -129,6 +132,7 @@ async def soak(
             max_concurrency=concurrency,
             mailbox_size=concurrency * 4,
             max_restarts=1000,
+            dspy_workers=dspy_workers,
         )
     deadline = config.call_timeout
     if lm_timeout is None:

@@ -48,17 +48,15 @@ WORKER_INDEX = "dspex.worker.index"
 
 
 class Remote:
-    """A module built in the workers: its key there and its pickled spec."""
+    """A module built in the workers: its key there, its pickled spec and, for a program
+    given as an instance, the demos its predictors carry (0 for one a factory builds there)."""
 
-    __slots__ = ("key", "spec")
+    __slots__ = ("demos", "key", "spec")
 
-    def __init__(self, key: int, spec: bytes):
+    def __init__(self, key: int, spec: bytes, demos: int):
         self.key = key
         self.spec = spec
-
-    @property
-    def demos(self) -> int:  # never read for a module in the workers (see ModuleActor._demos)
-        return 0
+        self.demos = demos
 
 
 class WorkerBackend:
@@ -139,7 +137,9 @@ class WorkerBackend:
                 "to run DSPy in this process"
             ) from exc
         await self.started()
-        return Remote(next(_keys), data)
+        predictors = getattr(spec.program, "predictors", None)
+        demos = sum(len(p.demos) for p in predictors()) if callable(predictors) else 0
+        return Remote(next(_keys), data, demos)
 
     async def execute(
         self, instance: Any, inputs: Mapping[str, Any], options: CallOptions

@@ -264,14 +264,21 @@ async def test_a_program_travels_by_value_or_by_factory_path(server: ScriptedLM)
 
     server.script = respond(answer="Paris", reasoning="It is the capital.")
     async with Runtime(lm=lm_of(server), config=Config(dspy_workers=1)):
-        by_value = await dspex.Module.wrap(DraftRefine(), implementation="dspy", name="a")
         by_path = await dspex.Module.wrap(
             "tests.modules.corpus:DraftRefine", implementation="dspy", name="b"
         )
-        first = await by_value(question="Capital?")
         second = await by_path(question="Capital?")
+        compiled = DraftRefine()  # with its state: a demo travels with it
+        compiled.refine.demos = [dspy.Example(question="Capital of Chad?", answer="N'Djamena")]
+        by_value = await dspex.Module.wrap(compiled, implementation="dspy", name="a")
+        assert (await by_value.info()).demos == 1
+        first = await by_value(question="Capital?")
     assert first.to_dict() == second.to_dict() == {"answer": "Paris"}
-    # the same requests as each other (and so as in process: test_programs checks that)
-    sent = [r.content for r in server.requests]
+    # the same requests as plain DSPy sends (test_programs checks those in process)
+    sent = [str(r.messages) for r in server.requests]
     assert len(sent) == 4
-    assert sent[:2] == sent[2:]
+    assert "N'Djamena" not in sent[1]
+    assert "N'Djamena" in sent[3]
+    with dspy.context(lm=lm_of(server).to_dspy(), adapter=dspy.ChatAdapter()):
+        await asyncio.to_thread(compiled, question="Capital?")
+    assert [r.content for r in server.requests[2:4]] == [r.content for r in server.requests[4:]]
