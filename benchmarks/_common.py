@@ -385,3 +385,64 @@ def report(bench: str, rows: list[Row], extra: Mapping[str, Any] | None = None) 
     out.write_text(json.dumps({**record, **(extra or {})}, indent=2) + "\n")
     print(f"wrote {out.relative_to(Path.cwd()) if out.is_relative_to(Path.cwd()) else out}")
     return all(r.ok is not False for r in rows)
+
+
+# -- contenders in processes of their own, best of interleaved rounds ---------------------------
+
+
+def loop_arguments(doc: str, callers: int) -> Any:
+    """The command line of a closed-loop benchmark (bench_programs.py, bench_workers.py):
+    ``--quick``, ``--callers``, ``--measured``, ``--cap``, ``--rounds``, and the hidden
+    ``--worker``/``--url`` a contender's own process is started with."""
+    import argparse
+
+    parser = argparse.ArgumentParser(description=doc.splitlines()[0])
+    parser.add_argument("--quick", action="store_true", help="fewer calls and rounds")
+    parser.add_argument("--worker", help=argparse.SUPPRESS)
+    parser.add_argument("--url", help=argparse.SUPPRESS)
+    parser.add_argument("--callers", type=int, default=callers, help="concurrent callers")
+    parser.add_argument(
+        "--measured", type=int, help="calls counted after the warm-up (default: 2 x callers)"
+    )
+    parser.add_argument("--cap", type=float, default=60.0, help="max seconds per phase")
+    parser.add_argument("--rounds", type=int, default=2, help="throughput rounds (best counts)")
+    return parser.parse_args()
+
+
+def settle_quick(args: Any, quick_cap: float) -> None:
+    """``--quick``: one round, phases cut at ``quick_cap`` s, ``callers`` measured calls."""
+    if args.quick:
+        args.cap, args.rounds = quick_cap, 1
+    if args.measured is None:
+        args.measured = args.callers * (1 if args.quick else 2)
+
+
+def contender_rounds(
+    script: str,
+    contenders: Mapping[str, str],
+    args: Any,
+    latency: float,
+    describe: Callable[[dict[str, Any]], str] = lambda result: "",
+) -> dict[str, dict[str, Any]]:
+    """Each contender's best run (by throughput) of ``args.rounds`` interleaved rounds, each
+    run in a fresh process (``script --worker <contender> --url <server>``) against one
+    ScriptedServer answering after ``latency`` s; a line per run on stderr."""
+    best: dict[str, dict[str, Any]] = {}
+    with ScriptedServer(latency=latency) as server:
+        for round_ in range(args.rounds):
+            for kind, label in contenders.items():
+                command = [script, "--worker", kind, "--url", server.url]
+                command += ["--callers", str(args.callers), "--measured", str(args.measured)]
+                command += ["--cap", str(args.cap)]
+                result = run_json(command, timeout=180 + 2 * args.cap)
+                if kind not in best or result["throughput"] > best[kind]["throughput"]:
+                    best[kind] = result
+                print(
+                    f"  round {round_ + 1} {label:26} {args.callers:>5} callers: "
+                    f"{result['throughput']:8,.0f} calls/s over {result['seconds']:4.1f} s, "
+                    f"CPU {result['client_cpu_us']:6.0f} us/call (GC {result['gc_us']:4.0f}), "
+                    f"{result['errors']} errors{describe(result)}",
+                    file=sys.stderr,
+                    flush=True,
+                )
+    return best

@@ -24,7 +24,6 @@ Targets: overhead <= 0.1x of DSPy's ``acall``; throughput >= 5x of DSPy's ``acal
 
 from __future__ import annotations
 
-import argparse
 import asyncio
 import contextlib
 import functools
@@ -42,15 +41,16 @@ from _common import (
     INPUTS,
     Call,
     Row,
-    ScriptedServer,
     best_sequential,
+    contender_rounds,
     dspex_runtime,
     dspy_call,
     dspy_lm,
     dummy_lm,
+    loop_arguments,
     quiet,
     report,
-    run_json,
+    settle_quick,
 )
 from bench_throughput import GCClock
 
@@ -193,29 +193,6 @@ async def contender(kind: str, url: str, args: Any) -> None:
         finish(await closed_loop(call, args.callers, args.measured, args.cap))
 
 
-def throughput(args: Any) -> dict[str, dict[str, float]]:
-    """Each contender's best run of ``args.rounds`` interleaved rounds, each in a fresh process."""
-    best: dict[str, dict[str, float]] = {}
-    with ScriptedServer(latency=LATENCY) as server:
-        for round_ in range(args.rounds):
-            for kind, label in CONTENDERS.items():
-                command = [__file__, "--worker", kind, "--url", server.url]
-                command += ["--callers", str(args.callers), "--measured", str(args.measured)]
-                command += ["--cap", str(args.cap)]
-                result = run_json(command, timeout=120 + 2 * args.cap)
-                if kind not in best or result["throughput"] > best[kind]["throughput"]:
-                    best[kind] = result
-                print(
-                    f"  round {round_ + 1} {label:26} {args.callers:>5} callers: "
-                    f"{result['throughput']:8,.0f} calls/s over {result['seconds']:4.1f} s, "
-                    f"CPU {result['client_cpu_us']:6.0f} us/call (GC {result['gc_us']:4.0f}), "
-                    f"{result['errors']} errors",
-                    file=sys.stderr,
-                    flush=True,
-                )
-    return best
-
-
 def rows(best: dict[str, tuple[float, float]], runs: dict[str, dict[str, float]]) -> list[Row]:
     native, acall = best["dspex native"][0], best["dspy acall"][0]
     native_run = runs["native"]
@@ -265,27 +242,14 @@ def rows(best: dict[str, tuple[float, float]], runs: dict[str, dict[str, float]]
 
 
 def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--quick", action="store_true", help="fewer calls and rounds")
-    parser.add_argument("--worker", choices=list(CONTENDERS), help=argparse.SUPPRESS)
-    parser.add_argument("--url", help=argparse.SUPPRESS)
-    parser.add_argument("--callers", type=int, default=CALLERS, help="concurrent callers")
-    parser.add_argument(
-        "--measured", type=int, help="calls counted after the warm-up (default: 2 x callers)"
-    )
-    parser.add_argument("--cap", type=float, default=60.0, help="max seconds per phase")
-    parser.add_argument("--rounds", type=int, default=2, help="throughput rounds (best counts)")
-    args = parser.parse_args()
+    args = loop_arguments(__doc__, CALLERS)
     if args.worker:
         quiet()
         asyncio.run(contender(args.worker, args.url, args))
-    if args.quick:
-        args.cap, args.rounds = 15.0, 1
-    if args.measured is None:
-        args.measured = args.callers * (1 if args.quick else 2)
+    settle_quick(args, 15.0)
     quiet()
     best = asyncio.run(overhead(args.quick))
-    runs = throughput(args)
+    runs = contender_rounds(__file__, CONTENDERS, args, LATENCY)
     per_call = {name: {"wall_us": wall, "cpu_us": cpu} for name, (wall, cpu) in best.items()}
     extra = {
         "latency_s": LATENCY,

@@ -19,7 +19,6 @@ sleeping 10 ms at a time records how late it wakes (p99 reported; target <= 5 ms
 
 from __future__ import annotations
 
-import argparse
 import asyncio
 import functools
 import os
@@ -31,14 +30,15 @@ sys.path.insert(0, str(Path(__file__).parent))
 from _common import (
     INPUTS,
     Row,
-    ScriptedServer,
+    contender_rounds,
     dspex_runtime,
     dspy_call,
     dspy_lm,
+    loop_arguments,
     percentile,
     quiet,
     report,
-    run_json,
+    settle_quick,
 )
 from bench_programs import closed_loop, finish
 
@@ -96,33 +96,6 @@ async def contender(kind: str, url: str, args: Any) -> None:
             slots = rt.backends["dspy"].info()["workers"]  # type: ignore[attr-defined]
             result["worker_rss_mb"] = max(s["rss"] for s in slots) / 1e6
         finish(result)
-
-
-def throughput(args: Any) -> dict[str, dict[str, float]]:
-    """Each contender's best run of ``args.rounds`` interleaved rounds, each in a fresh process."""
-    best: dict[str, dict[str, float]] = {}
-    with ScriptedServer(latency=LATENCY) as server:
-        for round_ in range(args.rounds):
-            for kind, label in contenders().items():
-                command = [__file__, "--worker", kind, "--url", server.url]
-                command += ["--callers", str(args.callers), "--measured", str(args.measured)]
-                command += ["--cap", str(args.cap)]
-                result = run_json(command, timeout=180 + 2 * args.cap)
-                if kind not in best or result["throughput"] > best[kind]["throughput"]:
-                    best[kind] = result
-                lag = (
-                    f", loop lag p99 {result['lag_p99_ms']:.1f} ms"
-                    if "lag_p99_ms" in result
-                    else ""
-                )
-                print(
-                    f"  round {round_ + 1} {label:26} {args.callers:>5} callers: "
-                    f"{result['throughput']:8,.0f} calls/s over {result['seconds']:4.1f} s, "
-                    f"CPU {result['client_cpu_us']:6.0f} us/call, {result['errors']} errors{lag}",
-                    file=sys.stderr,
-                    flush=True,
-                )
-    return best
 
 
 def rows(runs: dict[str, dict[str, float]]) -> list[Row]:
@@ -190,26 +163,19 @@ def rows(runs: dict[str, dict[str, float]]) -> list[Row]:
 
 
 def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--quick", action="store_true", help="fewer calls and rounds")
-    parser.add_argument("--worker", help=argparse.SUPPRESS)
-    parser.add_argument("--url", help=argparse.SUPPRESS)
-    parser.add_argument("--callers", type=int, default=CALLERS, help="concurrent callers")
-    parser.add_argument(
-        "--measured", type=int, help="calls counted after the warm-up (default: 2 x callers)"
-    )
-    parser.add_argument("--cap", type=float, default=60.0, help="max seconds per phase")
-    parser.add_argument("--rounds", type=int, default=2, help="rounds (best counts)")
-    args = parser.parse_args()
+    args = loop_arguments(__doc__, CALLERS)
     if args.worker:
         quiet()
         asyncio.run(contender(args.worker, args.url, args))
-    if args.quick:
-        args.cap, args.rounds = 20.0, 1
-    if args.measured is None:
-        args.measured = args.callers * (1 if args.quick else 2)
+    settle_quick(args, 20.0)
     quiet()
-    runs = throughput(args)
+    runs = contender_rounds(
+        __file__,
+        contenders(),
+        args,
+        LATENCY,
+        lambda r: f", loop lag p99 {r['lag_p99_ms']:.1f} ms" if "lag_p99_ms" in r else "",
+    )
     extra = {"latency_s": LATENCY, "callers": args.callers, "cores": CORES, "runs": runs}
     return 0 if report("bench_workers", rows(runs), extra) else 1
 
