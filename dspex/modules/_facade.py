@@ -576,8 +576,10 @@ class Module:
         implementation: str | None = None,
     ) -> ModuleRef:
         """Serve ``program`` (a dspy.Module, compiled or not, or a zero-argument factory of
-        one, called again on each restart of the program's actor); calls pass their inputs to
-        its ``acall``/``__call__`` and return its Prediction.
+        one, called again on each restart of the program's actor, or the
+        ``"package.module:attribute"`` path of such a factory, which dspy worker processes
+        import themselves); calls pass their inputs to its ``acall``/``__call__`` and return
+        its Prediction.
 
         The program's own ``forward`` (in a worker thread) or ``aforward`` (on the loop) runs
         on a copy of it (``program`` itself is never changed) in which each ``Predict``,

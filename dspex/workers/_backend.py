@@ -130,10 +130,15 @@ class WorkerBackend:
         try:
             data = cloudpickle.dumps(spec)
         except Exception as exc:
+            fix = (
+                "pass a factory the workers can import instead, e.g. "
+                "Module.wrap('myapp.programs:build', implementation='dspy')"
+                if spec.module_type == "Module"
+                else "give it module-level functions and values the workers can import"
+            )
             raise ConfigError(
                 f"{spec.module_type} cannot be sent to the dspy worker processes: pickling it "
-                f"failed ({type(exc).__name__}: {exc}); pass a factory the workers can import "
-                "instead, e.g. program='myapp.programs:build', or set Config(dspy_workers=0) "
+                f"failed ({type(exc).__name__}: {exc}); {fix}, or set Config(dspy_workers=0) "
                 "to run DSPy in this process"
             ) from exc
         await self.started()
