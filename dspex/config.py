@@ -375,13 +375,14 @@ class Config(msgspec.Struct, metaclass=_Strict, frozen=True, kw_only=True):
     dspy_workers: int = 0
     """Worker processes the dspy implementation runs in (each its own event loop, many calls at
     once), started with the first dspy call, or at start with `preload_dspy`; 0 runs DSPy in
-    this process, on worker threads."""
+    this process, on worker threads. Read when the runtime starts."""
     workers: WorkerConfig = WorkerConfig()
     """The worker processes' recycling and cancellation: a `WorkerConfig` or a dict of its
     keys."""
     preload_dspy: bool = False
     """Import DSPy and LiteLLM while the runtime starts (about 3 s, off the event loop) instead of
-    with the first dspy module or fallback, whose call would wait for it."""
+    with the first dspy module or fallback, whose call would wait for it; with `dspy_workers`,
+    start the worker processes then (they import DSPy, the service does not)."""
     gc_freeze: bool = True
     """Once DSPy and LiteLLM are imported, collect and `gc.freeze()` every object alive, so full
     collections skip those ~400,000 objects instead of pausing the loop ~0.2 s each.
