@@ -679,13 +679,10 @@ class ModuleActor(Actor):
             self.rt.backends[impl].release(instance)
 
     def _demos(self, spec: ModuleSpec) -> int:
-        """How many demos the module carries: a wrapped program's predictors carry their own
-        (a compiled program's), counted as wrapped."""
-        if spec.program is None or self.module_type != "Module":
+        """How many demos the module carries: a wrapped program's are its predictors' (those
+        DSPy runs in it; ``ProgramRef.info`` adds those of its predictors' own actors)."""
+        if self.module_type != "Module":
             return len(spec.demos) + sum(len(p.demos) for p in spec.predictors.values())
-        count = getattr(spec.program, "count_demos", None)
-        if callable(count):
-            return int(count())
         demos: int = self.instances["dspy"].demos
         return demos
 

@@ -23,7 +23,7 @@ from dspex.backends.dspy._builders import import_factory
 from dspex.config import implementation_name
 from dspex.errors import ConfigError, DSPexError, SignatureError
 from dspex.lm import LM
-from dspex.modules._actor import SetDemos
+from dspex.modules._actor import GetDemos, SetDemos
 from dspex.modules._facade import (
     ModuleRef,
     Prepared,
@@ -88,17 +88,24 @@ class ProgramRef(ModuleRef):
                 if why is not None
                 else info.implementations
             )
+            # each predictor's demos, from the actor that owns them
+            actor = self.predictors[plan.path]
+            demos = (
+                [len(await actor._ask(GetDemos(name))) for name in plan.predictors]
+                if plan.predictors
+                else [info.demos]
+            )
             predictors.extend(
                 PredictorInfo(
                     path=path,
                     module_type=info.module_type,
                     name=f"{source.label}.{plan.path}",
                     implementations=implementations,
-                    demos=source.counts.get(path, 0),
+                    demos=count,
                     circuit=info.circuit,
                     native_unsupported=why,
                 )
-                for path in plan.paths
+                for path, count in zip(plan.paths, demos, strict=True)
             )
         for path, (module_type, why) in source.local.items():
             predictors.append(
@@ -107,12 +114,13 @@ class ProgramRef(ModuleRef):
                     module_type=module_type,
                     name=None,
                     implementations=("dspy",),
-                    demos=source.counts.get(path, 0),
+                    demos=source.local_demos.get(path, 0),
                     circuit=None,
                     native_unsupported=why,
                 )
             )
-        return ProgramInfo(**msgspec.structs.asdict(own), predictors=tuple(predictors))
+        fields = {**msgspec.structs.asdict(own), "demos": sum(p.demos for p in predictors)}
+        return ProgramInfo(**fields, predictors=tuple(predictors))
 
     async def set_demos(
         self, demos: Iterable[Mapping[str, Any]], *, predictor: str | None = None
@@ -141,11 +149,8 @@ class ProgramRef(ModuleRef):
             raise ConfigError(
                 f"the program {self.name!r} has no predictor {predictor!r}; its predictors: {names}"
             )
-        if not isinstance(demos, (str, bytes, Mapping)) and isinstance(demos, Iterable):
-            demos = list(demos)  # read twice: by the actor and for the count below
         actor, inner = target
         await self.predictors[actor]._ask(SetDemos(demos, inner))
-        self.source.counts[predictor] = len(demos)
 
     async def save(self, path: Any) -> None:
         """Write the program's state as DSPy's ``program.save(path)`` does (``path``, a str or
@@ -169,12 +174,12 @@ class ProgramSource:
     a new one from the user's factory) with its served sub-modules replaced by proxies."""
 
     __slots__ = (
-        "counts",
         "dspy",
         "factory",
         "first",
         "label",
         "local",
+        "local_demos",
         "local_ids",
         "local_signatures",
         "loop",
@@ -213,8 +218,10 @@ class ProgramSource:
             for path, name in zip(plan.paths, plan.predictors or (None,), strict=True)
         }
         self.loop = loop
-        # demos per predictor path: the served ones' (set_demos updates them) and the others'
-        self.counts = {name: len(p.demos) for name, p in template.named_predictors()}
+        # the demos of the predictors DSPy runs in the program (dspex never changes them)
+        self.local_demos = {
+            name: len(p.demos) for name, p in template.named_predictors() if name in self.local
+        }
         # A factory's program built to read it serves first (a factory is called once per
         # incarnation of the program's actor, as before); an instance is copied every time.
         self.first: Any = template if factory is not None else None
@@ -263,11 +270,6 @@ class ProgramSource:
         if path is None:
             path = self.local_signatures.get(id(getattr(predictor, "signature", None)))
         return path
-
-    def count_demos(self) -> int:
-        """The demos the program's predictors carry (a compiled program's, as wrapped, or as
-        set since)."""
-        return sum(self.counts.values())
 
 
 def _resolve(dspy: Any, program: Any) -> tuple[Any, Callable[[], Any] | None]:

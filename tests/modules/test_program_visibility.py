@@ -118,6 +118,11 @@ async def test_info_lists_each_predictor(rt: Runtime, server: ScriptedLM) -> Non
     assert "rollout_id" in refine.native_unsupported
     await ref.set_demos([{"question": "q", "draft": "d", "answer": "a"}], predictor="refine")
     assert [p.demos for p in (await ref.info()).predictors] == [1, 1]
+    # set on a predictor's own handle: its actor owns its demos, info() reads them there
+    await ref.predictors["draft.predict"].set_demos([])
+    info = await ref.info()
+    assert [p.demos for p in info.predictors] == [0, 1]
+    assert info.demos == 1
     plain = json.loads(json.dumps((await ref.info()).to_dict()))
     assert [p["path"] for p in plain["predictors"]] == ["draft.predict", "refine"]
 
