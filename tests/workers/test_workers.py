@@ -23,7 +23,7 @@ from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanE
 
 import dspex
 from dspex.config import Config
-from dspex.errors import ConfigError, LMError, Timeout
+from dspex.errors import ConfigError, LMError, Timeout, Unavailable
 from dspex.runtime import Runtime
 from dspex.testing import Reply, ScriptedLM, respond
 from dspex.workers import WorkerBackend
@@ -143,6 +143,27 @@ async def test_a_worker_killed_mid_call_is_replaced_and_the_call_retried(
         assert pred.answer == "Paris"
         await until(lambda: busy.accepting and busy.pid != killed)  # restarted
         assert (await qa(question="q")).answer == "Paris"
+
+
+async def test_a_worker_that_keeps_dying_is_given_up_and_calls_say_so(
+    server: ScriptedLM,
+) -> None:
+    config = Config(dspy_workers=1, max_restarts=1, max_seconds=120)
+    async with Runtime(lm=lm_of(server), config=config) as rt:
+        qa = await dspex.Predict.create("question -> answer", implementation="dspy")
+        assert (await qa(question="q")).answer == "Paris"
+        (slot,) = workers(rt)
+        for _ in range(2):  # the budget is one restart: the second death is one too many
+            await until(lambda: slot.accepting)
+            pid = slot.pid
+            assert pid is not None
+            os.kill(pid, signal.SIGKILL)
+            await until(lambda pid=pid: slot.pid != pid or slot.gone)
+        await until(lambda: slot.gone)
+        with pytest.raises(Unavailable, match="every dspy worker process stopped"):
+            await qa(question="q")
+        native = await dspex.Predict.create("question -> answer")  # the rest serves on
+        assert (await native(question="q")).answer == "Paris"
 
 
 async def test_a_call_past_its_deadline_is_cancelled_in_its_worker(server: ScriptedLM) -> None:
