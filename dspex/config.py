@@ -205,6 +205,13 @@ class CircuitConfig(msgspec.Struct, metaclass=_Strict, frozen=True, kw_only=True
         _check("circuit.cooldown", is_positive_number(self.cooldown), "> 0", self.cooldown)
 
 
+def cores() -> int:
+    """The CPU cores this process may run on (its affinity where the OS tells it), at least 1."""
+    if hasattr(os, "sched_getaffinity"):
+        return max(1, len(os.sched_getaffinity(0)))
+    return max(1, os.cpu_count() or 1)
+
+
 class WorkerConfig(msgspec.Struct, metaclass=_Strict, frozen=True, kw_only=True):
     """How the dspy implementation's worker processes run (see `Config.dspy_workers`).
 
@@ -372,17 +379,19 @@ class Config(msgspec.Struct, metaclass=_Strict, frozen=True, kw_only=True):
     module alone stops, its handle raises `ModuleStopped`, and the others keep serving."""
     max_seconds: float = 5.0
     """The window, in seconds, of `max_restarts`."""
-    dspy_workers: int = 0
+    dspy_workers: int = msgspec.field(default_factory=lambda: cores())
     """Worker processes the dspy implementation runs in (each its own event loop, many calls at
-    once), started with the first dspy call, or at start with `preload_dspy`; 0 runs DSPy in
-    this process, on worker threads. Read when the runtime starts."""
+    once), started with the first dspy call, or at start with `preload_dspy`; default: the
+    cores this process may use (at least 1); 0 runs DSPy in this process, on worker threads.
+    Read when the runtime starts."""
     workers: WorkerConfig = WorkerConfig()
     """The worker processes' recycling and cancellation: a `WorkerConfig` or a dict of its
     keys."""
     preload_dspy: bool = False
-    """Import DSPy and LiteLLM while the runtime starts (about 3 s, off the event loop) instead of
-    with the first dspy module or fallback, whose call would wait for it; with `dspy_workers`,
-    start the worker processes then (they import DSPy, the service does not)."""
+    """Start the dspy implementation while the runtime starts instead of with the first dspy
+    module or fallback, whose call would wait for it: the worker processes, each taking calls
+    when the start returns (the first start in a process imports DSPy and LiteLLM, about 3-5 s,
+    in a process of its own); with `dspy_workers=0`, DSPy's import in this process."""
     gc_freeze: bool = True
     """Once DSPy and LiteLLM are imported, collect and `gc.freeze()` every object alive, so full
     collections skip those ~400,000 objects instead of pausing the loop ~0.2 s each.

@@ -377,7 +377,7 @@ class Runtime:
                 )
             )
             if config.preload_dspy and isinstance(dspy, WorkerBackend):
-                await dspy.started()
+                await dspy.preload()
         except BaseException:
             await self.shutdown()
             raise

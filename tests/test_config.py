@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import os
 import re
 from pathlib import Path
 from typing import Any
@@ -275,7 +276,9 @@ def test_config_round_trips_through_msgspec() -> None:
 
 
 def test_dspy_workers_and_their_settings() -> None:
-    assert Config().dspy_workers == 0  # DSPy in this process unless asked
+    # DSPy in one worker process per core unless asked otherwise; 0: in this process
+    assert Config().dspy_workers == len(os.sched_getaffinity(0)) >= 1
+    assert Config.from_env({"DSPEX_DSPY_WORKERS": "0"}).dspy_workers == 0
     config = Config.from_env({"DSPEX_DSPY_WORKERS": "2", "DSPEX_WORKERS_MAX_RSS_MB": "800"})
     assert (config.dspy_workers, config.workers.max_rss_mb) == (2, 800.0)
     assert Config(workers={"max_requests": 100}).workers == WorkerConfig(max_requests=100)

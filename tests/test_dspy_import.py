@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import concurrent.futures
 import json
+import os
 import subprocess
 import sys
 
@@ -64,7 +65,8 @@ def test_preload_dspy_imports_dspy_and_litellm_while_the_runtime_starts(preload:
     script = (
         "import asyncio, sys, dspex\n"
         "async def main():\n"
-        f"    async with dspex.Runtime(config=dspex.Config(preload_dspy={preload})):\n"
+        f"    config = dspex.Config(preload_dspy={preload}, dspy_workers=0)\n"
+        "    async with dspex.Runtime(config=config):\n"
         "        print('dspy' in sys.modules, 'litellm' in sys.modules)\n"
         "asyncio.run(main())\n"
     )
@@ -73,6 +75,24 @@ def test_preload_dspy_imports_dspy_and_litellm_while_the_runtime_starts(preload:
     )
     assert out.returncode == 0, out.stderr
     assert out.stdout.split() == [str(preload), str(preload)]
+
+
+def test_preload_dspy_with_the_default_workers_starts_them_and_imports_nothing_here() -> None:
+    script = (
+        "import asyncio, sys, dspex\n"
+        "async def main():\n"
+        "    async with dspex.Runtime(config=dspex.Config(preload_dspy=True)) as rt:\n"
+        "        slots = rt.backends['dspy'].slots\n"
+        "        print(len(slots), all(s.accepting for s in slots))\n"
+        "        print('dspy' in sys.modules, 'litellm' in sys.modules)\n"
+        "asyncio.run(main())\n"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, timeout=120
+    )
+    assert out.returncode == 0, out.stderr
+    # one worker per core, each taking calls once the runtime has started; DSPy is theirs
+    assert out.stdout.split() == [str(len(os.sched_getaffinity(0))), "True", "False", "False"]
 
 
 RACE = """
@@ -120,7 +140,9 @@ def record(results):
 async def modules(url, n):
     # n dspy modules at once from n tasks, a native one, then a call on each
     lm = dspex.LM("openai/x", api_base=url, api_key="k")
-    async with dspex.Runtime(lm=lm, config=dspex.Config(adaptive={"explore_rate": 0})):
+    # in this process (dspy_workers=0): the import race is that of DSPy imported here
+    config = dspex.Config(adaptive={"explore_rate": 0}, dspy_workers=0)
+    async with dspex.Runtime(lm=lm, config=config):
         made = await asyncio.gather(
             *(dspex.Predict.create("question -> answer", implementation="dspy") for _ in range(n)),
             dspex.ChainOfThought.create("question -> answer"),

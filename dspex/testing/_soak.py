@@ -21,6 +21,7 @@ from dspex.testing._chaos import chaos
 from dspex.testing._faults import inject_faults
 from dspex.testing._respond import respond
 from dspex.testing._server import ScriptedLM
+from dspex.workers._zygote import zygote_pid
 
 #: A caller may see its error this long after its deadline: timers fire when the event loop
 #: gets to them, late by whatever synchronous work (LiteLLM's, under load) ran meanwhile.
@@ -41,8 +42,8 @@ class SoakReport(msgspec.Struct, frozen=True):
     state broke). ``tasks_left`` counts dspex's tasks (see :data:`TASK_PREFIX`) started during
     the run and still running after the runtime shut down; ``threads_left`` its worker threads
     (named ``dspex-...``; not the daemon thread of DSPy's one-time import, which outlives no
-    process), ``processes_left`` the child processes, both started during the run and still
-    alive then.
+    process), ``processes_left`` the descendant processes (dspy workers, the LM server), both
+    started during the run and still alive then.
     """
 
     submitted: int
@@ -221,15 +222,21 @@ async def soak(
 
 
 def _child_pids() -> set[int]:
-    """The pids of this process's children that are alive (none where /proc is missing)."""
+    """The pids of this process's descendants that are alive (none where /proc is missing),
+    but the zygote of the dspy workers: one per process, shared by its runtimes, it stays
+    until the process exits (the workers it forks are counted)."""
     pids: set[int] = set()
-    for path in glob.glob(f"/proc/{os.getpid()}/task/*/children"):
-        try:
-            with open(path) as f:
-                pids.update(int(pid) for pid in f.read().split())
-        except OSError:  # the thread ended meanwhile
-            continue
-    return pids
+    parents = [os.getpid()]
+    while parents:
+        for path in glob.glob(f"/proc/{parents.pop()}/task/*/children"):
+            try:
+                with open(path) as f:
+                    children = [int(pid) for pid in f.read().split()]
+            except OSError:  # the thread or process ended meanwhile
+                continue
+            pids.update(children)
+            parents.extend(children)
+    return pids - {zygote_pid()}
 
 
 def summary(report: SoakReport) -> dict[str, Any]:

@@ -2,12 +2,14 @@
 
 :class:`WorkerBackend` keeps the in-process backend's protocol (``create``, ``execute``,
 ``info``). ``create`` pickles the module's spec once (cloudpickle: a DSPy module or program
-travels by value) and starts the workers on first use; ``execute`` sends the call to the
-worker with the fewest calls in flight among those taking calls, waiting for one while all
-restart. A worker that dies with the call in flight is a retry, once, on another worker,
-within the call's deadline; a second death is a :class:`~dspex.errors.ModuleError`. When
-the call is traced, its time in the worker is a ``dspex.dspy.worker`` span (the worker's pid
-and index as attributes), a child of its ``dspex.module.execute`` span.
+travels by value), starts the workers on first use and builds the module in one of them, so
+that a module DSPy cannot build fails there, as in process (the others build it on first
+use); ``execute`` sends the call to the worker with the fewest calls in flight among those
+taking calls, waiting for one while all restart. A worker that dies with the call in flight
+is a retry, once, on another worker, within the call's deadline; a second death is a
+:class:`~dspex.errors.ModuleError`. When the call is traced, its time in the worker is a
+``dspex.dspy.worker`` span (the worker's pid and index as attributes), a child of its
+``dspex.module.execute`` span.
 
 A program ``Module.wrap`` serves natively stays in the service's process: its predictors are
 module actors there, which its code calls. It runs on the in-process backend.
@@ -38,7 +40,7 @@ from dspex.errors import (
 )
 from dspex.lm._client import CALL_DEADLINE
 from dspex.prediction import Prediction
-from dspex.workers._worker import Call, Forget, WorkerSlot
+from dspex.workers._worker import Call, Forget, Prepare, WorkerSlot
 
 _keys = itertools.count(1)
 
@@ -111,6 +113,13 @@ class WorkerBackend:
         """The workers, started on first use (concurrent callers share the start)."""
         return await asyncio.shield(self._begin())
 
+    async def preload(self) -> None:
+        """Start the workers and wait until each takes calls (or has been given up)."""
+        slots = await self.started()
+        while not all(slot.accepting or slot.gone for slot in slots):
+            with contextlib.suppress(TimeoutError, asyncio.TimeoutError):
+                await asyncio.wait_for(slots[0].woken.wait(), 0.1)
+
     def ready(self) -> bool:
         """Whether a worker takes calls now; if none does, the workers start (never
         blocks): the router explores dspy only once this is true."""
@@ -125,10 +134,10 @@ class WorkerBackend:
         pickle, suggesting a factory."""
         if getattr(spec.program, "open_call", None) is not None:
             return await self.local.create(spec)
-        import cloudpickle
+        from dspex.workers._pickle import dumps
 
         try:
-            data = cloudpickle.dumps(spec)
+            data = dumps(spec)
         except Exception as exc:
             fix = (
                 "pass a factory the workers can import instead, e.g. "
@@ -142,9 +151,18 @@ class WorkerBackend:
                 "to run DSPy in this process"
             ) from exc
         await self.started()
+        key = next(_keys)
+        for attempt in range(2):  # built in one worker now, so what does not build fails here
+            slot = await self._pick(None)
+            try:
+                await slot.ref.call(Prepare(key, data), timeout=None)
+                break
+            except (ActorExited, NoProc):
+                if attempt:
+                    raise
         predictors = getattr(spec.program, "predictors", None)
         demos = sum(len(p.demos) for p in predictors()) if callable(predictors) else 0
-        return Remote(next(_keys), data, demos)
+        return Remote(key, data, demos)
 
     async def execute(
         self, instance: Any, inputs: Mapping[str, Any], options: CallOptions

@@ -20,10 +20,12 @@ HEADER = struct.Struct(">I")
 
 
 class Build(msgspec.Struct, tag=True, frozen=True):
-    """Build module ``key`` from its pickled spec (it is kept until :class:`Drop`)."""
+    """Build module ``key`` from its pickled spec (it is kept until :class:`Drop`); with an
+    ``id``, build it now and answer :class:`Done` or :class:`Failed` (else on first use)."""
 
     key: int
     spec: bytes
+    id: int = 0
 
 
 class Drop(msgspec.Struct, tag=True, frozen=True):
@@ -65,11 +67,14 @@ class Done(msgspec.Struct, tag=True, frozen=True):
 
 
 class Failed(msgspec.Struct, tag=True, frozen=True):
-    """Call ``id`` raised the pickled dspex error ``error`` (or was cancelled)."""
+    """Call ``id`` raised the pickled dspex error ``error`` (or was cancelled); ``cause``: the
+    traceback of what the error was raised from in the worker (DSPy's and LiteLLM's
+    exceptions stay there: the service imports neither)."""
 
     id: int
     error: bytes
     rss: int
+    cause: str | None = None
 
 
 ToWorker = Build | Drop | Run | Cancel

@@ -1,11 +1,9 @@
-"""A dspy worker process: ``python -m dspex.workers._main``, started by a WorkerActor.
+"""A dspy worker: what a process forked by the zygote (:mod:`dspex.workers._zygote`) runs.
 
-It reads frames from stdin and writes frames to a copy of stdout (stdout itself then goes to
-stderr, so that a ``print`` in a user's program cannot corrupt a frame). It imports DSPy, says
+It reads frames from its socket to the service and writes frames back on it, says
 :class:`~dspex.workers._frames.Ready`, and runs each call as a task of its own event loop on
-the in-process dspy implementation, many at once. It never outlives the service: on Linux the
-kernel sends it SIGKILL when its parent dies (``PR_SET_PDEATHSIG``), and everywhere it exits
-when stdin reaches end of file (the parent closed it, or died).
+the in-process dspy implementation, many at once. It exits when the socket reaches end of
+file (the service closed it, or died).
 """
 
 from __future__ import annotations
@@ -13,9 +11,9 @@ from __future__ import annotations
 import asyncio
 import concurrent.futures
 import os
-import signal
 import sys
 import threading
+import traceback
 from collections.abc import Callable
 from typing import Any
 
@@ -23,7 +21,6 @@ import cloudpickle
 
 from dspex.backends.dspy import DSPyBackend, import_dspy
 from dspex.errors import DSPexError, ModuleError, Timeout
-from dspex.lm._launcher import die_with_parent
 from dspex.workers._frames import (
     HEADER,
     Build,
@@ -87,6 +84,10 @@ class Worker:
                 running.cancel()
         elif isinstance(message, Build):
             self.specs[message.key] = message.spec
+            if message.id:
+                task = asyncio.get_running_loop().create_task(self.build(message))
+                self.answering.add(task)
+                task.add_done_callback(self.answering.discard)
         elif isinstance(message, Drop):
             self.specs.pop(message.key, None)
             self.instances.pop(message.key, None)
@@ -98,6 +99,18 @@ class Worker:
             spec = cloudpickle.loads(self.specs[key])
             built = self.instances[key] = asyncio.ensure_future(self.backend.create(spec))
         return built
+
+    async def build(self, message: Build) -> None:
+        """Build module ``key`` now and say whether that worked (a module that does not
+        build is forgotten)."""
+        try:
+            await self.instance(message.key)
+        except Exception as exc:
+            self.specs.pop(message.key, None)
+            self.instances.pop(message.key, None)
+            self.send(self.failed(message.id, as_dspex_error(exc)))
+        else:
+            self.send(Done(message.id, cloudpickle.dumps(None), rss()))
 
     async def call(self, message: Run) -> Any:
         instance = await self.instance(message.key)
@@ -118,12 +131,7 @@ class Worker:
             )
             result = self.failed(message.id, error)
         elif (exc := call.exception()) is not None:
-            result = self.failed(
-                message.id,
-                exc
-                if isinstance(exc, DSPexError)
-                else ModuleError(f"the dspy worker failed: {type(exc).__name__}: {exc}"),
-            )
+            result = self.failed(message.id, as_dspex_error(exc))
         else:
             try:
                 result = Done(message.id, cloudpickle.dumps(call.result()), rss())
@@ -140,7 +148,18 @@ class Worker:
             data = cloudpickle.dumps(error)
         except Exception:  # an attribute that does not pickle: the message and type survive
             data = cloudpickle.dumps(ModuleError(f"{type(error).__name__}: {error}"))
-        return Failed(call_id, data, rss())
+        cause = error.__cause__
+        text = None if cause is None else "".join(traceback.format_exception(cause)).rstrip()
+        return Failed(call_id, data, rss(), text)
+
+
+def as_dspex_error(exc: BaseException) -> DSPexError:
+    """``exc`` if it is a dspex error, else a ModuleError raised from it."""
+    if isinstance(exc, DSPexError):
+        return exc
+    error = ModuleError(f"the dspy worker failed: {type(exc).__name__}: {exc}")
+    error.__cause__ = exc
+    return error
 
 
 def _expire(call: asyncio.Task[Any], expired: list[bool]) -> None:
@@ -148,10 +167,8 @@ def _expire(call: asyncio.Task[Any], expired: list[bool]) -> None:
     call.cancel()
 
 
-def read_frames(deliver: Callable[[ToWorker | None], None]) -> None:
-    """Read frames from stdin until end of file (then ``deliver(None)``); runs in a thread."""
-    stdin = sys.stdin.buffer.raw if hasattr(sys.stdin.buffer, "raw") else sys.stdin.buffer
-    fd = stdin.fileno()
+def read_frames(fd: int, deliver: Callable[[ToWorker | None], None]) -> None:
+    """Read frames from ``fd`` until end of file (then ``deliver(None)``); runs in a thread."""
 
     def exactly(n: int) -> bytes | None:
         chunks, left = [], n
@@ -172,31 +189,20 @@ def read_frames(deliver: Callable[[ToWorker | None], None]) -> None:
         deliver(to_worker.decode(body))
 
 
-async def serve() -> None:
-    out = os.dup(1)
-    os.dup2(2, 1)  # what the program prints goes to stderr, not into the frames
+async def serve(fd: int) -> None:
+    """Serve the frames of socket ``fd`` until it closes (then exit the process)."""
     executor = concurrent.futures.ThreadPoolExecutor(32, thread_name_prefix="dspex-dspy")
     backend = DSPyBackend(executor, gc_freeze=True, finish_threads=True)
     await import_dspy(gc_freeze=True)
-    worker = Worker(out, backend)
+    worker = Worker(fd, backend)
     loop = asyncio.get_running_loop()
     ended = loop.create_future()
 
     def deliver(message: ToWorker | None) -> None:
-        if message is None:  # end of file: the service closed the pipe, or died
+        if message is None:  # end of file: the service closed the socket, or died
             os._exit(0)
         loop.call_soon_threadsafe(worker.handle, message)
 
-    threading.Thread(target=read_frames, args=(deliver,), daemon=True).start()
+    threading.Thread(target=read_frames, args=(fd, deliver), daemon=True).start()
     worker.send(Ready(os.getpid()))
     await ended
-
-
-def main() -> None:
-    """Serve until stdin ends."""
-    die_with_parent(signal.SIGKILL)
-    asyncio.run(serve())
-
-
-if __name__ == "__main__":
-    main()

@@ -1,6 +1,7 @@
 """One worker process, owned by a :class:`WorkerActor` in the service.
 
-The actor starts the process (``python -m dspex.workers._main``), waits for it to serve,
+The actor starts the process (forked by the zygote, :mod:`dspex.workers._zygote`), waits for it
+to serve,
 sends it each call it is given and replies when the process answers (OTP's deferred reply), so
 one worker runs many calls at once. Its supervisor restarts it, with a new process, when it
 exits; how it ends:
@@ -24,7 +25,6 @@ import asyncio
 import contextlib
 import itertools
 import logging
-import sys
 from typing import Any
 
 import msgspec
@@ -45,6 +45,7 @@ from dspex.workers._frames import (
     frame,
     from_worker,
 )
+from dspex.workers._zygote import WorkerProcess, start_worker
 
 log = logging.getLogger("dspex.workers")
 
@@ -89,6 +90,26 @@ class Call(msgspec.Struct, frozen=True):
     timeout: float | None
 
 
+class Prepare(msgspec.Struct, frozen=True):
+    """Build module ``key`` from its pickled ``spec`` now, replying once it is built (or
+    failing with why it does not build)."""
+
+    key: int
+    spec: bytes
+
+
+class WorkerTraceback(Exception):
+    """The cause of an error raised in a worker process: its traceback there, as text (the
+    exceptions of DSPy and LiteLLM stay in the worker)."""
+
+    def __init__(self, text: str):
+        super().__init__(text)
+        self.text = text
+
+    def __str__(self) -> str:
+        return f"\n\n(in the dspy worker process)\n{self.text}"
+
+
 class Forget(msgspec.Struct, frozen=True):
     """Module ``key`` stopped: the worker may drop it."""
 
@@ -115,15 +136,9 @@ class WorkerActor(Actor):
         self.requests = 0
         # calls whose caller gave up, until the process answers them: their kill timers
         self.cancelled: dict[int, asyncio.TimerHandle] = {}
-        self.proc = await asyncio.create_subprocess_exec(
-            sys.executable,
-            "-m",
-            "dspex.workers._main",
-            stdin=asyncio.subprocess.PIPE,
-            stdout=asyncio.subprocess.PIPE,
-        )
-        # The process imports DSPy (seconds): the actor is up at once, and takes calls once
-        # the process says Ready, so that its siblings start at the same time.
+        self.proc: WorkerProcess | None = None
+        # The first worker waits for the zygote to import DSPy (seconds): the actor is up at
+        # once, and takes calls once its process says Ready, so its siblings start meanwhile.
         self.start_task(self._receive())
 
     async def handle_call(self, msg: Any, caller: Caller) -> Any:
@@ -139,6 +154,13 @@ class WorkerActor(Actor):
             caller.on_abandon(lambda: self._abandoned(call_id))
             if self._spent():
                 self._drain()
+            return NOREPLY
+        if isinstance(msg, Prepare):
+            call_id = next(self.ids)
+            self._send(Build(msg.key, msg.spec, call_id))
+            self.built.add(msg.key)
+            self.pending[call_id] = caller
+            self.slot.in_flight += 1
             return NOREPLY
         return await super().handle_call(msg, caller)
 
@@ -157,26 +179,31 @@ class WorkerActor(Actor):
         self.slot.ref = None
         for timer in self.cancelled.values():
             timer.cancel()
-        await self._end_process(5.0)
+        if self.proc is not None:
+            await self.proc.close(5.0)
 
     # -- the process ------------------------------------------------------------------------
 
     def _send(self, message: ToWorker) -> None:
-        stdin = self.proc.stdin
-        assert stdin is not None
-        stdin.write(frame(message))
+        assert self.proc is not None
+        self.proc.writer.write(frame(message))
 
     async def _read(self) -> Any:
-        stdout = self.proc.stdout
-        assert stdout is not None
-        (size,) = HEADER.unpack(await stdout.readexactly(HEADER.size))
-        return from_worker.decode(await stdout.readexactly(size))
+        assert self.proc is not None
+        reader = self.proc.reader
+        (size,) = HEADER.unpack(await reader.readexactly(HEADER.size))
+        return from_worker.decode(await reader.readexactly(size))
 
     async def _receive(self) -> None:
         """Wait for the process to serve, then answer each call as the process answers it;
         exit when the process ends (or does not start)."""
         import cloudpickle
 
+        try:
+            proc = self.proc = await asyncio.wait_for(start_worker(), START_TIMEOUT)
+        except (OSError, TimeoutError, asyncio.TimeoutError) as exc:
+            self.stop(("worker_start_failed", f"{type(exc).__name__}: {exc}"))
+            return
         try:
             ready = await asyncio.wait_for(self._read(), START_TIMEOUT)
             if not isinstance(ready, Ready):
@@ -203,12 +230,14 @@ class WorkerActor(Actor):
                 if isinstance(msg, Done):
                     caller.reply(cloudpickle.loads(msg.result))
                 elif isinstance(msg, Failed):
-                    caller.fail(cloudpickle.loads(msg.error))
+                    error = cloudpickle.loads(msg.error)
+                    if msg.cause is not None:
+                        error.__cause__ = WorkerTraceback(msg.cause)
+                    caller.fail(error)
                 if self._spent():
                     self._drain()
         except (asyncio.IncompleteReadError, ConnectionError):
-            code = await self.proc.wait()
-            self.stop(("worker_exit", code))
+            self.stop(("worker_exit", await proc.wait()))
 
     def _abandoned(self, call_id: int) -> None:
         """The caller of ``call_id`` stopped waiting: cancel the call in the process, and
@@ -227,14 +256,13 @@ class WorkerActor(Actor):
     def _overdue(self, call_id: int) -> None:
         """A cancelled call did not stop within the grace period: kill the process (its
         other calls are retried elsewhere; the supervisor starts a new one)."""
-        if self.cancelled.pop(call_id, None) is not None and self.proc.returncode is None:
+        if self.cancelled.pop(call_id, None) is not None and self.proc is not None:
             log.warning(
                 "dspy worker %s did not stop a cancelled call within %.1f s: killing it",
                 self.slot.pid,
                 self.settings.grace,
             )
-            with contextlib.suppress(ProcessLookupError):
-                self.proc.kill()
+            self.proc.kill()
 
     def _spent(self) -> bool:
         settings, slot = self.settings, self.slot
@@ -248,19 +276,7 @@ class WorkerActor(Actor):
         if not self.pending:
             self.stop("normal")
 
-    async def _kill(self) -> int:
-        with contextlib.suppress(ProcessLookupError):
-            self.proc.kill()
+    async def _kill(self) -> int | None:
+        assert self.proc is not None
+        self.proc.kill()
         return await self.proc.wait()
-
-    async def _end_process(self, timeout: float) -> None:
-        proc = self.proc
-        if proc.returncode is None:
-            if proc.stdin is not None:
-                proc.stdin.close()  # the worker exits at end of file
-            try:
-                await asyncio.wait_for(proc.wait(), timeout)
-            except (TimeoutError, asyncio.TimeoutError):
-                with contextlib.suppress(ProcessLookupError):
-                    proc.kill()
-                await proc.wait()

@@ -8,7 +8,6 @@ import pytest
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
 import dspex
-from dspex.backends.dspy import import_dspy
 from dspex.config import Config
 from dspex.errors import ConfigError
 from dspex.routing import GetMetrics, Outcome
@@ -106,9 +105,9 @@ async def test_auto_follows_the_metrics(rt: Runtime) -> None:
     assert (await rt.metrics()).modules["Predict"]["dspy"].calls >= 5
 
 
-@pytest.mark.parametrize("config", [Config(adaptive={"explore_rate": 1.0})])
+@pytest.mark.parametrize("config", [Config(adaptive={"explore_rate": 1.0}, preload_dspy=True)])
 async def test_auto_keeps_sampling_the_other_implementation(rt: Runtime) -> None:
-    await import_dspy(gc_freeze=rt.config.gc_freeze)  # explored once loaded (test_explore.py)
+    # explored once the dspy implementation takes calls (test_explore.py): preloaded here
     predict = await dspex.Predict.create("question -> answer")
     assert (await predict(question="q")).implementation == "dspy"  # always explore
 

@@ -39,8 +39,9 @@ from dspex.testing import ScriptedLM, respond
 async def main():
     async with ScriptedLM(respond(answer="Paris")) as server:
         lm = dspex.LM("openai/x", api_base=server.base_url, api_key="k")
-        # auto, and every call explores: each would go to dspy if DSPy were loaded
-        config = dspex.Config(adaptive={{"explore_rate": 1.0}}, gc_freeze={freeze})
+        # auto, and every call explores: each would go to dspy if DSPy were loaded (in this
+        # process: tests/workers has the same for worker processes)
+        config = dspex.Config(adaptive={{"explore_rate": 1.0}}, gc_freeze={freeze}, dspy_workers=0)
         async with dspex.Runtime(lm=lm, config=config):
             predict = await dspex.Predict.create("question -> answer")
             # (a call that waited for the import would wait for ever: cut at 60 s)

@@ -27,7 +27,7 @@ from dspex.errors import ConfigError, LMError, Timeout, Unavailable
 from dspex.runtime import Runtime
 from dspex.testing import Reply, ScriptedLM, respond
 from dspex.workers import WorkerBackend
-from dspex.workers._worker import WorkerSlot
+from dspex.workers._worker import WorkerSlot, WorkerTraceback
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -59,15 +59,14 @@ async def until(check: Any, seconds: float = 60.0) -> None:
 async def test_calls_run_in_worker_processes(
     server: ScriptedLM, spans: InMemorySpanExporter
 ) -> None:
-    config = Config(dspy_workers=2)
-    async with Runtime(lm=lm_of(server), config=config) as rt:
+    async with Runtime(lm=lm_of(server), config=Config()) as rt:  # the default: one per core
         qa = await dspex.Predict.create("question -> answer", implementation="dspy")
         preds = await asyncio.gather(*(qa(question=f"q{i}") for i in range(10)))
         assert {p.answer for p in preds} == {"Paris"}
         assert {p.implementation for p in preds} == {"dspy"}
         assert preds[0].usage["total_tokens"] > 0  # token usage comes back with the call
         pids = {slot.pid for slot in workers(rt)}
-        assert len(pids) == 2
+        assert len(pids) == len(os.sched_getaffinity(0))
         assert os.getpid() not in pids
         # each call's time in its worker is a span under the call's execute span
         finished = spans.get_finished_spans()
@@ -84,6 +83,18 @@ async def test_calls_run_in_worker_processes(
         with pytest.raises(LMError) as info:
             await qa(question="q")
         assert info.value.status == 500
+        # what it was raised from stays in the worker; its traceback there is the cause
+        assert isinstance(info.value.__cause__, WorkerTraceback)
+        assert "litellm.InternalServerError" in str(info.value.__cause__)
+
+
+async def test_exploring_stays_on_native_until_the_workers_take_calls(server: ScriptedLM) -> None:
+    async with Runtime(lm=lm_of(server), config=Config(adaptive={"explore_rate": 1.0})) as rt:
+        qa = await dspex.Predict.create("question -> answer")
+        # every call explores dspy; none waits for the workers, which the first one starts
+        assert (await qa(question="q")).implementation == "native"
+        await until(lambda: any(slot.accepting for slot in workers(rt)))
+        assert (await qa(question="q")).implementation == "dspy"
 
 
 def test_the_service_process_never_imports_dspy(tmp_path: Path) -> None:
@@ -98,8 +109,7 @@ def test_the_service_process_never_imports_dspy(tmp_path: Path) -> None:
         async def main():
             async with ScriptedLM(respond(answer="Paris")) as server:
                 lm = dspex.LM("openai/scripted", api_base=server.base_url, api_key="k")
-                config = dspex.Config(dspy_workers=1)
-                async with dspex.Runtime(lm=lm, config=config):
+                async with dspex.Runtime(lm=lm):  # the defaults: workers, exploring dspy
                     qa = await dspex.ChainOfThought.create(
                         "question -> answer", implementation="dspy"
                     )
@@ -214,7 +224,8 @@ async def test_workers_are_recycled_without_failing_a_call(server: ScriptedLM) -
 
 
 def test_workers_die_with_the_service(tmp_path: Path) -> None:
-    """The service is killed with SIGKILL: its workers exit too, no orphan is left."""
+    """The service is killed with SIGKILL: its workers and their zygote exit too, no orphan
+    is left."""
     script = textwrap.dedent(
         """
         import asyncio, sys
@@ -229,7 +240,9 @@ def test_workers_die_with_the_service(tmp_path: Path) -> None:
                     slots = rt.backends["dspy"].slots
                     while not all(s.accepting for s in slots):
                         await asyncio.sleep(0.05)
-                    print(" ".join(str(s.pid) for s in slots), flush=True)
+                    from dspex.workers._zygote import zygote_pid
+                    pids = [zygote_pid(), *(s.pid for s in slots)]
+                    print(" ".join(str(pid) for pid in pids), flush=True)
                     await asyncio.sleep(600)
 
         asyncio.run(main())
@@ -245,7 +258,7 @@ def test_workers_die_with_the_service(tmp_path: Path) -> None:
         reader.start()
         reader.join(180)
         pids = [int(p) for p in line[0].split()]
-        assert len(pids) == 2
+        assert len(pids) == 3
         os.kill(service.pid, signal.SIGKILL)
         service.wait(10)
         deadline = time.monotonic() + 15

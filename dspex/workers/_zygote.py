@@ -1,0 +1,314 @@
+"""Worker processes forked from one process that has imported DSPy once: the zygote.
+
+Importing DSPy and LiteLLM takes seconds and ~250 MB; a worker started as a new interpreter
+would pay that on every start and restart. The zygote (``python -m dspex.workers._zygote``,
+one per service process, started on the first worker's start) pays it once, then forks each
+worker: a worker starts in milliseconds and shares the imported modules' memory with its
+siblings, copy on write.
+
+The service and the zygote talk over a Unix socket: the service sends a spawn request (its
+``sys.path``, working directory and environment, so the worker imports and reads what the
+service would) with the worker's end of a new socket pair attached; the zygote forks, and
+answers the child's pid with the read end of a pipe on which it writes the child's exit code
+once it has reaped it.
+The worker speaks frames (:mod:`dspex.workers._frames`) on its socket.
+
+Nothing outlives the service: the zygote exits when its socket to the service closes (the
+service exited, however it died), and each worker dies with the zygote (``PR_SET_PDEATHSIG``)
+and exits when its own socket closes.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import concurrent.futures
+import contextlib
+import os
+import select
+import signal
+import socket
+import struct
+import subprocess
+import sys
+import threading
+
+import msgspec
+
+#: The length of a request, and the pid or exit code of an answer.
+_INT = struct.Struct(">i")
+#: How long the zygote may take to import DSPy and say it serves.
+START_TIMEOUT = 120.0
+
+
+class Spawn(msgspec.Struct, frozen=True):
+    """What a new worker starts from: the service's import path, working directory and
+    environment as they are when it starts (as a new subprocess would see them)."""
+
+    path: list[str]
+    cwd: str
+    env: dict[str, str]
+
+
+# -- the service's side -----------------------------------------------------------------------
+
+
+class WorkerProcess:
+    """A worker forked by the zygote, seen from the service: its pid, the stream of its
+    frames, and its exit code once the zygote has reaped it (None if the zygote died first)."""
+
+    def __init__(self, pid: int, sock: socket.socket, status: int):
+        self.pid = pid
+        self._sock = sock
+        self._status_fd = status
+        self.returncode: int | None = None
+        self._exited: asyncio.Future[int | None] | None = None
+        self.reader: asyncio.StreamReader
+        self.writer: asyncio.StreamWriter
+
+    async def open(self) -> None:
+        """Attach the worker's socket and exit status to the running event loop."""
+        self.reader, self.writer = await asyncio.open_unix_connection(sock=self._sock)
+        loop = asyncio.get_running_loop()
+        exited = self._exited = loop.create_future()
+        status = os.fdopen(self._status_fd, "rb", buffering=0)
+
+        def on_status() -> None:
+            data = status.read(_INT.size)
+            loop.remove_reader(status.fileno())
+            status.close()
+            code = _INT.unpack(data)[0] if len(data) == _INT.size else None
+            self.returncode = code
+            if not exited.done():
+                exited.set_result(code)
+
+        os.set_blocking(self._status_fd, False)
+        loop.add_reader(status.fileno(), on_status)
+
+    async def wait(self) -> int | None:
+        """The exit code (negative: the signal that killed it), once the worker has ended."""
+        assert self._exited is not None
+        return await asyncio.shield(self._exited)
+
+    def kill(self) -> None:
+        """SIGKILL the worker, unless it has been reaped already."""
+        if self.returncode is None:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(self.pid, signal.SIGKILL)
+
+    async def close(self, timeout: float) -> None:
+        """Close its socket (the worker exits at end of file); kill it if it has not ended
+        ``timeout`` seconds later."""
+        if self.returncode is None:
+            self.writer.close()
+            try:
+                await asyncio.wait_for(self.wait(), timeout)
+            except (TimeoutError, asyncio.TimeoutError):
+                self.kill()
+                await self.wait()
+
+
+class Zygote:
+    """The service's handle on the zygote process; :func:`spawn` uses one per process."""
+
+    def __init__(self) -> None:
+        ours, theirs = socket.socketpair()
+        try:
+            self.proc = subprocess.Popen(
+                [sys.executable, "-m", "dspex.workers._zygote", str(theirs.fileno())],
+                pass_fds=(theirs.fileno(),),
+                stdin=subprocess.DEVNULL,
+            )
+        finally:
+            theirs.close()
+        self.sock = ours
+        ours.settimeout(START_TIMEOUT)
+        if ours.recv(1) != b"R":
+            self.close()
+            raise OSError("the dspy worker zygote exited while importing DSPy")
+        ours.settimeout(None)
+
+    def spawn(self) -> tuple[int, socket.socket, int]:
+        """Fork a worker: its pid, the service's end of its socket, its exit-status pipe."""
+        ours, theirs = socket.socketpair()
+        try:
+            request = msgspec.msgpack.encode(Spawn(list(sys.path), os.getcwd(), dict(os.environ)))
+            socket.send_fds(self.sock, [_INT.pack(len(request)), request], [theirs.fileno()])
+        finally:
+            theirs.close()
+        data, fds, _, _ = socket.recv_fds(self.sock, _INT.size, 1)
+        if len(data) != _INT.size or len(fds) != 1:
+            for fd in fds:
+                os.close(fd)
+            ours.close()
+            raise OSError("the dspy worker zygote exited")
+        return _INT.unpack(data)[0], ours, fds[0]
+
+    def close(self) -> None:
+        self.sock.close()
+        with contextlib.suppress(subprocess.TimeoutExpired):
+            self.proc.wait(5)
+
+
+_lock = threading.Lock()
+_zygote: Zygote | None = None
+
+
+def spawn() -> tuple[int, socket.socket, int]:
+    """Fork a worker from this process's zygote, starting the zygote first if it is not
+    running (or has died). Blocks: call it in a thread. Raises OSError when no zygote starts."""
+    global _zygote
+    with _lock:
+        for attempt in range(2):
+            if _zygote is None:
+                _zygote = Zygote()
+            try:
+                return _zygote.spawn()
+            except OSError:
+                _zygote.close()
+                _zygote = None
+                if attempt:
+                    raise
+        raise AssertionError("unreachable")
+
+
+def _discard(spawned: concurrent.futures.Future[tuple[int, socket.socket, int]]) -> None:
+    if spawned.exception() is None:
+        _, sock, status = spawned.result()
+        sock.close()
+        os.close(status)
+
+
+def zygote_pid() -> int | None:
+    """The pid of this process's zygote, if one has been started."""
+    zygote = _zygote
+    return None if zygote is None else zygote.proc.pid
+
+
+async def start_worker() -> WorkerProcess:
+    """A new worker, forked off the event loop (the first one waits for the zygote's start).
+
+    The fork is asked for from a daemon thread of its own: a zygote still importing DSPy when
+    the service exits must not hold up its exit (the zygote then exits too)."""
+    spawned: concurrent.futures.Future[tuple[int, socket.socket, int]]
+    spawned = concurrent.futures.Future()
+    spawned.set_running_or_notify_cancel()  # so that a cancelled wait cannot cancel it
+
+    def run() -> None:
+        try:
+            spawned.set_result(spawn())
+        except BaseException as exc:
+            spawned.set_exception(exc)
+
+    threading.Thread(target=run, name="dspex-worker-spawn", daemon=True).start()
+    try:
+        pid, sock, status = await asyncio.wrap_future(spawned)
+    except asyncio.CancelledError:
+        spawned.add_done_callback(_discard)  # forked for nobody: closed, so that it exits
+        raise
+    worker = WorkerProcess(pid, sock, status)
+    await worker.open()
+    return worker
+
+
+# -- the zygote process -----------------------------------------------------------------------
+
+
+def _recv_exactly(sock: socket.socket, size: int) -> bytes:
+    chunks, left = [], size
+    while left:
+        chunk = sock.recv(left)
+        if not chunk:
+            os._exit(0)
+        chunks.append(chunk)
+        left -= len(chunk)
+    return b"".join(chunks)
+
+
+def _serve(sock: socket.socket) -> None:
+    """Fork a worker per request; report each child's exit code on its status pipe."""
+    statuses: dict[int, int] = {}  # child pid -> the write end of its status pipe
+    wake_r, wake_w = os.pipe()
+    os.set_blocking(wake_w, False)
+    signal.set_wakeup_fd(wake_w)
+    signal.signal(signal.SIGCHLD, lambda *_: None)  # wakes select through wake_w
+    while True:
+        readable, _, _ = select.select([sock.fileno(), wake_r], [], [])
+        if wake_r in readable:
+            os.read(wake_r, 4096)
+            _reap(statuses)
+        if sock.fileno() not in readable:
+            continue
+        header, fds, _, _ = socket.recv_fds(sock, _INT.size, 1)
+        if len(header) < _INT.size or not fds:  # the service closed the socket, or died
+            os._exit(0)
+        request = msgspec.msgpack.decode(_recv_exactly(sock, _INT.unpack(header)[0]), type=Spawn)
+        read_end, write_end = os.pipe()
+        pid = os.fork()
+        if pid == 0:
+            signal.set_wakeup_fd(-1)
+            signal.signal(signal.SIGCHLD, signal.SIG_DFL)
+            for fd in (sock.fileno(), wake_r, wake_w, read_end, write_end, *statuses.values()):
+                os.close(fd)
+            _run_worker(fds[0], request)
+        os.close(fds[0])
+        statuses[pid] = write_end
+        socket.send_fds(sock, [_INT.pack(pid)], [read_end])
+        os.close(read_end)
+
+
+def _reap(statuses: dict[int, int]) -> None:
+    while True:
+        try:
+            pid, status = os.waitpid(-1, os.WNOHANG)
+        except ChildProcessError:
+            return
+        if pid == 0:
+            return
+        fd = statuses.pop(pid, None)
+        if fd is not None:
+            with contextlib.suppress(OSError):
+                os.write(fd, _INT.pack(os.waitstatus_to_exitcode(status)))
+            os.close(fd)
+
+
+def _run_worker(fd: int, request: Spawn) -> None:
+    """In the forked child: serve frames on ``fd`` until it closes; never returns."""
+    code = 1
+    try:
+        sys.path[:] = request.path
+        os.chdir(request.cwd)
+        os.environ.clear()
+        os.environ.update(request.env)
+        from dspex.lm._launcher import die_with_parent
+        from dspex.workers._main import serve
+
+        die_with_parent(signal.SIGKILL)
+        asyncio.run(serve(fd))
+        code = 0
+    except BaseException:
+        import traceback
+
+        traceback.print_exc()
+    finally:
+        os._exit(code)
+
+
+def main() -> None:
+    """The zygote: import what a worker runs, say so, then fork workers until the service
+    closes the socket (``argv[1]`` is its file descriptor)."""
+    sock = socket.socket(fileno=int(sys.argv[1]))
+    os.dup2(2, 1)  # what a program prints goes to stderr, not anywhere near the frames
+    from dspex._dspy_import import warm
+
+    warm(gc_freeze=True).result()  # DSPy and LiteLLM, then gc.freeze(): shared by every fork
+    import dspex.workers._main  # noqa: F401  (the worker's own code, imported once)
+
+    for thread in threading.enumerate():  # fork only a single-threaded process
+        if thread is not threading.main_thread():
+            thread.join()
+    sock.sendall(b"R")
+    _serve(sock)
+
+
+if __name__ == "__main__":
+    main()
