@@ -13,7 +13,15 @@ from dspex.actors import (
     Exit,
     is_normal_exit,
 )
-from dspex.config import AdaptiveConfig, CircuitConfig, Config, Rollout, Shadow, WorkerConfig
+from dspex.config import (
+    AdaptiveConfig,
+    CircuitConfig,
+    Config,
+    RayWorkers,
+    Rollout,
+    Shadow,
+    WorkerConfig,
+)
 from dspex.errors import (
     ActorError,
     ActorExited,
@@ -110,6 +118,7 @@ __all__ = [
     "Predict",
     "Prediction",
     "ProgramOfThought",
+    "RayWorkers",
     "ReAct",
     "Refine",
     "Rollout",

@@ -249,6 +249,40 @@ class WorkerConfig(msgspec.Struct, metaclass=_Strict, frozen=True, kw_only=True)
         _check("workers.grace", is_positive_number(self.grace), "seconds > 0", self.grace)
 
 
+class RayWorkers(msgspec.Struct, metaclass=_Strict, frozen=True, kw_only=True):
+    """The dspy implementation's workers as Ray actors, across the machines of a Ray cluster:
+    ``Config(dspy_workers=RayWorkers(num=4, num_cpus=1, address="ray://head:10001"))``.
+    Needs ``pip install "dspex[ray]"``, and dspex and DSPy installed on every node.
+
+    The workers are the same as local ones (each runs many calls at once, supervised by dspex,
+    its calls retried once when it dies); Ray's own restarts and retries are off, and the
+    actors are spread over the nodes. Raises ConfigError for an unknown key or a bad value.
+    """
+
+    num: int | None = None
+    """Workers to start (None: the cluster's CPUs divided by ``num_cpus``, at least 1)."""
+    num_cpus: float = 1.0
+    """CPUs Ray reserves for each worker."""
+    address: str | None = None
+    """The Ray cluster to connect to (None: the one this process runs already, else a new
+    local one, as ``ray.init()`` does)."""
+
+    def __post_init__(self) -> None:
+        _check(
+            "RayWorkers.num",
+            self.num is None or (_integer(self.num) and self.num >= 1),
+            "None or an int >= 1",
+            self.num,
+        )
+        _check("RayWorkers.num_cpus", is_positive_number(self.num_cpus), "> 0", self.num_cpus)
+        _check(
+            "RayWorkers.address",
+            self.address is None or isinstance(self.address, str),
+            "None or a str",
+            self.address,
+        )
+
+
 class Rollout(msgspec.Struct, metaclass=_Strict, frozen=True, kw_only=True):
     """A canary rollout of native for one module type.
 
@@ -379,11 +413,11 @@ class Config(msgspec.Struct, metaclass=_Strict, frozen=True, kw_only=True):
     module alone stops, its handle raises `ModuleStopped`, and the others keep serving."""
     max_seconds: float = 5.0
     """The window, in seconds, of `max_restarts`."""
-    dspy_workers: int = msgspec.field(default_factory=lambda: cores())
+    dspy_workers: int | RayWorkers = msgspec.field(default_factory=cores)
     """Worker processes the dspy implementation runs in (each its own event loop, many calls at
     once), started with the first dspy call, or at start with `preload_dspy`; default: the
-    cores this process may use (at least 1); 0 runs DSPy in this process, on worker threads.
-    Read when the runtime starts."""
+    cores this process may use (at least 1); 0 runs DSPy in this process, on worker threads;
+    a `RayWorkers` runs them as Ray actors across a cluster. Read when the runtime starts."""
     workers: WorkerConfig = WorkerConfig()
     """The worker processes' recycling and cancellation: a `WorkerConfig` or a dict of its
     keys."""
@@ -427,7 +461,12 @@ class Config(msgspec.Struct, metaclass=_Strict, frozen=True, kw_only=True):
             value = getattr(self, key)
             _check(key, _integer(value) and value >= 1, "an int >= 1", value)
         workers = self.dspy_workers
-        _check("dspy_workers", _integer(workers) and workers >= 0, "an int >= 0", workers)
+        _check(
+            "dspy_workers",
+            isinstance(workers, RayWorkers) or (_integer(workers) and workers >= 0),
+            "an int >= 0 or a RayWorkers",
+            workers,
+        )
         _check(
             "call_timeout",
             self.call_timeout is None or is_positive_number(self.call_timeout),
@@ -576,11 +615,11 @@ def _from_text(key: str, raw: str, kind: Any) -> Any:
         if text.lower() in _TRUE | _FALSE:
             return text.lower() in _TRUE
         raise ConfigError(f"{key} must be true or false, got {raw!r}")
-    if kind in (int, float, float | None):
+    if kind in (int, float, float | None, int | RayWorkers):
         if kind == float | None and text.lower() in ("", "none"):
             return None
         try:
-            return int(text) if kind is int else float(text)
+            return float(text) if float in getattr(kind, "__args__", (kind,)) else int(text)
         except ValueError:
             raise ConfigError(f"{key} must be a number, got {raw!r}") from None
     return text

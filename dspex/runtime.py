@@ -10,7 +10,8 @@ import itertools
 import logging
 import signal
 import weakref
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
+from importlib.util import find_spec
 from types import TracebackType
 from typing import Any
 
@@ -18,7 +19,7 @@ from dspex.actors import SHUTDOWN, ActorRef, Node, is_normal_exit
 from dspex.backends._spec import Backend
 from dspex.backends.dspy import DSPyBackend, import_dspy
 from dspex.backends.native import NativeBackend
-from dspex.config import Config
+from dspex.config import Config, RayWorkers
 from dspex.errors import (
     ActorError,
     ConfigError,
@@ -53,7 +54,8 @@ from dspex.supervision import (
     SupervisorRef,
 )
 from dspex.workers import WorkerActor, WorkerBackend
-from dspex.workers._worker import WorkerSettings, WorkerSlot, WorkerStart
+from dspex.workers._worker import Link, WorkerSettings, WorkerSlot, WorkerStart
+from dspex.workers._zygote import start_worker
 
 log = logging.getLogger("dspex.runtime")
 
@@ -183,8 +185,19 @@ class Runtime:
             raise Unavailable("the dspy workers' supervisor is not running")
         assert isinstance(ref, DynamicSupervisorRef)
         config = self.config
+        where = config.dspy_workers
+        start: Callable[[], Awaitable[Link]] = start_worker
+        if isinstance(where, RayWorkers):
+            import anyio.to_thread
+
+            from dspex.workers._ray import connect, start_ray_worker
+
+            count = await anyio.to_thread.run_sync(connect, where)
+            start = functools.partial(start_ray_worker, where)
+        else:
+            count = where
         woken = asyncio.Event()
-        slots = [WorkerSlot(i, woken) for i in range(config.dspy_workers)]
+        slots = [WorkerSlot(i, woken) for i in range(count)]
         workers = config.workers
         settings = WorkerSettings(
             max_requests=workers.max_requests,
@@ -197,7 +210,7 @@ class Runtime:
                 ChildSpec(
                     id=("dspy-worker", slot.index),
                     start=WorkerActor,
-                    args=(WorkerStart(slot, settings),),
+                    args=(WorkerStart(slot, settings, start),),
                     name=f"dspex.dspy-worker.{slot.index}",
                     shutdown=10.0,
                     max_restarts=config.max_restarts,
@@ -337,6 +350,10 @@ class Runtime:
                 dspy.ready if isinstance(dspy, WorkerBackend) else None,
             )
             self.registry.validate(config)
+            if isinstance(config.dspy_workers, RayWorkers) and find_spec("ray") is None:
+                raise ConfigError(
+                    'dspy_workers=RayWorkers(...) needs Ray: pip install "dspex[ray]"'
+                )
             if config.preload_dspy and not config.dspy_workers:
                 await import_dspy(gc_freeze=config.gc_freeze)
             self.routing.snapshot = RoutingSnapshot(0, config, self.registry, {}, {})

@@ -282,9 +282,22 @@ def test_dspy_workers_and_their_settings() -> None:
     config = Config.from_env({"DSPEX_DSPY_WORKERS": "2", "DSPEX_WORKERS_MAX_RSS_MB": "800"})
     assert (config.dspy_workers, config.workers.max_rss_mb) == (2, 800.0)
     assert Config(workers={"max_requests": 100}).workers == WorkerConfig(max_requests=100)
-    with pytest.raises(ConfigError, match=r"dspy_workers must be an int >= 0, got -1"):
+    with pytest.raises(ConfigError, match=r"dspy_workers must be an int >= 0 or a Ray\w+, got -1"):
         Config(dspy_workers=-1)
     with pytest.raises(ConfigError, match=r"workers.grace must be seconds > 0"):
         Config(workers={"grace": 0})
     with pytest.raises(ConfigError, match=r"workers.max_requests must be None or an int >= 1"):
         Config(workers={"max_requests": 0})
+
+
+def test_ray_workers_are_configured_clearly() -> None:
+    ray = dspex.RayWorkers(num=3)
+    assert Config(dspy_workers=ray).dspy_workers == ray
+    with pytest.raises(ConfigError, match=r"RayWorkers.num must be None or an int >= 1, got 0"):
+        dspex.RayWorkers(num=0)
+    with pytest.raises(ConfigError, match=r"RayWorkers.num_cpus must be > 0, got 0"):
+        dspex.RayWorkers(num_cpus=0)
+    with pytest.raises(ConfigError, match=r"unknown config key 'workers'; known: num, num_cpus"):
+        dspex.RayWorkers(workers=2)  # type: ignore[call-arg]
+    with pytest.raises(ConfigError, match=r"dspy_workers must be an int >= 0 or a RayWorkers"):
+        Config(dspy_workers="ray")  # type: ignore[arg-type]

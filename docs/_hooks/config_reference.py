@@ -40,6 +40,8 @@ def field_docs() -> dict[str, dict[str, str]]:
 
 
 def _default(info: msgspec.structs.FieldInfo) -> str:
+    if info.default_factory is config_module.cores:
+        return "the cores (at least 1)"
     if info.default_factory is not msgspec.NODEFAULT:
         value = info.default_factory()
     else:
@@ -91,6 +93,13 @@ def reference() -> str:
 `Config(dspy_workers=2, workers={{"max_requests": 10000}})`, or one variable per key.
 
 {_table(c.WorkerConfig, "workers", nested)}
+
+## RayWorkers: the dspy workers on Ray
+
+`Config(dspy_workers=dspex.RayWorkers(num=8, address="ray://head:10001"))`; see
+[Where DSPy runs](workers.md#on-ray).
+
+{_table(c.RayWorkers, "RayWorkers", {})}
 
 ## rollout: a canary of native, per module type
 

@@ -85,7 +85,20 @@ to_worker = msgspec.msgpack.Decoder(ToWorker)
 from_worker = msgspec.msgpack.Decoder(FromWorker)
 
 
+def encode(message: ToWorker | FromWorker) -> bytes:
+    """``message``'s bytes (a frame's body)."""
+    return _encoder.encode(message)
+
+
 def frame(message: ToWorker | FromWorker) -> bytes:
     """``message`` as one frame: its length, then its bytes."""
     body = _encoder.encode(message)
     return HEADER.pack(len(body)) + body
+
+
+class WorkerGone(Exception):
+    """The worker at the other end has ended; ``code``: its exit code, if known."""
+
+    def __init__(self, code: int | None):
+        super().__init__(code)
+        self.code = code

@@ -52,20 +52,16 @@ def rss() -> int:
 
 
 class Worker:
-    """The worker's state: its modules (built on first use) and its calls in flight."""
+    """The worker's state: its modules (built on first use) and its calls in flight; ``send``
+    delivers each answer (a frame on the socket, or a Ray call's result)."""
 
-    def __init__(self, out: int, backend: DSPyBackend):
-        self.out = out
+    def __init__(self, send: Callable[[FromWorker], None], backend: DSPyBackend):
+        self.send = send
         self.backend = backend
         self.specs: dict[int, bytes] = {}
         self.instances: dict[int, asyncio.Future[Any]] = {}
         self.tasks: dict[int, asyncio.Task[Any]] = {}  # each call's work, by id
         self.answering: set[asyncio.Task[None]] = set()  # what answers each call
-
-    def send(self, message: FromWorker) -> None:
-        data = memoryview(frame(message))
-        while data:
-            data = data[os.write(self.out, data) :]
 
     def handle(self, message: ToWorker) -> None:
         if isinstance(message, Run):
@@ -189,12 +185,24 @@ def read_frames(fd: int, deliver: Callable[[ToWorker | None], None]) -> None:
         deliver(to_worker.decode(body))
 
 
+def worker_backend() -> DSPyBackend:
+    """The in-process dspy implementation a worker runs its calls on: sync modules in 32
+    threads, and a cancelled call ends when its thread does."""
+    executor = concurrent.futures.ThreadPoolExecutor(32, thread_name_prefix="dspex-dspy")
+    return DSPyBackend(executor, gc_freeze=True, finish_threads=True)
+
+
 async def serve(fd: int) -> None:
     """Serve the frames of socket ``fd`` until it closes (then exit the process)."""
-    executor = concurrent.futures.ThreadPoolExecutor(32, thread_name_prefix="dspex-dspy")
-    backend = DSPyBackend(executor, gc_freeze=True, finish_threads=True)
+    backend = worker_backend()
     await import_dspy(gc_freeze=True)
-    worker = Worker(fd, backend)
+
+    def send(message: FromWorker) -> None:
+        data = memoryview(frame(message))
+        while data:
+            data = data[os.write(fd, data) :]
+
+    worker = Worker(send, backend)
     loop = asyncio.get_running_loop()
     ended = loop.create_future()
 

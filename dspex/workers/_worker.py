@@ -25,7 +25,8 @@ import asyncio
 import contextlib
 import itertools
 import logging
-from typing import Any
+from collections.abc import Awaitable, Callable
+from typing import Any, Protocol
 
 import msgspec
 
@@ -33,19 +34,18 @@ from dspex.actors import NOREPLY, Actor, Caller
 from dspex.backends._spec import CallOptions
 from dspex.errors import ModuleError
 from dspex.workers._frames import (
-    HEADER,
     Build,
     Cancel,
     Done,
     Drop,
     Failed,
+    FromWorker,
     Ready,
     Run,
     ToWorker,
-    frame,
-    from_worker,
+    WorkerGone,
 )
-from dspex.workers._zygote import WorkerProcess, start_worker
+from dspex.workers._zygote import start_worker
 
 log = logging.getLogger("dspex.workers")
 
@@ -66,11 +66,12 @@ class WorkerSlot:
     """One worker's place in the pool: the live actor (``ref``, None while it restarts),
     whether it takes new calls and how many it runs. Written by the worker's actor only."""
 
-    __slots__ = ("accepting", "gone", "in_flight", "index", "pid", "ref", "rss", "woken")
+    __slots__ = ("accepting", "gone", "in_flight", "index", "link", "pid", "ref", "rss", "woken")
 
     def __init__(self, index: int, woken: asyncio.Event):
         self.index = index
         self.ref: Any = None
+        self.link: Link | None = None  # the worker's end (a Ray worker's: its actor handle)
         self.accepting = False
         self.gone = False  # its supervisor stopped restarting it
         self.in_flight = 0
@@ -116,11 +117,31 @@ class Forget(msgspec.Struct, frozen=True):
     key: int
 
 
+class Link(Protocol):
+    """The service's end of one worker: a process forked by the zygote
+    (:class:`~dspex.workers._zygote.WorkerProcess`) or a Ray actor
+    (:class:`~dspex.workers._ray.RayLink`)."""
+
+    def send(self, message: ToWorker) -> None:
+        """Send ``message`` to the worker (never blocks)."""
+
+    async def receive(self) -> FromWorker:
+        """The worker's next message; raises WorkerGone once the worker has ended."""
+
+    def kill(self) -> None:
+        """End the worker now."""
+
+    async def close(self, timeout: float) -> None:
+        """End the worker: ask, then kill it after ``timeout`` seconds."""
+
+
 class WorkerStart(msgspec.Struct, frozen=True):
-    """What a worker actor starts from: its slot and the settings."""
+    """What a worker actor starts from: its slot, the settings and how to start its worker
+    (``start``: a coroutine function returning its :class:`Link`)."""
 
     slot: WorkerSlot
     settings: WorkerSettings
+    start: Callable[[], Awaitable[Link]] = start_worker
 
 
 class WorkerActor(Actor):
@@ -136,7 +157,8 @@ class WorkerActor(Actor):
         self.requests = 0
         # calls whose caller gave up, until the process answers them: their kill timers
         self.cancelled: dict[int, asyncio.TimerHandle] = {}
-        self.proc: WorkerProcess | None = None
+        self.worker: Link | None = None  # the worker's end, once started
+        self.start_worker = start.start
         # The first worker waits for the zygote to import DSPy (seconds): the actor is up at
         # once, and takes calls once its process says Ready, so its siblings start meanwhile.
         self.start_task(self._receive())
@@ -176,23 +198,17 @@ class WorkerActor(Actor):
         # The calls still pending fail with ActorExited as the actor exits: the backend
         # retries them once on another worker.
         self.slot.accepting = False
-        self.slot.ref = None
+        self.slot.ref = self.slot.link = None
         for timer in self.cancelled.values():
             timer.cancel()
-        if self.proc is not None:
-            await self.proc.close(5.0)
+        if self.worker is not None:
+            await self.worker.close(5.0)
 
     # -- the process ------------------------------------------------------------------------
 
     def _send(self, message: ToWorker) -> None:
-        assert self.proc is not None
-        self.proc.writer.write(frame(message))
-
-    async def _read(self) -> Any:
-        assert self.proc is not None
-        reader = self.proc.reader
-        (size,) = HEADER.unpack(await reader.readexactly(HEADER.size))
-        return from_worker.decode(await reader.readexactly(size))
+        assert self.worker is not None
+        self.worker.send(message)
 
     async def _receive(self) -> None:
         """Wait for the process to serve, then answer each call as the process answers it;
@@ -200,25 +216,30 @@ class WorkerActor(Actor):
         import cloudpickle
 
         try:
-            proc = self.proc = await asyncio.wait_for(start_worker(), START_TIMEOUT)
-        except (OSError, TimeoutError, asyncio.TimeoutError) as exc:
+            link: Link = await asyncio.wait_for(self.start_worker(), START_TIMEOUT)
+            self.worker = link
+        except Exception as exc:  # OSError, a timeout, Ray's errors
             self.stop(("worker_start_failed", f"{type(exc).__name__}: {exc}"))
             return
         try:
-            ready = await asyncio.wait_for(self._read(), START_TIMEOUT)
+            ready = await asyncio.wait_for(link.receive(), START_TIMEOUT)
             if not isinstance(ready, Ready):
                 raise ModuleError(f"a dspy worker sent {type(ready).__name__} before Ready")
-        except (asyncio.IncompleteReadError, ConnectionError, TimeoutError, asyncio.TimeoutError):
-            self.stop(("worker_start_failed", await self._kill()))
+        except (WorkerGone, TimeoutError, asyncio.TimeoutError) as exc:
+            link.kill()
+            self.stop(("worker_start_failed", f"{type(exc).__name__}: {exc}"))
             return
         slot = self.slot
         slot.ref, slot.pid, slot.in_flight, slot.rss = self.ref, ready.pid, 0, 0
+        slot.link = link
         slot.accepting = True
         slot.woken.set()  # wakes the calls waiting for a worker; later ones find it taking calls
         slot.woken.clear()
         try:
             while True:
-                msg = await self._read()
+                msg = await link.receive()
+                if isinstance(msg, Ready):
+                    continue
                 caller = self.pending.pop(msg.id, None)
                 self.slot.rss = msg.rss
                 if caller is None:  # its caller gave up: the process stopped it in time
@@ -236,8 +257,8 @@ class WorkerActor(Actor):
                     caller.fail(error)
                 if self._spent():
                     self._drain()
-        except (asyncio.IncompleteReadError, ConnectionError):
-            self.stop(("worker_exit", await proc.wait()))
+        except WorkerGone as gone:
+            self.stop(("worker_exit", gone.code))
 
     def _abandoned(self, call_id: int) -> None:
         """The caller of ``call_id`` stopped waiting: cancel the call in the process, and
@@ -256,13 +277,13 @@ class WorkerActor(Actor):
     def _overdue(self, call_id: int) -> None:
         """A cancelled call did not stop within the grace period: kill the process (its
         other calls are retried elsewhere; the supervisor starts a new one)."""
-        if self.cancelled.pop(call_id, None) is not None and self.proc is not None:
+        if self.cancelled.pop(call_id, None) is not None and self.worker is not None:
             log.warning(
                 "dspy worker %s did not stop a cancelled call within %.1f s: killing it",
                 self.slot.pid,
                 self.settings.grace,
             )
-            self.proc.kill()
+            self.worker.kill()
 
     def _spent(self) -> bool:
         settings, slot = self.settings, self.slot
@@ -275,8 +296,3 @@ class WorkerActor(Actor):
         self.slot.accepting = False
         if not self.pending:
             self.stop("normal")
-
-    async def _kill(self) -> int | None:
-        assert self.proc is not None
-        self.proc.kill()
-        return await self.proc.wait()

@@ -34,6 +34,8 @@ import threading
 
 import msgspec
 
+from dspex.workers._frames import HEADER, FromWorker, ToWorker, WorkerGone, frame, from_worker
+
 #: The length of a request, and the pid or exit code of an answer.
 _INT = struct.Struct(">i")
 #: How long the zygote may take to import DSPy and say it serves.
@@ -83,6 +85,18 @@ class WorkerProcess:
 
         os.set_blocking(self._status_fd, False)
         loop.add_reader(status.fileno(), on_status)
+
+    def send(self, message: ToWorker) -> None:
+        """Send ``message`` to the worker."""
+        self.writer.write(frame(message))
+
+    async def receive(self) -> FromWorker:
+        """The worker's next message; WorkerGone once it has ended."""
+        try:
+            (size,) = HEADER.unpack(await self.reader.readexactly(HEADER.size))
+            return from_worker.decode(await self.reader.readexactly(size))
+        except (asyncio.IncompleteReadError, ConnectionError):
+            raise WorkerGone(await self.wait()) from None
 
     async def wait(self) -> int | None:
         """The exit code (negative: the signal that killed it), once the worker has ended."""

@@ -1,0 +1,162 @@
+"""The dspy workers as Ray actors: everything of dspex that imports Ray is here.
+
+:class:`RayWorker` is the Ray actor: in a Ray worker process, the same
+:class:`~dspex.workers._main.Worker` a forked worker runs, each message of the protocol
+(:mod:`dspex.workers._frames`, msgspec-encoded) one actor call, whose result is the answer
+(empty for the messages that have none). :class:`RayLink` is the service's end of it, which a
+:class:`~dspex.workers.WorkerActor` owns as it owns a forked process: Ray's own restarts and
+retries are off (``max_restarts=0``, ``max_task_retries=0``), so a dead actor is a worker exit
+to dspex's supervisor, and dspex's restart intensity and retry-once rules apply. A call that
+never returns (``watch``) fails as the actor dies: that is how the service learns of a death
+while no call runs. Actors are placed with Ray's ``SPREAD`` strategy, over the nodes.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import functools
+import os
+import threading
+from typing import Any
+
+import ray
+
+from dspex.config import RayWorkers
+from dspex.workers._frames import (
+    Build,
+    FromWorker,
+    Ready,
+    Run,
+    ToWorker,
+    WorkerGone,
+    encode,
+    from_worker,
+    to_worker,
+)
+
+_lock = threading.Lock()
+
+
+def connect(config: RayWorkers) -> int:
+    """Join the Ray cluster ``config`` names (or the one this process runs, or a new local
+    one), once per process; the number of workers to start. Blocks: call it in a thread."""
+    with _lock:
+        if not ray.is_initialized():
+            ray.init(address=config.address, include_dashboard=False)
+    if config.num is not None:
+        return config.num
+    cpus = float(ray.cluster_resources().get("CPU", 1.0))  # type: ignore[no-untyped-call]
+    return max(1, int(cpus // config.num_cpus))
+
+
+class RayWorker:
+    """The Ray actor: a dspy worker (see the module's docstring)."""
+
+    def __init__(self) -> None:
+        from dspex.workers._main import Worker, worker_backend
+
+        self.worker = Worker(self._answer, worker_backend())
+        self.waiting: dict[int, asyncio.Future[FromWorker]] = {}
+
+    async def ready(self) -> bytes:
+        """Import DSPy, then say Ready."""
+        from dspex.backends.dspy import import_dspy
+
+        await import_dspy(gc_freeze=True)
+        return encode(Ready(os.getpid()))
+
+    async def handle(self, data: bytes) -> bytes:
+        """One message: its answer once there is one (a Run's, a Build's with an id), else
+        nothing."""
+        message: ToWorker = to_worker.decode(data)
+        if not isinstance(message, (Run, Build)) or not message.id:
+            self.worker.handle(message)
+            return b""
+        answer = self.waiting[message.id] = asyncio.get_running_loop().create_future()
+        self.worker.handle(message)
+        return encode(await answer)
+
+    async def watch(self) -> None:
+        """Never returns: its call fails when the actor dies."""
+        await asyncio.Event().wait()
+
+    def _answer(self, message: FromWorker) -> None:
+        if isinstance(message, Ready):
+            return
+        answer = self.waiting.pop(message.id, None)
+        if answer is not None and not answer.done():
+            answer.set_result(message)
+
+
+@functools.cache
+def _actor_class() -> Any:
+    return ray.remote(RayWorker)
+
+
+class RayLink:
+    """The service's end of one :class:`RayWorker` (a :class:`~dspex.workers._worker.Link`)."""
+
+    def __init__(self, actor: Any):
+        self.actor = actor
+        self.answers: asyncio.Queue[FromWorker | WorkerGone] = asyncio.Queue()
+        self.tasks: set[asyncio.Task[None]] = set()
+        self._start(self.actor.ready.remote())
+        self._start(self._watch())
+
+    def _start(self, awaitable: Any) -> None:
+        task = asyncio.ensure_future(
+            self._deliver(awaitable) if isinstance(awaitable, ray.ObjectRef) else awaitable
+        )
+        self.tasks.add(task)
+        task.add_done_callback(self.tasks.discard)
+
+    async def _deliver(self, ref: ray.ObjectRef[bytes]) -> None:
+        try:
+            data = await ref
+        except ray.exceptions.RayError:  # the actor died (its watch says so too)
+            self.answers.put_nowait(WorkerGone(None))
+            return
+        if data:
+            self.answers.put_nowait(from_worker.decode(data))
+
+    async def _watch(self) -> None:
+        with contextlib.suppress(ray.exceptions.RayError):
+            await self.actor.watch.remote()
+        self.answers.put_nowait(WorkerGone(None))
+
+    def send(self, message: ToWorker) -> None:
+        """Send ``message`` as one actor call; its answer, if any, arrives by :meth:`receive`."""
+        self._start(self.actor.handle.remote(encode(message)))
+
+    async def receive(self) -> FromWorker:
+        """The worker's next answer; WorkerGone once the actor has died."""
+        answer = await self.answers.get()
+        if isinstance(answer, WorkerGone):
+            raise answer
+        return answer
+
+    def kill(self) -> None:
+        """Kill the actor (Ray does not restart it)."""
+        ray.kill(self.actor, no_restart=True)
+
+    async def close(self, timeout: float) -> None:
+        """Kill the actor: it holds nothing to finish once dspex has drained its calls."""
+        self.kill()
+        for task in list(self.tasks):
+            task.cancel()
+
+
+async def start_ray_worker(config: RayWorkers) -> RayLink:
+    """A new worker as a Ray actor (joining the cluster first, off the event loop)."""
+    import anyio.to_thread
+
+    await anyio.to_thread.run_sync(connect, config)
+    actor = _actor_class().options(
+        num_cpus=config.num_cpus,
+        max_restarts=0,
+        max_task_retries=0,
+        max_concurrency=10_000,
+        scheduling_strategy="SPREAD",
+    )
+    return RayLink(actor.remote())

@@ -1,0 +1,104 @@
+"""The dspy workers as Ray actors, on a real local Ray (2 CPUs) running real DSPy against a
+real HTTP LM: calls served and traced, and a worker killed with ``ray.kill`` mid-call handled
+by dspex's rules (the call retried once elsewhere, the worker replaced)."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import time
+from collections.abc import AsyncIterator, Iterator
+from typing import Any
+
+import pytest
+from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+
+import dspex
+from dspex.config import Config
+from dspex.runtime import Runtime
+from dspex.testing import RecordedRequest, Reply, ScriptedLM, respond
+from dspex.workers import WorkerBackend
+from dspex.workers._worker import WorkerSlot
+
+ray = pytest.importorskip("ray")
+
+pytestmark = pytest.mark.ray
+
+
+@pytest.fixture(scope="module")
+def local_ray() -> Iterator[None]:
+    ray.init(num_cpus=2, include_dashboard=False)
+    yield
+    ray.shutdown()
+
+
+@pytest.fixture
+async def server() -> AsyncIterator[ScriptedLM]:
+    async with ScriptedLM(respond(answer="Paris"), strict=False) as lm:
+        yield lm
+
+
+def lm_of(server: ScriptedLM) -> dspex.LM:
+    return dspex.LM("openai/scripted", api_base=server.base_url, api_key="sk-test")
+
+
+def workers(rt: Runtime) -> list[WorkerSlot]:
+    backend = rt.backends["dspy"]
+    assert isinstance(backend, WorkerBackend)
+    return backend.slots
+
+
+async def until(check: Any, seconds: float = 120.0) -> None:
+    deadline = time.monotonic() + seconds
+    while not check():
+        assert time.monotonic() < deadline, "timed out waiting"
+        await asyncio.sleep(0.05)
+
+
+async def test_calls_are_served_by_ray_actors(
+    local_ray: None, server: ScriptedLM, spans: InMemorySpanExporter
+) -> None:
+    # num=None: one worker per CPU of the cluster (2)
+    config = Config(dspy_workers=dspex.RayWorkers(), preload_dspy=True)
+    async with Runtime(lm=lm_of(server), config=config) as rt:
+        slots = workers(rt)
+        assert len(slots) == 2
+        assert all(slot.accepting for slot in slots)
+        pids = {slot.pid for slot in slots}
+        assert len(pids) == 2
+        assert os.getpid() not in pids
+        qa = await dspex.ChainOfThought.create("question -> answer", implementation="dspy")
+        preds = await asyncio.gather(*(qa(question=f"q{i}") for i in range(20)))
+        assert {(p.answer, p.implementation) for p in preds} == {("Paris", "dspy")}
+        assert preds[0].usage["total_tokens"] > 0
+        assert len(server.requests) == 20
+        in_workers = [s for s in spans.get_finished_spans() if s.name == "dspex.dspy.worker"]
+        assert len(in_workers) == 20
+        assert {s.attributes["dspex.worker.pid"] for s in in_workers if s.attributes} <= pids
+
+
+async def test_an_actor_killed_mid_call_is_replaced_and_its_call_retried(
+    local_ray: None, server: ScriptedLM
+) -> None:
+    started = asyncio.Event()
+
+    async def slow(request: RecordedRequest) -> Reply:
+        started.set()
+        await asyncio.sleep(1.0)
+        return respond(answer="Paris")(request)
+
+    server.script = slow
+    config = Config(dspy_workers=dspex.RayWorkers(num=2), preload_dspy=True)
+    async with Runtime(lm=lm_of(server), config=config) as rt:
+        qa = await dspex.Predict.create("question -> answer", implementation="dspy")
+        call = asyncio.ensure_future(qa(question="q"))
+        await started.wait()
+        (busy,) = [slot for slot in workers(rt) if slot.in_flight]
+        killed_pid, link = busy.pid, busy.link
+        assert link is not None
+        ray.kill(link.actor, no_restart=True)  # type: ignore[attr-defined]
+        pred = await asyncio.wait_for(call, 60)  # retried on the other actor
+        assert pred.answer == "Paris"
+        # the killed actor's slot takes calls again, on a new actor
+        await until(lambda: busy.accepting and busy.pid != killed_pid)
+        assert (await qa(question="again")).answer == "Paris"
