@@ -23,7 +23,7 @@ import itertools
 from collections.abc import Awaitable, Callable, Mapping
 from typing import Any
 
-from opentelemetry import trace
+from opentelemetry import propagate, trace
 
 from dspex import telemetry
 from dspex.backends._spec import CallOptions, ModuleSpec
@@ -194,9 +194,14 @@ class WorkerBackend:
                 if trace.get_current_span().is_recording()
                 else None
             )
+            carrier: dict[str, str] | None = None
+            if span is not None:  # the worker's part is a child span: propagate the context
+                carrier = {}
+                propagate.inject(carrier, context=trace.set_span_in_context(span))
             try:
                 result: Prediction = await slot.ref.call(
-                    Call(instance.key, instance.spec, data, options, timeout), timeout=None
+                    Call(instance.key, instance.spec, data, options, timeout, carrier),
+                    timeout=None,
                 )
                 return result
             except (ActorExited, NoProc) as exc:  # the worker died with the call: once more

@@ -36,13 +36,27 @@ class Drop(msgspec.Struct, tag=True, frozen=True):
 
 class Run(msgspec.Struct, tag=True, frozen=True):
     """Call module ``key`` on the pickled ``inputs``; ``timeout`` is what is left of the
-    call's deadline, in seconds (None: none)."""
+    call's deadline, in seconds (None: none); ``trace``: the caller's trace context (W3C
+    headers) when the call is traced, so the worker records its part as a child span."""
 
     id: int
     key: int
     inputs: bytes
     options: CallOptions
     timeout: float | None = None
+    trace: dict[str, str] | None = None
+
+
+class SpanRecord(msgspec.Struct, frozen=True):
+    """A span the worker recorded (it exports nothing itself): its name, start and end in
+    nanoseconds since the epoch, attributes, and the error type if it failed. The service
+    emits it under the trace context its Run carried."""
+
+    name: str
+    start: int
+    end: int
+    attributes: dict[str, str | int | float | bool]
+    error: str | None = None
 
 
 class Cancel(msgspec.Struct, tag=True, frozen=True):
@@ -64,6 +78,7 @@ class Done(msgspec.Struct, tag=True, frozen=True):
     id: int
     result: bytes
     rss: int
+    span: SpanRecord | None = None
 
 
 class Failed(msgspec.Struct, tag=True, frozen=True):
@@ -75,6 +90,7 @@ class Failed(msgspec.Struct, tag=True, frozen=True):
     error: bytes
     rss: int
     cause: str | None = None
+    span: SpanRecord | None = None
 
 
 ToWorker = Build | Drop | Run | Cancel

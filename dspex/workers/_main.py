@@ -1,26 +1,36 @@
-"""A dspy worker: what a process forked by the zygote (:mod:`dspex.workers._zygote`) runs.
+"""The worker side: the zygote process (``python -m dspex.workers._main``) and the workers it
+forks (see :mod:`dspex.workers._zygote` for the service's side).
 
-It reads frames from its socket to the service and writes frames back on it, says
-:class:`~dspex.workers._frames.Ready`, and runs each call as a task of its own event loop on
-the in-process dspy implementation, many at once. It exits when the socket reaches end of
-file (the service closed it, or died).
+The zygote imports DSPy and LiteLLM, says so, then forks a worker per request and reports
+each one's exit code. A worker reads frames from its socket to the service and writes frames
+back on it, says :class:`~dspex.workers._frames.Ready`, and runs each call as a task of its
+own event loop on the in-process dspy implementation, many at once (:class:`Worker`, which a
+Ray actor runs too). It exits when the socket reaches end of file (the service closed it, or
+died).
 """
 
 from __future__ import annotations
 
 import asyncio
 import concurrent.futures
+import contextlib
 import os
+import select
+import signal
+import socket
 import sys
 import threading
+import time
 import traceback
 from collections.abc import Callable
 from typing import Any
 
 import cloudpickle
+import msgspec
 
 from dspex.backends.dspy import DSPyBackend, import_dspy
 from dspex.errors import DSPexError, ModuleError, Timeout
+from dspex.lm._launcher import die_with_parent
 from dspex.workers._frames import (
     HEADER,
     Build,
@@ -31,10 +41,12 @@ from dspex.workers._frames import (
     FromWorker,
     Ready,
     Run,
+    SpanRecord,
     ToWorker,
     frame,
     to_worker,
 )
+from dspex.workers._zygote import INT, Spawn
 
 _PAGE = os.sysconf("SC_PAGE_SIZE") if hasattr(os, "sysconf") else 4096
 
@@ -72,7 +84,9 @@ class Worker:
             if message.timeout is not None:  # the deadline, here too: stop its work at it
                 timer = loop.call_later(message.timeout, _expire, call, expired)
                 call.add_done_callback(lambda _: timer.cancel())
-            self.answering.add(answer := loop.create_task(self.answer(message, call, expired)))
+            started = time.time_ns()
+            answering = self.answer(message, call, expired, started)
+            self.answering.add(answer := loop.create_task(answering))
             answer.add_done_callback(self.answering.discard)
         elif isinstance(message, Cancel):
             running = self.tasks.get(message.id)
@@ -113,9 +127,12 @@ class Worker:
         inputs = cloudpickle.loads(message.inputs)
         return await self.backend.execute(instance, inputs, message.options)
 
-    async def answer(self, message: Run, call: asyncio.Task[Any], expired: list[bool]) -> None:
+    async def answer(
+        self, message: Run, call: asyncio.Task[Any], expired: list[bool], started: int
+    ) -> None:
         """Answer ``message`` once its call is over: not before, whatever cancelled it (a call
-        stuck in a thread ends when the thread returns; until then the service sees it run)."""
+        stuck in a thread ends when the thread returns; until then the service sees it run).
+        A traced call's answer carries its span, from its arrival to its end."""
         await asyncio.wait({call})
         self.tasks.pop(message.id, None)
         result: Done | Failed
@@ -136,6 +153,14 @@ class Worker:
                     message.id,
                     ModuleError(f"the prediction cannot be sent back: {type(exc).__name__}: {exc}"),
                 )
+        if message.trace is not None:
+            failure = None
+            if isinstance(result, Failed):
+                raised = None if call.cancelled() else call.exception()
+                failure = "Timeout" if raised is None else type(as_dspex_error(raised)).__name__
+            attributes: dict[str, str | int | float | bool] = {"dspex.worker.pid": os.getpid()}
+            span = SpanRecord("dspex.dspy.call", started, time.time_ns(), attributes, failure)
+            result = msgspec.structs.replace(result, span=span)
         self.send(result)
 
     @staticmethod
@@ -214,3 +239,102 @@ async def serve(fd: int) -> None:
     threading.Thread(target=read_frames, args=(fd, deliver), daemon=True).start()
     worker.send(Ready(os.getpid()))
     await ended
+
+
+# -- the zygote -------------------------------------------------------------------------------
+
+
+def _recv_exactly(sock: socket.socket, size: int) -> bytes:
+    chunks, left = [], size
+    while left:
+        chunk = sock.recv(left)
+        if not chunk:
+            os._exit(0)
+        chunks.append(chunk)
+        left -= len(chunk)
+    return b"".join(chunks)
+
+
+def _serve(sock: socket.socket) -> None:
+    """Fork a worker per request; report each child's exit code on its status pipe."""
+    statuses: dict[int, int] = {}  # child pid -> the write end of its status pipe
+    wake_r, wake_w = os.pipe()
+    os.set_blocking(wake_w, False)
+    signal.set_wakeup_fd(wake_w)
+    signal.signal(signal.SIGCHLD, lambda *_: None)  # wakes select through wake_w
+    while True:
+        readable, _, _ = select.select([sock.fileno(), wake_r], [], [])
+        if wake_r in readable:
+            os.read(wake_r, 4096)
+            _reap(statuses)
+        if sock.fileno() not in readable:
+            continue
+        header, fds, _, _ = socket.recv_fds(sock, INT.size, 1)
+        if len(header) < INT.size or not fds:  # the service closed the socket, or died
+            os._exit(0)
+        request = msgspec.msgpack.decode(_recv_exactly(sock, INT.unpack(header)[0]), type=Spawn)
+        read_end, write_end = os.pipe()
+        pid = os.fork()
+        if pid == 0:
+            signal.set_wakeup_fd(-1)
+            signal.signal(signal.SIGCHLD, signal.SIG_DFL)
+            for fd in (sock.fileno(), wake_r, wake_w, read_end, write_end, *statuses.values()):
+                os.close(fd)
+            _run_worker(fds[0], request)
+        os.close(fds[0])
+        statuses[pid] = write_end
+        socket.send_fds(sock, [INT.pack(pid)], [read_end])
+        os.close(read_end)
+
+
+def _reap(statuses: dict[int, int]) -> None:
+    while True:
+        try:
+            pid, status = os.waitpid(-1, os.WNOHANG)
+        except ChildProcessError:
+            return
+        if pid == 0:
+            return
+        fd = statuses.pop(pid, None)
+        if fd is not None:
+            with contextlib.suppress(OSError):
+                os.write(fd, INT.pack(os.waitstatus_to_exitcode(status)))
+            os.close(fd)
+
+
+def _run_worker(fd: int, request: Spawn) -> None:
+    """In the forked child: serve frames on ``fd`` until it closes; never returns."""
+    code = 1
+    try:
+        sys.path[:] = request.path
+        os.chdir(request.cwd)
+        os.environ.clear()
+        os.environ.update(request.env)
+        die_with_parent(signal.SIGKILL)
+        asyncio.run(serve(fd))
+        code = 0
+    except BaseException:
+        import traceback
+
+        traceback.print_exc()
+    finally:
+        os._exit(code)
+
+
+def main() -> None:
+    """The zygote: import what a worker runs, say so, then fork workers until the service
+    closes the socket (``argv[1]`` is its file descriptor)."""
+    sock = socket.socket(fileno=int(sys.argv[1]))
+    os.dup2(2, 1)  # what a program prints goes to stderr, not anywhere near the frames
+    from dspex._dspy_import import warm
+
+    warm(gc_freeze=True).result()  # DSPy and LiteLLM, then gc.freeze(): shared by every fork
+    for thread in threading.enumerate():  # fork only a single-threaded process
+        if thread is not threading.main_thread():
+            thread.join()
+    sock.sendall(b"R")
+    _serve(sock)
+
+
+if __name__ == "__main__":
+    main()

@@ -29,7 +29,10 @@ from collections.abc import Awaitable, Callable
 from typing import Any, Protocol
 
 import msgspec
+from opentelemetry import propagate
+from opentelemetry.trace import StatusCode
 
+from dspex import telemetry
 from dspex.actors import NOREPLY, Actor, Caller
 from dspex.backends._spec import CallOptions
 from dspex.errors import ModuleError
@@ -42,6 +45,7 @@ from dspex.workers._frames import (
     FromWorker,
     Ready,
     Run,
+    SpanRecord,
     ToWorker,
     WorkerGone,
 )
@@ -82,13 +86,15 @@ class WorkerSlot:
 
 class Call(msgspec.Struct, frozen=True):
     """Run module ``key`` (pickled ``spec``, sent to a worker the first time) on pickled
-    ``inputs``; ``timeout``: what is left of the call's deadline."""
+    ``inputs``; ``timeout``: what is left of the call's deadline; ``trace``: the trace
+    context of a traced call (the worker's span is emitted under it)."""
 
     key: int
     spec: bytes
     inputs: bytes
     options: CallOptions
     timeout: float | None
+    trace: dict[str, str] | None = None
 
 
 class Prepare(msgspec.Struct, frozen=True):
@@ -144,6 +150,20 @@ class WorkerStart(msgspec.Struct, frozen=True):
     start: Callable[[], Awaitable[Link]] = start_worker
 
 
+def emit(record: SpanRecord, trace: dict[str, str]) -> None:
+    """Emit a span a worker recorded, as a child of the span ``trace`` propagated to it."""
+    span = telemetry.tracer.start_span(
+        record.name,
+        context=propagate.extract(trace),
+        start_time=record.start,
+        attributes=record.attributes,
+    )
+    if record.error is not None:
+        span.set_attribute(telemetry.ERROR_TYPE, record.error)
+        span.set_status(StatusCode.ERROR)
+    span.end(end_time=record.end)
+
+
 class WorkerActor(Actor):
     """Owns one worker process; see the module's docstring."""
 
@@ -153,6 +173,7 @@ class WorkerActor(Actor):
         self.settings: WorkerSettings = start.settings
         self.ids = itertools.count(1)
         self.pending: dict[int, Caller] = {}
+        self.traces: dict[int, dict[str, str]] = {}  # the trace context of each traced call
         self.built: set[int] = set()
         self.requests = 0
         # calls whose caller gave up, until the process answers them: their kill timers
@@ -169,8 +190,10 @@ class WorkerActor(Actor):
                 self._send(Build(msg.key, msg.spec))
                 self.built.add(msg.key)
             call_id = next(self.ids)
-            self._send(Run(call_id, msg.key, msg.inputs, msg.options, msg.timeout))
+            self._send(Run(call_id, msg.key, msg.inputs, msg.options, msg.timeout, msg.trace))
             self.pending[call_id] = caller
+            if msg.trace is not None:
+                self.traces[call_id] = msg.trace
             self.slot.in_flight += 1
             self.requests += 1
             caller.on_abandon(lambda: self._abandoned(call_id))
@@ -242,6 +265,9 @@ class WorkerActor(Actor):
                     continue
                 caller = self.pending.pop(msg.id, None)
                 self.slot.rss = msg.rss
+                trace = self.traces.pop(msg.id, None)
+                if msg.span is not None and trace is not None:
+                    emit(msg.span, trace)
                 if caller is None:  # its caller gave up: the process stopped it in time
                     timer = self.cancelled.pop(msg.id, None)
                     if timer is not None:

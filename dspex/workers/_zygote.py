@@ -1,7 +1,7 @@
 """Worker processes forked from one process that has imported DSPy once: the zygote.
 
 Importing DSPy and LiteLLM takes seconds and ~250 MB; a worker started as a new interpreter
-would pay that on every start and restart. The zygote (``python -m dspex.workers._zygote``,
+would pay that on every start and restart. The zygote (``python -m dspex.workers._main``,
 one per service process, started on the first worker's start) pays it once, then forks each
 worker: a worker starts in milliseconds and shares the imported modules' memory with its
 siblings, copy on write.
@@ -24,7 +24,6 @@ import asyncio
 import concurrent.futures
 import contextlib
 import os
-import select
 import signal
 import socket
 import struct
@@ -36,8 +35,8 @@ import msgspec
 
 from dspex.workers._frames import HEADER, FromWorker, ToWorker, WorkerGone, frame, from_worker
 
-#: The length of a request, and the pid or exit code of an answer.
-_INT = struct.Struct(">i")
+#: The length of a request, and the pid or exit code of an answer (the zygote's messages).
+INT = struct.Struct(">i")
 #: How long the zygote may take to import DSPy and say it serves.
 START_TIMEOUT = 120.0
 
@@ -75,10 +74,10 @@ class WorkerProcess:
         status = os.fdopen(self._status_fd, "rb", buffering=0)
 
         def on_status() -> None:
-            data = status.read(_INT.size)
+            data = status.read(INT.size)
             loop.remove_reader(status.fileno())
             status.close()
-            code = _INT.unpack(data)[0] if len(data) == _INT.size else None
+            code = INT.unpack(data)[0] if len(data) == INT.size else None
             self.returncode = code
             if not exited.done():
                 exited.set_result(code)
@@ -128,7 +127,7 @@ class Zygote:
         ours, theirs = socket.socketpair()
         try:
             self.proc = subprocess.Popen(
-                [sys.executable, "-m", "dspex.workers._zygote", str(theirs.fileno())],
+                [sys.executable, "-m", "dspex.workers._main", str(theirs.fileno())],
                 pass_fds=(theirs.fileno(),),
                 stdin=subprocess.DEVNULL,
             )
@@ -146,16 +145,16 @@ class Zygote:
         ours, theirs = socket.socketpair()
         try:
             request = msgspec.msgpack.encode(Spawn(list(sys.path), os.getcwd(), dict(os.environ)))
-            socket.send_fds(self.sock, [_INT.pack(len(request)), request], [theirs.fileno()])
+            socket.send_fds(self.sock, [INT.pack(len(request)), request], [theirs.fileno()])
         finally:
             theirs.close()
-        data, fds, _, _ = socket.recv_fds(self.sock, _INT.size, 1)
-        if len(data) != _INT.size or len(fds) != 1:
+        data, fds, _, _ = socket.recv_fds(self.sock, INT.size, 1)
+        if len(data) != INT.size or len(fds) != 1:
             for fd in fds:
                 os.close(fd)
             ours.close()
             raise OSError("the dspy worker zygote exited")
-        return _INT.unpack(data)[0], ours, fds[0]
+        return INT.unpack(data)[0], ours, fds[0]
 
     def close(self) -> None:
         self.sock.close()
@@ -222,107 +221,3 @@ async def start_worker() -> WorkerProcess:
     worker = WorkerProcess(pid, sock, status)
     await worker.open()
     return worker
-
-
-# -- the zygote process -----------------------------------------------------------------------
-
-
-def _recv_exactly(sock: socket.socket, size: int) -> bytes:
-    chunks, left = [], size
-    while left:
-        chunk = sock.recv(left)
-        if not chunk:
-            os._exit(0)
-        chunks.append(chunk)
-        left -= len(chunk)
-    return b"".join(chunks)
-
-
-def _serve(sock: socket.socket) -> None:
-    """Fork a worker per request; report each child's exit code on its status pipe."""
-    statuses: dict[int, int] = {}  # child pid -> the write end of its status pipe
-    wake_r, wake_w = os.pipe()
-    os.set_blocking(wake_w, False)
-    signal.set_wakeup_fd(wake_w)
-    signal.signal(signal.SIGCHLD, lambda *_: None)  # wakes select through wake_w
-    while True:
-        readable, _, _ = select.select([sock.fileno(), wake_r], [], [])
-        if wake_r in readable:
-            os.read(wake_r, 4096)
-            _reap(statuses)
-        if sock.fileno() not in readable:
-            continue
-        header, fds, _, _ = socket.recv_fds(sock, _INT.size, 1)
-        if len(header) < _INT.size or not fds:  # the service closed the socket, or died
-            os._exit(0)
-        request = msgspec.msgpack.decode(_recv_exactly(sock, _INT.unpack(header)[0]), type=Spawn)
-        read_end, write_end = os.pipe()
-        pid = os.fork()
-        if pid == 0:
-            signal.set_wakeup_fd(-1)
-            signal.signal(signal.SIGCHLD, signal.SIG_DFL)
-            for fd in (sock.fileno(), wake_r, wake_w, read_end, write_end, *statuses.values()):
-                os.close(fd)
-            _run_worker(fds[0], request)
-        os.close(fds[0])
-        statuses[pid] = write_end
-        socket.send_fds(sock, [_INT.pack(pid)], [read_end])
-        os.close(read_end)
-
-
-def _reap(statuses: dict[int, int]) -> None:
-    while True:
-        try:
-            pid, status = os.waitpid(-1, os.WNOHANG)
-        except ChildProcessError:
-            return
-        if pid == 0:
-            return
-        fd = statuses.pop(pid, None)
-        if fd is not None:
-            with contextlib.suppress(OSError):
-                os.write(fd, _INT.pack(os.waitstatus_to_exitcode(status)))
-            os.close(fd)
-
-
-def _run_worker(fd: int, request: Spawn) -> None:
-    """In the forked child: serve frames on ``fd`` until it closes; never returns."""
-    code = 1
-    try:
-        sys.path[:] = request.path
-        os.chdir(request.cwd)
-        os.environ.clear()
-        os.environ.update(request.env)
-        from dspex.lm._launcher import die_with_parent
-        from dspex.workers._main import serve
-
-        die_with_parent(signal.SIGKILL)
-        asyncio.run(serve(fd))
-        code = 0
-    except BaseException:
-        import traceback
-
-        traceback.print_exc()
-    finally:
-        os._exit(code)
-
-
-def main() -> None:
-    """The zygote: import what a worker runs, say so, then fork workers until the service
-    closes the socket (``argv[1]`` is its file descriptor)."""
-    sock = socket.socket(fileno=int(sys.argv[1]))
-    os.dup2(2, 1)  # what a program prints goes to stderr, not anywhere near the frames
-    from dspex._dspy_import import warm
-
-    warm(gc_freeze=True).result()  # DSPy and LiteLLM, then gc.freeze(): shared by every fork
-    import dspex.workers._main  # noqa: F401  (the worker's own code, imported once)
-
-    for thread in threading.enumerate():  # fork only a single-threaded process
-        if thread is not threading.main_thread():
-            thread.join()
-    sock.sendall(b"R")
-    _serve(sock)
-
-
-if __name__ == "__main__":
-    main()

@@ -78,6 +78,25 @@ async def test_calls_run_in_worker_processes(
             assert span.parent.span_id in executes
             assert span.attributes is not None
             assert span.attributes["dspex.worker.pid"] in pids
+        # the worker's own part, recorded there under the context propagated to it, is a
+        # child of that span, in the same trace, down from the call's route span
+        by_id = {s.context.span_id: s for s in finished}
+        calls = [s for s in finished if s.name == "dspex.dspy.call"]
+        assert len(calls) == 10
+        for span in calls:
+            assert span.parent is not None
+            parent = by_id[span.parent.span_id]
+            assert parent.name == "dspex.dspy.worker"
+            assert span.context.trace_id == parent.context.trace_id
+            assert parent.start_time <= span.start_time <= span.end_time <= parent.end_time
+            assert span.attributes is not None
+            assert parent.attributes is not None
+            assert span.attributes["dspex.worker.pid"] == parent.attributes["dspex.worker.pid"]
+            ancestors = []
+            while span.parent is not None and span.parent.span_id in by_id:
+                span = by_id[span.parent.span_id]
+                ancestors.append(span.name)
+            assert ancestors[:3] == ["dspex.dspy.worker", "dspex.module.execute", "dspex.route"]
         # the LM error of a call, raised in a worker, reaches the caller as itself
         server.script = lambda request: Reply("no", status=500)
         with pytest.raises(LMError) as info:
