@@ -134,14 +134,15 @@ async def dspex_runtime(
     otherwise bound the calls in flight per module), ``implementation_preference="native_first"``
     (so the adaptive policy's exploration does not mix dspy into native figures), and a native
     connection pool of ``callers`` (``max_connections``). Without ``url`` the LM is instant:
-    :class:`InstantClient` for native and :class:`InstantDSPyBackend` for dspy. ``config``
-    overrides the Config.
+    :class:`InstantClient` for native and :class:`InstantDSPyBackend` for dspy (in this process:
+    ``dspy_workers=0``). ``config`` overrides the Config.
     """
     settings: dict[str, Any] = {
         "implementation_preference": "native_first",
         "max_concurrency": callers,
         "mailbox_size": 2 * callers,
         "max_connections": callers,
+        **({} if url else {"dspy_workers": 0}),
         **config,
     }
     lm = dspex.LM("openai/bench", api_base=url or "http://127.0.0.1:9/v1", api_key="bench")

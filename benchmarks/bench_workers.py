@@ -95,7 +95,23 @@ async def contender(kind: str, url: str, args: Any) -> None:
         if workers:
             slots = rt.backends["dspy"].info()["workers"]  # type: ignore[attr-defined]
             result["worker_rss_mb"] = max(s["rss"] for s in slots) / 1e6
+            # forked from the zygote, workers share its pages: what each costs on its own
+            memory = [smaps(s["pid"]) for s in slots]
+            result["worker_pss_mb"] = max(m["Pss"] for m in memory) / 1e3
+            result["worker_private_mb"] = (
+                max(m["Private_Clean"] + m["Private_Dirty"] for m in memory) / 1e3
+            )
+            from dspex.workers._zygote import zygote_pid
+
+            result["zygote_rss_mb"] = smaps(zygote_pid() or 0)["Rss"] / 1e3
         finish(result)
+
+
+def smaps(pid: int) -> dict[str, int]:
+    """A process's memory totals in kB (Linux's /proc/PID/smaps_rollup)."""
+    with open(f"/proc/{pid}/smaps_rollup") as rollup:
+        lines = rollup.read().splitlines()[1:]
+    return {line.split(":")[0]: int(line.split()[1]) for line in lines}
 
 
 def rows(runs: dict[str, dict[str, float]]) -> list[Row]:
@@ -158,7 +174,15 @@ def rows(runs: dict[str, dict[str, float]]) -> list[Row]:
             "ms",
             target="reported",
         ),
-        Row("resident memory per worker", many["worker_rss_mb"], "MB", target="reported"),
+        Row("resident memory per worker (RSS)", many["worker_rss_mb"], "MB", target="reported"),
+        Row("memory per worker, its share (PSS)", many["worker_pss_mb"], "MB", target="reported"),
+        Row(
+            "memory per worker, its own (private)",
+            many["worker_private_mb"],
+            "MB",
+            target="reported",
+        ),
+        Row("the zygote's resident memory (once)", many["zygote_rss_mb"], "MB", target="reported"),
     ]
 
 

@@ -1,6 +1,6 @@
 """The long chaos run: 100,000 calls under faults, reconciled.
 
-    python benchmarks/chaos.py [--calls 100000] [--concurrency 50] [--seed 1] [--dspy-workers 2]
+    python benchmarks/chaos.py [--calls 100000] [--concurrency 50] [--seed 1] [--dspy-workers N]
 
 Native crashes 5%, LM 5xx 5%, LM hangs 1% (cut within each call's 2 s deadline), malformed and
 unparsable replies 2%. Prints the counts and writes benchmarks/results/chaos.json. Exits 1
@@ -32,7 +32,10 @@ def main() -> int:
     parser.add_argument("--concurrency", type=int, default=50)
     parser.add_argument("--seed", type=int, default=1)
     parser.add_argument(
-        "--dspy-workers", type=int, default=0, help="run dspy in worker processes (0: in process)"
+        "--dspy-workers",
+        type=int,
+        default=None,
+        help="dspy worker processes (default: Config's, one per core; 0: in process)",
     )
     args = parser.parse_args()
     logging.getLogger("dspex").setLevel(logging.CRITICAL)  # thousands of crash reports
@@ -87,7 +90,7 @@ def main() -> int:
         Row("module actor restarts", result.restarts, "", target="reported"),
         Row("fallbacks", result.fallbacks, "", target="reported"),
     ]
-    name = f"chaos_{args.dspy_workers}_workers" if args.dspy_workers else "chaos"
+    name = "chaos" if args.dspy_workers is None else f"chaos_{args.dspy_workers}_workers"
     return 0 if report(name, rows) else 1
 
 

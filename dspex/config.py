@@ -407,7 +407,7 @@ class Config(msgspec.Struct, metaclass=_Strict, frozen=True, kw_only=True):
     drain_timeout: float = 10.0
     """Seconds shutdown lets calls in flight finish before cancelling them."""
     max_connections: int = 100
-    """The native LM client's connection pool, per runtime."""
+    """The native LM client's connection pool, per runtime. Read when the runtime starts."""
     max_restarts: int = 100
     """Restarts each module may take within `max_seconds` (a budget of its own); past it that
     module alone stops, its handle raises `ModuleStopped`, and the others keep serving."""
@@ -420,12 +420,13 @@ class Config(msgspec.Struct, metaclass=_Strict, frozen=True, kw_only=True):
     a `RayWorkers` runs them as Ray actors across a cluster. Read when the runtime starts."""
     workers: WorkerConfig = WorkerConfig()
     """The worker processes' recycling and cancellation: a `WorkerConfig` or a dict of its
-    keys."""
+    keys. Read when the runtime starts."""
     preload_dspy: bool = False
     """Start the dspy implementation while the runtime starts instead of with the first dspy
     module or fallback, whose call would wait for it: the worker processes, each taking calls
     when the start returns (the first start in a process imports DSPy and LiteLLM, about 3-5 s,
-    in a process of its own); with `dspy_workers=0`, DSPy's import in this process."""
+    in a process of its own); with `dspy_workers=0`, DSPy's import in this process. Read when
+    the runtime starts."""
     gc_freeze: bool = True
     """Once DSPy and LiteLLM are imported, collect and `gc.freeze()` every object alive, so full
     collections skip those ~400,000 objects instead of pausing the loop ~0.2 s each.
@@ -548,6 +549,10 @@ class Config(msgspec.Struct, metaclass=_Strict, frozen=True, kw_only=True):
                 values[key] = _build(kind, values[key], key, from_text=True)
         config: Config = _build(cls, values, "", from_text=True)
         return config.replace(**overrides) if overrides else config
+
+
+#: The settings a runtime reads once, as it starts: ``Runtime.configure`` refuses to change them.
+START_KEYS = ("dspy_workers", "workers", "preload_dspy", "max_connections")
 
 
 _NESTED: dict[str, type[AdaptiveConfig] | type[CircuitConfig] | type[WorkerConfig]] = {

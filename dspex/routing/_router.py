@@ -10,7 +10,8 @@ import msgspec
 
 from dspex import telemetry
 from dspex.actors import Actor, Caller
-from dspex.config import Config, Implementation
+from dspex.config import START_KEYS, Config, Implementation
+from dspex.errors import ConfigError
 from dspex.routing._policy import Circuit, RoutingSnapshot
 from dspex.routing._registry import Registry
 
@@ -469,6 +470,12 @@ class RouterActor(Actor):
             try:
                 config = self.config.replace(**msg.changes)
                 self.registry.validate(config)
+                fixed = [k for k in START_KEYS if getattr(config, k) != getattr(self.config, k)]
+                if fixed:
+                    raise ConfigError(
+                        f"{', '.join(fixed)} cannot change at run time: read when the runtime "
+                        "starts; start a Runtime with the new Config instead"
+                    )
             except Exception as exc:  # a bad flag is the caller's error, never a router crash
                 caller.fail(exc)
                 return None

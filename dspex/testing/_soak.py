@@ -99,7 +99,7 @@ async def soak(
     lm_timeout: float | None = None,
     lm_retries: int = 3,
     config: Config | None = None,
-    dspy_workers: int = 0,
+    dspy_workers: int | None = None,
     seed: int = 0,
 ) -> SoakReport:
     """Run ``calls`` Predict and ChainOfThought calls, ``concurrency`` at a time, each with a
@@ -110,7 +110,8 @@ async def soak(
 
     The LM has ``timeout=lm_timeout`` (default: a quarter of the deadline, cutting hangs well
     inside it) and ``num_retries=lm_retries``. ``dspy_workers`` runs the dspy implementation
-    (the fallback) in that many worker processes (``Config.dspy_workers``). ``config`` replaces
+    (the fallback) in that many worker processes (``Config.dspy_workers``; None: its default,
+    one per core; 0: in this process). ``config`` replaces
     the runtime's chaos configuration, as is: its ``call_timeout`` is then the calls'
     deadline."""
     before = asyncio.all_tasks()
@@ -133,8 +134,9 @@ async def soak(
             max_concurrency=concurrency,
             mailbox_size=concurrency * 4,
             max_restarts=1000,
-            dspy_workers=dspy_workers,
         )
+        if dspy_workers is not None:
+            config = config.replace(dspy_workers=dspy_workers)
     deadline = config.call_timeout
     if lm_timeout is None:
         lm_timeout = deadline / 4 if deadline is not None else DEFAULT_TIMEOUT

@@ -62,8 +62,10 @@ class RayWorker:
     async def ready(self) -> bytes:
         """Import DSPy, then say Ready."""
         from dspex.backends.dspy import import_dspy
+        from dspex.workers._main import tune_gc
 
         await import_dspy(gc_freeze=True)
+        tune_gc()
         return encode(Ready(os.getpid()))
 
     async def handle(self, data: bytes) -> bytes:

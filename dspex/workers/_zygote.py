@@ -50,9 +50,6 @@ class Spawn(msgspec.Struct, frozen=True):
     env: dict[str, str]
 
 
-# -- the service's side -----------------------------------------------------------------------
-
-
 class WorkerProcess:
     """A worker forked by the zygote, seen from the service: its pid, the stream of its
     frames, and its exit code once the zygote has reaped it (None if the zygote died first)."""
@@ -135,9 +132,13 @@ class Zygote:
             theirs.close()
         self.sock = ours
         ours.settimeout(START_TIMEOUT)
-        if ours.recv(1) != b"R":
+        try:
+            if ours.recv(1) != b"R":
+                raise OSError("the dspy worker zygote exited while importing DSPy")
+        except OSError:  # that, or no answer within START_TIMEOUT
+            self.proc.kill()
             self.close()
-            raise OSError("the dspy worker zygote exited while importing DSPy")
+            raise
         ours.settimeout(None)
 
     def spawn(self) -> tuple[int, socket.socket, int]:

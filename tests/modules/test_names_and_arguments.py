@@ -71,6 +71,10 @@ async def test_configure_rejects_unknown_module_types_and_keys(rt: Runtime) -> N
         await rt.configure(rollout={"predict_typo": {"native_percent": 5}})
     with pytest.raises(ConfigError, match="'call_timout' \\(did you mean 'call_timeout'"):
         await rt.configure(call_timout=5)
+    # what the runtime read as it started cannot change under it, and says so
+    with pytest.raises(ConfigError, match=r"dspy_workers, workers cannot change at run time"):
+        await rt.configure(dspy_workers=7, workers={"grace": 9.0})
+    assert (await rt.configure(dspy_workers=rt.config.dspy_workers)) == before  # unchanged: fine
     assert rt.config == before
 
 
