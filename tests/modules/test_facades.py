@@ -253,3 +253,27 @@ async def test_stop_removes_the_module(rt: Runtime) -> None:
     await predict.stop()
     with pytest.raises((ActorExited, dspex.NoProc)):
         await predict(question="q")
+
+
+@pytest.mark.parametrize("module", [dspex.Predict, dspex.ChainOfThought])
+async def test_n_completions_are_every_one_and_the_same_on_both_implementations(
+    rt: Runtime, server: ScriptedLM, module: type[dspex.Predict]
+) -> None:
+    def two(request: RecordedRequest) -> Reply:
+        text = str(respond(answer="Paris", reasoning="r")(request).text)
+        return Reply([text, text.replace("Paris", "Lyon")])
+
+    server.script = two
+    qa = await module.create("question -> answer")
+    served = {
+        impl: await qa.execute({"question": "q"}, implementation=impl, n=2)
+        for impl in ("native", "dspy")
+    }
+    native, on_dspy = served["native"], served["dspy"]
+    assert native.completions is not None
+    assert [c["answer"] for c in native.completions] == ["Paris", "Lyon"]
+    assert on_dspy.completions == native.completions  # every completion, equal
+    assert (on_dspy.answer, on_dspy.implementation) == ("Paris", "dspy")
+    assert server.requests[0].body == server.requests[1].body  # the same request
+    assert server.requests[0].body is not None
+    assert server.requests[0].body["n"] == 2

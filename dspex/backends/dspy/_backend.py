@@ -212,8 +212,8 @@ def to_prediction(result: Any, output_names: tuple[str, ...]) -> Prediction:
         completions = getattr(result, "_completions", None)
         rows: list[dict[str, Any]] | None = None
         if completions is not None and len(completions) > 1:
-            keys = list(completions.keys())
-            rows = [{k: completions[k][i] for k in keys} for i in range(len(completions))]
+            columns = dict(completions.items())  # DSPy's Completions: field -> one value per row
+            rows = [{k: v[i] for k, v in columns.items()} for i in range(len(completions))]
         usage = result.get_lm_usage() if hasattr(result, "get_lm_usage") else None
         return Prediction(fields, implementation="dspy", completions=rows, usage=_flat_usage(usage))
     if isinstance(result, Mapping):
