@@ -1,8 +1,8 @@
 """One worker process, owned by a :class:`WorkerActor` in the service.
 
-The actor starts the process (forked by the zygote, :mod:`dspex.workers._zygote`), waits for it
-to serve,
-sends it each call it is given and replies when the process answers (OTP's deferred reply), so
+The actor starts its worker (a process forked by the zygote, :mod:`dspex.workers._zygote`, or
+a Ray actor, :mod:`dspex.workers._ray`: a :class:`Link` either way), waits for it to serve,
+sends it each call it is given and replies when the worker answers (OTP's deferred reply), so
 one worker runs many calls at once. Its supervisor restarts it, with a new process, when it
 exits; how it ends:
 
