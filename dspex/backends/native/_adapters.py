@@ -14,7 +14,8 @@ from typing import Any, ClassVar
 
 import msgspec
 
-from dspex.errors import ParseError, SignatureError
+from dspex._dspy_import import imported_class
+from dspex.errors import InputError, ParseError, SignatureError
 from dspex.signature import Field, Signature, SignatureLike, ensure_signature
 
 from ._parsing import ReplyParser, UnrecoverableParseError
@@ -35,6 +36,7 @@ _INCOMPLETE_PREFIX = (
 )
 _MISSING_IN_EXAMPLE = "Not supplied for this particular example. "
 _MISSING_IN_HISTORY = "Not supplied for this conversation history message. "
+_SKIP: Any = object()  # _sections: leave out the fields a mapping does not hold
 _STRUCTURE_INTRO = (
     "All interactions will be structured in the following way, with the appropriate values "
     "filled in."
@@ -67,6 +69,7 @@ class _Plan:
     __slots__ = (
         "all_names",
         "formats",
+        "history",
         "input_names",
         "inputs",
         "output_names",
@@ -75,6 +78,7 @@ class _Plan:
         "reminder",
         "reply",
         "system",
+        "turn_inputs",
     )
 
     def __init__(self, sig: Signature, adapter: Adapter) -> None:
@@ -87,6 +91,13 @@ class _Plan:
                 )
         self.inputs = _specs(sig.inputs)
         self.outputs = _specs(sig.outputs)
+        # A dspy.History input (DSPy takes the first) becomes user/assistant turns; the other
+        # inputs make up each turn's user message and the current one.
+        history = imported_class("dspy.adapters.types.history", "History")
+        self.history = next(
+            (f.name for f in sig.inputs if history is not None and f.annotation == history), None
+        )
+        self.turn_inputs = tuple(spec for spec in self.inputs if spec[0] != self.history)
         self.input_names = tuple(f.name for f in sig.inputs)
         self.output_names = tuple(f.name for f in sig.outputs)
         self.all_names = self.input_names + self.output_names
@@ -109,15 +120,15 @@ def _specs(fields: tuple[Field, ...]) -> tuple[FieldSpec, ...]:
 
 
 def _sections(
-    fields: tuple[FieldSpec, ...], values: Mapping[str, Any], missing: str | None = None
+    fields: tuple[FieldSpec, ...], values: Mapping[str, Any], missing: Any = _SKIP
 ) -> str:
     """The ``[[ ## name ## ]]\\nvalue`` blocks of ``fields``; a field not in ``values`` shows
-    ``missing``, or is left out when that is ``None``."""
+    ``missing``, or is left out by default."""
     parts = []
     for name, header, is_str in fields:
         if name in values:
             value = values[name]
-        elif missing is None:
+        elif missing is _SKIP:
             continue
         else:
             value = missing
@@ -180,7 +191,7 @@ class Adapter(abc.ABC):
         """Overridden by each adapter."""
 
     @abc.abstractmethod
-    def _assistant(self, plan: _Plan, values: Mapping[str, Any], missing: str) -> str:
+    def _assistant(self, plan: _Plan, values: Mapping[str, Any], missing: Any) -> str:
         """Overridden by each adapter."""
 
     @abc.abstractmethod
@@ -204,11 +215,40 @@ class Adapter(abc.ABC):
         messages: list[Message] = [{"role": "system", "content": plan.system}]
         if demos:
             self._demos(plan, demos, messages)
+        values = inputs or {}
+        if plan.history is not None and plan.history in values:
+            self._history(plan, values[plan.history], messages)
         # DSPy joins the blocks and the reminder with blank lines and strips the result; the
         # blocks start with a header and the reminder ends with a period, so only joins remain.
-        text = _sections(plan.inputs, inputs or {})
+        text = _sections(plan.turn_inputs, values)
         messages.append(_user(f"{text}\n\n{plan.reminder}" if text else plan.reminder))
         return messages
+
+    def _history(self, plan: _Plan, history: Any, messages: list[Message]) -> None:
+        """Append a ``dspy.History``'s turns as DSPy 3.4.1 does: each message's inputs as a user
+        message (with the output reminder when it holds any input), its outputs as an
+        assistant message (an output it lacks shows ``None``)."""
+        turns = getattr(history, "messages", None)
+        if not isinstance(turns, list) or not all(isinstance(t, Mapping) for t in turns):
+            raise InputError(
+                f"{plan.history} must be a dspy.History (messages: a list of dicts), "
+                f"got {type(history).__name__}"
+            )
+        for turn in turns:
+            if any(
+                (isinstance(v, Mapping) and "tool_calls" in v) or _is_tool_calls(v)
+                for v in turn.values()
+            ):
+                raise InputError(
+                    f"{plan.history} holds tool calls, which the native adapters do not "
+                    "format: run this module on dspy (implementation='dspy')"
+                )
+            text = _sections(plan.turn_inputs, turn)
+            if any(name in turn for name, _, _ in plan.turn_inputs):
+                messages.append(_user(f"{text}\n\n{plan.reminder}"))
+            elif text.rstrip():
+                messages.append(_user(text.rstrip()))
+            messages.append({"role": "assistant", "content": self._assistant(plan, turn, None)})
 
     def _demos(
         self, plan: _Plan, demos: Iterable[Mapping[str, Any]], messages: list[Message]
@@ -325,7 +365,7 @@ class ChatAdapter(Adapter):
             f"{listed}, and then ending with the marker for `[[ ## completed ## ]]`."
         )
 
-    def _assistant(self, plan: _Plan, values: Mapping[str, Any], missing: str) -> str:
+    def _assistant(self, plan: _Plan, values: Mapping[str, Any], missing: Any) -> str:
         return _sections(plan.outputs, values, missing).rstrip() + "\n\n[[ ## completed ## ]]\n"
 
     def _reader(self, reply: ReplyParser) -> Callable[[str], dict[str, Any]]:
@@ -375,7 +415,7 @@ class JSONAdapter(Adapter):
         listed = ", then ".join(f"`{f.name}`{reminder_type_info(f)}" for f in sig.outputs)
         return f"Respond with a JSON object in the following order of fields: {listed}."
 
-    def _assistant(self, plan: _Plan, values: Mapping[str, Any], missing: str) -> str:
+    def _assistant(self, plan: _Plan, values: Mapping[str, Any], missing: Any) -> str:
         return json_object_text({name: values.get(name, missing) for name in plan.output_names})
 
     def _reader(self, reply: ReplyParser) -> Callable[[str], dict[str, Any]]:
@@ -406,6 +446,11 @@ class JSONAdapter(Adapter):
             fmt = response_format(plan.reply.fields, support.response_schema)
             cached = plan.formats.setdefault(support, {"response_format": fmt})
         return {"response_format": _copy_json(cached["response_format"])}
+
+
+def _is_tool_calls(value: Any) -> bool:
+    tool_calls = imported_class("dspy.adapters.types.tool", "ToolCalls")
+    return tool_calls is not None and isinstance(value, tool_calls)
 
 
 def _copy_json(value: Any) -> Any:
