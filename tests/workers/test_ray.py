@@ -6,9 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import os
-import time
-from collections.abc import AsyncIterator, Iterator
-from typing import Any
+from collections.abc import Iterator
 
 import pytest
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
@@ -17,8 +15,8 @@ import dspex
 from dspex.config import Config
 from dspex.runtime import Runtime
 from dspex.testing import RecordedRequest, Reply, ScriptedLM, respond
-from dspex.workers import WorkerBackend
-from dspex.workers._worker import WorkerSlot
+
+from .support import lm_of, until, workers
 
 ray = pytest.importorskip("ray")
 
@@ -30,29 +28,6 @@ def local_ray() -> Iterator[None]:
     ray.init(num_cpus=2, include_dashboard=False)
     yield
     ray.shutdown()
-
-
-@pytest.fixture
-async def server() -> AsyncIterator[ScriptedLM]:
-    async with ScriptedLM(respond(answer="Paris"), strict=False) as lm:
-        yield lm
-
-
-def lm_of(server: ScriptedLM) -> dspex.LM:
-    return dspex.LM("openai/scripted", api_base=server.base_url, api_key="sk-test")
-
-
-def workers(rt: Runtime) -> list[WorkerSlot]:
-    backend = rt.backends["dspy"]
-    assert isinstance(backend, WorkerBackend)
-    return backend.slots
-
-
-async def until(check: Any, seconds: float = 120.0) -> None:
-    deadline = time.monotonic() + seconds
-    while not check():
-        assert time.monotonic() < deadline, "timed out waiting"
-        await asyncio.sleep(0.05)
 
 
 async def test_calls_are_served_by_ray_actors(

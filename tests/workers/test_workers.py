@@ -13,7 +13,6 @@ import sys
 import textwrap
 import threading
 import time
-from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
@@ -26,34 +25,11 @@ from dspex.config import Config
 from dspex.errors import ConfigError, LMError, Timeout, Unavailable
 from dspex.runtime import Runtime
 from dspex.testing import Reply, ScriptedLM, respond
-from dspex.workers import WorkerBackend
-from dspex.workers._worker import WorkerSlot, WorkerTraceback
+from dspex.workers._worker import WorkerTraceback
+
+from .support import lm_of, until, workers
 
 ROOT = Path(__file__).resolve().parents[2]
-
-
-def lm_of(server: ScriptedLM) -> dspex.LM:
-    return dspex.LM("openai/scripted", api_base=server.base_url, api_key="sk-test")
-
-
-@pytest.fixture
-async def server() -> AsyncIterator[ScriptedLM]:
-    async with ScriptedLM(respond(answer="Paris"), strict=False) as lm:
-        yield lm
-
-
-def workers(rt: Runtime) -> list[WorkerSlot]:
-    backend = rt.backends["dspy"]
-    assert isinstance(backend, WorkerBackend)
-    return backend.slots
-
-
-async def until(check: Any, seconds: float = 60.0) -> None:
-    """Wait until ``check()`` is true (a worker starting imports DSPy: seconds)."""
-    deadline = time.monotonic() + seconds
-    while not check():
-        assert time.monotonic() < deadline, "timed out waiting"
-        await asyncio.sleep(0.05)
 
 
 async def test_calls_run_in_worker_processes(
