@@ -42,8 +42,16 @@ _TYPES = {
 }
 
 
+def _values(draw: st.DrawFn, names: list[str], types: dict[str, str]) -> dict[str, Any]:
+    """Some of ``names`` (at random), with generated values of their types."""
+    return {n: draw(_TYPES[types[n]]) for n in names if draw(st.integers(0, 4))}
+
+
 @st.composite
-def _case(draw: st.DrawFn) -> tuple[str, dict[str, Any], list[dict[str, Any]]]:
+def _typed_case(
+    draw: st.DrawFn,
+) -> tuple[str, dict[str, Any], list[dict[str, Any]], dict[str, str], int]:
+    """A signature's text, inputs and demos, with each field's type and the number of inputs."""
     names = draw(st.lists(_NAMES, min_size=2, max_size=5, unique=True))
     split = draw(st.integers(1, len(names) - 1))
     types = {n: draw(st.sampled_from(list(_TYPES))) for n in names}
@@ -55,15 +63,15 @@ def _case(draw: st.DrawFn) -> tuple[str, dict[str, Any], list[dict[str, Any]]]:
     inputs = {
         n: draw(_TYPES[types[n]]) for n in names[:split] if draw(st.booleans()) or n == names[0]
     }
-    demos = [
-        {n: draw(_TYPES[types[n]]) for n in names if draw(st.integers(0, 4))}
-        for _ in range(draw(st.integers(0, 3)))
-    ]
-    return text, inputs, demos
+    demos = [_values(draw, names, types) for _ in range(draw(st.integers(0, 3)))]
+    return text, inputs, demos, types, split
+
+
+_case = _typed_case().map(lambda case: case[:3])
 
 
 @FAST
-@given(_case(), st.sampled_from(["", "Do the task.\n  Carefully."]), st.booleans())
+@given(_case, st.sampled_from(["", "Do the task.\n  Carefully."]), st.booleans())
 def test_generated_signatures_and_values_format_like_dspy(
     case: tuple[str, dict[str, Any], list[dict[str, Any]]], instructions: str, cot: bool
 ) -> None:
@@ -134,3 +142,44 @@ def test_input_validation_raises_only_input_errors(inputs: object) -> None:
         return
     assert set(values) <= {"context", "question", "hint"}
     assert {"context", "question"} <= set(values)
+
+
+@st.composite
+def _history_case(
+    draw: st.DrawFn,
+) -> tuple[str, int, dict[str, Any], list[dict[str, Any]], list[dict[str, Any]]]:
+    """A generated case, a position for a ``history`` input among the inputs, and turns: each
+    some of the fields (inputs and outputs), sometimes with a key of no field."""
+    text, inputs, demos, types, split = draw(_typed_case())
+    turns = [
+        {
+            **_values(draw, list(types), types),
+            **({"extra": draw(st.text(max_size=5))} if draw(st.booleans()) else {}),
+        }
+        for _ in range(draw(st.integers(0, 3)))
+    ]
+    return text, draw(st.integers(0, split)), inputs, demos, turns
+
+
+@FAST
+@given(_history_case(), st.booleans(), st.booleans())
+def test_generated_histories_format_like_dspy(
+    case: tuple[str, int, dict[str, Any], list[dict[str, Any]], list[dict[str, Any]]],
+    cot: bool,
+    given_history: bool,
+) -> None:
+    text, position, inputs, demos, turns = case
+    dspy_sig = dspy.Signature(text).insert(
+        position, "history", dspy.InputField(), type_=dspy.History
+    )
+    sig = Signature.from_dspy(dspy_sig)
+    if cot:
+        dspy_sig, sig = dspy.ChainOfThought(dspy_sig).predict.signature, sig.with_reasoning()
+    if given_history:
+        inputs = {**inputs, "history": dspy.History(messages=turns)}
+    for dspy_adapter, native_adapter in (
+        (dspy.ChatAdapter, ChatAdapter),
+        (dspy.JSONAdapter, JSONAdapter),
+    ):
+        expected = outcome(dspy_adapter().format, dspy_sig, demos, inputs)
+        assert outcome(native_adapter().format, sig, demos, inputs) == expected
