@@ -277,3 +277,24 @@ async def test_n_completions_are_every_one_and_the_same_on_both_implementations(
     assert server.requests[0].body == server.requests[1].body  # the same request
     assert server.requests[0].body is not None
     assert server.requests[0].body["n"] == 2
+
+
+async def test_a_prediction_input_is_sent_as_dspy_sends_it(rt: Runtime, server: ScriptedLM) -> None:
+    """A ``dspy.Prediction`` given to an input field named ``prediction`` (a judge's input) is
+    formatted as plain DSPy formats it, on both implementations."""
+    server.script = respond(verdict="ok")
+    earlier = dspy.Prediction(answer="Paris", reasoning="It is the capital.")
+    assert rt.lm is not None
+    with dspy.context(lm=rt.lm.to_dspy()):
+        await dspy.Predict("question, prediction -> verdict").acall(
+            question="q", prediction=earlier
+        )
+    judge = await dspex.Predict.create("question, prediction -> verdict")
+    for impl in ("native", "dspy"):
+        served = await judge.execute({"question": "q", "prediction": earlier}, implementation=impl)
+        assert served.verdict == "ok"
+    plain, native, on_dspy = server.requests
+    assert native.body == plain.body
+    assert on_dspy.body == plain.body
+    assert plain.body is not None
+    assert "Prediction(\n    answer='Paris'" in plain.body["messages"][-1]["content"]
