@@ -334,8 +334,6 @@ def _run_worker(fd: int, request: Spawn) -> None:
         asyncio.run(serve(fd))
         code = 0
     except BaseException:
-        import traceback
-
         traceback.print_exc()
     finally:
         os._exit(code)
