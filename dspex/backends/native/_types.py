@@ -105,6 +105,8 @@ def type_note(field: Field) -> str:
             "must exactly match (no extra characters) one of: "
             f"{'; '.join([str(x) for x in t.__args__])}"
         )
+    elif _is_code(t) and t.description():  # its type description says it all
+        desc = ""
     else:
         desc = f"must adhere to the JSON schema: {json.dumps(json_schema(t), ensure_ascii=False)}"
     note = (" " * 8) + f"# note: the value you produce {desc}" if desc else ""
@@ -116,6 +118,9 @@ def field_descriptions(fields: Iterable[Field]) -> str:
     lines = []
     for idx, f in enumerate(fields):
         line = f"{idx + 1}. `{f.name}` ({annotation_name(f.annotation)}): {f.description}"
+        for custom in dspy_types_in(f.annotation):
+            if described := custom.description():
+                line += f"\n    Type description of {annotation_name(custom)}: {described}"
         if f.constraints:
             line += f"\nConstraints: {f.constraints}"
         lines.append(line)
@@ -129,14 +134,21 @@ def reminder_type_info(field: Field) -> str:
     return ""
 
 
-def dspy_type_in(annotation: Any) -> Any:
-    """The first ``dspy.Type`` (Image, History, Tool, ...) inside ``annotation``, else ``None``.
-
-    Those types change how DSPy builds messages; the native adapters do not implement them.
-    Imports nothing: without DSPy's ``Type`` class defined, no annotation can hold one.
-    """
+def dspy_types_in(annotation: Any) -> list[Any]:
+    """Every ``dspy.Type`` (Image, Code, Tool, ...) inside ``annotation``, as DSPy finds them.
+    Imports nothing: without DSPy's ``Type`` class defined, no annotation can hold one."""
     dspy_type: Any = imported_class("dspy.adapters.types.base_type", "Type")
     if dspy_type is None:
-        return None
-    found = dspy_type.extract_custom_type_from_annotation(annotation)
-    return found[0] if found else None
+        return []
+    return list(dspy_type.extract_custom_type_from_annotation(annotation))
+
+
+def dspy_type_in(annotation: Any) -> Any:
+    """The first ``dspy.Type`` inside ``annotation`` that the native adapters do not implement
+    (every one but ``dspy.Code``), else ``None``: those change how DSPy builds messages."""
+    return next((t for t in dspy_types_in(annotation) if not _is_code(t)), None)
+
+
+def _is_code(annotation: Any) -> bool:
+    code = imported_class("dspy.adapters.types.code", "Code")
+    return code is not None and _is_subclass(annotation, code)

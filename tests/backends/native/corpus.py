@@ -63,6 +63,18 @@ class Edge(dspy.Signature):
     flag: bool = dspy.OutputField()
 
 
+JavaCode = dspy.Code["java"]
+
+
+class CodeGen(dspy.Signature):
+    """Write the code, then explain it."""
+
+    task: str = dspy.InputField()
+    snippet: dspy.Code = dspy.InputField(desc="code to start from")
+    code: JavaCode = dspy.OutputField()
+    notes: Optional[dspy.Code] = dspy.OutputField()  # noqa: UP045
+
+
 STRING_SIGNATURES: list[tuple[str, str | None]] = [
     ("question -> answer", None),
     ("context, question -> answer", None),
@@ -78,7 +90,7 @@ STRING_SIGNATURES: list[tuple[str, str | None]] = [
     ("a: List[str], b: Dict[str, List[int]] -> c: list[dict[str, int]], d: bool", None),
 ]
 
-CLASS_SIGNATURES: list[type] = [QA, Rich, Edge]
+CLASS_SIGNATURES: list[type] = [QA, Rich, Edge, CodeGen]
 
 
 def dspy_signatures() -> list[tuple[str, type]]:
@@ -119,6 +131,13 @@ def sample(annotation: Any, variant: int) -> Any:
         return Point(x=variant, y=1.5, label="p" if variant % 2 else None)
     if annotation is datetime.date:
         return datetime.date(2024, 2, 29)
+    if isinstance(annotation, type) and issubclass(annotation, dspy.Code):
+        return [
+            "x = 1",
+            annotation(code="int y = 2;"),
+            f"```{annotation.language}\nprint('hi')\n```",
+            "```\nbare fence\n```",
+        ][variant % 4]
     if origin is Literal:
         return args[variant % len(args)]
     if origin in (Union, types.UnionType):

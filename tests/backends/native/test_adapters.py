@@ -17,6 +17,8 @@ from dspex.backends.native import (
 from dspex.errors import InputError, LMError, ParseError, SignatureError
 from dspex.signature import Signature
 
+from .corpus import CodeGen
+
 FULL = ResponseFormatSupport(response_format=True, response_schema=True)
 
 
@@ -165,3 +167,14 @@ def test_reasoning_is_an_ordinary_leading_string_output() -> None:
         "formatted as a valid Python int), and then ending with the marker for "
         "`[[ ## completed ## ]]`."
     )
+
+
+@pytest.mark.parametrize(
+    ("params", "schema"),
+    [(set(), False), ({"response_format"}, False), ({"response_format"}, True)],
+)
+def test_request_kwargs_for_code_outputs_match_dspy(params: set[str], schema: bool) -> None:
+    lm = _FakeLM(params, schema)
+    support = ResponseFormatSupport.of_dspy_lm(lm)
+    native = JSONAdapter().request_kwargs(Signature.from_dspy(CodeGen), support)
+    assert native == _dspy_response_format(CodeGen, lm)
