@@ -144,9 +144,23 @@ def dspy_types_in(annotation: Any) -> list[Any]:
 
 
 def dspy_type_in(annotation: Any) -> Any:
-    """The first ``dspy.Type`` inside ``annotation`` that the native adapters do not implement
-    (every one but ``dspy.Code``), else ``None``: those change how DSPy builds messages."""
-    return next((t for t in dspy_types_in(annotation) if not _is_code(t)), None)
+    """The first ``dspy.Type`` inside ``annotation`` that the native adapters do not implement,
+    else ``None``: DSPy's own types (Image, Audio, File, Tool, ToolCalls, Citations, Reasoning,
+    ...) change how DSPy builds messages or calls the LM, and so do user types built on them.
+    ``dspy.Code`` and user-defined types (their own ``format``, ``description`` and pydantic
+    validation: a text, or content parts) are implemented."""
+    return next((t for t in dspy_types_in(annotation) if not _native_type(t)), None)
+
+
+def _native_type(custom: Any) -> bool:
+    if _is_code(custom):
+        return True
+    base: Any = imported_class("dspy.adapters.types.base_type", "Type")
+    return not any(
+        cls is not base and cls.__module__.split(".")[0] == "dspy"
+        for cls in custom.__mro__
+        if base is not None and _is_subclass(cls, base)
+    )
 
 
 def _is_code(annotation: Any) -> bool:

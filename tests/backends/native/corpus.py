@@ -66,6 +66,38 @@ class Edge(dspy.Signature):
 JavaCode = dspy.Code["java"]
 
 
+class Temperature(dspy.Type):
+    """A user-defined dspy.Type with a text format (that parses back) and a description."""
+
+    celsius: float
+
+    def format(self) -> str:
+        return f'{{"celsius": {self.celsius}}}'
+
+    @classmethod
+    def description(cls) -> str:
+        return "A temperature: an object with `celsius`, a number."
+
+
+class Snippet(dspy.Type):
+    """A user-defined dspy.Type that formats as content parts."""
+
+    text: str
+
+    def format(self) -> list[dict[str, Any]]:
+        return [{"type": "text", "text": f"snippet: {self.text}"}]
+
+
+class Convert(dspy.Signature):
+    """Convert the reading, with the snippets in mind."""
+
+    reading: Temperature = dspy.InputField()
+    snippet: Snippet = dspy.InputField()
+    earlier: list[Temperature] = dspy.InputField()
+    converted: Temperature = dspy.OutputField()
+    maybe: Optional[Temperature] = dspy.OutputField()  # noqa: UP045
+
+
 class CodeGen(dspy.Signature):
     """Write the code, then explain it."""
 
@@ -90,7 +122,7 @@ STRING_SIGNATURES: list[tuple[str, str | None]] = [
     ("a: List[str], b: Dict[str, List[int]] -> c: list[dict[str, int]], d: bool", None),
 ]
 
-CLASS_SIGNATURES: list[type] = [QA, Rich, Edge, CodeGen]
+CLASS_SIGNATURES: list[type] = [QA, Rich, Edge, CodeGen, Convert]
 
 
 def dspy_signatures() -> list[tuple[str, type]]:
@@ -131,6 +163,10 @@ def sample(annotation: Any, variant: int) -> Any:
         return Point(x=variant, y=1.5, label="p" if variant % 2 else None)
     if annotation is datetime.date:
         return datetime.date(2024, 2, 29)
+    if annotation is Temperature:
+        return [Temperature(celsius=21.5), {"celsius": -3}, Temperature(celsius=0)][variant % 3]
+    if annotation is Snippet:
+        return [Snippet(text="a"), Snippet(text="multi\nline")][variant % 2]
     if isinstance(annotation, type) and issubclass(annotation, dspy.Code):
         return [
             "x = 1",
