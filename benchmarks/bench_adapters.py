@@ -3,8 +3,9 @@
     python benchmarks/bench_adapters.py [--quick]
 
 For each case (ChatAdapter on Predict's signature, ChatAdapter on ChainOfThought's signature,
-JSONAdapter), over the reference QA signature (two inputs, a ``float`` output, one demo) and a
-plain ``question -> answer``: the time of ``format(sig, demos, inputs)`` followed by parsing the
+JSONAdapter), over the reference QA signature (two inputs, a ``float`` output, one demo), a
+plain ``question -> answer``, a conversation (a ``dspy.History`` of two turns) and a
+``dspy.Code`` output: the time of ``format(sig, demos, inputs)`` followed by parsing the
 reply, natively (``adapter.parse_completions(sig, [reply])``, as a native Predict call does) and
 with DSPy (``dspy.ChatAdapter().format(...)`` + ``.parse(...)``), in the same run. Each side is the
 best of several timeit repeats (the least disturbed). Both sides are first checked to produce equal
@@ -56,6 +57,37 @@ PLAIN_DEMOS = [{"question": "What is the capital of France?", "answer": "Paris"}
 PLAIN_INPUTS = {"question": "What is the capital of Germany?"}
 PLAIN_OUTPUTS = {"answer": "Berlin"}
 REASONING = "The context says Berlin is the capital of Germany."
+
+
+class Chat(dspy.Signature):
+    """Answer the question, given the conversation so far."""
+
+    history: dspy.History = dspy.InputField()
+    question: str = dspy.InputField()
+    answer: str = dspy.OutputField()
+
+
+CHAT_INPUTS = {
+    "history": dspy.History(
+        messages=[
+            {"question": "What is the capital of France?", "answer": "Paris"},
+            {"question": "And of Italy?", "answer": "Rome"},
+        ]
+    ),
+    "question": "And of Germany?",
+}
+
+
+class CodeGen(dspy.Signature):
+    """Write the code."""
+
+    task: str = dspy.InputField()
+    code: dspy.Code = dspy.OutputField()
+
+
+CODE_DEMOS = [{"task": "Print one.", "code": dspy.Code(code="print(1)")}]
+CODE_INPUTS = {"task": "Print two."}
+CODE_OUTPUTS = {"code": dspy.Code(code="print(2)")}
 
 
 class Case:
@@ -112,6 +144,8 @@ def cases() -> list[Case]:
     for label, dspy_sig, demos, inputs, outputs in (
         ("QA", QA, QA_DEMOS, QA_INPUTS, QA_OUTPUTS),
         ("plain", dspy.Signature("question -> answer"), PLAIN_DEMOS, PLAIN_INPUTS, PLAIN_OUTPUTS),
+        ("History", Chat, PLAIN_DEMOS, CHAT_INPUTS, PLAIN_OUTPUTS),
+        ("Code", CodeGen, CODE_DEMOS, CODE_INPUTS, CODE_OUTPUTS),
     ):
         native_sig = Signature.from_dspy(dspy_sig)
         cot_sig = dspy.ChainOfThought(dspy_sig).predict.signature
