@@ -133,16 +133,18 @@ async def dspex_runtime(
     ``max_concurrency=callers`` and ``mailbox_size=2 * callers`` (defaults 256 and 1,024 would
     otherwise bound the calls in flight per module), ``implementation_preference="native_first"``
     (so the adaptive policy's exploration does not mix dspy into native figures), and a native
-    connection pool of ``callers`` (``max_connections``). Without ``url`` the LM is instant:
-    :class:`InstantClient` for native and :class:`InstantDSPyBackend` for dspy (in this process:
-    ``dspy_workers=0``). ``config`` overrides the Config.
+    connection pool of ``callers`` (``max_connections``), and the dspy implementation in this
+    process (``dspy_workers=0``: the published dspy figures of these scripts are in-process ones;
+    bench_workers.py passes ``dspy_workers`` to measure worker processes, the default). Without
+    ``url`` the LM is instant: :class:`InstantClient` for native and
+    :class:`InstantDSPyBackend` for dspy. ``config`` overrides the Config.
     """
     settings: dict[str, Any] = {
         "implementation_preference": "native_first",
         "max_concurrency": callers,
         "mailbox_size": 2 * callers,
         "max_connections": callers,
-        **({} if url else {"dspy_workers": 0}),
+        "dspy_workers": 0,
         **config,
     }
     lm = dspex.LM("openai/bench", api_base=url or "http://127.0.0.1:9/v1", api_key="bench")

@@ -70,11 +70,7 @@ def test_preload_dspy_imports_dspy_and_litellm_while_the_runtime_starts(preload:
         "        print('dspy' in sys.modules, 'litellm' in sys.modules)\n"
         "asyncio.run(main())\n"
     )
-    out = subprocess.run(
-        [sys.executable, "-c", script], capture_output=True, text=True, timeout=120
-    )
-    assert out.returncode == 0, out.stderr
-    assert out.stdout.split() == [str(preload), str(preload)]
+    assert _printed(script) == [str(preload), str(preload)]
 
 
 def test_preload_dspy_with_the_default_workers_starts_them_and_imports_nothing_here() -> None:
@@ -87,12 +83,18 @@ def test_preload_dspy_with_the_default_workers_starts_them_and_imports_nothing_h
         "        print('dspy' in sys.modules, 'litellm' in sys.modules)\n"
         "asyncio.run(main())\n"
     )
+    # one worker per core, each taking calls once the runtime has started; DSPy is theirs
+    cores = str(len(os.sched_getaffinity(0)))
+    assert _printed(script) == [cores, "True", "False", "False"]
+
+
+def _printed(script: str) -> list[str]:
+    """What ``script`` prints, run in a fresh interpreter (which must succeed), word by word."""
     out = subprocess.run(
         [sys.executable, "-c", script], capture_output=True, text=True, timeout=120
     )
     assert out.returncode == 0, out.stderr
-    # one worker per core, each taking calls once the runtime has started; DSPy is theirs
-    assert out.stdout.split() == [str(len(os.sched_getaffinity(0))), "True", "False", "False"]
+    return out.stdout.split()
 
 
 RACE = """

@@ -108,7 +108,7 @@ def encode(message: ToWorker | FromWorker) -> bytes:
 
 def frame(message: ToWorker | FromWorker) -> bytes:
     """``message`` as one frame: its length, then its bytes."""
-    body = _encoder.encode(message)
+    body = encode(message)
     return HEADER.pack(len(body)) + body
 
 
