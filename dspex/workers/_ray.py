@@ -3,7 +3,8 @@
 :class:`RayWorker` is the Ray actor: in a Ray worker process, the same
 :class:`~dspex.workers._main.Worker` a forked worker runs, each message of the protocol
 (:mod:`dspex.workers._frames`, msgspec-encoded) one actor call, whose result is the answer
-(empty for the messages that have none). :class:`RayLink` is the service's end of it, which a
+(empty for the messages that have none). Calls are numbered and handled in the order sent,
+whatever order Ray starts them in. :class:`RayLink` is the service's end of it, which a
 :class:`~dspex.workers.WorkerActor` owns as it owns a forked process: Ray's own restarts and
 retries are off (``max_restarts=0``, ``max_task_retries=0``), so a dead actor is a worker exit
 to dspex's supervisor, and dspex's restart intensity and retry-once rules apply. A call that
@@ -16,6 +17,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import functools
+import itertools
 import os
 import threading
 from typing import Any
@@ -58,6 +60,10 @@ class RayWorker:
 
         self.worker = Worker(self._answer, worker_backend())
         self.waiting: dict[int, asyncio.Future[FromWorker]] = {}
+        # Ray may start an async actor's calls out of order (a large argument, a Build's
+        # spec, resolves later than a small Run's): messages are handled in the order sent.
+        self.held: dict[int, ToWorker] = {}
+        self.next = 0
 
     async def ready(self) -> bytes:
         """Import DSPy, then say Ready."""
@@ -68,16 +74,18 @@ class RayWorker:
         tune_gc()
         return encode(Ready(os.getpid()))
 
-    async def handle(self, data: bytes) -> bytes:
-        """One message: its answer once there is one (a Run's, a Build's with an id), else
-        nothing."""
+    async def handle(self, seq: int, data: bytes) -> bytes:
+        """Message number ``seq``: its answer once there is one (a Run's, a Build's with an
+        id), else nothing. It is handled after every message numbered before it."""
         message: ToWorker = to_worker.decode(data)
-        if not isinstance(message, (Run, Build)) or not message.id:
-            self.worker.handle(message)
-            return b""
-        answer = self.waiting[message.id] = asyncio.get_running_loop().create_future()
-        self.worker.handle(message)
-        return encode(await answer)
+        answer = None
+        if isinstance(message, (Run, Build)) and message.id:
+            answer = self.waiting[message.id] = asyncio.get_running_loop().create_future()
+        self.held[seq] = message
+        while self.next in self.held:
+            self.worker.handle(self.held.pop(self.next))
+            self.next += 1
+        return b"" if answer is None else encode(await answer)
 
     async def watch(self) -> None:
         """Never returns: its call fails when the actor dies."""
@@ -103,6 +111,7 @@ class RayLink:
         self.actor = actor
         self.answers: asyncio.Queue[FromWorker | WorkerGone] = asyncio.Queue()
         self.tasks: set[asyncio.Task[None]] = set()
+        self.sent = itertools.count()
         self._start(self.actor.ready.remote())
         self._start(self._watch())
 
@@ -129,7 +138,7 @@ class RayLink:
 
     def send(self, message: ToWorker) -> None:
         """Send ``message`` as one actor call; its answer, if any, arrives by :meth:`receive`."""
-        self._start(self.actor.handle.remote(encode(message)))
+        self._start(self.actor.handle.remote(next(self.sent), encode(message)))
 
     async def receive(self) -> FromWorker:
         """The worker's next answer; WorkerGone once the actor has died."""

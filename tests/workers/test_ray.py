@@ -77,3 +77,35 @@ async def test_an_actor_killed_mid_call_is_replaced_and_its_call_retried(
         # the killed actor's slot takes calls again, on a new actor
         await until(lambda: busy.accepting and busy.pid != killed_pid)
         assert (await qa(question="again")).answer == "Paris"
+
+
+async def test_messages_are_handled_in_the_order_sent_whatever_order_ray_starts_them(
+    local_ray: None, server: ScriptedLM
+) -> None:
+    # Ray may start an async actor's calls out of order (a Build's large spec resolves later
+    # than a small Run): here the Run is delivered first, and still runs after its Build.
+    import cloudpickle
+
+    from dspex.backends._spec import CallOptions, ModuleSpec
+    from dspex.signature import Signature
+    from dspex.workers._frames import Build, Done, Ready, Run, encode, from_worker
+    from dspex.workers._ray import start_ray_worker
+
+    link = await start_ray_worker(dspex.RayWorkers(num=1))
+    try:
+        assert isinstance(await link.receive(), Ready)
+        spec = ModuleSpec(
+            module_type="Predict",
+            signature=Signature.parse("question -> answer"),
+            lm=lm_of(server),
+        )
+        inputs = cloudpickle.dumps({"question": "q"})
+        run = link.actor.handle.remote(1, encode(Run(1, 7, inputs, CallOptions())))
+        await asyncio.sleep(0.5)  # the Run has reached the actor, alone
+        build = link.actor.handle.remote(0, encode(Build(7, cloudpickle.dumps(spec))))
+        assert await build == b""
+        answer = from_worker.decode(await asyncio.wait_for(run, 60))
+        assert isinstance(answer, Done), answer
+        assert cloudpickle.loads(answer.result).answer == "Paris"
+    finally:
+        await link.close(5.0)
