@@ -3,9 +3,10 @@
     python benchmarks/bench_adapters.py [--quick]
 
 For each case (ChatAdapter on Predict's signature, ChatAdapter on ChainOfThought's signature,
-JSONAdapter), over the reference QA signature (two inputs, a ``float`` output, one demo), a
-plain ``question -> answer``, a conversation (a ``dspy.History`` of two turns) and a
-``dspy.Code`` output: the time of ``format(sig, demos, inputs)`` followed by parsing the
+JSONAdapter, XMLAdapter), over the reference QA signature (two inputs, a ``float`` output, one
+demo), a plain ``question -> answer``, a conversation (a ``dspy.History`` of two turns) and a
+``dspy.Code`` output, plus XMLAdapter on outputs written as nested XML (a list of pydantic
+models and a model): the time of ``format(sig, demos, inputs)`` followed by parsing the
 reply, natively (``adapter.parse_completions(sig, [reply])``, as a native Predict call does) and
 with DSPy (``dspy.ChatAdapter().format(...)`` + ``.parse(...)``), in the same run. Each side is the
 best of several timeit repeats (the least disturbed). Both sides are first checked to produce equal
@@ -26,9 +27,10 @@ from typing import Any
 sys.path.insert(0, str(Path(__file__).parent))
 
 import dspy
+import pydantic
 from _common import Row, report
 
-from dspex.backends.native import ChatAdapter, JSONAdapter
+from dspex.backends.native import Adapter, ChatAdapter, JSONAdapter, XMLAdapter
 from dspex.signature import Signature
 
 TARGET = 30.0
@@ -90,6 +92,31 @@ CODE_INPUTS = {"task": "Print two."}
 CODE_OUTPUTS = {"code": dspy.Code(code="print(2)")}
 
 
+class City(pydantic.BaseModel):
+    name: str
+    population: int
+
+
+class Cities(dspy.Signature):
+    """List the largest cities of the country."""
+
+    country: str = dspy.InputField()
+    cities: list[City] = dspy.OutputField()
+    capital: City = dspy.OutputField()
+
+
+BERLIN = City(name="Berlin", population=3_700_000)
+CITIES_DEMOS = [
+    {
+        "country": "France",
+        "cities": [City(name="Paris", population=2_100_000)],
+        "capital": City(name="Paris", population=2_100_000),
+    }
+]
+CITIES_INPUTS = {"country": "Germany"}
+CITIES_OUTPUTS = {"cities": [BERLIN, City(name="Hamburg", population=1_900_000)], "capital": BERLIN}
+
+
 class Case:
     """One signature + adapter: the two per-call functions, checked to agree before timing."""
 
@@ -97,7 +124,7 @@ class Case:
         self,
         name: str,
         dspy_adapter: Any,
-        native_adapter: ChatAdapter | JSONAdapter,
+        native_adapter: Adapter,
         dspy_sig: type,
         native_sig: Signature,
         demos: list[dict[str, Any]],
@@ -182,7 +209,30 @@ def cases() -> list[Case]:
                 inputs,
                 outputs,
             ),
+            Case(
+                f"{label} XML/Predict",
+                dspy.XMLAdapter(),
+                XMLAdapter(),
+                dspy_sig,
+                native_sig,
+                demos,
+                inputs,
+                outputs,
+            ),
         ]
+    # outputs as nested XML (a list of models, a model)
+    out.append(
+        Case(
+            "Nested XML/Predict",
+            dspy.XMLAdapter(),
+            XMLAdapter(),
+            Cities,
+            Signature.from_dspy(Cities),
+            CITIES_DEMOS,
+            CITIES_INPUTS,
+            CITIES_OUTPUTS,
+        )
+    )
     return out
 
 

@@ -27,11 +27,17 @@ log = logging.getLogger("dspex.config")
 
 Implementation = Literal["native", "dspy"]
 Preference = Literal["auto", "native_first", "dspy_first"]
-AdapterName = Literal["chat", "json"]
+AdapterName = Literal["chat", "json", "xml"]
 
 IMPLEMENTATIONS: tuple[Implementation, ...] = ("native", "dspy")
 PREFERENCES: tuple[Preference, ...] = ("auto", "native_first", "dspy_first")
-ADAPTERS: tuple[AdapterName, ...] = ("chat", "json")
+#: Each adapter by its name, with the DSPy class it is (native's has the same name).
+ADAPTER_CLASSES: dict[AdapterName, str] = {
+    "chat": "ChatAdapter",
+    "json": "JSONAdapter",
+    "xml": "XMLAdapter",
+}
+ADAPTERS: tuple[AdapterName, ...] = tuple(ADAPTER_CLASSES)
 _ALIASES = {"python": "dspy", "python_first": "dspy_first"}
 
 #: Every module type dspex runs (one record each in ``dspex._kinds``): the dspy implementation
@@ -387,7 +393,8 @@ class Config(msgspec.Struct, metaclass=_Strict, frozen=True, kw_only=True):
     """Module type -> implementation for every call of that type, e.g. `{"ReAct": "dspy"}`;
     environment: `ReAct=dspy,Predict=native`."""
     adapter: AdapterName = "chat"
-    """`chat` (with DSPy's JSON fallback) or `json`, for modules created without `adapter=`."""
+    """`chat` (with DSPy's JSON fallback), `json` or `xml` (with the JSON fallback too), for
+    modules created without `adapter=`."""
     adaptive: AdaptiveConfig = AdaptiveConfig()
     """The adaptive policy of `auto`: an `AdaptiveConfig` or a dict of its keys."""
     circuit: CircuitConfig = CircuitConfig()
@@ -457,7 +464,12 @@ class Config(msgspec.Struct, metaclass=_Strict, frozen=True, kw_only=True):
             ).items()
         }
         msgspec.structs.force_setattr(self, "module_overrides", overrides)
-        _check("adapter", self.adapter in ADAPTERS, "one of 'chat', 'json'", self.adapter)
+        _check(
+            "adapter",
+            self.adapter in ADAPTERS,
+            "one of " + ", ".join(map(repr, ADAPTERS)),
+            self.adapter,
+        )
         for key in ("mailbox_size", "max_concurrency", "max_restarts", "max_connections"):
             value = getattr(self, key)
             _check(key, _integer(value) and value >= 1, "an int >= 1", value)

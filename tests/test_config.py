@@ -53,7 +53,7 @@ def test_python_is_an_alias_of_dspy() -> None:
         ({"implementation_preference": "fastest"}, "implementation_preference must be one of"),
         ({"module_overrides": {"Predict": "rust"}}, r"module_overrides\['Predict'\] must be"),
         ({"module_overrides": ["Predict"]}, "module_overrides must be a mapping"),
-        ({"adapter": "xml"}, "adapter must be one of 'chat', 'json'"),
+        ({"adapter": "yaml"}, "adapter must be one of 'chat', 'json', 'xml'"),
         ({"max_concurrency": 0}, "max_concurrency must be an int >= 1"),
         ({"mailbox_size": True}, "mailbox_size must be an int >= 1"),
         ({"call_timeout": -1}, "call_timeout must be None or seconds > 0"),

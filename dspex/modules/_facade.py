@@ -14,7 +14,6 @@ from dspex.actors import ActorRef, is_normal_exit
 from dspex.backends._spec import NO_OPTIONS, CallOptions, ModuleSpec, PredictorState
 from dspex.config import (
     ADAPTERS,
-    AdapterName,
     Implementation,
     is_positive_number,
     module_type_name,
@@ -371,13 +370,15 @@ def prepare_module(
         raise ConfigError(f"{module_type} needs an LM: pass lm= or create the Runtime with lm=")
     chosen = adapter if adapter is not None else rt.config.adapter
     if chosen not in ADAPTERS:
-        raise ConfigError(f"adapter must be one of 'chat', 'json', got {chosen!r}")
+        raise ConfigError(
+            f"adapter must be one of {', '.join(map(repr, ADAPTERS))}, got {chosen!r}"
+        )
     spec = ModuleSpec(
         module_type=module_type,
         signature=sig,
         demos=check_demos(demos, sig),
         lm=model,
-        adapter=_adapter_name(chosen),
+        adapter=chosen,
         options=dict(options or {}),
         program=program,
         predictors=dict(predictors or {}),
@@ -444,10 +445,6 @@ def _module_name(name: object) -> str:
     return name
 
 
-def _adapter_name(name: str) -> AdapterName:
-    return "json" if name == "json" else "chat"
-
-
 class ModuleType:
     """Base of the facades: one per DSPy module type, each with ``create``.
 
@@ -483,9 +480,10 @@ class ModuleType:
         ``signature``: a string (``"question -> answer"``), a dspex Signature or a dspy.Signature
         class; ``instructions`` and ``descriptions`` (field -> desc) refine a string signature.
         ``demos``: few-shot examples (dicts keyed by field name). ``lm``: a dspex.LM or dspy.LM
-        (default: the runtime's). ``adapter``: ``"chat"`` (with DSPy's JSON fallback) or
-        ``"json"``. ``implementation``: ``"native"`` or ``"dspy"`` (``"python"``) to force one;
-        an implementation the type lacks is a ConfigError here, never a silent switch.
+        (default: the runtime's). ``adapter``: ``"chat"`` (with DSPy's JSON fallback),
+        ``"json"`` or ``"xml"`` (with the JSON fallback too). ``implementation``: ``"native"``
+        or ``"dspy"`` (``"python"``) to force one; an implementation the type lacks is a
+        ConfigError here, never a silent switch.
         Module options (``tools=``, ``N=``, ...) follow; see the facade's docstring.
         """
         KINDS[cls.module_type].check_options(options)

@@ -197,7 +197,7 @@ async def test_create_rejects_bad_arguments_clearly(rt: Runtime) -> None:
     with pytest.raises(ConfigError, match=r"needs the option\(s\) \['tools'\]"):
         await dspex.ReAct.create("question -> answer")
     with pytest.raises(ConfigError, match="adapter must be one of"):
-        await dspex.Predict.create("question -> answer", adapter="xml")
+        await dspex.Predict.create("question -> answer", adapter="yaml")
     with pytest.raises(ConfigError, match=r"demos\[0\] must be a mapping"):
         await dspex.Predict.create("question -> answer", demos=["not a dict"])  # type: ignore[list-item]
     with pytest.raises(ConfigError, match="lm must be"):

@@ -12,7 +12,7 @@ DEMOS = [{"question": "Capital of Germany?", "answer": "Berlin"}]
 
 
 @pytest.mark.parametrize("facade", [dspex.Predict, dspex.ChainOfThought])
-@pytest.mark.parametrize("adapter", ["chat", "json"])
+@pytest.mark.parametrize("adapter", ["chat", "json", "xml"])
 async def test_native_and_dspy_send_the_same_messages_and_agree(
     rt: Runtime, server: ScriptedLM, facade: type[dspex.Predict], adapter: str
 ) -> None:

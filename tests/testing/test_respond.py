@@ -9,7 +9,7 @@ import aiohttp
 import dspy
 import pytest
 
-from dspex.backends.native import ChatAdapter, JSONAdapter
+from dspex.backends.native import ChatAdapter, JSONAdapter, XMLAdapter
 from dspex.errors import ConfigError
 from dspex.signature import Signature
 from dspex.testing import RecordedRequest, Reply, ScriptedLM, respond
@@ -26,7 +26,7 @@ def _request(messages: list[dict[str, str]]) -> RecordedRequest:
 
 def test_chat_requests_get_sections_that_parse() -> None:
     request = _request(ChatAdapter().format(SIG, (), {"question": "q"}))
-    assert requested_outputs(request) == (["answer", "confidence"], False)
+    assert requested_outputs(request) == (["answer", "confidence"], "chat")
     reply = respond(answer="Paris", confidence=0.9, unused="x")(request)
     assert isinstance(reply.text, str)
     assert ChatAdapter().parse(SIG, reply.text) == {"answer": "Paris", "confidence": 0.9}
@@ -38,10 +38,21 @@ def test_chat_requests_get_sections_that_parse() -> None:
 
 def test_json_requests_get_a_json_object_with_missing_fields_empty() -> None:
     request = _request(JSONAdapter().format(SIG, (), {"question": "q"}))
-    assert requested_outputs(request) == (["answer", "confidence"], True)
+    assert requested_outputs(request) == (["answer", "confidence"], "json")
     reply = respond(answer="Paris")(request)
     assert isinstance(reply.text, str)
     assert json.loads(reply.text) == {"answer": "Paris", "confidence": ""}
+
+
+def test_xml_requests_get_elements_that_parse() -> None:
+    sig = Signature.parse("question -> answer, scores: list[int]")
+    request = _request(XMLAdapter().format(sig, (), {"question": "q"}))
+    assert requested_outputs(request) == (["answer", "scores"], "xml")
+    reply = respond(answer="Fish & <chips>", scores=[1, 2], unused="x")(request)
+    assert isinstance(reply.text, str)
+    expected = {"answer": "Fish & <chips>", "scores": [1, 2]}
+    assert XMLAdapter().parse(sig, reply.text) == expected
+    assert dspy.XMLAdapter().parse(sig.to_dspy(), reply.text) == expected
 
 
 def test_a_request_that_is_not_dspy_shaped_gets_an_empty_completion_block() -> None:

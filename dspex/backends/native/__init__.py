@@ -1,9 +1,10 @@
 """The native implementation: DSPy 3.4.1's adapters rebuilt for speed, byte for byte.
 
-``ChatAdapter`` / ``JSONAdapter`` format the exact messages DSPy sends (``format``), parse replies
-into the same values and types (``parse``, ``parse_completions``), say which extra request
-arguments DSPy adds (``request_kwargs``) and whether DSPy would retry with another adapter after an
-error (``fallback_adapter``). Templates are built once per signature and adapter.
+``ChatAdapter`` / ``JSONAdapter`` / ``XMLAdapter`` format the exact messages DSPy sends
+(``format``), parse replies into the same values and types (``parse``, ``parse_completions``),
+say which extra request arguments DSPy adds (``request_kwargs``) and whether DSPy would retry
+with another adapter after an error (``fallback_adapter``).
+Templates are built once per signature and adapter.
 
 A native Predict call is therefore::
 
@@ -21,7 +22,13 @@ The composite module types (ReAct with async tools, MultiChainComparison, BestOf
 Parallel) are built on those predictors and send exactly the requests DSPy's modules send.
 """
 
-from dspex.backends.native._adapters import Adapter, ChatAdapter, JSONAdapter, ResponseFormatSupport
+from dspex.backends.native._adapters import (
+    Adapter,
+    ChatAdapter,
+    JSONAdapter,
+    ResponseFormatSupport,
+    XMLAdapter,
+)
 from dspex.backends.native._backend import NATIVE_MODULE_TYPES, NativeBackend
 from dspex.backends.native._best_of_n import NativeBestOfN
 from dspex.backends.native._multi_chain import NativeMultiChainComparison
@@ -54,6 +61,7 @@ __all__ = [
     "NativeTool",
     "ResponseFormatSupport",
     "UnrecoverableParseError",
+    "XMLAdapter",
     "check_inputs",
     "make_adapter",
 ]

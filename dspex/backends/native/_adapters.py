@@ -1,4 +1,5 @@
-"""Native ChatAdapter and JSONAdapter: DSPy 3.4.1's messages and parsing, precompiled per signature.
+"""Native ChatAdapter, JSONAdapter and XMLAdapter: DSPy 3.4.1's messages and parsing,
+precompiled per signature.
 
 Everything that does not depend on the inputs (system message, headers, reminder, value parsers,
 ``response_format``) is built once per (signature, adapter) and kept on the signature; a call
@@ -26,11 +27,19 @@ from ._types import (
     reminder_type_info,
     type_note,
 )
-from ._values import MARKER_START, expand_markers, format_value, json_object_text
+from ._values import (
+    MARKER_START,
+    expand_markers,
+    format_value,
+    json_object_text,
+    serialize_for_json,
+)
+from ._xml import escape, schema_of, uses_nested_xml, value_to_xml, xml_reader, xml_skeleton
 
 Message = dict[str, Any]
-FieldSpec = tuple[str, str, bool]
-"""A field as messages show it: name, ``[[ ## name ## ]]\\n`` header, annotated ``str``."""
+Render = Callable[[Any], str]
+FieldSpec = tuple[str, Render]
+"""A field as messages show it: its name, and the block of text a value of it makes."""
 _INCOMPLETE_PREFIX = (
     "This is an example of the task, though some input or output fields are not supplied.\n\n"
 )
@@ -89,8 +98,12 @@ class _Plan:
                     f"field {f.name!r} uses {annotation_name(found)}, a dspy.Type that the "
                     "native adapters do not implement; run this signature on the dspy backend"
                 )
-        self.inputs = _specs(sig.inputs)
-        self.outputs = _specs(sig.outputs)
+        self.inputs = tuple(
+            (f.name, adapter._render(f.name, f.annotation, False)) for f in sig.inputs
+        )
+        self.outputs = tuple(
+            (f.name, adapter._render(f.name, f.annotation, True)) for f in sig.outputs
+        )
         # A dspy.History input (DSPy takes the first) becomes user/assistant turns; the other
         # inputs make up each turn's user message and the current one.
         history = imported_class("dspy.adapters.types.history", "History")
@@ -115,33 +128,25 @@ class _Plan:
         self.formats: dict[Any, dict[str, Any]] = {}
 
 
-def _specs(fields: tuple[Field, ...]) -> tuple[FieldSpec, ...]:
-    return tuple((f.name, f"[[ ## {f.name} ## ]]\n", f.annotation is str) for f in fields)
-
-
 def _sections(
     fields: tuple[FieldSpec, ...], values: Mapping[str, Any], missing: Any = _SKIP
 ) -> str:
-    """The ``[[ ## name ## ]]\\nvalue`` blocks of ``fields``; a field not in ``values`` shows
+    """The blocks of ``fields``, between blank lines; a field not in ``values`` shows
     ``missing``, or is left out by default."""
     parts = []
-    for name, header, is_str in fields:
+    for name, render in fields:
         if name in values:
             value = values[name]
         elif missing is _SKIP:
             continue
         else:
             value = missing
-        parts.append(header + (value if type(value) is str else format_value(value, is_str)))
+        parts.append(render(value))
     return "\n\n".join(parts)
 
 
-def format_user_fields(values: Mapping[str, Any]) -> str:
-    """DSPy's ``adapter.format_user_message_content`` for a signature whose input fields are the
-    keys of ``values``, all untyped (``str``): ``[[ ## key ## ]]`` blocks, stripped. ReAct renders
-    its trajectory this way, with either adapter."""
-    specs = tuple((name, f"[[ ## {name} ## ]]\n", True) for name in values)
-    return _sections(specs, values).strip()
+def _text(value: Any, is_str: bool) -> str:
+    return value if type(value) is str else format_value(value, is_str)
 
 
 def _user(content: str) -> Message:
@@ -152,7 +157,8 @@ def _user(content: str) -> Message:
 
 
 class Adapter(abc.ABC):
-    """Common machinery of the native adapters (see :class:`ChatAdapter`, :class:`JSONAdapter`)."""
+    """Common machinery of the native adapters (see :class:`ChatAdapter`, :class:`JSONAdapter`,
+    :class:`XMLAdapter`)."""
 
     name: ClassVar[str] = "Adapter"
 
@@ -181,6 +187,20 @@ class Adapter(abc.ABC):
         objective = ("\n" + " " * 8).join(["", *instructions.splitlines()])
         task = f"In adhering to this structure, your objective is: {objective}"
         return f"{desc}\n{self._structure(sig)}\n{task}"
+
+    def _render(self, name: str, annotation: Any, output: bool) -> Render:
+        """How a value of a field shows in messages: ``[[ ## name ## ]]`` and its text (the
+        XMLAdapter overrides this)."""
+        header = f"[[ ## {name} ## ]]\n"
+        is_str = annotation is str
+        return lambda value: header + _text(value, is_str)
+
+    def format_user_fields(self, values: Mapping[str, Any]) -> str:
+        """DSPy's ``adapter.format_user_message_content`` for a signature whose input fields are
+        the keys of ``values``, all untyped (``str``): their blocks, stripped. ReAct renders its
+        trajectory this way."""
+        specs = tuple((name, self._render(name, str, False)) for name in values)
+        return _sections(specs, values).strip()
 
     @abc.abstractmethod
     def _structure(self, sig: Signature) -> str:
@@ -244,7 +264,7 @@ class Adapter(abc.ABC):
                     "format: run this module on dspy (implementation='dspy')"
                 )
             text = _sections(plan.turn_inputs, turn)
-            if any(name in turn for name, _, _ in plan.turn_inputs):
+            if any(name in turn for name, _ in plan.turn_inputs):
                 messages.append(_user(f"{text}\n\n{plan.reminder}"))
             elif text.rstrip():
                 messages.append(_user(text.rstrip()))
@@ -446,6 +466,58 @@ class JSONAdapter(Adapter):
             fmt = response_format(plan.reply.fields, support.response_schema)
             cached = plan.formats.setdefault(support, {"response_format": fmt})
         return {"response_format": _copy_json(cached["response_format"])}
+
+
+class XMLAdapter(ChatAdapter):
+    """DSPy's XMLAdapter: each field in ``<name>`` tags; lists, dicts, TypedDicts and pydantic
+    models as outputs are nested XML. Like ChatAdapter it retries once with
+    :class:`JSONAdapter` after a ``ParseError`` (``use_json_adapter_fallback``)."""
+
+    name: ClassVar[str] = "XMLAdapter"
+
+    def _render(self, name: str, annotation: Any, output: bool) -> Render:
+        start, end = f"<{name}>\n", f"\n</{name}>"
+        is_str = annotation is str
+        if output and is_str:  # text is escaped in the outputs the LM is shown
+            return lambda value: start + escape(_text(value, True)) + end
+        if output and uses_nested_xml(annotation):
+
+            def nested(value: Any) -> str:
+                data = serialize_for_json(value)
+                if isinstance(data, (dict, list)):
+                    return value_to_xml(data, name)
+                return start + _text(value, False) + end
+
+            return nested
+        return lambda value: start + _text(value, is_str) + end
+
+    def _structure(self, sig: Signature) -> str:
+        def block(f: Field, output: bool) -> str:
+            if output and uses_nested_xml(f.annotation):
+                return _skeleton(f)
+            return self._render(f.name, f.annotation, output)(type_note(f))
+
+        inputs = "\n\n".join(block(f, False) for f in sig.inputs)
+        outputs = "\n\n".join(block(f, True) for f in sig.outputs)
+        return "\n\n".join((_STRUCTURE_INTRO, inputs, outputs))
+
+    def _reminder(self, sig: Signature) -> str:
+        tags = ", then ".join(f"`<{f.name}>`" for f in sig.outputs)
+        nested = [_skeleton(f) for f in sig.outputs if uses_nested_xml(f.annotation)]
+        shape = f" Use this nested XML structure: {' '.join(nested)}" if nested else ""
+        return f"Respond with the corresponding output fields wrapped in XML tags {tags}.{shape}"
+
+    def _assistant(self, plan: _Plan, values: Mapping[str, Any], missing: Any) -> str:
+        return _sections(plan.outputs, values, missing).strip()
+
+    def _reader(self, reply: ReplyParser) -> Callable[[str], dict[str, Any]]:
+        return xml_reader(reply)
+
+
+def _skeleton(f: Field) -> str:
+    """The nested-XML outline of an output field's type."""
+    schema = schema_of(f.annotation)
+    return xml_skeleton(f.name, schema, schema.get("$defs", {}), frozenset())
 
 
 def _is_tool_calls(value: Any) -> bool:

@@ -232,7 +232,7 @@ class ReplyParser:
                     fields[name] = value if parser is str else parser(value)
                 except Exception as exc:
                     raise _value_error("ChatAdapter", name, value, exc, completion, fields) from exc
-        return self._complete("ChatAdapter", completion, fields)
+        return self.complete("ChatAdapter", completion, fields)
 
     def parse_json(self, completion: str) -> dict[str, Any]:
         """JSONAdapter.parse: lenient JSON (json_repair, then the first ``{...}``), typed values."""
@@ -265,9 +265,9 @@ class ReplyParser:
                 fields[name] = parsers[name](value)
             except Exception as exc:
                 raise _value_error(adapter, name, value, exc, completion, fields) from exc
-        return self._complete(adapter, completion, fields)
+        return self.complete(adapter, completion, fields)
 
-    def _complete(self, adapter: str, completion: str, fields: dict[str, Any]) -> dict[str, Any]:
+    def complete(self, adapter: str, completion: str, fields: dict[str, Any]) -> dict[str, Any]:
         """DSPy's ``apply_output_field_defaults`` (signature order, optional outputs filled in),
         then a ``ParseError`` if a required output is still missing."""
         names = self.names

@@ -9,10 +9,11 @@ from typing import Any, ClassVar
 import msgspec
 
 from dspex.backends._spec import NO_OPTIONS, CallOptions
-from dspex.backends.native._adapters import Adapter, ChatAdapter, JSONAdapter
+from dspex.backends.native import _adapters
+from dspex.backends.native._adapters import Adapter
 from dspex.backends.native._catalog import response_format_support
 from dspex.backends.native._types import allows_none
-from dspex.config import AdapterName
+from dspex.config import ADAPTER_CLASSES, ADAPTERS, AdapterName
 from dspex.errors import ConfigError, InputError, ParseError
 from dspex.lm import LM, LMClient
 from dspex.prediction import Prediction
@@ -25,11 +26,12 @@ def make_adapter(adapter: AdapterName | Adapter) -> Adapter:
     """The adapter instance for a name (``chat`` falls back to JSON on parse errors)."""
     if isinstance(adapter, Adapter):
         return adapter
-    if adapter == "chat":
-        return ChatAdapter()
-    if adapter == "json":
-        return JSONAdapter()
-    raise ConfigError(f"adapter must be 'chat' or 'json', got {adapter!r}")
+    if adapter not in ADAPTERS:
+        raise ConfigError(
+            f"adapter must be one of {', '.join(map(repr, ADAPTERS))}, got {adapter!r}"
+        )
+    made: Adapter = getattr(_adapters, ADAPTER_CLASSES[adapter])()
+    return made
 
 
 def check_inputs(signature: Signature, inputs: Mapping[str, Any]) -> dict[str, Any]:

@@ -15,7 +15,6 @@ from collections.abc import Iterable, Sequence
 from typing import Any, ClassVar, Literal
 
 from dspex.backends._spec import NO_OPTIONS, CallOptions, ModuleSpec
-from dspex.backends.native._adapters import format_user_fields
 from dspex.backends.native._module import parts, required, state_of, total_usage
 from dspex.backends.native._predict import NativeChainOfThought, NativePredict, make_adapter
 from dspex.backends.native._tools import FINISH, NativeTool, finish_tool, format_error_for_lm
@@ -93,7 +92,7 @@ class NativeReAct:
     (with ``reasoning``), with the token usage of every LM call.
     """
 
-    __slots__ = ("extract", "max_iters", "react", "signature", "tools")
+    __slots__ = ("adapter", "extract", "max_iters", "react", "signature", "tools")
     module_type: ClassVar[str] = "ReAct"
 
     def __init__(
@@ -133,7 +132,7 @@ class NativeReAct:
         extract_sig = Signature(sig.inputs, sig.outputs, sig.instructions or None).append(
             Field.input("trajectory")
         )
-        shared = make_adapter(adapter)
+        shared = self.adapter = make_adapter(adapter)
         self.react = NativePredict(react_sig, lm=lm, client=client, adapter=shared)
         self.extract = NativeChainOfThought(extract_sig, lm=lm, client=client, adapter=shared)
         shared.prepare(self.react.signature)
@@ -202,7 +201,7 @@ class NativeReAct:
         for _ in range(3):
             try:
                 pred = await module.run(
-                    {**values, "trajectory": format_user_fields(trajectory)}, options
+                    {**values, "trajectory": self.adapter.format_user_fields(trajectory)}, options
                 )
             except LMError as err:
                 if not exceeds_context_window(err):

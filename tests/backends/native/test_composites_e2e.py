@@ -121,7 +121,7 @@ ATTEMPTS = [
 ]
 
 
-@pytest.mark.parametrize("adapter", ["chat", "json"])
+@pytest.mark.parametrize("adapter", ["chat", "json", "xml"])
 async def test_multi_chain_comparison_like_dspy(
     server: ScriptedLM, client: LMClient, lm: LM, adapter: str
 ) -> None:

@@ -253,7 +253,7 @@ def test_json_replies_parse_like_dspy(reply: str) -> None:
     assert outcome(JSONAdapter().parse, Signature.parse(QA_TEXT), reply) == expected
 
 
-@pytest.mark.parametrize("adapter", ["chat", "json"])
+@pytest.mark.parametrize("adapter", ["chat", "json", "xml"])
 @pytest.mark.parametrize(
     ("demos", "inputs"),
     [

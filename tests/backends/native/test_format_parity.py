@@ -7,12 +7,16 @@ from typing import Any
 import dspy
 import pytest
 
-from dspex.backends.native import ChatAdapter, JSONAdapter
+from dspex.backends.native import ChatAdapter, JSONAdapter, XMLAdapter
 from dspex.signature import Signature
 
 from .corpus import demos_for, dspy_signatures, inputs_for
 
-ADAPTERS = [(dspy.ChatAdapter, ChatAdapter), (dspy.JSONAdapter, JSONAdapter)]
+ADAPTERS = [
+    (dspy.ChatAdapter, ChatAdapter),
+    (dspy.JSONAdapter, JSONAdapter),
+    (dspy.XMLAdapter, XMLAdapter),
+]
 
 
 def _cases() -> list[Any]:

@@ -105,7 +105,7 @@ def test_tool_calls_in_history_are_a_clear_error_natively() -> None:
             ChatAdapter().format(Signature.from_dspy(Chat), [], inputs)
 
 
-@pytest.mark.parametrize("adapter", ["chat", "json"])
+@pytest.mark.parametrize("adapter", ["chat", "json", "xml"])
 async def test_history_through_both_implementations(adapter: str) -> None:
     def answer(request: RecordedRequest) -> Reply:
         return respond(answer="Paris")(request)

@@ -8,7 +8,7 @@ from typing import Any
 import dspy
 import pytest
 
-from dspex.backends.native import ChatAdapter, JSONAdapter
+from dspex.backends.native import ChatAdapter, JSONAdapter, XMLAdapter
 from dspex.signature import Signature
 
 from .corpus import demos_for, dspy_signatures, outcome
@@ -117,6 +117,73 @@ JSON_CASES: list[tuple[str, str]] = [
 ]
 
 
+# XMLAdapter: tags, nested XML guided by the type's schema, escapes, malformed XML.
+XML_CASES: list[tuple[str, str]] = [
+    ("question -> answer", "<answer>Paris</answer>"),
+    ("question -> answer", "<answer>\nParis\n</answer>"),
+    ("question -> answer, why", "\n<answer>Paris</answer>\n<why>The capital.</why>\n"),
+    ("question -> answer, why", "<why>B first</why><answer>A second</answer>"),
+    ("question -> answer, why", "<answer>Paris</answer>"),
+    ("question -> answer", "Sure! <answer>x</answer> done"),
+    ("question -> answer", "<answer>one</answer><answer>two</answer>"),
+    ("question -> answer", "<answer>x &amp; y &lt; z &gt; w</answer>"),
+    ("question -> answer", "<answer>x & y</answer>"),
+    ("question -> answer", "<answer>unclosed"),
+    ("question -> answer", "<answer>see <b>bold</b> tail</answer>"),
+    ("question -> answer", "<?xml version='1.0'?><answer>x</answer>"),
+    ("question -> answer", "<answer>x</answer><!-- note -->"),
+    ("question -> answer", "<Answer>case matters</Answer>"),
+    ("question -> answer", "<answer/>"),
+    ("question -> answer", "<answer>\ud800</answer>"),
+    ("question -> answer", "<answer>a\r\nb\rc</answer>"),
+    ("question -> answer", "<answer><![CDATA[<b> & ]]></answer>"),
+    ("question -> answer", ""),
+    ("question -> answer", "no tags at all"),
+    ("-> number: int, flag: bool", "<number>42</number>\n<flag>true</flag>"),
+    ("-> number: int", "<number>not_a_number</number>"),
+    ("-> number: int", "<number> 7 </number>"),
+    ("-> number: int", "<number>4.5</number>"),
+    ("-> number: int", "<number><x>1</x></number>"),
+    ("q -> f: float", "<f>1e3</f>"),
+    ("q -> ok: bool", "<ok>True</ok>"),
+    ("q -> ok: bool", "<ok>maybe</ok>"),
+    ("q -> a: list[int]", "<a><item>1</item><item>2</item></a>"),
+    ("q -> a: list[int]", "<a>[1, 2]</a>"),
+    ("q -> a: list[int]", "<a></a>"),
+    ("q -> a: list[int]", "<a/>"),
+    ("q -> a: list[int]", "<a>1, 2</a>"),
+    ("q -> a: list[int]", "<a>1</a><a>2</a>"),
+    ("q -> a: list[int]", "<a><item>1</item><item>x</item></a>"),
+    ("q -> a: list[str]", "<a><item>x &amp; y</item><item/></a>"),
+    ("q -> a: list[str]", "<a><n>1</n><n>2</n></a>"),
+    ("q -> d: dict[str, int]", '<d><x>1</x><entry key="a b">2</entry></d>'),
+    ("q -> d: dict[str, int]", "<d></d>"),
+    ("q -> d: dict[str, int]", '<d>{"a": 1}</d>'),
+    ("q -> d: dict[str, int]", "<d><x>1</x><x>2</x></d>"),
+    ("q -> d: dict[str, list[int]]", "<d><x><item>1</item></x><y>[2, 3]</y></d>"),
+    ("q -> a: list[dict[str, int]]", "<a><item><x>1</x></item><item><y>2</y></item></a>"),
+    ("q -> a: Optional[int]", "<a></a>"),
+    ("q -> a: Optional[int]", "<a>3</a>"),
+    ("q -> a: int | None", "<a> </a>"),
+    ("q -> a: Optional[list[int]]", "<a><item>1</item></a>"),
+    ("q -> a: Optional[list[int]]", "<a/>"),
+    ("q -> a: Optional[str]", "<a>None</a>"),
+    ("q -> u: Union[int, str]", "<u>5</u>"),
+    ("q -> u: Union[int, str]", "<u>five</u>"),
+    ("q -> u: Union[int, str]", "<u><x>1</x></u>"),
+    ("q -> label: Literal['pos', 'neg']", "<label>pos</label>"),
+    ("q -> label: Literal['pos', 'neg']", "<label>'neg'</label>"),
+    ("q -> label: Literal['pos', 'neg']", "<label>maybe</label>"),
+    (
+        "q -> t: tuple[int, str], s: set[int]",
+        "<t><item>1</item><item>a</item></t><s><item>1</item><item>1</item></s>",
+    ),
+    ("q -> anything: Any", "<anything><k>v</k><n><item>1</item></n></anything>"),
+    ("q -> anything: Any", "<anything>[1, 2]</anything>"),
+    ("q -> out: dict[str, Any]", '<out><entry key="1x">a</entry><ok-ay>b</ok-ay></out>'),
+]
+
+
 def _pair(text: str) -> tuple[type, Signature]:
     return dspy.Signature(text), Signature.parse(text)
 
@@ -141,6 +208,17 @@ def test_json_parse_matches_dspy(text: str, reply: str) -> None:
     assert outcome(JSONAdapter().parse, sig, reply) == expected
 
 
+@pytest.mark.parametrize(
+    ("text", "reply"),
+    XML_CASES + CHAT_CASES[:12] + JSON_CASES[:12],
+    ids=[f"{i}" for i in range(len(XML_CASES) + 24)],
+)
+def test_xml_parse_matches_dspy(text: str, reply: str) -> None:
+    dspy_sig, sig = _pair(text)
+    expected = outcome(dspy.XMLAdapter().parse, dspy_sig, reply)
+    assert outcome(XMLAdapter().parse, sig, reply) == expected
+
+
 def _replies(dspy_sig: type) -> list[str]:
     """Chat and JSON replies DSPy itself would render for the corpus demos, plus mutations."""
     replies: list[str] = []
@@ -149,7 +227,9 @@ def _replies(dspy_sig: type) -> list[str]:
             if all(k in demo for k in dspy_sig.output_fields):
                 chat = dspy.ChatAdapter().format_assistant_message_content(dspy_sig, demo)
                 js = dspy.JSONAdapter().format_assistant_message_content(dspy_sig, demo)
+                xml = dspy.XMLAdapter().format_assistant_message_content(dspy_sig, demo)
                 replies += [chat, js, "Sure.\n" + chat, js + "\nDone.", chat.replace("\n\n", "\n")]
+                replies += [xml, "Here:\n" + xml + "\nDone.", xml.replace("\n", "")]
                 first = next(iter(dspy_sig.output_fields))
                 replies.append(chat.split(f"[[ ## {first} ## ]]")[0])  # drops everything
                 replies.append(chat + f"\n[[ ## {first} ## ]]\nlater duplicate")
@@ -166,6 +246,7 @@ def test_corpus_replies_parse_like_dspy(sig_id: str, dspy_sig: type) -> None:
         for dspy_adapter, native_adapter in (
             (dspy.ChatAdapter, ChatAdapter),
             (dspy.JSONAdapter, JSONAdapter),
+            (dspy.XMLAdapter, XMLAdapter),
         ):
             expected = outcome(dspy_adapter().parse, dspy_sig, reply)
             assert outcome(native_adapter().parse, native, reply) == expected, reply

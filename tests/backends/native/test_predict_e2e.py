@@ -1,7 +1,7 @@
 """Native Predict / ChainOfThought against real DSPy 3.4.1, both over HTTP to one ScriptedLM.
 
-For every corpus signature, demo set and input set, and for ChatAdapter, JSONAdapter and
-ChainOfThought: the request DSPy sends and the request native sends are equal (messages byte
+For every corpus signature, demo set and input set, and for ChatAdapter, JSONAdapter,
+XMLAdapter and ChainOfThought: the request DSPy sends and the request native sends are equal (messages byte
 for byte, and the whole body), and the two predictions hold equal values of equal types.
 """
 
@@ -29,7 +29,8 @@ CASES = [
     for name, sig in dspy_signatures()
     if not any(dspy_type_in(f.annotation) for f in sig.fields.values())
 ]
-MODES = ["chat", "json", "cot"]
+MODES = ["chat", "json", "xml", "cot"]
+DSPY_ADAPTERS = {"chat": dspy.ChatAdapter, "json": dspy.JSONAdapter, "xml": dspy.XMLAdapter}
 
 
 @pytest.fixture
@@ -50,7 +51,7 @@ def _reply_for(sig: type, mode: str) -> str:
     if mode == "cot":
         sig = dspy.ChainOfThought(sig).predict.signature
         outputs = {"reasoning": "Because.", **outputs}
-    adapter = dspy.JSONAdapter() if mode == "json" else dspy.ChatAdapter()
+    adapter = DSPY_ADAPTERS.get(mode, dspy.ChatAdapter)()
     return str(adapter.format_assistant_message_content(sig, outputs))
 
 
@@ -63,7 +64,7 @@ async def _both(
     inputs: dict[str, Any],
 ) -> tuple[tuple[Any, ...], tuple[Any, ...], list[RecordedRequest]]:
     lm = LM("openai/scripted", api_base=server.base_url, api_key="sk-test")
-    adapter = "json" if mode == "json" else "chat"
+    adapter = mode if mode in DSPY_ADAPTERS else "chat"
 
     async def native() -> Any:
         cls = NativeChainOfThought if mode == "cot" else NativePredict
@@ -74,7 +75,7 @@ async def _both(
         module = dspy.ChainOfThought(sig) if mode == "cot" else dspy.Predict(sig)
         for predictor in module.predictors():
             predictor.demos = [dspy.Example(**d) for d in demos]
-        dspy_adapter = dspy.JSONAdapter() if mode == "json" else dspy.ChatAdapter()
+        dspy_adapter = DSPY_ADAPTERS[adapter]()
         with dspy.context(lm=lm.to_dspy(), adapter=dspy_adapter):
             return dict((await module.acall(**inputs)).items())
 
@@ -121,16 +122,18 @@ async def test_unparsable_reply_falls_back_like_dspy(
     inputs = {"context": "Paris is in France.", "question": "Capital of France?"}
     got_native, got_dspy, requests = await _both(server, client, QA, mode, [], inputs)
     assert got_native == got_dspy == ("parse_error",)
-    # ChatAdapter retries once with JSONAdapter (a second LM call); JSONAdapter does not.
+    # ChatAdapter (and XMLAdapter) retry once with JSONAdapter (a second LM call); JSONAdapter
+    # does not.
     assert len(requests) == (1 if mode == "json" else 2)
 
 
+@pytest.mark.parametrize("mode", ["chat", "xml"])
 async def test_fallback_reply_in_json_is_parsed_like_dspy(
-    server: ScriptedLM, client: LMClient
+    server: ScriptedLM, client: LMClient, mode: str
 ) -> None:
     server.script = ["no headers here", '{"answer": "Paris", "confidence": "0.9"}'] * 2
     inputs = {"context": "Paris is in France.", "question": "Capital of France?"}
-    got_native, got_dspy, requests = await _both(server, client, QA, "chat", [], inputs)
+    got_native, got_dspy, requests = await _both(server, client, QA, mode, [], inputs)
     assert got_native == got_dspy
     assert got_native == ("ok", typed({"answer": "Paris", "confidence": 0.9}))
     assert len(requests) == 2

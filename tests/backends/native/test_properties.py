@@ -10,7 +10,7 @@ import dspy
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from dspex.backends.native import ChatAdapter, JSONAdapter, check_inputs
+from dspex.backends.native import ChatAdapter, JSONAdapter, XMLAdapter, check_inputs
 from dspex.errors import InputError, ParseError
 from dspex.signature import Signature
 
@@ -68,6 +68,11 @@ def _typed_case(
 
 
 _case = _typed_case().map(lambda case: case[:3])
+ADAPTERS = [
+    (dspy.ChatAdapter, ChatAdapter),
+    (dspy.JSONAdapter, JSONAdapter),
+    (dspy.XMLAdapter, XMLAdapter),
+]
 
 
 @FAST
@@ -80,10 +85,7 @@ def test_generated_signatures_and_values_format_like_dspy(
     sig = Signature.parse(text, instructions or None)
     if cot:
         dspy_sig, sig = dspy.ChainOfThought(dspy_sig).predict.signature, sig.with_reasoning()
-    for dspy_adapter, native_adapter in (
-        (dspy.ChatAdapter, ChatAdapter),
-        (dspy.JSONAdapter, JSONAdapter),
-    ):
+    for dspy_adapter, native_adapter in ADAPTERS:
         expected = outcome(dspy_adapter().format, dspy_sig, demos, inputs)
         assert outcome(native_adapter().format, sig, demos, inputs) == expected
 
@@ -102,6 +104,8 @@ _PIECES = [
     "\n", "\n\n", " ", "  ", "{", "}", "[", "]", '"answer"', '"n"', ":", ",", "1", "2.5", "-3",
     "true", "None", "null", "pos", "'neg'", "Literal[", '"x"', "text", "```", "json", "\r",
     "\u2028", "{[1]: 2}", "Infinity",
+    *(f"<{name}>" for name in _HEADERS), *(f"</{name}>" for name in _HEADERS),
+    "<item>", "</item>", "<item/>", '<entry key="a b">', "</entry>", "&amp;", "&", "<", "/>",
 ]  # fmt: skip
 _REPLIES = st.one_of(
     st.text(max_size=80), st.lists(st.sampled_from(_PIECES), max_size=25).map("".join)
@@ -114,10 +118,7 @@ def test_arbitrary_replies_parse_like_dspy_and_raise_only_parse_errors(
     text: str, reply: str
 ) -> None:
     sig, dspy_sig = Signature.parse(text), dspy.Signature(text)
-    for dspy_adapter, native_adapter in (
-        (dspy.ChatAdapter, ChatAdapter),
-        (dspy.JSONAdapter, JSONAdapter),
-    ):
+    for dspy_adapter, native_adapter in ADAPTERS:
         with contextlib.suppress(ParseError):  # anything else propagates and fails the test
             native_adapter().parse(sig, reply)
         expected = outcome(dspy_adapter().parse, dspy_sig, reply)
@@ -177,9 +178,6 @@ def test_generated_histories_format_like_dspy(
         dspy_sig, sig = dspy.ChainOfThought(dspy_sig).predict.signature, sig.with_reasoning()
     if given_history:
         inputs = {**inputs, "history": dspy.History(messages=turns)}
-    for dspy_adapter, native_adapter in (
-        (dspy.ChatAdapter, ChatAdapter),
-        (dspy.JSONAdapter, JSONAdapter),
-    ):
+    for dspy_adapter, native_adapter in ADAPTERS:
         expected = outcome(dspy_adapter().format, dspy_sig, demos, inputs)
         assert outcome(native_adapter().format, sig, demos, inputs) == expected

@@ -123,7 +123,7 @@ LOOKUP: Step = ("lookup", {"city": "Paris"})
     ],
     ids=["one-step", "two-steps", "async-and-sync-tools", "max-iters"],
 )
-@pytest.mark.parametrize("adapter", ["chat", "json"])
+@pytest.mark.parametrize("adapter", ["chat", "json", "xml"])
 async def test_multi_step_runs_send_what_dspy_sends(
     server: ScriptedLM,
     client: LMClient,
