@@ -76,16 +76,21 @@ async def test_a_reply_native_cannot_parse_falls_back_for_that_predictor_only(
     assert (again.implementation, again.fallback) == ("native", False)
 
 
+def zoom(factor: int) -> str:
+    """Zoom in."""
+    return f"zoomed {factor}x"
+
+
 class Captioned(dspy.Module):
-    """A predictor with a dspy.Image input (a type native lacks) and one without."""
+    """A predictor with a list[dspy.Tool] input (a type native lacks) and one without."""
 
     def __init__(self) -> None:
         super().__init__()
-        self.describe = dspy.Predict("photo: dspy.Image -> caption")
+        self.describe = dspy.Predict("photo: dspy.Image, tools: list[dspy.Tool] -> caption")
         self.answer = dspy.Predict("question, caption -> answer")
 
     def forward(self, photo: Any, question: str) -> Any:
-        caption = self.describe(photo=photo).caption
+        caption = self.describe(photo=photo, tools=[dspy.Tool(zoom)]).caption
         return self.answer(question=question, caption=caption)
 
 
@@ -98,7 +103,7 @@ async def test_a_predictor_with_a_type_native_lacks_runs_on_dspy_and_info_says_w
     describe, answer = (await ref.info()).predictors
     assert (describe.path, describe.implementations) == ("describe", ("dspy",))
     assert describe.native_unsupported is not None
-    assert "uses Image, a dspy.Type" in describe.native_unsupported
+    assert "uses Tool, a dspy.Type" in describe.native_unsupported
     assert (answer.native_unsupported, "native" in answer.implementations) == (None, True)
     photo = dspy.Image("https://example.com/cat.png")
     pred = await ref(photo=photo, question="What is it?")

@@ -145,19 +145,32 @@ def dspy_types_in(annotation: Any) -> list[Any]:
 
 def dspy_type_in(annotation: Any) -> Any:
     """The first ``dspy.Type`` inside ``annotation`` that the native adapters do not implement,
-    else ``None``: DSPy's own types (Image, Audio, File, Tool, ToolCalls, Citations, Reasoning,
-    ...) change how DSPy builds messages or calls the LM, and so do user types built on them.
-    ``dspy.Code`` and user-defined types (their own ``format``, ``description`` and pydantic
-    validation: a text, or content parts) are implemented."""
+    else ``None``. Implemented: the types whose messages are their ``format`` (a text, or
+    content parts), ``description`` and pydantic validation alone: ``dspy.Code``, ``Image``,
+    ``Audio``, ``File``, ``Document`` and user-defined types. Not: ``Tool``, ``ToolCalls``,
+    ``Citations`` and ``Reasoning``, which change how DSPy calls the LM (function calling,
+    an LM's own citations or reasoning), and user types built on them."""
     return next((t for t in dspy_types_in(annotation) if not _native_type(t)), None)
 
 
+_NATIVE_BUILTINS = (
+    ("dspy.adapters.types.base_type", "Type"),
+    ("dspy.adapters.types.image", "Image"),
+    ("dspy.adapters.types.audio", "Audio"),
+    ("dspy.adapters.types.file", "File"),
+    ("dspy.adapters.types.document", "Document"),
+)
+
+
 def _native_type(custom: Any) -> bool:
+    """Whether every DSPy class ``custom`` is built on is one native implements (any
+    ``dspy.Code``, ``Code["java"]`` included)."""
     if _is_code(custom):
         return True
     base: Any = imported_class("dspy.adapters.types.base_type", "Type")
+    native = {imported_class(module, name) for module, name in _NATIVE_BUILTINS}
     return not any(
-        cls is not base and cls.__module__.split(".")[0] == "dspy"
+        cls.__module__.split(".")[0] == "dspy" and cls not in native
         for cls in custom.__mro__
         if base is not None and _is_subclass(cls, base)
     )

@@ -11,6 +11,7 @@ from typing import Any, Literal, Optional, Union, get_args, get_origin
 
 import dspy
 import pydantic
+from dspy.experimental import Document
 from dspy.utils.exceptions import AdapterParseError
 
 from dspex.backends.native import UnrecoverableParseError
@@ -107,6 +108,18 @@ class CodeGen(dspy.Signature):
     notes: Optional[dspy.Code] = dspy.OutputField()  # noqa: UP045
 
 
+class Media(dspy.Signature):
+    """Answer about the media: a photo, a gallery, a clip, a file and a document."""
+
+    photo: dspy.Image = dspy.InputField(desc="the photo")
+    gallery: list[dspy.Image] = dspy.InputField()
+    clip: dspy.Audio = dspy.InputField()
+    report: dspy.File = dspy.InputField()
+    doc: Document = dspy.InputField()
+    question: str = dspy.InputField()
+    answer: str = dspy.OutputField()
+
+
 STRING_SIGNATURES: list[tuple[str, str | None]] = [
     ("question -> answer", None),
     ("context, question -> answer", None),
@@ -122,7 +135,7 @@ STRING_SIGNATURES: list[tuple[str, str | None]] = [
     ("a: List[str], b: Dict[str, List[int]] -> c: list[dict[str, int]], d: bool", None),
 ]
 
-CLASS_SIGNATURES: list[type] = [QA, Rich, Edge, CodeGen, Convert]
+CLASS_SIGNATURES: list[type] = [QA, Rich, Edge, CodeGen, Convert, Media]
 
 
 def dspy_signatures() -> list[tuple[str, type]]:
@@ -167,6 +180,27 @@ def sample(annotation: Any, variant: int) -> Any:
         return [Temperature(celsius=21.5), {"celsius": -3}, Temperature(celsius=0)][variant % 3]
     if annotation is Snippet:
         return [Snippet(text="a"), Snippet(text="multi\nline")][variant % 2]
+    if annotation is dspy.Image:
+        return [
+            dspy.Image("https://example.com/cat.png"),
+            dspy.Image("data:image/png;base64,iVBORw0KGgo="),
+            "https://example.com/passed-as-text.jpg",
+        ][variant % 3]
+    if annotation is dspy.Audio:
+        return [
+            dspy.Audio(data="UklGRiQAAABXQVZF", audio_format="wav"),
+            dspy.Audio(data="SUQzBAAAAAAA", audio_format="mp3"),
+        ][variant % 2]
+    if annotation is dspy.File:
+        return [
+            dspy.File(file_data="data:application/pdf;base64,JVBERi0=", filename="r.pdf"),
+            dspy.File(file_id="file-123"),
+        ][variant % 2]
+    if annotation is Document:
+        return [
+            Document(data="Paris is the capital of France.", title="Facts"),
+            Document(data="Plain.", context="from a wiki"),
+        ][variant % 2]
     if isinstance(annotation, type) and issubclass(annotation, dspy.Code):
         return [
             "x = 1",

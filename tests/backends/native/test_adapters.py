@@ -148,11 +148,32 @@ def test_bad_list_input_is_an_input_error_not_a_type_error() -> None:
         ChatAdapter().format("question -> answer", [], {"question": [1, 2]})
 
 
-def test_dspy_types_are_refused_natively() -> None:
-    with pytest.raises(SignatureError, match="dspy backend"):
-        ChatAdapter().format(dspy.Signature("image: dspy.Image -> caption"), [], {})
-    with pytest.raises(SignatureError, match="dspy backend"):
-        JSONAdapter().parse(dspy.Signature("q -> calls: list[dspy.Tool]"), "{}")
+def test_dspy_types_that_change_the_lm_call_are_refused_natively() -> None:
+    for text in (
+        "q -> calls: list[dspy.Tool]",
+        "q -> calls: dspy.ToolCalls",
+        "q -> why: dspy.Reasoning",
+    ):
+        with pytest.raises(SignatureError, match="dspy backend"):
+            JSONAdapter().parse(dspy.Signature(text), "{}")
+
+    class Mine(dspy.Reasoning):  # a user type built on one of them
+        pass
+
+    with pytest.raises(SignatureError, match="Mine"):
+        ChatAdapter().format(
+            dspy.Signature({"q": (str, dspy.InputField()), "m": (Mine, dspy.OutputField())}), [], {}
+        )
+
+
+def test_media_types_are_native() -> None:
+    sig = dspy.Signature("image: dspy.Image, clip: dspy.Audio, f: dspy.File -> caption")
+    inputs = {
+        "image": dspy.Image("https://example.com/a.png"),
+        "clip": dspy.Audio(data="UklGRg==", audio_format="wav"),
+        "f": dspy.File(file_id="file-1"),
+    }
+    assert ChatAdapter().format(sig, [], inputs) == dspy.ChatAdapter().format(sig, [], inputs)
 
 
 def test_reasoning_is_an_ordinary_leading_string_output() -> None:

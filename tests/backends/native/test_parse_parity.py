@@ -3,7 +3,8 @@ types, or a parse error in both."""
 
 from __future__ import annotations
 
-from typing import Any
+import json
+from typing import Any, Optional
 
 import dspy
 import pytest
@@ -217,6 +218,36 @@ def test_xml_parse_matches_dspy(text: str, reply: str) -> None:
     dspy_sig, sig = _pair(text)
     expected = outcome(dspy.XMLAdapter().parse, dspy_sig, reply)
     assert outcome(XMLAdapter().parse, sig, reply) == expected
+
+
+class Picture(dspy.Signature):
+    """Find a cover picture."""
+
+    q: str = dspy.InputField()
+    cover: Optional[dspy.Image] = dspy.OutputField()  # noqa: UP045
+
+
+PICTURES = [
+    "https://example.com/cover.png",
+    "data:image/png;base64,iVBORw0KGgo=",
+    '{"url": "https://example.com/cover.png"}',
+    "None",
+    "not a url",
+    "",
+]
+
+
+@pytest.mark.parametrize("text", PICTURES)
+def test_image_outputs_parse_like_dspy(text: str) -> None:
+    sig = Signature.from_dspy(Picture)
+    replies = {
+        (dspy.ChatAdapter, ChatAdapter): f"[[ ## cover ## ]]\n{text}\n\n[[ ## completed ## ]]",
+        (dspy.JSONAdapter, JSONAdapter): json.dumps({"cover": text}),
+        (dspy.XMLAdapter, XMLAdapter): f"<cover>{text}</cover>",
+    }
+    for (dspy_adapter, native_adapter), reply in replies.items():
+        expected = outcome(dspy_adapter().parse, Picture, reply)
+        assert outcome(native_adapter().parse, sig, reply) == expected, reply
 
 
 def _replies(dspy_sig: type) -> list[str]:

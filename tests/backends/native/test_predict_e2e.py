@@ -1,8 +1,9 @@
 """Native Predict / ChainOfThought against real DSPy 3.4.1, both over HTTP to one ScriptedLM.
 
 For every corpus signature, demo set and input set, and for ChatAdapter, JSONAdapter,
-XMLAdapter and ChainOfThought: the request DSPy sends and the request native sends are equal (messages byte
-for byte, and the whole body), and the two predictions hold equal values of equal types.
+XMLAdapter and ChainOfThought: the request DSPy sends and the request native sends are equal
+(messages byte for byte, and the whole body), and the two predictions hold equal values of
+equal types.
 """
 
 from __future__ import annotations

@@ -32,6 +32,12 @@ _TYPES = {
     "Optional[str]": st.one_of(st.none(), st.text(max_size=10)),
     "int | None": st.one_of(st.none(), st.integers()),
     "Literal['a', 'b c', \"it's\"]": st.sampled_from(["a", "b c", "it's"]),
+    "dspy.Image": st.sampled_from(
+        [dspy.Image("https://example.com/a.png"), dspy.Image("data:image/png;base64,iVBORw0KGgo=")]
+    ),
+    "list[dspy.Audio]": st.lists(
+        st.sampled_from([dspy.Audio(data="UklGRg==", audio_format="wav")]), max_size=2
+    ),
     "Any": st.recursive(
         st.one_of(st.none(), st.booleans(), st.integers(), st.text(max_size=5)),
         lambda inner: (
