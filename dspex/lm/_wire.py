@@ -67,6 +67,8 @@ class Completion(msgspec.Struct, frozen=True):
     """One chat completion: a text and a finish reason per choice (``n`` of them), and usage.
 
     A choice with no content (``null``) has the text ``""``. ``attempts`` counts HTTP requests.
+    ``reasonings`` holds each choice's ``reasoning_content`` (the reasoning a reasoning model
+    sends besides its text), or is empty when no choice has one.
     """
 
     texts: list[str]
@@ -75,6 +77,7 @@ class Completion(msgspec.Struct, frozen=True):
     model: str
     id: str = ""
     attempts: int = 1
+    reasonings: list[str | None] = msgspec.field(default_factory=list)
 
     @property
     def text(self) -> str:
@@ -83,7 +86,10 @@ class Completion(msgspec.Struct, frozen=True):
 
 
 def params_suffix(params: Mapping[str, Any]) -> bytes:
-    """Encode request parameters as the tail of a JSON object (``,"k":v,...}``), LiteLLM's order."""
+    """Encode request parameters as the tail of a JSON object (``,"k":v,...}``), LiteLLM's order;
+    a parameter set to None is left out, as LiteLLM leaves it out."""
+    if any(value is None for value in params.values()):
+        params = {k: v for k, v in params.items() if v is not None}
     if not params:
         return b"}"
     last = len(_ORDER)
@@ -101,6 +107,7 @@ def body_prefix(wire_model: str) -> bytes:
 
 class _WireMessage(msgspec.Struct):
     content: str | None = None
+    reasoning_content: Any = None  # a str from reasoning models; anything else is ignored
 
 
 class _WireChoice(msgspec.Struct):
@@ -141,7 +148,12 @@ def decode_completion(content: bytes, default_model: str, attempts: int) -> Comp
         completion = wire.completion_tokens or 0
         total = wire.total_tokens if wire.total_tokens is not None else prompt + completion
         usage = Usage(prompt, completion, total)
+    reasonings = [
+        reasoning if isinstance(reasoning := choice.message.reasoning_content, str) else None
+        for choice in choices
+    ]
     return Completion(
+        reasonings=reasonings if any(reasonings) else [],
         texts=[choice.message.content or "" for choice in choices],
         finish_reasons=[choice.finish_reason for choice in choices],
         usage=usage,

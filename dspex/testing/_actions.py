@@ -36,6 +36,8 @@ class Reply(msgspec.Struct, frozen=True):
     ``text`` may be a list of strings, one choice each. Otherwise the reply has ``n`` choices, or
     as many as the request's ``n`` asks for when ``n`` is None. Token counts are estimated from
     the text (about 4 characters per token) unless given. ``latency`` delays the answer (seconds).
+    ``reasoning`` is sent as each choice's ``reasoning_content``, as reasoning models send
+    their own reasoning.
     """
 
     text: str | Sequence[str] = ""
@@ -44,6 +46,7 @@ class Reply(msgspec.Struct, frozen=True):
     finish_reason: str = "stop"
     prompt_tokens: int | None = None
     completion_tokens: int | None = None
+    reasoning: str | None = None
 
     def __post_init__(self) -> None:
         check_latency("Reply", self.latency)

@@ -14,9 +14,10 @@ _encode = msgspec.json.Encoder().encode
 _ids = itertools.count(1)
 
 
-class _Message(msgspec.Struct):
+class _Message(msgspec.Struct, omit_defaults=True):
     role: str
     content: str
+    reasoning_content: str | None = None
 
 
 class _Choice(msgspec.Struct):
@@ -65,7 +66,11 @@ def chat_completion(reply: Reply, body: dict[str, Any] | None, default_model: st
     else:
         texts = list(reply.text)
     choices = [
-        _Choice(index=i, message=_Message("assistant", text), finish_reason=reply.finish_reason)
+        _Choice(
+            index=i,
+            message=_Message("assistant", text, reply.reasoning),
+            finish_reason=reply.finish_reason,
+        )
         for i, text in enumerate(texts)
     ]
     prompt = reply.prompt_tokens if reply.prompt_tokens is not None else _prompt_tokens(body)

@@ -29,3 +29,20 @@ async def test_native_and_dspy_send_the_same_messages_and_agree(
     first, second = server.requests
     assert first.messages == second.messages
     assert first.body == second.body
+
+
+async def test_parameters_set_to_none_are_left_out_as_litellm_leaves_them_out(
+    server: ScriptedLM,
+) -> None:
+    extra = {"top_p": None, "seed": None, "reasoning_effort": None, "custom": None, "stop": ["x"]}
+    lm = dspex.LM("openai/scripted", api_base=server.base_url, api_key="sk-test", extra=extra)
+    config = dspex.Config(adaptive={"explore_rate": 0.0})
+    async with Runtime(lm=lm, config=config):
+        qa = await dspex.Predict.create("question -> answer")
+        for implementation in ("native", "dspy"):
+            await qa.execute({"question": "q"}, implementation=implementation)
+    native, on_dspy = server.requests[-2:]
+    assert native.body == on_dspy.body
+    assert native.body is not None
+    assert native.body["stop"] == ["x"]
+    assert not {"top_p", "seed", "reasoning_effort", "custom"} & set(native.body)

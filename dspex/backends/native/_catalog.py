@@ -1,9 +1,10 @@
 """What DSPy (through LiteLLM) believes an OpenAI model supports, without importing LiteLLM.
 
 DSPy's JSONAdapter asks for ``response_format`` according to ``dspy.LM.supported_params`` and
-``supports_response_schema``, which LiteLLM answers from its model catalog. Importing LiteLLM
-takes seconds, so the native path reads the same catalog file LiteLLM ships (the one it uses
-offline, with ``LITELLM_LOCAL_MODEL_COST_MAP=True``), once, on first use.
+``supports_response_schema``, and a ``dspy.Reasoning`` output asks the LM for its own
+reasoning according to ``supports_reasoning``: LiteLLM answers these from its model catalog.
+Importing LiteLLM takes seconds, so the native path reads the same catalog file LiteLLM ships
+(the one it uses offline, with ``LITELLM_LOCAL_MODEL_COST_MAP=True``), once, on first use.
 """
 
 from __future__ import annotations
@@ -47,3 +48,24 @@ def _support(wire_model: str) -> ResponseFormatSupport:
 def response_format_support(lm: LM) -> ResponseFormatSupport:
     """The support flags ``dspy.LM(lm.model, engine="litellm")`` reports for ``lm``."""
     return _support(lm.wire_model)
+
+
+@functools.cache
+def _reasons(wire_model: str) -> bool:
+    catalog = _catalog()
+    entry = catalog.get(wire_model) or catalog.get(f"openai/{wire_model}") or {}
+    return bool(isinstance(entry, dict) and entry.get("supports_reasoning"))
+
+
+def supports_reasoning(lm: LM) -> bool:
+    """``dspy.LM(lm.model, engine="litellm").supports_reasoning`` for ``lm``."""
+    return _reasons(lm.wire_model)
+
+
+def reasons_natively(lm: LM) -> bool:
+    """Whether DSPy turns a ``dspy.Reasoning`` output of a call on ``lm`` into the LM's own
+    reasoning (``reasoning_effort``, the field dropped from the prompt): when the LM supports
+    reasoning, ``reasoning_effort`` is not set to None, and it is not a GPT-5 model on the chat
+    API (whose reasoning LiteLLM does not return there)."""
+    effort = lm.extra.get("reasoning_effort", "low")
+    return effort is not None and supports_reasoning(lm) and "gpt-5" not in lm.model

@@ -23,6 +23,7 @@ import types
 from collections.abc import Callable
 from typing import Any, Literal, Union, get_args, get_origin
 
+from dspex._dspy_import import imported_class
 from dspex.errors import ParseError
 from dspex.signature import Field
 
@@ -131,6 +132,10 @@ def make_value_parser(annotation: Any) -> ValueParser:
         (origin is Union or origin is types.UnionType) and type(None) in args and str in args
     )
 
+    # A dspy.Type (Code, Reasoning, a user's type) whose candidate does not validate is
+    # validated once more from the text itself: its own validator may take text.
+    dspy_type = _is_dspy_type(annotation)
+
     def parse(value: Any) -> Any:
         if is_literal:
             if value in allowed:
@@ -146,9 +151,24 @@ def make_value_parser(annotation: Any) -> ValueParser:
                 value = v
         if not isinstance(value, str) or optional_str:
             return validate(value)
-        return validate(_candidate(value))
+        if not dspy_type:
+            return validate(_candidate(value))
+        import pydantic
+
+        try:
+            return validate(_candidate(value))
+        except pydantic.ValidationError as error:
+            try:
+                return validate(value)
+            except pydantic.ValidationError:
+                raise error from None
 
     return parse
+
+
+def _is_dspy_type(annotation: Any) -> bool:
+    base: Any = imported_class("dspy.adapters.types.base_type", "Type")
+    return base is not None and isinstance(annotation, type) and issubclass(annotation, base)
 
 
 def _value_error(

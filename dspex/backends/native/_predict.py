@@ -11,10 +11,10 @@ import msgspec
 from dspex.backends._spec import NO_OPTIONS, CallOptions
 from dspex.backends.native import _adapters
 from dspex.backends.native._adapters import Adapter
-from dspex.backends.native._catalog import response_format_support
-from dspex.backends.native._types import allows_none
+from dspex.backends.native._catalog import reasons_natively, response_format_support
+from dspex.backends.native._types import allows_none, is_reasoning
 from dspex.config import ADAPTER_CLASSES, ADAPTERS, AdapterName
-from dspex.errors import ConfigError, InputError, ParseError
+from dspex.errors import ConfigError, InputError, ParseError, SignatureError
 from dspex.lm import LM, LMClient
 from dspex.prediction import Prediction
 from dspex.signature import Signature, SignatureLike, ensure_signature
@@ -87,7 +87,7 @@ class NativePredict:
     does not parse and DSPy would retry with the JSONAdapter) and returns a :class:`Prediction`.
     """
 
-    __slots__ = ("adapter", "client", "demos", "lm", "signature")
+    __slots__ = ("adapter", "client", "demos", "lm", "reasoning", "signature")
     module_type: ClassVar[str] = "Predict"
 
     def __init__(
@@ -104,6 +104,15 @@ class NativePredict:
         self.client = client
         self.demos = tuple(demos)
         self.adapter = make_adapter(adapter)
+        # dspy.Reasoning outputs: the LM's own reasoning (reasoning_content) replaces the text
+        self.reasoning = tuple(f.name for f in self.signature.outputs if is_reasoning(f.annotation))
+        if self.reasoning and reasons_natively(lm):
+            raise SignatureError(
+                f"output {self.reasoning[0]!r} is a dspy.Reasoning and {lm.model} reasons on its "
+                "own: DSPy asks it for its reasoning (reasoning_effort) instead of the field, "
+                "which the native implementation does not do; run this signature on the dspy "
+                "backend, or set reasoning_effort=None in the LM's extra to keep the field"
+            )
 
     async def __call__(
         self, inputs: Mapping[str, Any], options: CallOptions = NO_OPTIONS
@@ -140,6 +149,8 @@ class NativePredict:
                     raise
                 adapter = fallback  # DSPy's ChatAdapter retries once with its JSONAdapter
                 continue
+            if self.reasoning and completion.reasonings:
+                _take_reasoning(self.reasoning, outputs, completion.reasonings)
             usage = completion.usage
             return Prediction(
                 outputs[0],
@@ -151,6 +162,19 @@ class NativePredict:
                     "total_tokens": usage.total_tokens,
                 },
             )
+
+
+def _take_reasoning(
+    names: tuple[str, ...], outputs: list[dict[str, Any]], reasonings: list[str | None]
+) -> None:
+    """Set each completion's ``dspy.Reasoning`` outputs to the reasoning the LM sent with it,
+    if it sent any, as DSPy's adapters do after parsing."""
+    from dspy.adapters.types.reasoning import Reasoning
+
+    for value, reasoning in zip(outputs, reasonings, strict=True):
+        if reasoning:
+            for name in names:
+                value[name] = Reasoning(content=reasoning)
 
 
 class NativeChainOfThought(NativePredict):

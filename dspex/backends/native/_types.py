@@ -24,6 +24,8 @@ def annotation_name(annotation: Any) -> str:
     if origin is types.UnionType:
         origin = Union
     if origin is None:
+        if is_reasoning(annotation):  # DSPy names it as ChainOfThought's old str field
+            return "str"
         if hasattr(annotation, "__name__"):
             return str(annotation.__name__)
         return str(annotation)
@@ -92,7 +94,7 @@ def json_schema(annotation: Any) -> dict[str, Any]:
 def type_note(field: Field) -> str:
     """DSPy's ``translate_field_type``: ``{name}`` plus the output type note."""
     t = field.annotation
-    if field.kind == "input" or t is str:
+    if field.kind == "input" or t is str or is_reasoning(t):
         desc = ""
     elif t is bool:
         desc = "must be True or False"
@@ -147,9 +149,10 @@ def dspy_type_in(annotation: Any) -> Any:
     """The first ``dspy.Type`` inside ``annotation`` that the native adapters do not implement,
     else ``None``. Implemented: the types whose messages are their ``format`` (a text, or
     content parts), ``description`` and pydantic validation alone: ``dspy.Code``, ``Image``,
-    ``Audio``, ``File``, ``Document`` and user-defined types. Not: ``Tool``, ``ToolCalls``,
-    ``Citations`` and ``Reasoning``, which change how DSPy calls the LM (function calling,
-    an LM's own citations or reasoning), and user types built on them."""
+    ``Audio``, ``File``, ``Document``, ``Reasoning`` (a str-like output; see
+    :func:`~dspex.backends.native._catalog.reasons_natively` for the LMs it is not) and
+    user-defined types. Not: ``Tool``, ``ToolCalls`` and ``Citations``, which change how DSPy
+    calls the LM (function calling, an LM's own citations), and user types built on them."""
     return next((t for t in dspy_types_in(annotation) if not _native_type(t)), None)
 
 
@@ -159,6 +162,7 @@ _NATIVE_BUILTINS = (
     ("dspy.adapters.types.audio", "Audio"),
     ("dspy.adapters.types.file", "File"),
     ("dspy.adapters.types.document", "Document"),
+    ("dspy.adapters.types.reasoning", "Reasoning"),
 )
 
 
@@ -174,6 +178,12 @@ def _native_type(custom: Any) -> bool:
         for cls in custom.__mro__
         if base is not None and _is_subclass(cls, base)
     )
+
+
+def is_reasoning(annotation: Any) -> bool:
+    """Whether ``annotation`` is ``dspy.Reasoning`` itself (not a type built on it)."""
+    reasoning = imported_class("dspy.adapters.types.reasoning", "Reasoning")
+    return reasoning is not None and annotation is reasoning
 
 
 def _is_code(annotation: Any) -> bool:

@@ -120,6 +120,15 @@ class Media(dspy.Signature):
     answer: str = dspy.OutputField()
 
 
+class Think(dspy.Signature):
+    """Think, then answer with a number."""
+
+    question: str = dspy.InputField()
+    why: dspy.Reasoning = dspy.OutputField(desc="your reasoning")
+    answer: int = dspy.OutputField()
+    aside: Optional[dspy.Reasoning] = dspy.OutputField()  # noqa: UP045 (not DSPy's native one)
+
+
 STRING_SIGNATURES: list[tuple[str, str | None]] = [
     ("question -> answer", None),
     ("context, question -> answer", None),
@@ -135,7 +144,7 @@ STRING_SIGNATURES: list[tuple[str, str | None]] = [
     ("a: List[str], b: Dict[str, List[int]] -> c: list[dict[str, int]], d: bool", None),
 ]
 
-CLASS_SIGNATURES: list[type] = [QA, Rich, Edge, CodeGen, Convert, Media]
+CLASS_SIGNATURES: list[type] = [QA, Rich, Edge, CodeGen, Convert, Media, Think]
 
 
 def dspy_signatures() -> list[tuple[str, type]]:
@@ -180,6 +189,8 @@ def sample(annotation: Any, variant: int) -> Any:
         return [Temperature(celsius=21.5), {"celsius": -3}, Temperature(celsius=0)][variant % 3]
     if annotation is Snippet:
         return [Snippet(text="a"), Snippet(text="multi\nline")][variant % 2]
+    if annotation is dspy.Reasoning:
+        return [dspy.Reasoning(content="Six times seven."), "plain text reasoning"][variant % 2]
     if annotation is dspy.Image:
         return [
             dspy.Image("https://example.com/cat.png"),

@@ -17,7 +17,7 @@ from dspex.backends.native import (
 from dspex.errors import InputError, LMError, ParseError, SignatureError
 from dspex.signature import Signature
 
-from .corpus import CodeGen
+from .corpus import CodeGen, Media, Think
 
 FULL = ResponseFormatSupport(response_format=True, response_schema=True)
 
@@ -152,12 +152,11 @@ def test_dspy_types_that_change_the_lm_call_are_refused_natively() -> None:
     for text in (
         "q -> calls: list[dspy.Tool]",
         "q -> calls: dspy.ToolCalls",
-        "q -> why: dspy.Reasoning",
     ):
         with pytest.raises(SignatureError, match="dspy backend"):
             JSONAdapter().parse(dspy.Signature(text), "{}")
 
-    class Mine(dspy.Reasoning):  # a user type built on one of them
+    class Mine(dspy.ToolCalls):  # a user type built on one of them
         pass
 
     with pytest.raises(SignatureError, match="Mine"):
@@ -194,8 +193,11 @@ def test_reasoning_is_an_ordinary_leading_string_output() -> None:
     ("params", "schema"),
     [(set(), False), ({"response_format"}, False), ({"response_format"}, True)],
 )
-def test_request_kwargs_for_code_outputs_match_dspy(params: set[str], schema: bool) -> None:
+@pytest.mark.parametrize("sig", [CodeGen, Think, Media], ids=["code", "reasoning", "media"])
+def test_request_kwargs_for_dspy_type_outputs_match_dspy(
+    params: set[str], schema: bool, sig: type
+) -> None:
     lm = _FakeLM(params, schema)
     support = ResponseFormatSupport.of_dspy_lm(lm)
-    native = JSONAdapter().request_kwargs(Signature.from_dspy(CodeGen), support)
-    assert native == _dspy_response_format(CodeGen, lm)
+    native = JSONAdapter().request_kwargs(Signature.from_dspy(sig), support)
+    assert native == _dspy_response_format(sig, lm)

@@ -1,13 +1,19 @@
-"""The native JSONAdapter asks for response_format exactly when DSPy (LiteLLM engine) does."""
+"""The native JSONAdapter asks for response_format, and a dspy.Reasoning output for the LM's own
+reasoning, exactly when DSPy (LiteLLM engine) does."""
 
 from __future__ import annotations
 
 import dspy
 import pytest
 
-from dspex.backends.native import ResponseFormatSupport
-from dspex.backends.native._catalog import response_format_support
-from dspex.lm import LM
+from dspex.backends.native import NativePredict, ResponseFormatSupport
+from dspex.backends.native._catalog import (
+    reasons_natively,
+    response_format_support,
+    supports_reasoning,
+)
+from dspex.errors import SignatureError
+from dspex.lm import LM, LMClient
 
 MODELS = [
     "openai/scripted",
@@ -18,6 +24,9 @@ MODELS = [
     "openai/gpt-3.5-turbo",
     "openai/gpt-4-turbo",
     "openai/o3-mini",
+    "openai/o4-mini",
+    "openai/gpt-5",
+    "openai/gpt-5-mini",
 ]
 
 
@@ -25,3 +34,26 @@ MODELS = [
 def test_support_flags_match_dspy(model: str) -> None:
     reference = ResponseFormatSupport.of_dspy_lm(dspy.LM(model, engine="litellm", api_key="x"))
     assert response_format_support(LM(model, api_key="x")) == reference
+
+
+@pytest.mark.parametrize("model", MODELS)
+def test_reasoning_support_matches_dspy(model: str) -> None:
+    reference = dspy.LM(model, engine="litellm", api_key="x").supports_reasoning
+    assert supports_reasoning(LM(model, api_key="x")) == reference
+
+
+def test_a_reasoning_output_on_a_reasoning_model_is_left_to_dspy() -> None:
+    sig = "question -> why: dspy.Reasoning, answer"
+    client = LMClient()
+    # o3-mini reasons on its own: DSPy drops the field and sends reasoning_effort
+    assert reasons_natively(LM("openai/o3-mini"))
+    with pytest.raises(SignatureError, match="reasons on its own"):
+        NativePredict(dspy.Signature(sig), lm=LM("openai/o3-mini"), client=client)
+    # unless reasoning_effort is None, or it is a GPT-5 on the chat API, or a model that does not
+    for lm in (
+        LM("openai/o3-mini", extra={"reasoning_effort": None}),
+        LM("openai/gpt-5"),
+        LM("openai/scripted"),
+    ):
+        assert not reasons_natively(lm)
+        NativePredict(dspy.Signature(sig), lm=lm, client=client)

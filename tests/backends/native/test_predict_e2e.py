@@ -22,7 +22,7 @@ from dspex.lm import LM, LMClient
 from dspex.signature import Signature
 from dspex.testing import RecordedRequest, Reply, ScriptedLM
 
-from .corpus import QA, demos_for, dspy_signatures, inputs_for, sample, typed
+from .corpus import QA, Think, demos_for, dspy_signatures, inputs_for, sample, typed
 
 # Signatures the native adapters implement (dspy.Type fields stay on the dspy backend).
 CASES = [
@@ -175,3 +175,18 @@ async def test_optional_and_default_inputs_may_be_left_out(
     module = NativePredict("question, hint: str | None -> answer", lm=lm, client=client)
     assert (await module({"question": "q"})).answer == "ok"
     assert "hint" not in server.requests[0].messages[-1]["content"]
+
+
+@pytest.mark.parametrize("mode", MODES)
+async def test_a_reasoning_output_takes_the_reasoning_the_lm_sends_like_dspy(
+    server: ScriptedLM, client: LMClient, mode: str
+) -> None:
+    # a model DSPy does not know as a reasoning model, which still sends reasoning_content:
+    # DSPy parses the field from the text, then replaces it with the LM's own reasoning
+    server.script = Reply(_reply_for(Think, mode), reasoning="My own thoughts.")
+    got_native, got_dspy, _ = await _both(server, client, Think, mode, [], {"question": "q"})
+    assert got_native == got_dspy
+    assert got_native[0] == "ok"
+    values = dict(got_native[1][1])
+    assert values["why"] == typed(dspy.Reasoning(content="My own thoughts."))
+    assert values["aside"] != values["why"]  # Optional[Reasoning] is not DSPy's native field
