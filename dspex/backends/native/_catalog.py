@@ -3,6 +3,7 @@
 DSPy's JSONAdapter asks for ``response_format`` according to ``dspy.LM.supported_params`` and
 ``supports_response_schema``, and a ``dspy.Reasoning`` output asks the LM for its own
 reasoning according to ``supports_reasoning``: LiteLLM answers these from its model catalog.
+(A ``Citations`` output asks Anthropic models for their own citations: :func:`lm_feature`.)
 Importing LiteLLM takes seconds, so the native path reads the same catalog file LiteLLM ships
 (the one it uses offline, with ``LITELLM_LOCAL_MODEL_COST_MAP=True``), once, on first use.
 """
@@ -17,7 +18,9 @@ from typing import Any
 import msgspec
 
 from dspex.backends.native._adapters import ResponseFormatSupport
+from dspex.backends.native._types import is_citations, is_reasoning
 from dspex.lm import LM
+from dspex.signature import Signature
 
 _CATALOG_FILE = "model_prices_and_context_window_backup.json"
 
@@ -69,3 +72,22 @@ def reasons_natively(lm: LM) -> bool:
     API (whose reasoning LiteLLM does not return there)."""
     effort = lm.extra.get("reasoning_effort", "low")
     return effort is not None and supports_reasoning(lm) and "gpt-5" not in lm.model
+
+
+def lm_feature(signature: Signature, lm: LM) -> str | None:
+    """Why DSPy would serve an output of ``signature`` on ``lm`` with one of the LM's own
+    features, which the native implementation does not use (None: it would not). DSPy asks a
+    reasoning model for its reasoning in place of a ``dspy.Reasoning`` output, and an Anthropic
+    model for its citations in place of a ``Citations`` output."""
+    for f in signature.outputs:
+        if is_reasoning(f.annotation) and reasons_natively(lm):
+            return (
+                f"output {f.name!r} is a dspy.Reasoning and {lm.model} reasons on its own: DSPy "
+                "asks it for its reasoning (reasoning_effort) instead of the field"
+            )
+        if is_citations(f.annotation) and lm.model.startswith("anthropic/"):
+            return (
+                f"output {f.name!r} is a Citations and {lm.model} cites on its own: DSPy asks "
+                "it for its citations instead of the field"
+            )
+    return None

@@ -11,7 +11,7 @@ import msgspec
 from dspex.backends._spec import NO_OPTIONS, CallOptions
 from dspex.backends.native import _adapters
 from dspex.backends.native._adapters import Adapter
-from dspex.backends.native._catalog import reasons_natively, response_format_support
+from dspex.backends.native._catalog import lm_feature, response_format_support
 from dspex.backends.native._types import allows_none, is_reasoning
 from dspex.config import ADAPTER_CLASSES, ADAPTERS, AdapterName
 from dspex.errors import ConfigError, InputError, ParseError, SignatureError
@@ -106,12 +106,11 @@ class NativePredict:
         self.adapter = make_adapter(adapter)
         # dspy.Reasoning outputs: the LM's own reasoning (reasoning_content) replaces the text
         self.reasoning = tuple(f.name for f in self.signature.outputs if is_reasoning(f.annotation))
-        if self.reasoning and reasons_natively(lm):
+        feature = lm_feature(self.signature, lm)
+        if feature is not None:
             raise SignatureError(
-                f"output {self.reasoning[0]!r} is a dspy.Reasoning and {lm.model} reasons on its "
-                "own: DSPy asks it for its reasoning (reasoning_effort) instead of the field, "
-                "which the native implementation does not do; run this signature on the dspy "
-                "backend, or set reasoning_effort=None in the LM's extra to keep the field"
+                f"{feature}, which the native implementation does not do; run this signature "
+                "on the dspy backend"
             )
 
     async def __call__(

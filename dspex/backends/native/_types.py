@@ -149,10 +149,10 @@ def dspy_type_in(annotation: Any) -> Any:
     """The first ``dspy.Type`` inside ``annotation`` that the native adapters do not implement,
     else ``None``. Implemented: the types whose messages are their ``format`` (a text, or
     content parts), ``description`` and pydantic validation alone: ``dspy.Code``, ``Image``,
-    ``Audio``, ``File``, ``Document``, ``Reasoning`` (a str-like output; see
-    :func:`~dspex.backends.native._catalog.reasons_natively` for the LMs it is not) and
-    user-defined types. Not: ``Tool``, ``ToolCalls`` and ``Citations``, which change how DSPy
-    calls the LM (function calling, an LM's own citations), and user types built on them."""
+    ``Audio``, ``File``, ``Document``, ``Reasoning`` and ``Citations`` (on the LMs without
+    their own reasoning or citations: see :func:`~dspex.backends.native._catalog.lm_feature`)
+    and user-defined types. Not: ``Tool`` and ``ToolCalls``, which change how DSPy calls the
+    LM (function calling), and user types built on them."""
     return next((t for t in dspy_types_in(annotation) if not _native_type(t)), None)
 
 
@@ -163,6 +163,7 @@ _NATIVE_BUILTINS = (
     ("dspy.adapters.types.file", "File"),
     ("dspy.adapters.types.document", "Document"),
     ("dspy.adapters.types.reasoning", "Reasoning"),
+    ("dspy.adapters.types.citation", "Citations"),
 )
 
 
@@ -178,6 +179,12 @@ def _native_type(custom: Any) -> bool:
         for cls in custom.__mro__
         if base is not None and _is_subclass(cls, base)
     )
+
+
+def is_citations(annotation: Any) -> bool:
+    """Whether ``annotation`` is DSPy's ``Citations`` itself."""
+    citations = imported_class("dspy.adapters.types.citation", "Citations")
+    return citations is not None and annotation is citations
 
 
 def is_reasoning(annotation: Any) -> bool:

@@ -57,3 +57,15 @@ def test_a_reasoning_output_on_a_reasoning_model_is_left_to_dspy() -> None:
     ):
         assert not reasons_natively(lm)
         NativePredict(dspy.Signature(sig), lm=lm, client=client)
+
+
+def test_a_citations_output_on_an_anthropic_model_is_left_to_dspy() -> None:
+    from dspy.experimental import Citations
+
+    sig = dspy.Signature(
+        "question -> answer, citations: Citations", custom_types={"Citations": Citations}
+    )
+    client = LMClient()
+    with pytest.raises(SignatureError, match="cites on its own"):
+        NativePredict(sig, lm=LM("anthropic/claude-sonnet-4-5"), client=client)
+    NativePredict(sig, lm=LM("openai/gpt-4o-mini"), client=client)

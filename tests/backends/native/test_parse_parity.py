@@ -8,6 +8,7 @@ from typing import Any, Optional
 
 import dspy
 import pytest
+from dspy.experimental import Citations, Document
 
 from dspex.backends.native import ChatAdapter, JSONAdapter, XMLAdapter
 from dspex.signature import Signature
@@ -247,6 +248,48 @@ def test_image_outputs_parse_like_dspy(text: str) -> None:
     }
     for (dspy_adapter, native_adapter), reply in replies.items():
         expected = outcome(dspy_adapter().parse, Picture, reply)
+        assert outcome(native_adapter().parse, sig, reply) == expected, reply
+
+
+class Cited(dspy.Signature):
+    """Answer from the documents, citing them."""
+
+    documents: list[Document] = dspy.InputField()
+    question: str = dspy.InputField()
+    answer: str = dspy.OutputField()
+    citations: Citations = dspy.OutputField()
+
+
+CITATIONS = [
+    json.dumps(
+        [
+            {
+                "cited_text": "Paris",
+                "document_index": 0,
+                "start_char_index": 0,
+                "end_char_index": 5,
+            }
+        ]
+    ),
+    '{"citations": []}',
+    "none",
+]
+
+
+@pytest.mark.parametrize("text", CITATIONS)
+def test_citations_format_and_parse_like_dspy(text: str) -> None:
+    sig = Signature.from_dspy(Cited)
+    inputs = {"documents": [Document(data="Paris is the capital.", title="Facts")], "question": "q"}
+    replies = {
+        (dspy.ChatAdapter, ChatAdapter): (
+            f"[[ ## answer ## ]]\nParis\n\n[[ ## citations ## ]]\n{text}\n\n[[ ## completed ## ]]"
+        ),
+        (dspy.JSONAdapter, JSONAdapter): json.dumps({"answer": "Paris", "citations": text}),
+        (dspy.XMLAdapter, XMLAdapter): f"<answer>Paris</answer><citations>{text}</citations>",
+    }
+    for (dspy_adapter, native_adapter), reply in replies.items():
+        assert native_adapter().format(sig, [], inputs) == dspy_adapter().format(Cited, [], inputs)
+        expected = outcome(dspy_adapter().parse, Cited, reply)
         assert outcome(native_adapter().parse, sig, reply) == expected, reply
 
 
