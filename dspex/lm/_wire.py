@@ -68,7 +68,8 @@ class Completion(msgspec.Struct, frozen=True):
 
     A choice with no content (``null``) has the text ``""``. ``attempts`` counts HTTP requests.
     ``reasonings`` holds each choice's ``reasoning_content`` (the reasoning a reasoning model
-    sends besides its text), or is empty when no choice has one.
+    sends besides its text), or is empty when no choice has one; ``tool_calls`` each choice's
+    ``tool_calls`` as sent (a list of OpenAI tool calls), or is empty when no choice has any.
     """
 
     texts: list[str]
@@ -78,6 +79,7 @@ class Completion(msgspec.Struct, frozen=True):
     id: str = ""
     attempts: int = 1
     reasonings: list[str | None] = msgspec.field(default_factory=list)
+    tool_calls: list[Any] = msgspec.field(default_factory=list)
 
     @property
     def text(self) -> str:
@@ -108,6 +110,7 @@ def body_prefix(wire_model: str) -> bytes:
 class _WireMessage(msgspec.Struct):
     content: str | None = None
     reasoning_content: Any = None  # a str from reasoning models; anything else is ignored
+    tool_calls: Any = None
 
 
 class _WireChoice(msgspec.Struct):
@@ -152,8 +155,10 @@ def decode_completion(content: bytes, default_model: str, attempts: int) -> Comp
         reasoning if isinstance(reasoning := choice.message.reasoning_content, str) else None
         for choice in choices
     ]
+    tool_calls = [choice.message.tool_calls for choice in choices]
     return Completion(
         reasonings=reasonings if any(reasonings) else [],
+        tool_calls=tool_calls if any(tool_calls) else [],
         texts=[choice.message.content or "" for choice in choices],
         finish_reasons=[choice.finish_reason for choice in choices],
         usage=usage,

@@ -37,7 +37,8 @@ class Reply(msgspec.Struct, frozen=True):
     as many as the request's ``n`` asks for when ``n`` is None. Token counts are estimated from
     the text (about 4 characters per token) unless given. ``latency`` delays the answer (seconds).
     ``reasoning`` is sent as each choice's ``reasoning_content``, as reasoning models send
-    their own reasoning.
+    their own reasoning, and ``tool_calls`` (OpenAI's shape: ``{"id", "type": "function",
+    "function": {"name", "arguments"}}``) as each choice's ``tool_calls``.
     """
 
     text: str | Sequence[str] = ""
@@ -47,6 +48,7 @@ class Reply(msgspec.Struct, frozen=True):
     prompt_tokens: int | None = None
     completion_tokens: int | None = None
     reasoning: str | None = None
+    tool_calls: list[dict[str, Any]] | None = None
 
     def __post_init__(self) -> None:
         check_latency("Reply", self.latency)

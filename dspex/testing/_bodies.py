@@ -18,6 +18,7 @@ class _Message(msgspec.Struct, omit_defaults=True):
     role: str
     content: str
     reasoning_content: str | None = None
+    tool_calls: list[dict[str, Any]] | None = None
 
 
 class _Choice(msgspec.Struct):
@@ -68,7 +69,7 @@ def chat_completion(reply: Reply, body: dict[str, Any] | None, default_model: st
     choices = [
         _Choice(
             index=i,
-            message=_Message("assistant", text, reply.reasoning),
+            message=_Message("assistant", text, reply.reasoning, reply.tool_calls),
             finish_reason=reply.finish_reason,
         )
         for i, text in enumerate(texts)

@@ -11,6 +11,7 @@ from typing import Any
 
 import dspy
 import pytest
+from dspy.experimental import Noul
 
 import dspex
 from dspex.config import Config
@@ -22,7 +23,7 @@ from dspex.testing._respond import requested_outputs
 from tests.modules import corpus
 from tests.modules.conftest import lm_of
 
-ANSWERS = respond(answer="Paris", reasoning="Known.", caption="A cat.")
+ANSWERS = respond(answer="Paris", reasoning="Known.", caption="A cat.", safe={"noul": 0.9})
 
 
 @pytest.fixture
@@ -76,21 +77,24 @@ async def test_a_reply_native_cannot_parse_falls_back_for_that_predictor_only(
     assert (again.implementation, again.fallback) == ("native", False)
 
 
-def zoom(factor: int) -> str:
-    """Zoom in."""
-    return f"zoomed {factor}x"
+class Describe(dspy.Signature):
+    """Describe the photo; say whether it is safe to show."""
+
+    photo: dspy.Image = dspy.InputField()
+    caption: str = dspy.OutputField()
+    safe: Noul = dspy.OutputField(desc="whether the photo is safe to show")
 
 
 class Captioned(dspy.Module):
-    """A predictor with a list[dspy.Tool] input (a type native lacks) and one without."""
+    """A predictor with a Noul output (a DSPy decision type native lacks) and one without."""
 
     def __init__(self) -> None:
         super().__init__()
-        self.describe = dspy.Predict("photo: dspy.Image, tools: list[dspy.Tool] -> caption")
+        self.describe = dspy.Predict(Describe)
         self.answer = dspy.Predict("question, caption -> answer")
 
     def forward(self, photo: Any, question: str) -> Any:
-        caption = self.describe(photo=photo, tools=[dspy.Tool(zoom)]).caption
+        caption = self.describe(photo=photo).caption
         return self.answer(question=question, caption=caption)
 
 
@@ -103,7 +107,7 @@ async def test_a_predictor_with_a_type_native_lacks_runs_on_dspy_and_info_says_w
     describe, answer = (await ref.info()).predictors
     assert (describe.path, describe.implementations) == ("describe", ("dspy",))
     assert describe.native_unsupported is not None
-    assert "uses Tool, a dspy.Type" in describe.native_unsupported
+    assert "uses Noul, a dspy.Type" in describe.native_unsupported
     assert (answer.native_unsupported, "native" in answer.implementations) == (None, True)
     photo = dspy.Image("https://example.com/cat.png")
     pred = await ref(photo=photo, question="What is it?")

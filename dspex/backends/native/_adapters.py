@@ -20,10 +20,12 @@ from dspex.errors import InputError, ParseError, SignatureError
 from dspex.signature import Field, Signature, SignatureLike, ensure_signature
 
 from ._parsing import ReplyParser, UnrecoverableParseError
+from ._tool_turns import matching, openai_tool_call, results_of, tool_calls_in, tool_message
 from ._types import (
     annotation_name,
     dspy_type_in,
     field_descriptions,
+    is_tool_calls,
     reminder_type_info,
     type_note,
 )
@@ -247,7 +249,8 @@ class Adapter(abc.ABC):
     def _history(self, plan: _Plan, history: Any, messages: list[Message]) -> None:
         """Append a ``dspy.History``'s turns as DSPy 3.4.1 does: each message's inputs as a user
         message (with the output reminder when it holds any input), its outputs as an
-        assistant message (an output it lacks shows ``None``)."""
+        assistant message (an output it lacks shows ``None``); tool calls and their results
+        as :mod:`._tool_turns` says."""
         turns = getattr(history, "messages", None)
         if not isinstance(turns, list) or not all(isinstance(t, Mapping) for t in turns):
             raise InputError(
@@ -255,20 +258,61 @@ class Adapter(abc.ABC):
                 f"got {type(history).__name__}"
             )
         for turn in turns:
-            if any(
-                (isinstance(v, Mapping) and "tool_calls" in v) or _is_tool_calls(v)
-                for v in turn.values()
-            ):
+            try:
+                calls_field, calls = tool_calls_in(turn)
+                results = results_of(calls)
+            except ValueError as exc:  # pydantic's: tool calls that do not validate
                 raise InputError(
-                    f"{plan.history} holds tool calls, which the native adapters do not "
-                    "format: run this module on dspy (implementation='dspy')"
-                )
+                    f"{plan.history} holds tool calls DSPy cannot read: {exc}"
+                ) from exc
             text = _sections(plan.turn_inputs, turn)
             if any(name in turn for name, _ in plan.turn_inputs):
                 messages.append(_user(f"{text}\n\n{plan.reminder}"))
             elif text.rstrip():
                 messages.append(_user(text.rstrip()))
-            messages.append({"role": "assistant", "content": self._assistant(plan, turn, None)})
+            if calls is not None and self._calls_functions():
+                self._function_calls(plan, turn, calls, results, messages)
+                continue
+            if calls_field is not None and results is not None:  # the calls, not their results
+                bare = calls.model_copy(update={"tool_call_results": None})
+                turn = {**turn, calls_field: bare}
+            content = self._assistant(plan, turn, None)
+            if content:
+                messages.append({"role": "assistant", "content": content})
+            if results is not None:
+                render = self._render("tool_call_results", type(results), False)
+                messages.append(_user(render(results).strip()))
+
+    def _calls_functions(self) -> bool:
+        """Whether this adapter uses the LM's function calling (JSONAdapter's default)."""
+        return False
+
+    def _function_calls(
+        self,
+        plan: _Plan,
+        turn: Mapping[str, Any],
+        calls: Any,
+        results: Any,
+        messages: list[Message],
+    ) -> None:
+        """A history turn's tool calls with function calling on: the outputs it holds (but the
+        calls) as the assistant's content, the calls as its ``tool_calls`` and each result a
+        ``tool`` message, when the results answer the calls (else the content alone)."""
+        shown = {
+            f.name: turn[f.name]
+            for f in plan.reply.fields
+            if not is_tool_calls(f.annotation) and turn.get(f.name) is not None
+        }
+        content = self._assistant(plan, shown, _SKIP) if shown else ""
+        if results is not None:
+            results = matching(calls, results)
+        if content or results is not None:
+            message: Message = {"role": "assistant", "content": content or None}
+            if results is not None:
+                message["tool_calls"] = [openai_tool_call(call) for call in calls.tool_calls]
+            messages.append(message)
+        if results is not None:
+            messages.extend(tool_message(result) for result in results.tool_call_results)
 
     def _demos(
         self, plan: _Plan, demos: Iterable[Mapping[str, Any]], messages: list[Message]
@@ -335,6 +379,15 @@ class Adapter(abc.ABC):
                 value["logprobs"] = logprobs
             values.append(value)
         return values
+
+    def fill_outputs(self, signature: SignatureLike, values: dict[str, Any]) -> dict[str, Any]:
+        """``values`` with every output of ``signature``, in its order: optional ones filled in
+        as DSPy fills them, the others None (as DSPy leaves a reply that came with tool calls)."""
+        plan = self._plan(signature)
+        filled = plan.reply.with_defaults(values)
+        for name in plan.output_names:
+            filled.setdefault(name, None)
+        return filled
 
     # -- LM request --------------------------------------------------------------------------
 
@@ -407,18 +460,29 @@ class ChatAdapter(Adapter):
             and self.use_json_adapter_fallback
             and not stream_emitted
         ):
-            return JSONAdapter()
+            return JSONAdapter(use_native_function_calling=False)  # as ChatAdapter's flag
         return None
 
 
 class JSONAdapter(Adapter):
     """DSPy's JSONAdapter: JSON-object replies; may ask for ``response_format`` (see
-    :meth:`request_kwargs`). It never falls back."""
+    :meth:`request_kwargs`). It never falls back.
+
+    Args:
+        use_native_function_calling: DSPy's flag, True by default (False for the JSONAdapter
+            ChatAdapter falls back to): a ``dspy.ToolCalls`` output is then left out of the
+            structured-output schema, and on an LM with function calling DSPy sends the tools
+            and reads the LM's tool calls, which the native implementation leaves to dspy.
+    """
 
     name: ClassVar[str] = "JSONAdapter"
 
+    def __init__(self, *, use_native_function_calling: bool = True) -> None:
+        self.use_native_function_calling = use_native_function_calling
+
     def __repr__(self) -> str:
-        return f"{type(self).__name__}()"
+        flag = self.use_native_function_calling
+        return f"{type(self).__name__}(use_native_function_calling={flag})"
 
     def _structure(self, sig: Signature) -> str:
         skeleton = {f.name: type_note(f) for f in sig.outputs}
@@ -436,7 +500,13 @@ class JSONAdapter(Adapter):
         return f"Respond with a JSON object in the following order of fields: {listed}."
 
     def _assistant(self, plan: _Plan, values: Mapping[str, Any], missing: Any) -> str:
-        return json_object_text({name: values.get(name, missing) for name in plan.output_names})
+        names = plan.output_names
+        if missing is _SKIP:
+            return json_object_text({name: values[name] for name in names if name in values})
+        return json_object_text({name: values.get(name, missing) for name in names})
+
+    def _calls_functions(self) -> bool:
+        return self.use_native_function_calling
 
     def _reader(self, reply: ReplyParser) -> Callable[[str], dict[str, Any]]:
         return reply.parse_json
@@ -459,12 +529,14 @@ class JSONAdapter(Adapter):
         if not support.response_format:
             return {}
         plan = self._plan(signature)
-        cached = plan.formats.get(support)
+        key = (support, self.use_native_function_calling)
+        cached = plan.formats.get(key)
         if cached is None:
             from ._schema import response_format
 
-            fmt = response_format(plan.reply.fields, support.response_schema)
-            cached = plan.formats.setdefault(support, {"response_format": fmt})
+            fields = plan.reply.fields
+            fmt = response_format(fields, support.response_schema, key[1])
+            cached = plan.formats.setdefault(key, {"response_format": fmt})
         return {"response_format": _copy_json(cached["response_format"])}
 
 
@@ -518,11 +590,6 @@ def _skeleton(f: Field) -> str:
     """The nested-XML outline of an output field's type."""
     schema = schema_of(f.annotation)
     return xml_skeleton(f.name, schema, schema.get("$defs", {}), frozenset())
-
-
-def _is_tool_calls(value: Any) -> bool:
-    tool_calls = imported_class("dspy.adapters.types.tool", "ToolCalls")
-    return tool_calls is not None and isinstance(value, tool_calls)
 
 
 def _copy_json(value: Any) -> Any:

@@ -17,8 +17,8 @@ from typing import Any
 
 import msgspec
 
-from dspex.backends.native._adapters import ResponseFormatSupport
-from dspex.backends.native._types import is_citations, is_reasoning
+from dspex.backends.native._adapters import Adapter, JSONAdapter, ResponseFormatSupport
+from dspex.backends.native._types import is_citations, is_reasoning, is_tool_calls, is_tools
 from dspex.lm import LM
 from dspex.signature import Signature
 
@@ -54,15 +54,20 @@ def response_format_support(lm: LM) -> ResponseFormatSupport:
 
 
 @functools.cache
-def _reasons(wire_model: str) -> bool:
+def _flag(wire_model: str, key: str) -> bool:
     catalog = _catalog()
     entry = catalog.get(wire_model) or catalog.get(f"openai/{wire_model}") or {}
-    return bool(isinstance(entry, dict) and entry.get("supports_reasoning"))
+    return bool(isinstance(entry, dict) and entry.get(key))
 
 
 def supports_reasoning(lm: LM) -> bool:
     """``dspy.LM(lm.model, engine="litellm").supports_reasoning`` for ``lm``."""
-    return _reasons(lm.wire_model)
+    return _flag(lm.wire_model, "supports_reasoning")
+
+
+def supports_function_calling(lm: LM) -> bool:
+    """``dspy.LM(lm.model, engine="litellm").supports_function_calling`` for ``lm``."""
+    return _flag(lm.wire_model, "supports_function_calling")
 
 
 def reasons_natively(lm: LM) -> bool:
@@ -74,11 +79,25 @@ def reasons_natively(lm: LM) -> bool:
     return effort is not None and supports_reasoning(lm) and "gpt-5" not in lm.model
 
 
-def lm_feature(signature: Signature, lm: LM) -> str | None:
+def lm_feature(signature: Signature, lm: LM, adapter: Adapter) -> str | None:
     """Why DSPy would serve an output of ``signature`` on ``lm`` with one of the LM's own
     features, which the native implementation does not use (None: it would not). DSPy asks a
-    reasoning model for its reasoning in place of a ``dspy.Reasoning`` output, and an Anthropic
-    model for its citations in place of a ``Citations`` output."""
+    reasoning model for its reasoning in place of a ``dspy.Reasoning`` output, an Anthropic
+    model for its citations in place of a ``Citations`` output, and its JSONAdapter an LM with
+    function calling for tool calls in place of a ``dspy.ToolCalls`` output (which it refuses
+    outright without a ``list[dspy.Tool]`` input)."""
+    if isinstance(adapter, JSONAdapter) and adapter.use_native_function_calling:
+        calls = next((f.name for f in signature.outputs if is_tool_calls(f.annotation)), None)
+        if calls is not None and not any(is_tools(f.annotation) for f in signature.inputs):
+            return (
+                f"output {calls!r} is a dspy.ToolCalls and no input is a list[dspy.Tool]: "
+                "DSPy's JSONAdapter fails such calls (ValueError)"
+            )
+        if calls is not None and supports_function_calling(lm):
+            return (
+                f"output {calls!r} is a dspy.ToolCalls and {lm.model} calls functions: DSPy's "
+                "JSONAdapter sends it the tools and reads its tool calls"
+            )
     for f in signature.outputs:
         if is_reasoning(f.annotation) and reasons_natively(lm):
             return (

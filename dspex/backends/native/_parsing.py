@@ -287,12 +287,9 @@ class ReplyParser:
                 raise _value_error(adapter, name, value, exc, completion, fields) from exc
         return self.complete(adapter, completion, fields)
 
-    def complete(self, adapter: str, completion: str, fields: dict[str, Any]) -> dict[str, Any]:
-        """DSPy's ``apply_output_field_defaults`` (signature order, optional outputs filled in),
-        then a ``ParseError`` if a required output is still missing."""
-        names = self.names
-        if tuple(fields) == names:
-            return fields
+    def with_defaults(self, fields: dict[str, Any]) -> dict[str, Any]:
+        """DSPy's ``apply_output_field_defaults``: the outputs in signature order, the optional
+        ones filled in (their default, or None); a required output missing stays missing."""
         completed: dict[str, Any] = {}
         for f in self.fields:
             if f.name in fields:
@@ -301,6 +298,14 @@ class ReplyParser:
                 completed[f.name] = f.default_value()
             elif allows_none(f.annotation):
                 completed[f.name] = None
+        return completed
+
+    def complete(self, adapter: str, completion: str, fields: dict[str, Any]) -> dict[str, Any]:
+        """:meth:`with_defaults`, then a ``ParseError`` if a required output is missing."""
+        names = self.names
+        if tuple(fields) == names:
+            return fields
+        completed = self.with_defaults(fields)
         if len(completed) != len(names):
             missing = [name for name in names if name not in completed]
             raise ParseError(

@@ -12,10 +12,11 @@ from dspex.backends._spec import NO_OPTIONS, CallOptions
 from dspex.backends.native import _adapters
 from dspex.backends.native._adapters import Adapter
 from dspex.backends.native._catalog import lm_feature, response_format_support
-from dspex.backends.native._types import allows_none, is_reasoning
+from dspex.backends.native._parsing import UnrecoverableParseError, loads_lenient
+from dspex.backends.native._types import allows_none, is_reasoning, is_tool_calls
 from dspex.config import ADAPTER_CLASSES, ADAPTERS, AdapterName
 from dspex.errors import ConfigError, InputError, ParseError, SignatureError
-from dspex.lm import LM, LMClient
+from dspex.lm import LM, Completion, LMClient
 from dspex.prediction import Prediction
 from dspex.signature import Signature, SignatureLike, ensure_signature
 
@@ -87,7 +88,7 @@ class NativePredict:
     does not parse and DSPy would retry with the JSONAdapter) and returns a :class:`Prediction`.
     """
 
-    __slots__ = ("adapter", "client", "demos", "lm", "reasoning", "signature")
+    __slots__ = ("adapter", "client", "demos", "lm", "reasoning", "signature", "tool_calls")
     module_type: ClassVar[str] = "Predict"
 
     def __init__(
@@ -106,7 +107,11 @@ class NativePredict:
         self.adapter = make_adapter(adapter)
         # dspy.Reasoning outputs: the LM's own reasoning (reasoning_content) replaces the text
         self.reasoning = tuple(f.name for f in self.signature.outputs if is_reasoning(f.annotation))
-        feature = lm_feature(self.signature, lm)
+        # a dspy.ToolCalls output: the tool calls an LM sends replace it
+        self.tool_calls = next(
+            (f.name for f in self.signature.outputs if is_tool_calls(f.annotation)), None
+        )
+        feature = lm_feature(self.signature, lm, self.adapter)
         if feature is not None:
             raise SignatureError(
                 f"{feature}, which the native implementation does not do; run this signature "
@@ -141,7 +146,10 @@ class NativePredict:
                 extra=adapter.request_kwargs(sig, response_format_support(lm)) or None,
             )
             try:
-                outputs = adapter.parse_completions(sig, completion.texts)
+                if self.tool_calls is not None and completion.tool_calls:
+                    outputs = _parse_with_tool_calls(adapter, sig, completion, self.tool_calls)
+                else:
+                    outputs = adapter.parse_completions(sig, completion.texts)
             except ParseError as error:
                 fallback = adapter.fallback_adapter(error)
                 if fallback is None:
@@ -161,6 +169,58 @@ class NativePredict:
                     "total_tokens": usage.total_tokens,
                 },
             )
+
+
+def _parse_with_tool_calls(
+    adapter: Adapter, sig: Signature, completion: Completion, name: str
+) -> list[dict[str, Any]]:
+    """The completions of a call on a signature with a ``dspy.ToolCalls`` output (``name``)
+    when the LM sent tool calls, as DSPy's adapters take them: a choice with tool calls has
+    them as that output, and its text, parsed if it can be, for the others (None if not)."""
+    from dspy.adapters.types.tool import ToolCalls
+
+    values = []
+    for text, calls in zip(completion.texts, completion.tool_calls, strict=True):
+        if text and not calls:
+            value = adapter.parse(sig, text)
+        elif calls:
+            try:
+                value = adapter.parse(sig, text) if text and sig.outputs else {}
+            except UnrecoverableParseError:
+                raise
+            except ParseError:
+                value = {}
+        else:
+            raise ParseError(
+                "The LM returned an empty or null response.",
+                adapter_name=adapter.name,
+                lm_response=str(text),
+            )
+        value = adapter.fill_outputs(sig, value)
+        if calls:
+            value[name] = ToolCalls.from_dict_list([_tool_call(call) for call in calls])
+        values.append(value)
+    return values
+
+
+def _tool_call(call: Any) -> dict[str, Any]:
+    """One OpenAI tool call as DSPy reads it: ``{"id", "name", "args"}`` (arguments read as
+    lenient JSON)."""
+    call = call if isinstance(call, dict) else {}
+    function = call.get("function", {}) or {}
+    function = function if isinstance(function, dict) else {}
+    arguments = function.get("arguments") or call.get("arguments", {})
+    if isinstance(arguments, str):
+        args = loads_lenient(arguments)
+    elif isinstance(arguments, dict):
+        args = arguments
+    else:
+        args = {}
+    return {
+        "id": call.get("call_id") or call.get("id"),
+        "name": function.get("name") or call.get("name"),
+        "args": args,
+    }
 
 
 def _take_reasoning(

@@ -11,14 +11,27 @@ import msgspec
 from dspex.errors import SignatureError
 from dspex.signature import Field
 
+from ._types import is_tool_calls
+
 logger = logging.getLogger("dspex.backends.native")
 _JSON_OBJECT = {"type": "json_object"}
 
 
-def response_format(outputs: tuple[Field, ...], response_schema: bool) -> dict[str, Any]:
-    """The wire ``response_format`` for an LM that supports ``response_format``."""
-    if not response_schema or any(get_origin(f.annotation) is dict for f in outputs):
+def response_format(
+    outputs: tuple[Field, ...], response_schema: bool, native_function_calling: bool
+) -> dict[str, Any]:
+    """The wire ``response_format`` for an LM that supports ``response_format``. A
+    ``dspy.ToolCalls`` output is left out of the schema when the adapter uses the LM's function
+    calling, and makes it JSON mode when it does not (the tool calls are then text)."""
+    tool_calls = any(is_tool_calls(f.annotation) for f in outputs)
+    if (
+        not response_schema
+        or any(get_origin(f.annotation) is dict for f in outputs)
+        or (tool_calls and not native_function_calling)
+    ):
         return dict(_JSON_OBJECT)
+    if tool_calls:
+        outputs = tuple(f for f in outputs if not is_tool_calls(f.annotation))
     try:
         schema = _structured_schema(outputs)
     except Exception as exc:

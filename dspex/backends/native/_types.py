@@ -130,7 +130,10 @@ def field_descriptions(fields: Iterable[Field]) -> str:
 
 
 def reminder_type_info(field: Field) -> str:
-    """The ``(must be formatted as a valid Python T)`` note of the user-message reminder."""
+    """The ``(must be formatted as a valid Python T)`` note of the user-message reminder (for
+    ``dspy.ToolCalls``, the JSON shape it must have)."""
+    if is_tool_calls(field.annotation):
+        return ' (must be a JSON object like {"tool_calls": [{"name": "...", "args": {...}}]})'
     if field.annotation is not str:
         return f" (must be formatted as a valid Python {annotation_name(field.annotation)})"
     return ""
@@ -150,9 +153,9 @@ def dspy_type_in(annotation: Any) -> Any:
     else ``None``. Implemented: the types whose messages are their ``format`` (a text, or
     content parts), ``description`` and pydantic validation alone: ``dspy.Code``, ``Image``,
     ``Audio``, ``File``, ``Document``, ``Reasoning`` and ``Citations`` (on the LMs without
-    their own reasoning or citations: see :func:`~dspex.backends.native._catalog.lm_feature`)
-    and user-defined types. Not: ``Tool`` and ``ToolCalls``, which change how DSPy calls the
-    LM (function calling), and user types built on them."""
+    their own reasoning or citations: see :func:`~dspex.backends.native._catalog.lm_feature`),
+    ``Tool`` and ``ToolCalls`` (as text: DSPy's adapters do not use the LM's function calling
+    unless asked to) and user-defined types."""
     return next((t for t in dspy_types_in(annotation) if not _native_type(t)), None)
 
 
@@ -164,6 +167,8 @@ _NATIVE_BUILTINS = (
     ("dspy.adapters.types.document", "Document"),
     ("dspy.adapters.types.reasoning", "Reasoning"),
     ("dspy.adapters.types.citation", "Citations"),
+    ("dspy.adapters.types.tool", "Tool"),
+    ("dspy.adapters.types.tool", "ToolCalls"),
 )
 
 
@@ -185,6 +190,22 @@ def is_citations(annotation: Any) -> bool:
     """Whether ``annotation`` is DSPy's ``Citations`` itself."""
     citations = imported_class("dspy.adapters.types.citation", "Citations")
     return citations is not None and annotation is citations
+
+
+def is_tool_calls(annotation: Any) -> bool:
+    """Whether ``annotation`` is ``dspy.ToolCalls`` itself."""
+    tool_calls = imported_class("dspy.adapters.types.tool", "ToolCalls")
+    return tool_calls is not None and annotation is tool_calls
+
+
+def is_tools(annotation: Any) -> bool:
+    """Whether ``annotation`` is ``dspy.Tool`` or ``list[dspy.Tool]`` (DSPy's tools input)."""
+    tool = imported_class("dspy.adapters.types.tool", "Tool")
+    if tool is None:
+        return False
+    return annotation is tool or (
+        get_origin(annotation) is list and get_args(annotation)[:1] == (tool,)
+    )
 
 
 def is_reasoning(annotation: Any) -> bool:

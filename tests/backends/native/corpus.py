@@ -129,6 +129,25 @@ class Think(dspy.Signature):
     aside: Optional[dspy.Reasoning] = dspy.OutputField()  # noqa: UP045 (not DSPy's native one)
 
 
+def search(query: str, k: int = 3) -> list[str]:
+    """Search the web for ``query``."""
+    return [query] * k
+
+
+def weather(city: str) -> str:
+    """The weather in a city."""
+    return f"sunny in {city}"
+
+
+class Agentic(dspy.Signature):
+    """Pick the tools to call, then answer."""
+
+    question: str = dspy.InputField()
+    tools: list[dspy.Tool] = dspy.InputField()
+    calls: dspy.ToolCalls = dspy.OutputField()
+    answer: str = dspy.OutputField()
+
+
 STRING_SIGNATURES: list[tuple[str, str | None]] = [
     ("question -> answer", None),
     ("context, question -> answer", None),
@@ -144,7 +163,7 @@ STRING_SIGNATURES: list[tuple[str, str | None]] = [
     ("a: List[str], b: Dict[str, List[int]] -> c: list[dict[str, int]], d: bool", None),
 ]
 
-CLASS_SIGNATURES: list[type] = [QA, Rich, Edge, CodeGen, Convert, Media, Think]
+CLASS_SIGNATURES: list[type] = [QA, Rich, Edge, CodeGen, Convert, Media, Think, Agentic]
 
 
 def dspy_signatures() -> list[tuple[str, type]]:
@@ -189,6 +208,15 @@ def sample(annotation: Any, variant: int) -> Any:
         return [Temperature(celsius=21.5), {"celsius": -3}, Temperature(celsius=0)][variant % 3]
     if annotation is Snippet:
         return [Snippet(text="a"), Snippet(text="multi\nline")][variant % 2]
+    if annotation is dspy.Tool:
+        return [dspy.Tool(search), dspy.Tool(weather)][variant % 2]
+    if annotation is dspy.ToolCalls:
+        return [
+            dspy.ToolCalls.from_dict_list([{"name": "search", "args": {"query": "cats"}}]),
+            dspy.ToolCalls.from_dict_list(
+                [{"name": "weather", "args": {"city": "Paris"}}, {"name": "search", "args": {}}]
+            ),
+        ][variant % 2]
     if annotation is dspy.Reasoning:
         return [dspy.Reasoning(content="Six times seven."), "plain text reasoning"][variant % 2]
     if annotation is dspy.Image:

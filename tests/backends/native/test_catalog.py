@@ -10,6 +10,7 @@ from dspex.backends.native import NativePredict, ResponseFormatSupport
 from dspex.backends.native._catalog import (
     reasons_natively,
     response_format_support,
+    supports_function_calling,
     supports_reasoning,
 )
 from dspex.errors import SignatureError
@@ -37,9 +38,10 @@ def test_support_flags_match_dspy(model: str) -> None:
 
 
 @pytest.mark.parametrize("model", MODELS)
-def test_reasoning_support_matches_dspy(model: str) -> None:
-    reference = dspy.LM(model, engine="litellm", api_key="x").supports_reasoning
-    assert supports_reasoning(LM(model, api_key="x")) == reference
+def test_reasoning_and_function_calling_support_match_dspy(model: str) -> None:
+    reference = dspy.LM(model, engine="litellm", api_key="x")
+    assert supports_reasoning(LM(model, api_key="x")) == reference.supports_reasoning
+    assert supports_function_calling(LM(model, api_key="x")) == reference.supports_function_calling
 
 
 def test_a_reasoning_output_on_a_reasoning_model_is_left_to_dspy() -> None:
@@ -69,3 +71,24 @@ def test_a_citations_output_on_an_anthropic_model_is_left_to_dspy() -> None:
     with pytest.raises(SignatureError, match="cites on its own"):
         NativePredict(sig, lm=LM("anthropic/claude-sonnet-4-5"), client=client)
     NativePredict(sig, lm=LM("openai/gpt-4o-mini"), client=client)
+
+
+def test_tool_calls_outputs_with_the_json_adapter_follow_dspys_function_calling() -> None:
+    from dspex.backends.native import JSONAdapter
+
+    client = LMClient()
+    with_tools = dspy.Signature("question, tools: list[dspy.Tool] -> calls: dspy.ToolCalls")
+    without = dspy.Signature("question -> calls: dspy.ToolCalls")
+    # DSPy's JSONAdapter refuses a ToolCalls output without a tools input, and sends the tools
+    # to an LM with function calling: both are left to dspy
+    with pytest.raises(SignatureError, match="no input is a list"):
+        NativePredict(without, lm=LM("openai/scripted"), client=client, adapter="json")
+    with pytest.raises(SignatureError, match="calls functions"):
+        NativePredict(with_tools, lm=LM("openai/gpt-4o-mini"), client=client, adapter="json")
+    # an LM without function calling gets the tools as text, natively
+    NativePredict(with_tools, lm=LM("openai/scripted"), client=client, adapter="json")
+    # as does any LM with the ChatAdapter, and with the JSONAdapter DSPy's ChatAdapter falls
+    # back to (function calling off)
+    NativePredict(with_tools, lm=LM("openai/gpt-4o-mini"), client=client, adapter="chat")
+    fallback = JSONAdapter(use_native_function_calling=False)
+    NativePredict(with_tools, lm=LM("openai/gpt-4o-mini"), client=client, adapter=fallback)

@@ -22,7 +22,17 @@ from dspex.lm import LM, LMClient
 from dspex.signature import Signature
 from dspex.testing import RecordedRequest, Reply, ScriptedLM
 
-from .corpus import QA, Think, demos_for, dspy_signatures, inputs_for, sample, typed
+from .corpus import (
+    QA,
+    Agentic,
+    Think,
+    demos_for,
+    dspy_signatures,
+    inputs_for,
+    sample,
+    search,
+    typed,
+)
 
 # Signatures the native adapters implement (dspy.Type fields stay on the dspy backend).
 CASES = [
@@ -190,3 +200,35 @@ async def test_a_reasoning_output_takes_the_reasoning_the_lm_sends_like_dspy(
     values = dict(got_native[1][1])
     assert values["why"] == typed(dspy.Reasoning(content="My own thoughts."))
     assert values["aside"] != values["why"]  # Optional[Reasoning] is not DSPy's native field
+
+
+CALL = {
+    "id": "call_1",
+    "type": "function",
+    "function": {"name": "search", "arguments": '{"query": "cats", "k": 2}'},
+}
+
+
+@pytest.mark.parametrize("mode", MODES)
+@pytest.mark.parametrize(
+    "text",
+    ["full", "", "[[ ## answer ## ]]\nonly the answer", '{"answer": "json answer"}'],
+    ids=["full-reply", "no-text", "partial-chat", "partial-json"],
+)
+async def test_tool_calls_the_lm_sends_fill_a_tool_calls_output_like_dspy(
+    server: ScriptedLM, client: LMClient, mode: str, text: str
+) -> None:
+    # the LM answers with tool calls of its own (and maybe text): they are the ToolCalls output,
+    # the text fills the other outputs if it parses, else they are None, as in DSPy
+    reply = _reply_for(Agentic, mode) if text == "full" else text
+    server.script = Reply(reply, tool_calls=[CALL, {**CALL, "id": "call_2"}])
+    inputs = {"question": "q", "tools": [dspy.Tool(search)]}
+    got_native, got_dspy, requests = await _both(server, client, Agentic, mode, [], inputs)
+    assert got_native == got_dspy
+    assert got_native[0] == "ok"
+    assert len(requests) == 1
+    values = dict(got_native[1][1])
+    calls = dspy.ToolCalls.from_dict_list(
+        [{"id": f"call_{i}", "name": "search", "args": {"query": "cats", "k": 2}} for i in (1, 2)]
+    )
+    assert values["calls"] == typed(calls)
