@@ -471,8 +471,8 @@ class JSONAdapter(Adapter):
     Args:
         use_native_function_calling: DSPy's flag, True by default (False for the JSONAdapter
             ChatAdapter falls back to): a ``dspy.ToolCalls`` output is then left out of the
-            structured-output schema, and on an LM with function calling DSPy sends the tools
-            and reads the LM's tool calls, which the native implementation leaves to dspy.
+            structured-output schema, and on an LM with function calling the tools go as the
+            request's ``tools`` and the LM's tool calls fill that output (NativePredict).
     """
 
     name: ClassVar[str] = "JSONAdapter"

@@ -79,24 +79,30 @@ def reasons_natively(lm: LM) -> bool:
     return effort is not None and supports_reasoning(lm) and "gpt-5" not in lm.model
 
 
+def function_calling(signature: Signature, lm: LM, adapter: Adapter) -> str | None:
+    """The tools input DSPy sends as the request's ``tools`` (native function calling), or
+    None: with an adapter that uses function calling (JSONAdapter's default), a
+    ``dspy.ToolCalls`` output, a ``list[dspy.Tool]`` input and an LM with function calling."""
+    if not (isinstance(adapter, JSONAdapter) and adapter.use_native_function_calling):
+        return None
+    if not any(is_tool_calls(f.annotation) for f in signature.outputs):
+        return None
+    tools = next((f.name for f in signature.inputs if is_tools(f.annotation)), None)
+    return tools if tools is not None and supports_function_calling(lm) else None
+
+
 def lm_feature(signature: Signature, lm: LM, adapter: Adapter) -> str | None:
     """Why DSPy would serve an output of ``signature`` on ``lm`` with one of the LM's own
     features, which the native implementation does not use (None: it would not). DSPy asks a
     reasoning model for its reasoning in place of a ``dspy.Reasoning`` output, an Anthropic
-    model for its citations in place of a ``Citations`` output, and its JSONAdapter an LM with
-    function calling for tool calls in place of a ``dspy.ToolCalls`` output (which it refuses
-    outright without a ``list[dspy.Tool]`` input)."""
+    model for its citations in place of a ``Citations`` output; and its JSONAdapter refuses a
+    ``dspy.ToolCalls`` output without a ``list[dspy.Tool]`` input."""
     if isinstance(adapter, JSONAdapter) and adapter.use_native_function_calling:
         calls = next((f.name for f in signature.outputs if is_tool_calls(f.annotation)), None)
         if calls is not None and not any(is_tools(f.annotation) for f in signature.inputs):
             return (
                 f"output {calls!r} is a dspy.ToolCalls and no input is a list[dspy.Tool]: "
                 "DSPy's JSONAdapter fails such calls (ValueError)"
-            )
-        if calls is not None and supports_function_calling(lm):
-            return (
-                f"output {calls!r} is a dspy.ToolCalls and {lm.model} calls functions: DSPy's "
-                "JSONAdapter sends it the tools and reads its tool calls"
             )
     for f in signature.outputs:
         if is_reasoning(f.annotation) and reasons_natively(lm):

@@ -11,7 +11,11 @@ import msgspec
 from dspex.backends._spec import NO_OPTIONS, CallOptions
 from dspex.backends.native import _adapters
 from dspex.backends.native._adapters import Adapter
-from dspex.backends.native._catalog import lm_feature, response_format_support
+from dspex.backends.native._catalog import (
+    function_calling,
+    lm_feature,
+    response_format_support,
+)
 from dspex.backends.native._parsing import UnrecoverableParseError, loads_lenient
 from dspex.backends.native._types import allows_none, is_reasoning, is_tool_calls
 from dspex.config import ADAPTER_CLASSES, ADAPTERS, AdapterName
@@ -88,7 +92,17 @@ class NativePredict:
     does not parse and DSPy would retry with the JSONAdapter) and returns a :class:`Prediction`.
     """
 
-    __slots__ = ("adapter", "client", "demos", "lm", "reasoning", "signature", "tool_calls")
+    __slots__ = (
+        "adapter",
+        "client",
+        "demos",
+        "lm",
+        "prompt",
+        "reasoning",
+        "signature",
+        "tool_calls",
+        "tools",
+    )
     module_type: ClassVar[str] = "Predict"
 
     def __init__(
@@ -117,6 +131,12 @@ class NativePredict:
                 f"{feature}, which the native implementation does not do; run this signature "
                 "on the dspy backend"
             )
+        # DSPy's native function calling: the tools input goes as the request's tools, and
+        # the prompt is the signature without it and the ToolCalls output
+        self.tools = function_calling(self.signature, lm, self.adapter)
+        self.prompt = self.signature
+        if self.tools is not None and self.tool_calls is not None:
+            self.prompt = self.signature.delete(self.tool_calls).delete(self.tools)
 
     async def __call__(
         self, inputs: Mapping[str, Any], options: CallOptions = NO_OPTIONS
@@ -135,19 +155,25 @@ class NativePredict:
         if (effective is None or effective <= 0.15) and n > 1:
             temperature = 0.7
         adapter = self.adapter
+        prompt = self.prompt
         while True:  # one coroutine for both tries: fewer frames held per call in flight
-            messages = adapter.format(sig, self.demos, values)
+            messages = adapter.format(prompt, self.demos, values)
+            extra = adapter.request_kwargs(sig, response_format_support(lm))
+            if self.tools is not None:
+                extra = {**extra, "tools": _function_specs(self.tools, values.get(self.tools))}
             completion = await self.client.complete(
                 lm,
                 messages,
                 temperature=temperature,
                 max_tokens=options.max_tokens,
                 n=options.n,
-                extra=adapter.request_kwargs(sig, response_format_support(lm)) or None,
+                extra=extra or None,
             )
             try:
-                if self.tool_calls is not None and completion.tool_calls:
-                    outputs = _parse_with_tool_calls(adapter, sig, completion, self.tool_calls)
+                if self.tool_calls is not None and (self.tools or completion.tool_calls):
+                    outputs = _parse_with_tool_calls(
+                        adapter, prompt, sig, completion, self.tool_calls
+                    )
                 else:
                     outputs = adapter.parse_completions(sig, completion.texts)
             except ParseError as error:
@@ -171,21 +197,35 @@ class NativePredict:
             )
 
 
+def _function_specs(name: str, tools: Any) -> list[dict[str, Any]]:
+    """The request's ``tools``: each ``dspy.Tool`` of input ``name`` as a function."""
+    listed = tools if isinstance(tools, list) else [tools]
+    specs = []
+    for tool in listed:
+        spec = getattr(tool, "format_as_litellm_function_call", None)
+        if spec is None:
+            raise InputError(f"{name} must hold dspy.Tool objects, got {type(tool).__name__}")
+        specs.append(spec())
+    return specs
+
+
 def _parse_with_tool_calls(
-    adapter: Adapter, sig: Signature, completion: Completion, name: str
+    adapter: Adapter, prompt: Signature, sig: Signature, completion: Completion, name: str
 ) -> list[dict[str, Any]]:
-    """The completions of a call on a signature with a ``dspy.ToolCalls`` output (``name``)
-    when the LM sent tool calls, as DSPy's adapters take them: a choice with tool calls has
-    them as that output, and its text, parsed if it can be, for the others (None if not)."""
+    """The completions of a call on ``sig``, whose ``dspy.ToolCalls`` output is ``name``, as
+    DSPy's adapters take them when the LM may send tool calls: a choice with tool calls has
+    them as that output, its text (read with ``prompt``, the signature the LM was shown),
+    parsed if it can be, for the others (None if not)."""
     from dspy.adapters.types.tool import ToolCalls
 
     values = []
-    for text, calls in zip(completion.texts, completion.tool_calls, strict=True):
+    tool_calls = completion.tool_calls or [None] * len(completion.texts)
+    for text, calls in zip(completion.texts, tool_calls, strict=True):
         if text and not calls:
-            value = adapter.parse(sig, text)
+            value = adapter.parse(prompt, text)
         elif calls:
             try:
-                value = adapter.parse(sig, text) if text and sig.outputs else {}
+                value = adapter.parse(prompt, text) if text and prompt.outputs else {}
             except UnrecoverableParseError:
                 raise
             except ParseError:

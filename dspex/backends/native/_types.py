@@ -154,8 +154,8 @@ def dspy_type_in(annotation: Any) -> Any:
     content parts), ``description`` and pydantic validation alone: ``dspy.Code``, ``Image``,
     ``Audio``, ``File``, ``Document``, ``Reasoning`` and ``Citations`` (on the LMs without
     their own reasoning or citations: see :func:`~dspex.backends.native._catalog.lm_feature`),
-    ``Tool`` and ``ToolCalls`` (as text: DSPy's adapters do not use the LM's function calling
-    unless asked to) and user-defined types."""
+    ``Tool`` and ``ToolCalls`` (as text, or through the LM's function calling: see
+    :func:`~dspex.backends.native._catalog.function_calling`) and user-defined types."""
     return next((t for t in dspy_types_in(annotation) if not _native_type(t)), None)
 
 

@@ -79,16 +79,22 @@ def test_tool_calls_outputs_with_the_json_adapter_follow_dspys_function_calling(
     client = LMClient()
     with_tools = dspy.Signature("question, tools: list[dspy.Tool] -> calls: dspy.ToolCalls")
     without = dspy.Signature("question -> calls: dspy.ToolCalls")
-    # DSPy's JSONAdapter refuses a ToolCalls output without a tools input, and sends the tools
-    # to an LM with function calling: both are left to dspy
+    # DSPy's JSONAdapter refuses a ToolCalls output without a tools input: left to dspy
     with pytest.raises(SignatureError, match="no input is a list"):
         NativePredict(without, lm=LM("openai/scripted"), client=client, adapter="json")
-    with pytest.raises(SignatureError, match="calls functions"):
-        NativePredict(with_tools, lm=LM("openai/gpt-4o-mini"), client=client, adapter="json")
-    # an LM without function calling gets the tools as text, natively
-    NativePredict(with_tools, lm=LM("openai/scripted"), client=client, adapter="json")
-    # as does any LM with the ChatAdapter, and with the JSONAdapter DSPy's ChatAdapter falls
-    # back to (function calling off)
-    NativePredict(with_tools, lm=LM("openai/gpt-4o-mini"), client=client, adapter="chat")
+    # it sends the tools to an LM with function calling, and the prompt leaves them out
+    calling = NativePredict(with_tools, lm=LM("openai/gpt-4o-mini"), client=client, adapter="json")
+    assert calling.tools == "tools"
+    assert calling.prompt.input_names == ("question",)
+    assert calling.prompt.output_names == ()
+    # an LM without function calling gets the tools as text, as does any LM with the
+    # ChatAdapter, and with the JSONAdapter it falls back to (function calling off)
     fallback = JSONAdapter(use_native_function_calling=False)
-    NativePredict(with_tools, lm=LM("openai/gpt-4o-mini"), client=client, adapter=fallback)
+    for lm, adapter in (
+        (LM("openai/scripted"), "json"),
+        (LM("openai/gpt-4o-mini"), "chat"),
+        (LM("openai/gpt-4o-mini"), fallback),
+    ):
+        as_text = NativePredict(with_tools, lm=lm, client=client, adapter=adapter)  # type: ignore[arg-type]
+        assert as_text.tools is None
+        assert as_text.prompt is as_text.signature

@@ -73,8 +73,9 @@ async def _both(
     mode: str,
     demos: list[dict[str, Any]],
     inputs: dict[str, Any],
+    model: str = "openai/scripted",
 ) -> tuple[tuple[Any, ...], tuple[Any, ...], list[RecordedRequest]]:
-    lm = LM("openai/scripted", api_base=server.base_url, api_key="sk-test")
+    lm = LM(model, api_base=server.base_url, api_key="sk-test")
     adapter = mode if mode in DSPY_ADAPTERS else "chat"
 
     async def native() -> Any:
@@ -232,3 +233,37 @@ async def test_tool_calls_the_lm_sends_fill_a_tool_calls_output_like_dspy(
         [{"id": f"call_{i}", "name": "search", "args": {"query": "cats", "k": 2}} for i in (1, 2)]
     )
     assert values["calls"] == typed(calls)
+
+
+@pytest.mark.parametrize(
+    "reply",
+    ["calls", "calls and text", "text", "calls and bad text"],
+)
+async def test_native_function_calling_like_dspy(
+    server: ScriptedLM, client: LMClient, reply: str
+) -> None:
+    # JSONAdapter on a model with function calling: the tools go as the request's tools, the
+    # prompt leaves out the tools input and the ToolCalls output, and the LM's tool calls are
+    # that output
+    text = {"calls": "", "text": '{"answer": "Paris"}', "calls and bad text": "no json"}
+    script = Reply(
+        text.get(reply, '{"answer": "Paris"}'),
+        tool_calls=None if reply == "text" else [CALL],
+    )
+    server.script = script
+    inputs = {"question": "q", "tools": [dspy.Tool(search)]}
+    demos = [{"question": "d", "tools": [], "calls": sample(dspy.ToolCalls, 0), "answer": "a"}]
+    got_native, got_dspy, requests = await _both(
+        server, client, Agentic, "json", demos, inputs, model="openai/gpt-4o-mini"
+    )
+    assert got_native == got_dspy
+    assert got_native[0] == "ok"
+    (request,) = requests
+    assert request.body is not None
+    assert [t["function"]["name"] for t in request.body["tools"]] == ["search"]
+    assert "`tools`" not in request.messages[0]["content"]  # not a field of the prompt
+    values = dict(got_native[1][1])
+    if reply == "text":
+        assert values["calls"] == typed(None)
+    else:
+        assert values["calls"] != typed(None)
