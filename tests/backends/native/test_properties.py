@@ -81,14 +81,25 @@ ADAPTERS = [
 ]
 
 
+_DESCRIPTIONS = st.dictionaries(
+    _NAMES, st.one_of(st.text(max_size=25), st.sampled_from(["a\nb", "{x}", "  pad  "]))
+)
+
+
 @FAST
-@given(_case, st.sampled_from(["", "Do the task.\n  Carefully."]), st.booleans())
+@given(_case, st.sampled_from(["", "Do the task.\n  Carefully."]), st.booleans(), _DESCRIPTIONS)
 def test_generated_signatures_and_values_format_like_dspy(
-    case: tuple[str, dict[str, Any], list[dict[str, Any]]], instructions: str, cot: bool
+    case: tuple[str, dict[str, Any], list[dict[str, Any]]],
+    instructions: str,
+    cot: bool,
+    descriptions: dict[str, str],
 ) -> None:
     text, inputs, demos = case
     dspy_sig = dspy.Signature(text, instructions or None)
-    sig = Signature.parse(text, instructions or None)
+    descriptions = {k: v for k, v in descriptions.items() if k in dspy_sig.fields}
+    for name, desc in descriptions.items():
+        dspy_sig = dspy_sig.with_updated_fields(name, desc=desc)
+    sig = Signature.parse(text, instructions or None, descriptions=descriptions or None)
     if cot:
         dspy_sig, sig = dspy.ChainOfThought(dspy_sig).predict.signature, sig.with_reasoning()
     for dspy_adapter, native_adapter in ADAPTERS:
