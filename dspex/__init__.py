@@ -20,6 +20,7 @@ from dspex.config import (
     RayWorkers,
     Rollout,
     Shadow,
+    TwoStep,
     WorkerConfig,
 )
 from dspex.errors import (
@@ -131,6 +132,7 @@ __all__ = [
     "SupervisorError",
     "SupervisorRef",
     "Timeout",
+    "TwoStep",
     "Unavailable",
     "WorkerConfig",
     "is_normal_exit",

@@ -22,6 +22,7 @@ import msgspec
 from dspex._kinds import KINDS
 from dspex.actors import Overflow
 from dspex.errors import ConfigError
+from dspex.lm import LM
 
 log = logging.getLogger("dspex.config")
 
@@ -253,6 +254,43 @@ class WorkerConfig(msgspec.Struct, metaclass=_Strict, frozen=True, kw_only=True)
             self.max_rss_mb,
         )
         _check("workers.grace", is_positive_number(self.grace), "seconds > 0", self.grace)
+
+
+class TwoStep(msgspec.Struct, frozen=True):
+    """DSPy's TwoStepAdapter as a module's adapter: ``adapter=dspex.TwoStep(small_lm)``.
+
+    The module's LM answers a plain prompt in its own words (reasoning models do better
+    without a format to follow); ``lm``, a smaller LM, then extracts the output fields from
+    that answer with the ChatAdapter (and its JSON fallback). Each call is two LM calls. A
+    ``dspy.TwoStepAdapter`` given as ``adapter=`` means the same. Raises ConfigError when
+    ``lm`` is not a dspex.LM or a dspy.LM.
+    """
+
+    lm: LM
+    """The extraction LM (a ``dspy.LM`` is converted)."""
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.lm, LM):
+            if hasattr(self.lm, "model") and hasattr(self.lm, "kwargs"):  # a dspy.LM
+                msgspec.structs.force_setattr(self, "lm", LM.from_dspy(self.lm))
+            else:
+                raise ConfigError(
+                    f"TwoStep.lm must be a dspex.LM or a dspy.LM, got {type(self.lm).__name__}"
+                )
+
+
+def adapter_of(value: object) -> AdapterName | TwoStep:
+    """The adapter ``value`` names: one of :data:`ADAPTERS`, a :class:`TwoStep` or a
+    ``dspy.TwoStepAdapter``; raises ConfigError for anything else."""
+    if isinstance(value, TwoStep):
+        return value
+    if type(value).__name__ == "TwoStepAdapter" and hasattr(value, "extraction_model"):
+        return TwoStep(value.extraction_model)
+    if isinstance(value, str) and value in ADAPTERS:
+        return value
+    raise ConfigError(
+        f"adapter must be one of {', '.join(map(repr, ADAPTERS))} or a dspex.TwoStep, got {value!r}"
+    )
 
 
 class RayWorkers(msgspec.Struct, metaclass=_Strict, frozen=True, kw_only=True):

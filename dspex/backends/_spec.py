@@ -7,7 +7,7 @@ from typing import Any, Protocol
 
 import msgspec
 
-from dspex.config import AdapterName, Implementation
+from dspex.config import AdapterName, Implementation, TwoStep
 from dspex.lm import LM
 from dspex.prediction import Prediction
 from dspex.signature import Signature
@@ -37,7 +37,7 @@ class ModuleSpec(msgspec.Struct, frozen=True, kw_only=True):
     signature: Signature | None = None
     demos: tuple[dict[str, Any], ...] = ()
     lm: LM | None = None
-    adapter: AdapterName = "chat"
+    adapter: AdapterName | TwoStep = "chat"
     options: dict[str, Any] = {}
     program: Any = None
     predictors: dict[str, PredictorState] = {}

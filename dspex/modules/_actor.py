@@ -701,6 +701,6 @@ class ModuleActor(Actor):
             demos=self._demos(spec),
             in_flight=self.in_flight,
             max_concurrency=self.rt.config.max_concurrency,
-            adapter=spec.adapter,
+            adapter=spec.adapter if isinstance(spec.adapter, str) else "two_step",
             lm=spec.lm.model if spec.lm is not None else None,
         )

@@ -13,8 +13,9 @@ from dspex._kinds import KINDS
 from dspex.actors import ActorRef, is_normal_exit
 from dspex.backends._spec import NO_OPTIONS, CallOptions, ModuleSpec, PredictorState
 from dspex.config import (
-    ADAPTERS,
     Implementation,
+    TwoStep,
+    adapter_of,
     is_positive_number,
     module_type_name,
 )
@@ -336,7 +337,7 @@ def prepare_module(
     descriptions: Mapping[str, str] | None = None,
     demos: Iterable[Mapping[str, Any]] = (),
     lm: Any = None,
-    adapter: str | None = None,
+    adapter: str | TwoStep | None = None,
     implementation: str | None = None,
     runtime: Runtime | None = None,
     options: Mapping[str, Any] | None = None,
@@ -368,11 +369,7 @@ def prepare_module(
     model = _as_lm(lm) or rt.lm
     if model is None and not wrapped:
         raise ConfigError(f"{module_type} needs an LM: pass lm= or create the Runtime with lm=")
-    chosen = adapter if adapter is not None else rt.config.adapter
-    if chosen not in ADAPTERS:
-        raise ConfigError(
-            f"adapter must be one of {', '.join(map(repr, ADAPTERS))}, got {chosen!r}"
-        )
+    chosen = adapter_of(adapter if adapter is not None else rt.config.adapter)
     spec = ModuleSpec(
         module_type=module_type,
         signature=sig,
@@ -470,7 +467,7 @@ class ModuleType:
         descriptions: Mapping[str, str] | None = None,
         demos: Iterable[Mapping[str, Any]] = (),
         lm: Any = None,
-        adapter: str | None = None,
+        adapter: str | TwoStep | None = None,
         implementation: str | None = None,
         runtime: Runtime | None = None,
         **options: Any,
@@ -481,7 +478,8 @@ class ModuleType:
         class; ``instructions`` and ``descriptions`` (field -> desc) refine a string signature.
         ``demos``: few-shot examples (dicts keyed by field name). ``lm``: a dspex.LM or dspy.LM
         (default: the runtime's). ``adapter``: ``"chat"`` (with DSPy's JSON fallback),
-        ``"json"`` or ``"xml"`` (with the JSON fallback too). ``implementation``: ``"native"``
+        ``"json"``, ``"xml"`` (with the JSON fallback too) or ``dspex.TwoStep(lm)`` (DSPy's
+        TwoStepAdapter; a ``dspy.TwoStepAdapter`` too). ``implementation``: ``"native"``
         or ``"dspy"`` (``"python"``) to force one; an implementation the type lacks is a
         ConfigError here, never a silent switch.
         Module options (``tools=``, ``N=``, ...) follow; see the facade's docstring.
@@ -568,7 +566,7 @@ class Module:
         program: Any | Callable[[], Any],
         *,
         lm: Any = None,
-        adapter: str | None = None,
+        adapter: str | TwoStep | None = None,
         runtime: Runtime | None = None,
         name: str | None = None,
         implementation: str | None = None,

@@ -20,7 +20,7 @@ import msgspec
 
 from dspex._dspy_import import import_dspy
 from dspex.backends.dspy._builders import import_factory
-from dspex.config import implementation_name
+from dspex.config import TwoStep, implementation_name
 from dspex.errors import ConfigError, DSPexError, SignatureError
 from dspex.lm import LM
 from dspex.modules._actor import GetDemos, SetDemos
@@ -289,7 +289,7 @@ async def wrap_program(
     program: Any,
     *,
     lm: Any,
-    adapter: str | None,
+    adapter: str | TwoStep | None,
     runtime: Runtime | None,
     name: str | None,
     implementation: str | None,
@@ -395,7 +395,12 @@ def _check_native(plans: list[PredictorPlan], local: Mapping[str, tuple[str, str
 
 
 def _prepare(
-    plan: PredictorPlan, lm: Any, adapter: str | None, rt: Runtime, label: str, impl: str | None
+    plan: PredictorPlan,
+    lm: Any,
+    adapter: str | TwoStep | None,
+    rt: Runtime,
+    label: str,
+    impl: str | None,
 ) -> Prepared:
     """The module actor serving ``plan``, named ``<program>.<path>`` in metrics and spans."""
     try:

@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+from typing import Any
+
+import dspy
 import pytest
 
 import dspex
+from dspex.errors import ConfigError, ParseError
 from dspex.runtime import Runtime
-from dspex.testing import ScriptedLM
+from dspex.testing import RecordedRequest, Reply, ScriptedLM, respond
 
 DEMOS = [{"question": "Capital of Germany?", "answer": "Berlin"}]
 
@@ -46,3 +50,66 @@ async def test_parameters_set_to_none_are_left_out_as_litellm_leaves_them_out(
     assert native.body is not None
     assert native.body["stop"] == ["x"]
     assert not {"top_p", "seed", "reasoning_effort", "custom"} & set(native.body)
+
+
+def _two_step_script(answer: str) -> Any:
+    """The main LM answers in prose; the extraction LM (ChatAdapter) with the fields."""
+
+    def script(request: RecordedRequest) -> Reply:
+        system = request.messages[0]["content"]
+        if system.startswith("You are a helpful assistant"):
+            return Reply(f"Thinking about it, the answer is {answer}.")
+        return respond(answer=answer, reasoning="From the text.")(request)
+
+    return script
+
+
+@pytest.mark.parametrize("facade", [dspex.Predict, dspex.ChainOfThought])
+@pytest.mark.parametrize("spelled", ["dspex", "dspy"])
+async def test_two_step_sends_the_same_two_requests_and_agrees(
+    rt: Runtime, server: ScriptedLM, facade: type[dspex.Predict], spelled: str
+) -> None:
+    extraction = dspex.LM("openai/extractor", api_base=server.base_url, api_key="sk-test")
+    adapter: Any = (
+        dspex.TwoStep(extraction)
+        if spelled == "dspex"
+        else dspy.TwoStepAdapter(extraction.to_dspy())  # a dspy adapter means the same
+    )
+    server.script = _two_step_script("Paris")
+    kwargs = {"instructions": "Answer briefly.", "demos": DEMOS, "adapter": adapter}
+    native = await facade.create("question -> answer", implementation="native", **kwargs)
+    reference = await facade.create("question -> answer", implementation="python", **kwargs)
+    assert (await native.info()).adapter == "two_step"
+    a = await native(question="Capital of France?")
+    b = await reference(question="Capital of France?")
+    assert a == b
+    assert a.answer == "Paris"
+    main, extract, main_dspy, extract_dspy = server.requests
+    assert (main.body, extract.body) == (main_dspy.body, extract_dspy.body)
+    assert main.body is not None
+    assert extract.body is not None
+    assert (main.body["model"], extract.body["model"]) == ("scripted", "extractor")
+    assert a.usage["total_tokens"] > 0
+
+
+async def test_two_step_extraction_failures_are_parse_errors_on_both(
+    rt: Runtime, server: ScriptedLM
+) -> None:
+    extraction = dspex.LM("openai/extractor", api_base=server.base_url, api_key="sk-test")
+
+    def script(request: RecordedRequest) -> Reply:
+        return Reply("no fields here")  # the extraction never parses (nor its JSON fallback)
+
+    server.script = script
+    kwargs: dict[str, Any] = {"adapter": dspex.TwoStep(extraction)}
+    for implementation in ("native", "dspy"):
+        qa = await dspex.Predict.create(
+            "question -> answer", implementation=implementation, **kwargs
+        )
+        with pytest.raises(ParseError):
+            await qa(question="q")
+
+
+def test_bad_adapters_are_config_errors() -> None:
+    with pytest.raises(ConfigError, match=r"TwoStep\.lm must be"):
+        dspex.TwoStep("openai/gpt-4o-mini")  # type: ignore[arg-type]

@@ -24,7 +24,7 @@ from typing import Any
 from dspex._dspy_import import import_dspy, loaded
 from dspex._kinds import KINDS
 from dspex.backends._spec import CallOptions, ModuleSpec
-from dspex.config import ADAPTER_CLASSES, Implementation
+from dspex.config import ADAPTER_CLASSES, Implementation, TwoStep
 from dspex.errors import (
     ConfigError,
     DSPexError,
@@ -154,7 +154,10 @@ class DSPyBackend:
         if spec.demos:
             _set_demos(dspy, module, spec)
         lm = spec.lm.to_dspy() if spec.lm is not None else None
-        adapter = getattr(dspy, ADAPTER_CLASSES[spec.adapter])()
+        if isinstance(spec.adapter, TwoStep):
+            adapter = dspy.TwoStepAdapter(spec.adapter.lm.to_dspy())
+        else:
+            adapter = getattr(dspy, ADAPTER_CLASSES[spec.adapter])()
         return DSPyInstance(dspy, spec, module, lm, adapter)
 
     async def execute(

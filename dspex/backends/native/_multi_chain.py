@@ -10,7 +10,7 @@ import msgspec
 from dspex.backends._spec import NO_OPTIONS, CallOptions, ModuleSpec
 from dspex.backends.native._module import parts, state_of
 from dspex.backends.native._predict import NativePredict
-from dspex.config import AdapterName
+from dspex.config import AdapterName, TwoStep
 from dspex.errors import ConfigError, InputError
 from dspex.lm import LM, LMClient
 from dspex.prediction import Prediction
@@ -38,7 +38,7 @@ class NativeMultiChainComparison:
         M: int = 3,
         temperature: float = 0.7,
         demos: Sequence[Mapping[str, Any]] = (),
-        adapter: AdapterName = "chat",
+        adapter: AdapterName | TwoStep = "chat",
     ):
         sig = ensure_signature(signature)
         if not sig.outputs:

@@ -17,20 +17,24 @@ from dspex.backends.native._catalog import (
     response_format_support,
 )
 from dspex.backends.native._parsing import UnrecoverableParseError, loads_lenient
+from dspex.backends.native._two_step import TwoStepAdapter
 from dspex.backends.native._types import allows_none, is_reasoning, is_tool_calls
-from dspex.config import ADAPTER_CLASSES, ADAPTERS, AdapterName
+from dspex.config import ADAPTER_CLASSES, ADAPTERS, AdapterName, TwoStep
 from dspex.errors import ConfigError, InputError, ParseError, SignatureError
-from dspex.lm import LM, Completion, LMClient
+from dspex.lm import LM, Completion, LMClient, Usage
 from dspex.prediction import Prediction
 from dspex.signature import Signature, SignatureLike, ensure_signature
 
 log = logging.getLogger("dspex.native")
 
 
-def make_adapter(adapter: AdapterName | Adapter) -> Adapter:
-    """The adapter instance for a name (``chat`` falls back to JSON on parse errors)."""
+def make_adapter(adapter: AdapterName | TwoStep | Adapter) -> Adapter:
+    """The adapter instance for a name (``chat`` falls back to JSON on parse errors) or a
+    :class:`~dspex.TwoStep`."""
     if isinstance(adapter, Adapter):
         return adapter
+    if isinstance(adapter, TwoStep):
+        return TwoStepAdapter(adapter.lm)
     if adapter not in ADAPTERS:
         raise ConfigError(
             f"adapter must be one of {', '.join(map(repr, ADAPTERS))}, got {adapter!r}"
@@ -93,13 +97,14 @@ class NativePredict:
     """
 
     __slots__ = (
+        "_signature",
         "adapter",
         "client",
         "demos",
+        "extract",
         "lm",
         "prompt",
         "reasoning",
-        "signature",
         "tool_calls",
         "tools",
     )
@@ -112,31 +117,48 @@ class NativePredict:
         lm: LM,
         client: LMClient,
         demos: Sequence[Mapping[str, Any]] = (),
-        adapter: AdapterName | Adapter = "chat",
+        adapter: AdapterName | TwoStep | Adapter = "chat",
     ):
-        self.signature = ensure_signature(signature)
         self.lm = lm
         self.client = client
         self.demos = tuple(demos)
         self.adapter = make_adapter(adapter)
-        # dspy.Reasoning outputs: the LM's own reasoning (reasoning_content) replaces the text
-        self.reasoning = tuple(f.name for f in self.signature.outputs if is_reasoning(f.annotation))
-        # a dspy.ToolCalls output: the tool calls an LM sends replace it
-        self.tool_calls = next(
-            (f.name for f in self.signature.outputs if is_tool_calls(f.annotation)), None
-        )
-        feature = lm_feature(self.signature, lm, self.adapter)
+        self.signature = ensure_signature(signature)
+
+    @property
+    def signature(self) -> Signature:
+        """The signature; setting it (a program's optimized one) settles what it decides for
+        every call, and raises SignatureError where DSPy would use an LM feature native does
+        not (:func:`~dspex.backends.native._catalog.lm_feature`)."""
+        return self._signature
+
+    @signature.setter
+    def signature(self, signature: Signature) -> None:
+        adapter, lm = self.adapter, self.lm
+        # TwoStepAdapter: the second step, a Predict on the extraction LM
+        self.extract: NativePredict | None = None
+        if isinstance(adapter, TwoStepAdapter):
+            extractor = adapter.extractor(signature)
+            self.extract = NativePredict(extractor, lm=adapter.lm, client=self.client)
+        feature = None if self.extract else lm_feature(signature, lm, adapter)
         if feature is not None:
             raise SignatureError(
                 f"{feature}, which the native implementation does not do; run this signature "
                 "on the dspy backend"
             )
+        self._signature = signature
+        # dspy.Reasoning outputs: the LM's own reasoning (reasoning_content) replaces the text
+        self.reasoning = tuple(f.name for f in signature.outputs if is_reasoning(f.annotation))
+        # a dspy.ToolCalls output: the tool calls an LM sends replace it
+        self.tool_calls = next(
+            (f.name for f in signature.outputs if is_tool_calls(f.annotation)), None
+        )
         # DSPy's native function calling: the tools input goes as the request's tools, and
         # the prompt is the signature without it and the ToolCalls output
-        self.tools = function_calling(self.signature, lm, self.adapter)
-        self.prompt = self.signature
+        self.tools = function_calling(signature, lm, adapter)
+        self.prompt = signature
         if self.tools is not None and self.tool_calls is not None:
-            self.prompt = self.signature.delete(self.tool_calls).delete(self.tools)
+            self.prompt = signature.delete(self.tool_calls).delete(self.tools)
 
     async def __call__(
         self, inputs: Mapping[str, Any], options: CallOptions = NO_OPTIONS
@@ -155,6 +177,8 @@ class NativePredict:
         if (effective is None or effective <= 0.15) and n > 1:
             temperature = 0.7
         adapter = self.adapter
+        if self.extract is not None:
+            return await self._two_steps(values, temperature, options)
         prompt = self.prompt
         while True:  # one coroutine for both tries: fewer frames held per call in flight
             messages = adapter.format(prompt, self.demos, values)
@@ -195,6 +219,64 @@ class NativePredict:
                     "total_tokens": usage.total_tokens,
                 },
             )
+
+    async def _two_steps(
+        self, values: dict[str, Any], temperature: float | None, options: CallOptions
+    ) -> Prediction:
+        """TwoStepAdapter: the module's LM answers the plain prompt, then the extraction LM
+        reads the outputs from each answer."""
+        assert self.extract is not None
+        completion = await self.client.complete(
+            self.lm,
+            self.adapter.format(self.signature, self.demos, values),
+            temperature=temperature,
+            max_tokens=options.max_tokens,
+            n=options.n,
+        )
+        return await _extracted(self.extract, completion, self.tool_calls)
+
+
+async def _extracted(
+    extract: NativePredict, completion: Completion, tool_calls: str | None
+) -> Prediction:
+    """TwoStepAdapter's second step on each choice of the first: the outputs ``extract`` reads
+    from its text (and the tool calls the LM sent, if the signature has that output)."""
+    values, usage = [], completion.usage
+    for i, text in enumerate(completion.texts):
+        try:
+            pred = await extract.run({"text": text})
+        except ParseError as exc:
+            raise ParseError(
+                f"Failed to parse response from the original completion: {exc}",
+                adapter_name="TwoStepAdapter",
+                lm_response=text,
+            ) from exc
+        value = dict(pred.completions[0])
+        calls = completion.tool_calls[i] if completion.tool_calls else None
+        if calls and tool_calls is not None:
+            from dspy.adapters.types.tool import ToolCalls
+
+            listed = [_tool_call(call) for call in calls]
+            value[tool_calls] = ToolCalls.from_dict_list(
+                [{"name": c["name"], "args": c["args"]} for c in listed]
+            )
+        values.append(value)
+        step = pred.usage
+        usage = usage + Usage(
+            step.get("prompt_tokens", 0),
+            step.get("completion_tokens", 0),
+            step.get("total_tokens", 0),
+        )
+    return Prediction(
+        values[0],
+        implementation="native",
+        completions=values,
+        usage={
+            "prompt_tokens": usage.prompt_tokens,
+            "completion_tokens": usage.completion_tokens,
+            "total_tokens": usage.total_tokens,
+        },
+    )
 
 
 def _function_specs(name: str, tools: Any) -> list[dict[str, Any]]:
@@ -290,7 +372,7 @@ class NativeChainOfThought(NativePredict):
         lm: LM,
         client: LMClient,
         demos: Sequence[Mapping[str, Any]] = (),
-        adapter: AdapterName | Adapter = "chat",
+        adapter: AdapterName | TwoStep | Adapter = "chat",
     ):
         super().__init__(
             ensure_signature(signature).with_reasoning(),

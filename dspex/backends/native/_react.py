@@ -18,7 +18,7 @@ from dspex.backends._spec import NO_OPTIONS, CallOptions, ModuleSpec
 from dspex.backends.native._module import parts, required, state_of, total_usage
 from dspex.backends.native._predict import NativeChainOfThought, NativePredict, make_adapter
 from dspex.backends.native._tools import FINISH, NativeTool, finish_tool, format_error_for_lm
-from dspex.config import AdapterName
+from dspex.config import AdapterName, TwoStep
 from dspex.errors import ConfigError, LMError
 from dspex.lm import LM, LMClient
 from dspex.prediction import Prediction
@@ -103,7 +103,7 @@ class NativeReAct:
         lm: LM,
         client: LMClient,
         max_iters: int = 20,
-        adapter: AdapterName = "chat",
+        adapter: AdapterName | TwoStep = "chat",
     ):
         sig = self.signature = ensure_signature(signature)
         if isinstance(tools, (str, bytes)) or not isinstance(tools, Iterable):
