@@ -4,13 +4,15 @@
 
 For each case (ChatAdapter on Predict's signature, ChatAdapter on ChainOfThought's signature,
 JSONAdapter, XMLAdapter), over the reference QA signature (two inputs, a ``float`` output, one
-demo), a plain ``question -> answer``, a conversation (a ``dspy.History`` of two turns) and a
-``dspy.Code`` output, plus XMLAdapter on outputs written as nested XML (a list of pydantic
-models and a model): the time of ``format(sig, demos, inputs)`` followed by parsing the
-reply, natively (``adapter.parse_completions(sig, [reply])``, as a native Predict call does) and
-with DSPy (``dspy.ChatAdapter().format(...)`` + ``.parse(...)``), in the same run. Each side is the
-best of several timeit repeats (the least disturbed). Both sides are first checked to produce equal
-messages and values. Target: native at least 30x faster on every case.
+demo), a plain ``question -> answer``, a conversation (a ``dspy.History`` of two turns), a
+``dspy.Code`` output, tools (``list[dspy.Tool]`` in, ``dspy.ToolCalls`` out) and media (a
+``dspy.Image`` in, a ``dspy.Reasoning`` out), plus XMLAdapter on outputs written as nested XML
+(a list of pydantic models and a model): the time of ``format(sig, demos, inputs)`` followed
+by parsing the reply, natively (``adapter.parse_completions(sig, [reply])``, as a native
+Predict call does) and with DSPy (``dspy.ChatAdapter().format(...)`` + ``.parse(...)``), in
+the same run. Each side is the best of several timeit repeats (the least disturbed). Both sides
+are first checked to produce equal messages and values. Target: native at least 30x faster on
+every case.
 
 Prints a table and writes benchmarks/results/bench_adapters.json; exits 1 if a target is missed.
 """
@@ -90,6 +92,48 @@ class CodeGen(dspy.Signature):
 CODE_DEMOS = [{"task": "Print one.", "code": dspy.Code(code="print(1)")}]
 CODE_INPUTS = {"task": "Print two."}
 CODE_OUTPUTS = {"code": dspy.Code(code="print(2)")}
+
+
+def search(query: str) -> list[str]:
+    """Search the web."""
+    return [query]
+
+
+class Agent(dspy.Signature):
+    """Pick the tools to call, then answer."""
+
+    question: str = dspy.InputField()
+    tools: list[dspy.Tool] = dspy.InputField()
+    calls: dspy.ToolCalls = dspy.OutputField()
+    answer: str = dspy.OutputField()
+
+
+TOOLS = [dspy.Tool(search)]
+CALLS = dspy.ToolCalls.from_dict_list([{"name": "search", "args": {"query": "Berlin"}}])
+AGENT_DEMOS = [
+    {"question": "Capital of France?", "tools": TOOLS, "calls": CALLS, "answer": "Paris"}
+]
+AGENT_INPUTS = {"question": "Capital of Germany?", "tools": TOOLS}
+AGENT_OUTPUTS = {"calls": CALLS, "answer": "Berlin"}
+
+
+class Look(dspy.Signature):
+    """Describe the photo, thinking first."""
+
+    photo: dspy.Image = dspy.InputField()
+    why: dspy.Reasoning = dspy.OutputField()
+    caption: str = dspy.OutputField()
+
+
+LOOK_DEMOS = [
+    {
+        "photo": dspy.Image("https://example.com/cat.png"),
+        "why": dspy.Reasoning(content="Whiskers."),
+        "caption": "A cat.",
+    }
+]
+LOOK_INPUTS = {"photo": dspy.Image("https://example.com/dog.png")}
+LOOK_OUTPUTS = {"why": dspy.Reasoning(content="Floppy ears."), "caption": "A dog."}
 
 
 class City(pydantic.BaseModel):
@@ -173,6 +217,8 @@ def cases() -> list[Case]:
         ("plain", dspy.Signature("question -> answer"), PLAIN_DEMOS, PLAIN_INPUTS, PLAIN_OUTPUTS),
         ("History", Chat, PLAIN_DEMOS, CHAT_INPUTS, PLAIN_OUTPUTS),
         ("Code", CodeGen, CODE_DEMOS, CODE_INPUTS, CODE_OUTPUTS),
+        ("Tools", Agent, AGENT_DEMOS, AGENT_INPUTS, AGENT_OUTPUTS),
+        ("Media", Look, LOOK_DEMOS, LOOK_INPUTS, LOOK_OUTPUTS),
     ):
         native_sig = Signature.from_dspy(dspy_sig)
         cot_sig = dspy.ChainOfThought(dspy_sig).predict.signature

@@ -318,19 +318,7 @@ class Adapter(abc.ABC):
         self, plan: _Plan, demos: Iterable[Mapping[str, Any]], messages: list[Message]
     ) -> None:
         """Append the demos' user/assistant pairs: incomplete demos first, then complete ones."""
-        complete: list[Mapping[str, Any]] = []
-        incomplete: list[Mapping[str, Any]] = []
-        for demo in demos:
-            for name in plan.all_names:
-                if demo.get(name) is None:
-                    break
-            else:
-                complete.append(demo)
-                continue
-            if any(k in demo for k in plan.input_names) and any(
-                k in demo for k in plan.output_names
-            ):
-                incomplete.append(demo)
+        complete, incomplete = sort_demos(plan, demos)
         # DSPy strips a demo's user text; as it starts with a header, only its end can change.
         for demo in incomplete:
             messages.append(_user((_INCOMPLETE_PREFIX + _sections(plan.inputs, demo)).rstrip()))
@@ -590,6 +578,25 @@ def _skeleton(f: Field) -> str:
     """The nested-XML outline of an output field's type."""
     schema = schema_of(f.annotation)
     return xml_skeleton(f.name, schema, schema.get("$defs", {}), frozenset())
+
+
+def sort_demos(
+    plan: _Plan, demos: Iterable[Mapping[str, Any]]
+) -> tuple[list[Mapping[str, Any]], list[Mapping[str, Any]]]:
+    """DSPy's demo sorting: the complete demos (every field, none None) and the incomplete ones
+    that hold an input and an output; the others are dropped."""
+    complete: list[Mapping[str, Any]] = []
+    incomplete: list[Mapping[str, Any]] = []
+    for demo in demos:
+        for name in plan.all_names:
+            if demo.get(name) is None:
+                break
+        else:
+            complete.append(demo)
+            continue
+        if any(k in demo for k in plan.input_names) and any(k in demo for k in plan.output_names):
+            incomplete.append(demo)
+    return complete, incomplete
 
 
 def _copy_json(value: Any) -> Any:

@@ -208,17 +208,7 @@ class NativePredict:
                 continue
             if self.reasoning and completion.reasonings:
                 _take_reasoning(self.reasoning, outputs, completion.reasonings)
-            usage = completion.usage
-            return Prediction(
-                outputs[0],
-                implementation="native",
-                completions=outputs,
-                usage={
-                    "prompt_tokens": usage.prompt_tokens,
-                    "completion_tokens": usage.completion_tokens,
-                    "total_tokens": usage.total_tokens,
-                },
-            )
+            return _prediction(outputs, completion.usage)
 
     async def _two_steps(
         self, values: dict[str, Any], temperature: float | None, options: CallOptions
@@ -267,10 +257,15 @@ async def _extracted(
             step.get("completion_tokens", 0),
             step.get("total_tokens", 0),
         )
+    return _prediction(values, usage)
+
+
+def _prediction(outputs: list[dict[str, Any]], usage: Usage) -> Prediction:
+    """A native prediction: the first completion's fields, all completions, the LM usage."""
     return Prediction(
-        values[0],
+        outputs[0],
         implementation="native",
-        completions=values,
+        completions=outputs,
         usage={
             "prompt_tokens": usage.prompt_tokens,
             "completion_tokens": usage.completion_tokens,

@@ -16,7 +16,7 @@ from dspex.errors import ParseError
 from dspex.lm import LM
 from dspex.signature import Field, Signature, SignatureLike
 
-from ._adapters import Adapter, Message, Render, _Plan
+from ._adapters import Adapter, Message, Render, _Plan, sort_demos
 from ._parsing import ReplyParser
 from ._types import field_descriptions
 
@@ -80,14 +80,7 @@ class TwoStepAdapter(Adapter):
         """The first step's messages: the task, the demos, the inputs (``name: value``)."""
         plan = self._plan(signature)
         messages: list[Message] = [{"role": "system", "content": plan.system}]
-        complete, incomplete = [], []
-        for demo in demos:
-            if all(demo.get(name) is not None for name in plan.all_names):
-                complete.append(demo)
-            elif any(k in demo for k in plan.input_names) and any(
-                k in demo for k in plan.output_names
-            ):
-                incomplete.append(demo)
+        complete, incomplete = sort_demos(plan, demos)
         for demo, prefix in [(d, _INCOMPLETE) for d in incomplete] + [(d, "") for d in complete]:
             lines = [f"{name}: {demo.get(name, '')}" for name in plan.input_names if name in demo]
             messages.append({"role": "user", "content": "\n\n".join([prefix, *lines]).strip()})
