@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from dspex._dspy_import import import_dspy
+from dspex.config import TwoStep
 from dspex.errors import ConfigError
 from dspex.modules._actor import GetDemos
 from dspex.modules._program import get_at
@@ -35,7 +36,7 @@ async def load(
     program: Any = None,
     name: str | None = None,
     lm: Any = None,
-    adapter: str | None = None,
+    adapter: str | TwoStep | None = None,
     implementation: str | None = None,
     runtime: Runtime | None = None,
     allow_pickle: bool = False,
