@@ -11,7 +11,9 @@ bench_programs.py: the time the calls after a warm-up take):
   dspy implementation runs (its request body is the one the native client sends; DSPy's
   default engine differs, e.g. ``max_completion_tokens``, and costs about half the CPU);
 - ``dspex dspy, in process``: a dspex Predict forced to dspy with ``dspy_workers=0``;
-- ``dspex dspy, N workers``: the same with ``dspy_workers`` = the machine's cores, then 1.
+- ``dspex dspy, N workers``: the same with ``dspy_workers`` = the machine's cores, then 1;
+- ``dspex dspy, N workers, DSPy's engine``: the same on ``LM(dspy_engine="auto")``, DSPy's own
+  default engine (the request body plain DSPy sends, not the native client's).
 
 With workers it also measures the service's event-loop lag during the measured calls: a task
 sleeping 10 ms at a time records how late it wakes (p99 reported; target <= 5 ms).
@@ -57,6 +59,8 @@ def contenders() -> dict[str, str]:
         "in_process": "dspex dspy, in process",
         f"workers_{CORES}": f"dspex dspy, {CORES} workers",
         "workers_1": "dspex dspy, 1 worker",
+        f"auto_{CORES}": f"dspex dspy, {CORES} workers, DSPy's engine",
+        "auto_1": "dspex dspy, 1 worker, DSPy's engine",
     }
 
 
@@ -78,8 +82,13 @@ async def contender(kind: str, url: str, args: Any) -> None:
         call = dspy_call(dspy.Predict("question -> answer"), dspy_lm(url, engine))
         finish(await closed_loop(call, args.callers, args.measured, args.cap))
     workers = 0 if kind == "in_process" else int(kind.split("_")[1])
+    lm = None
+    if kind.startswith("auto_"):  # DSPy's own default engine in the workers
+        lm = dspex.LM("openai/bench", api_base=url, api_key="bench", dspy_engine="auto")
     async with dspex_runtime(url, callers=args.callers, dspy_workers=workers) as rt:
-        qa = await dspex.Predict.create("question -> answer", implementation="dspy", runtime=rt)
+        qa = await dspex.Predict.create(
+            "question -> answer", implementation="dspy", lm=lm, runtime=rt
+        )
         for _ in range(3):  # every worker serving: their DSPy imported
             await asyncio.gather(*(qa(**INPUTS) for _ in range(2 * max(workers, 1))))
         samples: list[float] = []
@@ -151,6 +160,28 @@ def rows(runs: dict[str, dict[str, float]]) -> list[Row]:
             "/s",
             baseline=runs["acall_litellm"]["throughput"],
             baseline_name="dspy acall, engine='litellm'",
+            target="reported",
+        ),
+        Row(
+            f"dspex dspy, {CORES} workers, dspy_engine='auto' {at} vs dspy acall",
+            runs[f"auto_{CORES}"]["throughput"],
+            "/s",
+            baseline=acall,
+            baseline_name="dspy acall + gather",
+            target="reported",
+        ),
+        Row(
+            f"dspex dspy, 1 worker, dspy_engine='auto' {at} vs dspy acall",
+            runs["auto_1"]["throughput"],
+            "/s",
+            baseline=acall,
+            baseline_name="dspy acall + gather",
+            target="reported",
+        ),
+        Row(
+            f"service event-loop lag p99, {CORES} workers, dspy_engine='auto'",
+            runs[f"auto_{CORES}"]["lag_p99_ms"],
+            "ms",
             target="reported",
         ),
         Row(

@@ -113,3 +113,44 @@ async def test_two_step_extraction_failures_are_parse_errors_on_both(
 def test_bad_adapters_are_config_errors() -> None:
     with pytest.raises(ConfigError, match=r"TwoStep\.lm must be"):
         dspex.TwoStep("openai/gpt-4o-mini")  # type: ignore[arg-type]
+
+
+async def test_the_dspy_implementation_may_run_dspys_default_engine(server: ScriptedLM) -> None:
+    # LM(dspy_engine="auto"): the dspy implementation sends what plain DSPy sends on its own
+    # default engine; native keeps the LiteLLM engine's body; the messages are the same
+    lm = dspex.LM(
+        "openai/scripted",
+        api_base=server.base_url,
+        api_key="sk-test",
+        max_tokens=100,
+        dspy_engine="auto",
+    )
+    async with Runtime(lm=lm, config=dspex.Config(adaptive={"explore_rate": 0.0})):
+        qa = await dspex.Predict.create("question -> answer")
+        for implementation in ("native", "dspy"):
+            assert (await qa.execute({"question": "q"}, implementation=implementation)).answer
+    native, on_dspy = server.requests
+    with dspy.context(
+        lm=dspy.LM(
+            "openai/scripted",
+            api_base=server.base_url,
+            api_key="sk-test",
+            max_tokens=100,
+            cache=False,
+            num_retries=3,
+            timeout=lm.timeout,
+        ),
+        adapter=dspy.ChatAdapter(),
+    ):
+        await dspy.Predict("question -> answer").acall(question="q")
+    plain = server.requests[-1]
+    assert on_dspy.body == plain.body
+    assert native.messages == on_dspy.messages
+    assert native.body is not None
+    assert on_dspy.body is not None
+    assert (native.body["max_tokens"], on_dspy.body["max_completion_tokens"]) == (100, 100)
+
+
+def test_an_unknown_dspy_engine_is_a_config_error() -> None:
+    with pytest.raises(ConfigError, match="dspy_engine must be"):
+        dspex.LM("openai/x", dspy_engine="fast")  # type: ignore[arg-type]
