@@ -13,6 +13,8 @@ import re
 from json.encoder import encode_basestring
 from typing import Any
 
+import msgspec
+
 from dspex.errors import InputError
 
 _PLAIN_SCALARS = (str, int, bool, type(None))
@@ -33,10 +35,17 @@ def _is_plain(value: Any, depth: int = 0) -> bool:
     if t is list:
         return all(_is_plain(v, depth + 1) for v in value)
     if t is dict:
-        return all(type(k) is str and _is_plain(v, depth + 1) for k, v in value.items())
+        return all(_plain_key(k) and _is_plain(v, depth + 1) for k, v in value.items())
     return False
 
 
+def _plain_key(key: Any) -> bool:
+    """A dict key pydantic's JSON-mode dump keeps: a ``str`` without lone surrogates (a key
+    with one makes the dump fail, and DSPy then writes the whole value as ``str(value)``)."""
+    return type(key) is str and (key.isascii() or _SURROGATE.search(key) is None)
+
+
+_SURROGATE = re.compile("[\ud800-\udfff]")
 _ADAPTERS: dict[type, Any] = {}
 
 
@@ -85,13 +94,42 @@ def json_object_text(value: dict[str, Any]) -> str:
             text = float.__repr__(item)
         else:
             break
-        if type(key) is not str:
+        if not _plain_key(key):
             break
         items.append(f"{encode_basestring(key)}: {text}")
     else:
         if items:
             return "{\n  " + ",\n  ".join(items) + "\n}"
-    return json.dumps(serialize_for_json(value), indent=2, ensure_ascii=False)
+    return indented_json(serialize_for_json(value))
+
+
+_encode = msgspec.json.Encoder().encode
+
+
+def indented_json(data: Any) -> str:
+    """``json.dumps(data, indent=2, ensure_ascii=False)``, written by msgspec (C, not json's
+    pure-Python indenting encoder) when ``data`` is built of ``str``, ``int``, ``bool``,
+    ``None``, lists and ``str``-keyed dicts only: both write those alike (a property test holds
+    it), where floats differ (msgspec writes ``1e16``, json ``1e+16``)."""
+    if _float_free(data, 0):
+        try:
+            return msgspec.json.format(_encode(data), indent=2).decode()
+        except (TypeError, ValueError, OverflowError):  # a lone surrogate, say: json's way
+            pass
+    return json.dumps(data, indent=2, ensure_ascii=False)
+
+
+def _float_free(value: Any, depth: int) -> bool:
+    t = type(value)
+    if t is str or t is int or t is bool or value is None:
+        return True
+    if depth > 50:
+        return False
+    if t is list or t is tuple:
+        return all(_float_free(item, depth + 1) for item in value)
+    if t is dict:
+        return all(type(k) is str and _float_free(v, depth + 1) for k, v in value.items())
+    return False
 
 
 def format_value(value: Any, annotation_is_str: bool) -> str:
