@@ -16,6 +16,7 @@ import dspy
 import pytest
 
 from dspex.backends.native import ContextWindowExceeded, NativeReAct
+from dspex.config import ADAPTER_CLASSES
 from dspex.errors import ConfigError
 from dspex.lm import LM, LMClient
 from dspex.signature import Signature
@@ -71,7 +72,10 @@ def react_script(steps: list[Step], answer: str = "Paris") -> Any:
     def script(request: RecordedRequest) -> Reply:
         if "next_tool_name" not in request.messages[0]["content"]:
             return respond(reasoning="From the trajectory.", answer=answer)(request)
-        shown = re.findall(r"\[\[ ## thought_(\d+) ## \]\]", request.messages[-1]["content"])
+        # the trajectory's last thought: [[ ## thought_k ## ]] (chat, JSON) or <thought_k> (XML)
+        last = request.messages[-1]["content"]
+        shown = re.findall(r"\[\[ ## thought_(\d+) ## \]\]|<thought_(\d+)>", last)
+        shown = ["".join(groups) for groups in shown]
         k = int(shown[-1]) + 1 if shown else 0
         name, args = steps[min(k, len(steps) - 1)]
         return respond(next_thought=f"Step {k}.", next_tool_name=name, next_tool_args=args)(request)
@@ -97,10 +101,10 @@ async def run_both(
         lm=lm,
         client=client,
         max_iters=max_iters,
-        adapter="json" if adapter == "json" else "chat",
+        adapter=adapter,  # type: ignore[arg-type]
     )
     reference = dspy.ReAct(signature, tools=tools, max_iters=max_iters)
-    dspy_adapter = dspy.JSONAdapter() if adapter == "json" else dspy.ChatAdapter()
+    dspy_adapter = getattr(dspy, ADAPTER_CLASSES[adapter])()  # type: ignore[index]
 
     async def on_dspy() -> Any:
         with dspy.context(lm=lm.to_dspy(), adapter=dspy_adapter):
@@ -137,6 +141,9 @@ async def test_multi_step_runs_send_what_dspy_sends(
     assert got_native == got_dspy
     assert got_native[0] == "ok"
     assert len(sent) == requests
+    # the trajectory is written in the adapter's own format
+    trajectory = str(sent[1].messages[-1]["content"])
+    assert ("<thought_0>" if adapter == "xml" else "[[ ## thought_0 ## ]]") in trajectory
 
 
 async def test_the_trajectory_and_outputs_are_dspy_s(
