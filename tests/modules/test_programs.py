@@ -422,3 +422,31 @@ async def test_set_demos_names_one_predictor(rt: Runtime, server: ScriptedLM) ->
     assert (await ref.info()).demos == 1
     await ref(question="q")
     assert "N'Djamena" in str(server.requests[-1].messages)
+
+
+async def test_a_program_wrapped_with_the_two_step_adapter(rt: Runtime, server: ScriptedLM) -> None:
+    # Module.wrap(adapter=dspex.TwoStep(lm)): every predictor answers in prose, then the
+    # extraction LM reads its fields, natively, as plain DSPy under a dspy.TwoStepAdapter does
+    extraction = dspex.LM("openai/extractor", api_base=server.base_url, api_key="sk-test")
+
+    def script(request: RecordedRequest) -> Reply:
+        if request.messages[0]["content"].startswith("You are a helpful assistant"):
+            return Reply("The context says Paris; that is the answer.")
+        return ANSWERS(request)
+
+    server.script = script
+    program = corpus.RAG()
+    ref = await dspex.Module.wrap(program, name="qa", adapter=dspex.TwoStep(extraction))
+    inputs = {"question": "What is the capital of France?"}
+    ours = await ref(**inputs)
+    middle = len(server.requests)
+    adapter = dspy.TwoStepAdapter(extraction.to_dspy())
+    with dspy.context(lm=lm_of(server).to_dspy(), adapter=adapter):
+        theirs = await program.acall(**inputs)
+    same_requests(server.requests[:middle], server.requests[middle:])
+    assert ours.to_dict() == dict(theirs.items())
+    assert ours.served_by == {"respond.predict": "native"}
+    assert [r.body["model"] for r in server.requests[:middle] if r.body] == [
+        "scripted",
+        "extractor",
+    ]
