@@ -244,8 +244,11 @@ async def serve(fd: int) -> None:
 
     def send(message: FromWorker) -> None:
         data = memoryview(frame(message))
-        while data:
-            data = data[os.write(fd, data) :]
+        try:
+            while data:
+                data = data[os.write(fd, data) :]
+        except OSError:  # a broken pipe: the service closed the socket, or died
+            os._exit(0)  # as at end of file, and before a traceback could reach its logs
 
     worker = Worker(send, backend)
     loop = asyncio.get_running_loop()

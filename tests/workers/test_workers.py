@@ -311,3 +311,43 @@ async def test_a_program_travels_by_value_or_by_factory_path(server: ScriptedLM)
     with dspy.context(lm=lm_of(server).to_dspy(), adapter=dspy.ChatAdapter()):
         await asyncio.to_thread(compiled, question="Capital?")
     assert [r.content for r in server.requests[2:4]] == [r.content for r in server.requests[4:]]
+
+
+def test_a_worker_whose_answer_meets_a_closed_socket_exits_quietly(tmp_path: Path) -> None:
+    """The service closes its end while a call runs (a shutdown racing the answer): the worker
+    exits at once with code 0, as at end of file, and writes no traceback to the logs."""
+    script = textwrap.dedent(
+        """
+        import asyncio, socket
+        import cloudpickle
+        from dspex.backends._spec import CallOptions, ModuleSpec
+        from dspex.lm import LM
+        from dspex.signature import Signature
+        from dspex.testing import ScriptedLM, respond
+        from dspex.workers._frames import Build, Ready, Run
+        from dspex.workers._zygote import start_worker
+
+        async def main():
+            async with ScriptedLM(respond(answer="Paris", latency=0.5)) as server:
+                link = await start_worker()
+                assert isinstance(await link.receive(), Ready)
+                lm = LM("openai/scripted", api_base=server.base_url, api_key="k")
+                spec = ModuleSpec(
+                    module_type="Predict", signature=Signature.parse("q -> a"), lm=lm
+                )
+                link.send(Build(1, cloudpickle.dumps(spec)))
+                link.send(Run(1, 1, cloudpickle.dumps({"q": "x"}), CallOptions()))
+                await server.wait_for_requests(1)  # the call runs in the worker
+                # the worker can no longer write to us, but reads no end of file either
+                link.writer.get_extra_info("socket").shutdown(socket.SHUT_RD)
+                print("exit", await asyncio.wait_for(link.wait(), 30))
+
+        asyncio.run(main())
+        """
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, timeout=180, cwd=tmp_path
+    )
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.splitlines()[-1] == "exit 0"
+    assert "Traceback" not in out.stderr, out.stderr
