@@ -19,6 +19,7 @@ from typing import Any, ClassVar, Literal, TypeGuard
 
 import msgspec
 
+from dspex._dspy_import import imported_class
 from dspex._kinds import KINDS
 from dspex.actors import Overflow
 from dspex.errors import ConfigError
@@ -270,13 +271,7 @@ class TwoStep(msgspec.Struct, frozen=True):
     """The extraction LM (a ``dspy.LM`` is converted)."""
 
     def __post_init__(self) -> None:
-        if not isinstance(self.lm, LM):
-            if hasattr(self.lm, "model") and hasattr(self.lm, "kwargs"):  # a dspy.LM
-                msgspec.structs.force_setattr(self, "lm", LM.from_dspy(self.lm))
-            else:
-                raise ConfigError(
-                    f"TwoStep.lm must be a dspex.LM or a dspy.LM, got {type(self.lm).__name__}"
-                )
+        msgspec.structs.force_setattr(self, "lm", LM.of(self.lm, "TwoStep.lm"))
 
 
 def adapter_of(value: object) -> AdapterName | TwoStep:
@@ -284,8 +279,9 @@ def adapter_of(value: object) -> AdapterName | TwoStep:
     ``dspy.TwoStepAdapter``; raises ConfigError for anything else."""
     if isinstance(value, TwoStep):
         return value
-    if type(value).__name__ == "TwoStepAdapter" and hasattr(value, "extraction_model"):
-        return TwoStep(value.extraction_model)
+    two_step = imported_class("dspy.adapters.two_step_adapter", "TwoStepAdapter")
+    if two_step is not None and isinstance(value, two_step):
+        return TwoStep(value.extraction_model)  # type: ignore[attr-defined]
     if isinstance(value, str) and value in ADAPTERS:
         return value
     raise ConfigError(

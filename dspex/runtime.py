@@ -102,10 +102,8 @@ class Runtime:
         self._local: LocalLM | None = None
         if isinstance(lm, LocalLM):
             self._local, lm = lm, None
-        elif lm is not None and not isinstance(lm, LM):
-            if not (hasattr(lm, "model") and hasattr(lm, "kwargs")):
-                raise ConfigError(f"lm must be a dspex.LM or a dspy.LM, got {type(lm).__name__}")
-            lm = LM.from_dspy(lm)
+        elif lm is not None:
+            lm = LM.of(lm)
         if config is not None and not isinstance(config, Config):
             raise ConfigError(f"config must be a dspex.Config, got {type(config).__name__}")
         self.lm: LM | None = lm

@@ -225,6 +225,16 @@ class LM(msgspec.Struct, frozen=True):
         return LocalLM(model=model, **settings)
 
     @classmethod
+    def of(cls, value: object, what: str = "lm") -> LM:
+        """``value`` as an ``LM``: a dspex.LM as it is, a ``dspy.LM`` converted
+        (:meth:`from_dspy`); raises ConfigError, naming ``what``, for anything else."""
+        if isinstance(value, LM):
+            return value
+        if hasattr(value, "model") and hasattr(value, "kwargs"):  # a dspy.LM
+            return cls.from_dspy(value)
+        raise ConfigError(f"{what} must be a dspex.LM or a dspy.LM, got {type(value).__name__}")
+
+    @classmethod
     def from_dspy(cls, lm: Any) -> LM:
         """The ``LM`` equivalent to a ``dspy.LM`` (read from its attributes; no dspy import)."""
         if getattr(lm, "model_type", "chat") != "chat":

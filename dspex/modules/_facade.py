@@ -311,14 +311,6 @@ def _refused(rt: Runtime, what: str) -> Unavailable:
     return Unavailable(f"the runtime is {rt.state}; {what}")
 
 
-def _as_lm(lm: Any) -> LM | None:
-    if lm is None or isinstance(lm, LM):
-        return lm
-    if hasattr(lm, "model") and hasattr(lm, "kwargs"):  # a dspy.LM
-        return LM.from_dspy(lm)
-    raise ConfigError(f"lm must be a dspex.LM or a dspy.LM, got {type(lm).__name__}")
-
-
 class Prepared(msgspec.Struct, frozen=True):
     """A module actor ready to start: its runtime, spec, name in metrics and forced
     implementation (see :func:`prepare_module`)."""
@@ -366,7 +358,7 @@ def prepare_module(
             sig = ensure_signature(signature, instructions)
     elif not wrapped:
         raise ConfigError(f"{module_type} needs a signature, e.g. 'question -> answer'")
-    model = _as_lm(lm) or rt.lm
+    model = (None if lm is None else LM.of(lm)) or rt.lm
     if model is None and not wrapped:
         raise ConfigError(f"{module_type} needs an LM: pass lm= or create the Runtime with lm=")
     chosen = adapter_of(adapter if adapter is not None else rt.config.adapter)
