@@ -181,6 +181,12 @@ class ActorExited(ActorError):
             self.__cause__ = reason
 
 
+class CallingSelf(ActorError):
+    """An actor's callback called (or stopped) that same actor, which would wait on itself for
+    ever (OTP exits ``calling_self``). Reply directly, stop with ``Actor.stop``, or do the work
+    in a task the actor owns."""
+
+
 class NameTaken(ActorError):
     """The name is already registered to another live actor."""
 

@@ -442,7 +442,7 @@ class Runtime:
         self._stopping = stopping = asyncio.Event()
         self._state = "draining"
         try:
-            if self._root is not None:
+            if self._root is not None and self._root.alive:  # it may have given up already
                 await node.stop(self._root, SHUTDOWN, timeout="infinity")
             await node.stop_all(self.shutdown_timeout)
             if self.client is not None:

@@ -8,6 +8,7 @@ does not import it.
 from __future__ import annotations
 
 import asyncio
+import functools
 import itertools
 import logging
 from collections.abc import Callable
@@ -15,7 +16,7 @@ from typing import Any, Literal, Protocol, TypeVar
 
 from dspex.actors._messages import DEFAULT_CALL_TIMEOUT, KILLED, NORMAL, SHUTDOWN, Overflow
 from dspex.actors._process import ActorRef, Behaviour, _Process
-from dspex.errors import ActorError, ConfigError, NameTaken, NoProc
+from dspex.errors import ActorError, CallingSelf, ConfigError, NameTaken, NoProc
 
 log = logging.getLogger("dspex.actors")
 
@@ -213,10 +214,12 @@ class Node:
                 fut.set_exception(error())
 
     def unregister(self, name: str) -> None:
-        """Remove ``name`` from the registry (the actor keeps running)."""
+        """Remove ``name`` from the registry (the actor keeps running); ``NoProc`` if no actor
+        is registered under it (as ``Process.unregister/1`` raises)."""
         proc = self._names.pop(name, None)
-        if proc is not None:
-            proc.name = None
+        if proc is None:
+            raise NoProc(f"cannot unregister {name!r}: no actor is registered under that name")
+        proc.name = None
 
     def resolve(self, target: ActorRef | str) -> ActorRef:
         """The ref for ``target`` (a ref, or a registered name); ``NoProc`` for unknown names."""
@@ -246,27 +249,50 @@ class Node:
         return target._proc.add_timer(delay, msg)
 
     def exit(self, target: ActorRef, reason: object) -> None:
-        """Send an exit signal from outside any actor, as ``Process.exit/2``.
+        """Send an exit signal, as ``Process.exit/2``.
 
         ``"kill"`` always kills; an actor trapping exits gets an :class:`Exit` message; otherwise
-        ``"normal"`` is ignored and any other reason kills the actor with that reason.
+        ``"normal"`` is ignored and any other reason kills the actor with that reason. From an
+        actor's own callback to itself, ``"normal"`` ends it too (OTP: the calling process
+        exits): the callback does not go on.
         """
-        target._proc.exit_signal(None, reason)
+        proc = target._proc
+        if reason == NORMAL and proc.alive and not proc.trap_exit and proc.is_running_here():
+            proc.kill(NORMAL)
+            raise asyncio.CancelledError  # the calling process exits: nothing after this runs
+        proc.exit_signal(None, reason)
 
     async def stop(
         self, target: ActorRef, reason: object = NORMAL, timeout: Shutdown = 5.0
     ) -> object:
         """Stop an actor gracefully (``terminate`` runs, after the messages already queued), or
         kill it after ``timeout`` (at once with ``"brutal_kill"``, never with ``"infinity"``).
-        Returns the exit reason once the actor's task has ended."""
-        return await self._shutdown(target._proc, timeout, reason)
+        Returns the exit reason once the actor's task has ended.
 
-    async def _shutdown(self, proc: _Process, timeout: Shutdown, reason: object) -> object:
+        As ``GenServer.stop/3``: ``NoProc`` if the actor is not alive, ``CallingSelf`` from the
+        actor's own callback (use :meth:`Actor.stop`), which leaves the actor running.
+        """
+        proc = target._proc
+        if not proc.alive:
+            raise NoProc(f"cannot stop {target!r}: it is not alive (exit reason {proc.reason!r})")
+        if proc.is_running_here():
+            raise CallingSelf(f"{target!r} tried to stop itself with Node.stop; use Actor.stop")
+        return await self._shutdown(proc, timeout, lambda: proc.stop_gracefully(reason))
+
+    async def shutdown_child(self, target: ActorRef, parent: ActorRef, timeout: Shutdown) -> object:
+        """A supervisor's stop of its child ``target`` (OTP's ``supervisor:shutdown/2``), with
+        reason ``"shutdown"``: a child that traps exits stops gracefully, after its queued
+        messages; any other stops at once (its callback is cancelled), then its ``terminate``
+        runs. Killed after ``timeout`` either way; returns its exit reason."""
+        proc = target._proc
+        return await self._shutdown(proc, timeout, lambda: proc.shutdown_by(parent, SHUTDOWN))
+
+    async def _shutdown(self, proc: _Process, timeout: Shutdown, ask: Callable[[], None]) -> object:
         if proc.alive:
             if timeout == "brutal_kill":
                 proc.kill(KILLED)
             else:
-                proc.stop_gracefully(reason)
+                ask()
                 waiter = proc.loop.create_task(proc.wait_exit(), name="dspex:wait-exit")
                 limit = None if timeout == "infinity" else float(timeout)
                 done, _ = await asyncio.wait({waiter}, timeout=limit)
@@ -299,4 +325,4 @@ class Node:
         """Stop every live actor, newest first, each as :meth:`stop` with reason
         ``"shutdown"``."""
         for proc in reversed(list(self._procs.values())):
-            await self._shutdown(proc, timeout, SHUTDOWN)
+            await self._shutdown(proc, timeout, functools.partial(proc.stop_gracefully, SHUTDOWN))

@@ -32,7 +32,15 @@ from dspex.actors._messages import (
     Item,
     Overflow,
 )
-from dspex.errors import ActorExited, MailboxFull, NoProc, StartError, Timeout, format_reason
+from dspex.errors import (
+    ActorExited,
+    CallingSelf,
+    MailboxFull,
+    NoProc,
+    StartError,
+    Timeout,
+    format_reason,
+)
 
 log = logging.getLogger("dspex.actors")
 
@@ -71,6 +79,7 @@ class _Process:
         "capacity",
         "exit_waiters",
         "forget",
+        "halt_reason",
         "kill_reason",
         "links",
         "loop",
@@ -87,6 +96,7 @@ class _Process:
         "task",
         "task_name",
         "tasks",
+        "terminating",
         "timers",
         "trap_exit",
         "waiter",
@@ -136,6 +146,8 @@ class _Process:
         self.reason: object = None
         self.stop_reason: object = _UNSET
         self.kill_reason: object = _UNSET
+        self.halt_reason: object = _UNSET
+        self.terminating = False
 
     # -- delivery -------------------------------------------------------------------------------
 
@@ -191,6 +203,30 @@ class _Process:
         task = self.task
         if task is not None and not task.done():
             task.cancel()
+
+    def halt(self, reason: object) -> None:
+        """Stop now with ``reason``: the current callback is cancelled and the queued messages
+        are not handled, then ``terminate`` runs (a supervisor's shutdown of an actor that does
+        not trap exits; see docs/architecture.md)."""
+        if not self.alive or self.terminating or self.halt_reason is not _UNSET:
+            return
+        self.halt_reason = reason
+        task = self.task
+        if task is not None and not task.done():
+            task.cancel()
+
+    def shutdown_by(self, parent: ActorRef, reason: object) -> None:
+        """A supervisor's request to stop (OTP's ``exit(child, shutdown)``): an actor that traps
+        exits gets the :class:`Exit` message behind those already queued and stops gracefully;
+        any other actor is halted at once (:meth:`halt`)."""
+        if self.trap_exit:
+            self.info(Exit(parent, reason))
+        else:
+            self.halt(reason)
+
+    def is_running_here(self) -> bool:
+        """Whether the caller is this actor's own task (one of its callbacks)."""
+        return self.task is not None and asyncio.current_task() is self.task
 
     def request_stop(self, reason: object) -> None:
         """Stop after the current handler (or at once if idle); ``terminate`` runs."""
@@ -339,6 +375,8 @@ class _Process:
         mailbox = self.mailbox
         parent = self.parent
         reason: object = NORMAL
+        # a reply held back until terminate has run: OTP's {stop, Reason, Reply, State}
+        held: tuple[asyncio.Future[Any], Any] | None = None
         try:
             while True:
                 if self.stop_reason is not _UNSET:
@@ -360,7 +398,9 @@ class _Process:
                     if result is not NOREPLY:
                         if self.abandon:
                             self.abandon.pop(fut, None)
-                        if not fut.done():
+                        if self.stop_reason is not _UNSET:
+                            held = (fut, result)
+                        elif not fut.done():
                             fut.set_result(result)
                 elif kind == CAST:
                     await actor.handle_cast(msg)
@@ -378,12 +418,15 @@ class _Process:
                     reason = msg
                     break
         except asyncio.CancelledError:
-            # Killed (finish already ran) or cancelled from outside, which counts as a kill.
-            self.finish(KILLED)
-            return
+            if not self.alive or self.halt_reason is _UNSET:
+                # Killed (finish already ran) or cancelled from outside, which counts as a kill.
+                self.finish(KILLED)
+                return
+            reason = self.halt_reason  # halted: terminate still runs
         except Exception as exc:
             reason = exc
             log.error("%r crashed", self.ref, exc_info=exc)
+        self.terminating = True
         try:
             await actor.terminate(reason)
         except asyncio.CancelledError:
@@ -397,6 +440,9 @@ class _Process:
                 exc_info=exc,
             )
             reason = exc
+        finally:
+            if held is not None and not held[0].done():
+                held[0].set_result(held[1])  # after terminate, as OTP replies
         self.finish(reason)
 
 
@@ -448,11 +494,18 @@ class ActorRef:
         (a late reply is dropped), :class:`~dspex.errors.ActorExited` at once if the actor exits
         before replying, :class:`~dspex.errors.NoProc` if it is not alive, and
         :class:`~dspex.errors.MailboxFull` if its mailbox is full and its policy is ``"raise"``
-        (with ``"wait"`` the call waits for room, within the same timeout).
+        (with ``"wait"`` the call waits for room, within the same timeout), and
+        :class:`~dspex.errors.CallingSelf` at once from the actor's own callbacks (OTP exits
+        ``calling_self``).
         """
         p = self._proc
         if not p.alive:
             raise NoProc(f"{self!r} is not alive (exit reason {p.reason!r})")
+        if p.task is asyncio.current_task():
+            raise CallingSelf(
+                f"{self!r} called itself: its own callback would wait for its own reply; "
+                "handle the message directly, or reply later from a task (start_task)"
+            )
         loop = p.loop
         fut: asyncio.Future[Any] = loop.create_future()
         item = (CALL, msg, fut)

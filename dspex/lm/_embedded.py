@@ -108,6 +108,8 @@ def log_tail(path: Path, lines: int = 15) -> str:
 class LocalLMServer(Actor):
     """Owns one llama-cpp-python server process (see the module docstring)."""
 
+    trap_exit = True  # its supervisor's shutdown is graceful: terminate stops the server
+
     async def init(self, *args: Any) -> None:
         spec, state = args
         self.spec: LocalLM = spec

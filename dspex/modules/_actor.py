@@ -279,6 +279,8 @@ class ModuleStart(msgspec.Struct, frozen=True, kw_only=True):
 class ModuleActor(Actor):
     """Owns one module's spec and backend instances; runs its calls."""
 
+    trap_exit = True  # its supervisor's shutdown is graceful: the calls in flight drain
+
     async def init(self, start: ModuleStart) -> None:
         box, forced, rt, label = start.box, start.forced, start.context, start.label
         self.box: SpecBox = box

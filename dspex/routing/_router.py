@@ -281,6 +281,7 @@ class RouterActor(Actor):
     """
 
     mailbox_size = 1 << 20  # outcomes from every module actor arrive here
+    trap_exit = True  # stopped after the outcomes already queued: the final metrics hold them
 
     async def init(self, *args: Any) -> None:
         registry, config, cell = args

@@ -58,12 +58,15 @@ class CountChildren(msgspec.Struct, frozen=True):
 
 
 class _Child:
-    __slots__ = ("crashes", "key", "reason", "ref", "restarts", "spec", "waiting")
+    __slots__ = ("crashes", "key", "last", "reason", "ref", "restarts", "spec", "waiting")
 
     def __init__(self, key: Any, spec: ChildSpec):
         self.key = key
         self.spec = spec
         self.ref: ActorRef | None = None
+        # the incarnation that exited, while a restart is pending: a DynamicSupervisor's
+        # children are addressed by it until one starts (as OTP keys them by the old pid)
+        self.last: ActorRef | None = None
         self.waiting = False  # a restart failed; _TryAgain will start it
         self.crashes: deque[float] | None = None
         self.restarts: deque[float] | None = None  # with an intensity of its own
@@ -204,17 +207,24 @@ class SupervisorBase(Actor):
         child.ref = ref
         child.waiting = False
         child.reason = None
+        self._forget_last(child)
         self._by_pid[ref.pid] = child
         return None
+
+    def _forget_last(self, child: _Child) -> None:
+        last, child.last = child.last, None
+        if last is not None and self._by_pid.get(last.pid) is child:
+            del self._by_pid[last.pid]
 
     async def _terminate(self, child: _Child) -> None:
         ref = child.ref
         if ref is None:
+            self._forget_last(child)  # waiting for a restart: nothing runs, none will
             return
         child.ref = None
         self._by_pid.pop(ref.pid, None)
         self.unlink(ref)
-        await self.node.stop(ref, SHUTDOWN, _shutdown_of(child.spec))
+        await self.node.shutdown_child(ref, self.ref, _shutdown_of(child.spec))
 
     async def _restart_one(self, child: _Child, reason: object) -> bool:
         """Start a child again; on failure leave it waiting for a retry. True on success."""
@@ -223,6 +233,8 @@ class SupervisorBase(Actor):
             log.error("%r: restarting child %r failed: %s", self.ref, child.spec.id, err)
             child.waiting = True
             child.reason = err
+            if child.last is not None:  # still addressable by the ref it had
+                self._by_pid[child.last.pid] = child
             self.send_after(0, _TryAgain())  # as info: never refused by a full mailbox
             return False
         assert child.ref is not None
@@ -231,14 +243,16 @@ class SupervisorBase(Actor):
 
     def _remove(self, child: _Child) -> None:
         self._children.pop(child.key, None)
+        self._forget_last(child)
 
     # -- callbacks ------------------------------------------------------------------------------
 
     async def handle_info(self, msg: Any) -> None:
         if isinstance(msg, Exit):
             child = self._by_pid.pop(msg.actor.pid, None) if msg.actor is not None else None
-            if child is not None:
+            if child is not None and child.ref is msg.actor:
                 child.ref = None
+                child.last = msg.actor
                 await self._child_exited(child, msg.reason)
         elif isinstance(msg, _TryAgain):
             waiting = [c for c in self._children.values() if c.waiting]

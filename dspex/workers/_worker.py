@@ -167,6 +167,8 @@ def emit(record: SpanRecord, trace: dict[str, str]) -> None:
 class WorkerActor(Actor):
     """Owns one worker process; see the module's docstring."""
 
+    trap_exit = True  # its supervisor's shutdown is graceful: terminate closes the process
+
     async def init(self, *args: Any) -> None:
         (start,) = args
         self.slot: WorkerSlot = start.slot
