@@ -202,6 +202,14 @@ class StartError(ActorError):
             self.__cause__ = reason
 
 
+class Ignored(StartError):
+    """An actor's ``init`` called ``ignore()`` (OTP's ``:ignore``): it exited normally without
+    starting. A supervisor keeps such a child's spec with no running actor."""
+
+    def __init__(self, actor: object) -> None:
+        super().__init__(actor, "ignore")
+
+
 class SupervisorError(DSPexError):
     """Base class for errors a supervisor reports to the caller of its API."""
 

@@ -262,8 +262,9 @@ class Runtime:
 
     # -- operations -----------------------------------------------------------------------------
 
-    async def start_child(self, spec: ChildSpec) -> ActorRef:
-        """Start a supervised child under the root supervisor."""
+    async def start_child(self, spec: ChildSpec) -> ActorRef | None:
+        """Start a supervised child under the root supervisor (None if its ``init`` ignored:
+        the spec is kept, with no actor running)."""
         return await self.root.start_child(spec)
 
     async def configure(self, **changes: Any) -> Config:

@@ -14,7 +14,7 @@ from dspex.actors._messages import (
     is_normal_exit,
 )
 from dspex.actors._node import Node, Shutdown
-from dspex.actors._process import ActorRef, Down, Exit
+from dspex.actors._process import ActorRef, Down, Exit, IdleTimeout
 
 __all__ = [
     "DEFAULT_CALL_TIMEOUT",
@@ -25,6 +25,7 @@ __all__ = [
     "Caller",
     "Down",
     "Exit",
+    "IdleTimeout",
     "Node",
     "Overflow",
     "Shutdown",

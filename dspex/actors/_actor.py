@@ -14,8 +14,8 @@ from typing import Any, ClassVar, TypeVar
 
 from dspex.actors._messages import NOPROC, Caller, Overflow
 from dspex.actors._node import Node
-from dspex.actors._process import ActorRef, Down, _Process
-from dspex.errors import ActorError
+from dspex.actors._process import _UNSET, ActorRef, Down, _Process
+from dspex.errors import ActorError, ConfigError
 
 log = logging.getLogger("dspex.actors")
 
@@ -33,9 +33,15 @@ class Actor:
     - ``init(*args)``: set up state; an exception here fails the spawn with ``StartError``;
     - ``handle_call(msg, caller)``: return the reply, or :data:`NOREPLY` and answer later through
       ``caller`` (to run slow work concurrently, e.g. in :meth:`start_task`);
-    - ``handle_cast(msg)`` and ``handle_info(msg)`` (timers, :class:`Down`, trapped :class:`Exit`);
+    - ``handle_cast(msg)`` and ``handle_info(msg)`` (timers, :class:`Down`, trapped :class:`Exit`,
+      :class:`IdleTimeout`);
+    - ``handle_continue(arg)``: work a callback (or ``init``) asked for with
+      :meth:`continue_with`, run before the next message;
     - ``terminate(reason)``: clean up when the actor stops itself, is stopped gracefully or
       crashes.
+
+    In ``init``, :meth:`ignore` (OTP's ``:ignore``) or :meth:`stop` (``{:stop, reason}``) end
+    the actor without ``terminate``: the spawn raises ``Ignored`` or ``StartError``.
 
     An exception escaping a callback crashes the actor ("let it crash"): callers waiting on it get
     ``ActorExited`` at once, links and monitors are told, and its supervisor restarts it.
@@ -71,6 +77,14 @@ class Actor:
         if not isinstance(msg, Down):
             log.warning("%r dropped an unexpected message: %r", self.ref, msg)
 
+    async def handle_continue(self, arg: Any) -> None:
+        """Run the work asked for with :meth:`continue_with`. The default crashes the actor, as
+        asking for a continuation nothing handles is a bug."""
+        raise ActorError(
+            f"{type(self).__name__} asked to continue with {arg!r} but does not "
+            "implement handle_continue"
+        )
+
     async def terminate(self, reason: object) -> None:
         """Clean up before the actor exits with ``reason``."""
 
@@ -87,8 +101,39 @@ class Actor:
         return self._node
 
     def stop(self, reason: object = "normal") -> None:
-        """Exit with ``reason`` once the current callback returns; ``terminate`` runs first."""
+        """Exit with ``reason`` once the current callback returns; ``terminate`` runs first.
+        A reply the callback returns is sent after ``terminate`` (OTP's
+        ``{:stop, reason, reply, state}``). From ``init``: the actor does not start, no
+        ``terminate`` runs, and the spawn raises ``StartError`` with ``reason``."""
         self._proc.request_stop(reason)
+
+    def ignore(self) -> None:
+        """From ``init``: do not start (OTP's ``:ignore``). The actor exits normally, no
+        ``terminate`` runs; the spawn raises ``Ignored``, and a supervisor keeps the child's
+        spec with no actor running. ActorError anywhere else."""
+        proc = self._proc
+        if proc.task is not None and proc.task is asyncio.current_task() and not proc.started:
+            proc.ignored = True
+            return
+        raise ActorError("Actor.ignore() is for init only; use Actor.stop() to exit later")
+
+    def continue_with(self, arg: Any) -> None:
+        """Run ``handle_continue(arg)`` once the current callback (or ``init``) returns, before
+        the next message is handled (OTP's ``{:continue, arg}``): e.g. slow setup after the
+        spawn has returned. One per callback: ActorError for a second."""
+        proc = self._proc
+        if proc.continuation is not _UNSET:
+            raise ActorError(f"{self.ref!r} already continues with {proc.continuation!r}")
+        proc.continuation = arg
+
+    def timeout_after(self, seconds: float) -> None:
+        """If no message arrives within ``seconds`` after the current callback, deliver
+        :class:`IdleTimeout` to ``handle_info`` (OTP's ``{:noreply, state, timeout}``). It is
+        for the next wait only: any message cancels it, and a message already queued means it
+        never fires; ask again from each callback to keep an idle timeout."""
+        if not isinstance(seconds, (int, float)) or isinstance(seconds, bool) or seconds < 0:
+            raise ConfigError(f"timeout_after takes seconds >= 0, got {seconds!r}")
+        self._proc.idle = float(seconds)
 
     def set_trap_exit(self, flag: bool) -> None:
         """Turn trapping of exit signals on or off for this incarnation."""

@@ -35,6 +35,7 @@ from dspex.actors._messages import (
 from dspex.errors import (
     ActorExited,
     CallingSelf,
+    Ignored,
     MailboxFull,
     NoProc,
     StartError,
@@ -45,6 +46,7 @@ from dspex.errors import (
 log = logging.getLogger("dspex.actors")
 
 _UNSET: Any = object()
+_IDLE: Any = object()
 
 
 class Behaviour(Protocol):
@@ -58,6 +60,8 @@ class Behaviour(Protocol):
     async def handle_cast(self, msg: Any) -> None: ...
 
     async def handle_info(self, msg: Any) -> None: ...
+
+    async def handle_continue(self, arg: Any) -> None: ...
 
     async def terminate(self, reason: object) -> None: ...
 
@@ -77,9 +81,12 @@ class _Process:
         "alive",
         "blocked",
         "capacity",
+        "continuation",
         "exit_waiters",
         "forget",
         "halt_reason",
+        "idle",
+        "ignored",
         "kill_reason",
         "links",
         "loop",
@@ -92,6 +99,7 @@ class _Process:
         "pid",
         "reason",
         "ref",
+        "started",
         "stop_reason",
         "task",
         "task_name",
@@ -148,6 +156,10 @@ class _Process:
         self.kill_reason: object = _UNSET
         self.halt_reason: object = _UNSET
         self.terminating = False
+        self.continuation: object = _UNSET  # Actor.continue_with: run before the next message
+        self.idle: float | None = None  # Actor.timeout_after: for the next wait only
+        self.ignored = False  # Actor.ignore in init
+        self.started = False  # init has returned
 
     # -- delivery -------------------------------------------------------------------------------
 
@@ -360,6 +372,14 @@ class _Process:
             if not started.done():
                 started.set_exception(StartError(self.ref, self.reason))
             return
+        if self.ignored or self.stop_reason is not _UNSET:
+            # OTP's init returning :ignore or {:stop, reason}: exit without terminate
+            reason = NORMAL if self.ignored else self.stop_reason
+            self.finish(reason)
+            if not started.done():
+                error = Ignored(self.ref) if self.ignored else StartError(self.ref, reason)
+                started.set_exception(error)
+            return
         parent = self.parent
         if parent is not None:
             if parent.alive:
@@ -367,9 +387,22 @@ class _Process:
                 self.links.add(parent)
             else:
                 self.exit_signal(parent.ref, NOPROC)
+        self.started = True
         if not started.done():
             started.set_result(None)
         await self._loop(actor)
+
+    async def _wait_idle(self, w: asyncio.Future[Any], idle: float) -> Any:
+        def fire() -> None:
+            if self.waiter is w:
+                self.waiter = None
+                w.set_result(_IDLE)
+
+        timer = self.loop.call_later(idle, fire)
+        try:
+            return await w
+        finally:
+            timer.cancel()
 
     async def _loop(self, actor: Behaviour) -> None:
         mailbox = self.mailbox
@@ -382,11 +415,21 @@ class _Process:
                 if self.stop_reason is not _UNSET:
                     reason = self.stop_reason
                     break
-                if not mailbox:
-                    w: asyncio.Future[None] = self.loop.create_future()
-                    self.waiter = w
-                    await w
+                if self.continuation is not _UNSET:
+                    arg, self.continuation = self.continuation, _UNSET
+                    await actor.handle_continue(arg)
                     continue
+                if not mailbox:
+                    w: asyncio.Future[Any] = self.loop.create_future()
+                    self.waiter = w
+                    idle = self.idle
+                    if idle is None:
+                        await w
+                    elif await self._wait_idle(w, idle) is _IDLE:
+                        self.idle = None
+                        await actor.handle_info(IdleTimeout(idle))
+                    continue
+                self.idle = None  # a message was there: the idle timeout does not apply
                 kind, msg, fut = mailbox.popleft()
                 if self.blocked:
                     self._admit_blocked()
@@ -558,6 +601,14 @@ class Exit(msgspec.Struct, frozen=True):
 
     actor: ActorRef | None
     reason: Any
+
+
+class IdleTimeout(msgspec.Struct, frozen=True):
+    """No message arrived for ``seconds`` after a callback that asked for it
+    (:meth:`~dspex.actors.Actor.timeout_after`); delivered to ``handle_info`` (OTP's
+    ``:timeout``)."""
+
+    seconds: float
 
 
 class Down(msgspec.Struct, frozen=True):

@@ -407,6 +407,7 @@ async def start_module(prepared: Prepared) -> ModuleRef:
         if isinstance(exc.reason, DSPexError):
             raise exc.reason from None  # the SignatureError / ConfigError itself
         raise
+    assert actor is not None  # a module actor's init never ignores
     return ModuleRef(rt, actor_name, module_type, forced, actor)
 
 

@@ -10,7 +10,14 @@ from typing import Any
 import msgspec
 
 from dspex.actors import SHUTDOWN, Actor, ActorRef, Caller, Exit, Shutdown, is_normal_exit
-from dspex.errors import ConfigError, DSPexError, StartError, SupervisorError, format_reason
+from dspex.errors import (
+    ConfigError,
+    DSPexError,
+    Ignored,
+    StartError,
+    SupervisorError,
+    format_reason,
+)
 from dspex.supervision._spec import (
     ChildFallback,
     ChildInfo,
@@ -190,6 +197,7 @@ class SupervisorBase(Actor):
     # -- starting and stopping children ---------------------------------------------------------
 
     async def _start(self, child: _Child) -> StartError | None:
+        """Start ``child``; its ``ref`` stays None if its ``init`` ignored (OTP's ``:ignore``)."""
         spec = child.spec
         try:
             ref = await self.spawn_link(
@@ -200,6 +208,11 @@ class SupervisorBase(Actor):
                 overflow=spec.overflow,
                 start_timeout=spec.start_timeout,
             )
+        except Ignored:
+            child.waiting = False
+            child.reason = None
+            self._forget_last(child)
+            return None
         except StartError as exc:
             return exc
         except DSPexError as exc:  # e.g. NameTaken, ConfigError from the spawn options
@@ -237,9 +250,14 @@ class SupervisorBase(Actor):
                 self._by_pid[child.last.pid] = child
             self.send_after(0, _TryAgain())  # as info: never refused by a full mailbox
             return False
-        assert child.ref is not None
+        if child.ref is None:  # its init ignored: not running, as OTP leaves it
+            self._ignored(child)
+            return True
         self._emit(ChildRestarted(self.ref, child.spec.id, reason, child.ref))
         return True
+
+    def _ignored(self, child: _Child) -> None:
+        """A restarted child's ``init`` ignored: a Supervisor keeps it, not running."""
 
     def _remove(self, child: _Child) -> None:
         self._children.pop(child.key, None)

@@ -26,18 +26,19 @@ class DynamicSupervisorRef(ActorRef):
 
     __slots__ = ()
 
-    async def start_child(self, spec: ChildSpec) -> ActorRef:
-        """Start a child from ``spec``; ``MaxChildren`` when the supervisor is full."""
-        return cast(ActorRef, await self.call(StartChild(spec), timeout=None))
+    async def start_child(self, spec: ChildSpec) -> ActorRef | None:
+        """Start a child from ``spec``; ``MaxChildren`` when the supervisor is full. None if
+        its ``init`` ignored (OTP's ``:ignore``): no child was added."""
+        return cast("ActorRef | None", await self.call(StartChild(spec), timeout=None))
 
     async def terminate_child(self, ref: ActorRef) -> None:
         """Stop the child ``ref`` and forget it; ``ChildNotFound`` if it is not a child."""
         await self.call(TerminateChild(ref), timeout=None)
 
-    async def replace_child(self, ref: ActorRef, spec: ChildSpec) -> ActorRef:
+    async def replace_child(self, ref: ActorRef, spec: ChildSpec) -> ActorRef | None:
         """Stop the child ``ref`` and run it from ``spec`` from now on (the fallback restart,
         by hand). Returns the new incarnation's ref."""
-        return cast(ActorRef, await self.call(ReplaceChild(ref, spec), timeout=None))
+        return cast("ActorRef | None", await self.call(ReplaceChild(ref, spec), timeout=None))
 
     async def which_children(self) -> list[ChildInfo]:
         """The children (``ref`` None for one waiting for a restart)."""
@@ -111,6 +112,9 @@ class DynamicSupervisor(SupervisorBase):
         """Stop all children at once (they have no order), each within its shutdown timeout."""
         await asyncio.gather(*(self._terminate(c) for c in list(self._children.values())))
 
+    def _ignored(self, child: _Child) -> None:
+        self._remove(child)  # OTP: a restart that returns :ignore deletes the child
+
     def _child_of(self, ref: ActorRef) -> _Child:
         child = self._by_pid.get(ref.pid)
         if child is None:
@@ -125,7 +129,8 @@ class DynamicSupervisor(SupervisorBase):
             err = await self._start(child)
             if err is not None:
                 raise err
-            self._children[child.key] = child
+            if child.ref is not None:
+                self._children[child.key] = child
             return child.ref
         if isinstance(msg, TerminateChild):
             child = self._child_of(msg.target)
@@ -138,8 +143,9 @@ class DynamicSupervisor(SupervisorBase):
             child.spec = msg.spec
             child.crashes = None
             err = await self._start(child)
-            if err is not None:
+            if err is not None or child.ref is None:
                 self._remove(child)
+            if err is not None:
                 raise err
             return child.ref
         return await super()._request(msg)

@@ -43,26 +43,27 @@ class SupervisorRef(ActorRef):
         """Counts: ``specs``, ``active``, ``supervisors``, ``workers``."""
         return cast(dict[str, int], await self.call(CountChildren()))
 
-    async def start_child(self, spec: ChildSpec) -> ActorRef:
-        """Add a child at the end and start it; ``SupervisorError`` if the id is taken."""
-        return cast(ActorRef, await self.call(StartChild(spec), timeout=None))
+    async def start_child(self, spec: ChildSpec) -> ActorRef | None:
+        """Add a child at the end and start it; ``SupervisorError`` if the id is taken. None if
+        its ``init`` ignored (OTP's ``:ignore``): the spec is kept, with no actor running."""
+        return cast("ActorRef | None", await self.call(StartChild(spec), timeout=None))
 
     async def terminate_child(self, child_id: Any) -> None:
         """Stop a child and keep its spec (a temporary child's spec is deleted)."""
         await self.call(TerminateChild(child_id), timeout=None)
 
-    async def restart_child(self, child_id: Any) -> ActorRef:
-        """Start a terminated child again from its spec."""
-        return cast(ActorRef, await self.call(_RestartChild(child_id), timeout=None))
+    async def restart_child(self, child_id: Any) -> ActorRef | None:
+        """Start a terminated child again from its spec (None if its ``init`` ignored)."""
+        return cast("ActorRef | None", await self.call(_RestartChild(child_id), timeout=None))
 
     async def delete_child(self, child_id: Any) -> None:
         """Delete the spec of a terminated child."""
         await self.call(_DeleteChild(child_id), timeout=None)
 
-    async def replace_child(self, child_id: Any, spec: ChildSpec) -> ActorRef:
+    async def replace_child(self, child_id: Any, spec: ChildSpec) -> ActorRef | None:
         """Stop the child (if running) and start it from ``spec`` from now on, keeping its id
         and position. The manual form of the fallback restart."""
-        return cast(ActorRef, await self.call(ReplaceChild(child_id, spec), timeout=None))
+        return cast("ActorRef | None", await self.call(ReplaceChild(child_id, spec), timeout=None))
 
 
 class Supervisor(SupervisorBase):
@@ -167,11 +168,10 @@ class Supervisor(SupervisorBase):
             raise ChildNotFound(f"{self.ref!r} has no child with id {child_id!r}")
         return child
 
-    async def _start_or_raise(self, child: _Child) -> ActorRef:
+    async def _start_or_raise(self, child: _Child) -> ActorRef | None:
         err = await self._start(child)
         if err is not None:
             raise err
-        assert child.ref is not None
         return child.ref
 
     async def _request(self, msg: Any) -> Any:
