@@ -11,6 +11,8 @@ from dspex.actors import (
     Caller,
     Down,
     Exit,
+    IdleTimeout,
+    TaskRef,
     is_normal_exit,
 )
 from dspex.config import (
@@ -75,6 +77,8 @@ from dspex.supervision import (
     Fallback,
     Supervisor,
     SupervisorRef,
+    TaskSupervisor,
+    TaskSupervisorRef,
 )
 
 __all__ = [
@@ -100,6 +104,7 @@ __all__ = [
     "DynamicSupervisorRef",
     "Exit",
     "Fallback",
+    "IdleTimeout",
     "Ignored",
     "ImplementationMetrics",
     "InputError",
@@ -135,6 +140,9 @@ __all__ = [
     "Supervisor",
     "SupervisorError",
     "SupervisorRef",
+    "TaskRef",
+    "TaskSupervisor",
+    "TaskSupervisorRef",
     "Timeout",
     "TwoStep",
     "Unavailable",

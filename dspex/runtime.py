@@ -32,7 +32,6 @@ from dspex.errors import (
 )
 from dspex.lm import LM, LMClient
 from dspex.lm._embedded import LocalLM, LocalLMServer, _State
-from dspex.modules import ModuleActor
 from dspex.routing import (
     Configure,
     GetMetrics,
@@ -52,6 +51,8 @@ from dspex.supervision import (
     Supervisor,
     SupervisorEvent,
     SupervisorRef,
+    TaskSupervisor,
+    TaskSupervisorRef,
 )
 from dspex.workers import WorkerActor, WorkerBackend
 from dspex.workers._worker import Link, WorkerSettings, WorkerSlot, WorkerStart
@@ -70,6 +71,7 @@ ROUTER = "dspex.router"
 MODULES = "dspex.modules"
 WORKERS = "dspex.dspy-workers"
 LOCAL_LM = "dspex.local_lm"
+TASKS = "dspex.tasks"
 
 
 class Runtime:
@@ -140,6 +142,12 @@ class Runtime:
     def loop(self) -> asyncio.AbstractEventLoop:
         """The event loop the runtime runs on; ActorError when it is not running."""
         return self.node.loop
+
+    @property
+    def tasks(self) -> TaskSupervisorRef | None:
+        """The task supervisor the modules' calls run under (None while it restarts)."""
+        ref = self.whereis(TASKS)
+        return ref if isinstance(ref, TaskSupervisorRef) else None
 
     def whereis(self, name: str) -> ActorRef | None:
         """The live actor registered under ``name`` (None too when the runtime is stopped)."""
@@ -385,6 +393,8 @@ class Runtime:
                         "dspy-workers", on_event=self._on_worker_event, name=WORKERS
                     )
                 )
+            # The modules' calls run under it: started before them, stopped after they drain.
+            await self._root.start_child(TaskSupervisor.child_spec("tasks", name=TASKS))
             # Each module has a restart budget of its own (Config.max_restarts in its child
             # spec): one that keeps crashing stops alone and spends none of this supervisor's.
             await self._root.start_child(
@@ -479,8 +489,9 @@ class Runtime:
         runtime stays ``forcing`` until it starts again, so those callers learn why, and
         module actors that stop from now on cancel their calls instead of draining them."""
         self.forcing = True
-        for ref in node.processes(ModuleActor):
-            node.cancel_tasks(ref)
+        tasks = self.tasks
+        for task in tasks.children() if tasks is not None else ():
+            task.cancel()
 
     def stop_on_signals(self) -> asyncio.Event:
         """Shut down on SIGINT or SIGTERM: drain the calls in flight the first time, cancel

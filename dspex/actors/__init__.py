@@ -14,7 +14,7 @@ from dspex.actors._messages import (
     is_normal_exit,
 )
 from dspex.actors._node import Node, Shutdown
-from dspex.actors._process import ActorRef, Down, Exit, IdleTimeout
+from dspex.actors._process import ActorRef, Down, Exit, IdleTimeout, TaskRef, current_actor
 
 __all__ = [
     "DEFAULT_CALL_TIMEOUT",
@@ -29,5 +29,7 @@ __all__ = [
     "Node",
     "Overflow",
     "Shutdown",
+    "TaskRef",
+    "current_actor",
     "is_normal_exit",
 ]

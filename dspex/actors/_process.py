@@ -1,6 +1,7 @@
 """One actor incarnation and its address: ``_Process`` (mailbox, links, monitors, timers, owned
-tasks and the main loop), :class:`ActorRef`, and the info messages that carry refs (:class:`Exit`,
-:class:`Down`).
+tasks and the main loop), :class:`ActorRef`, the handle of a supervised task (:class:`TaskRef`,
+see :class:`dspex.TaskSupervisor`), and the info messages that carry them (:class:`Exit`,
+:class:`Down`, :class:`IdleTimeout`).
 
 A process runs any :class:`Behaviour` (the GenServer callbacks) and needs from its node only the
 event loop and a callback to forget it when it exits, so this module imports nothing of
@@ -10,9 +11,10 @@ event loop and a callback to forget it when it exits, so this module imports not
 from __future__ import annotations
 
 import asyncio
+import contextvars
 import logging
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Generator
 from typing import Any, Protocol
 
 import msgspec
@@ -47,6 +49,16 @@ log = logging.getLogger("dspex.actors")
 
 _UNSET: Any = object()
 _IDLE: Any = object()
+
+#: The actor whose callback (or one of whose tasks) is running in this context.
+_CURRENT: contextvars.ContextVar[ActorRef | None] = contextvars.ContextVar(
+    "dspex_current_actor", default=None
+)
+
+
+def current_actor() -> ActorRef | None:
+    """The ref of the actor whose callback, or task, is running here; None outside actors."""
+    return _CURRENT.get()
 
 
 class Behaviour(Protocol):
@@ -185,6 +197,13 @@ class _Process:
         if self.alive:
             self.put((INFO, msg, None))
 
+    def withdraw(self, task: TaskRef) -> None:
+        """Drop the queued Down of ``task`` (its owner awaited it instead)."""
+        kept = [it for it in self.mailbox if not (type(it[1]) is Down and it[1].actor is task)]
+        if len(kept) != len(self.mailbox):
+            self.mailbox.clear()
+            self.mailbox.extend(kept)
+
     def _admit_blocked(self) -> None:
         blocked = self.blocked
         while blocked and len(self.mailbox) < self.capacity:
@@ -271,14 +290,16 @@ class _Process:
         timers.add(handle)
         return handle
 
-    def start_task(self, coro: Any) -> asyncio.Task[Any]:
+    def start_task(self, coro: Any, *, linked: bool = True) -> asyncio.Task[Any]:
+        """A task the actor owns: cancelled when it exits; a crash of a ``linked`` one kills
+        it (an unlinked one's end is for whoever watches it: a TaskSupervisor's tasks)."""
         tasks = self.tasks
         if tasks is None:
             tasks = self.tasks = set()
             self.task_name = f"dspex:task of #{self.pid}"  # once: a module starts one per call
         task: asyncio.Task[Any] = self.loop.create_task(coro, name=self.task_name)
         tasks.add(task)
-        task.add_done_callback(self._task_done)
+        task.add_done_callback(self._task_done if linked else tasks.discard)
         return task
 
     def cancel_tasks(self) -> None:
@@ -355,6 +376,7 @@ class _Process:
     async def main(self, args: tuple[Any, ...], started: asyncio.Future[None]) -> None:
         actor = self.actor
         assert actor is not None
+        _CURRENT.set(self.ref)  # this task's own context: its callbacks and the tasks it starts
         try:
             await actor.init(*args)
         except asyncio.CancelledError:
@@ -592,6 +614,93 @@ class ActorRef:
         return await self._proc.wait_exit()
 
 
+# -- the address of a supervised task ---------------------------------------------------------
+
+#: Why a task ended, as its owner's ``Down`` says: ``"normal"`` after a value, the exception it
+#: raised, ``"shutdown"`` when its supervisor stopped, ``"killed"`` when it was cancelled.
+TaskReason = object
+
+
+class TaskRef:
+    """The handle of one task started by a TaskSupervisor.
+
+    ``await ref`` returns the task's value, or raises ``ActorExited`` whose ``reason`` is the
+    exception the task raised (also its ``__cause__``), ``"shutdown"`` or ``"killed"``; an owner
+    that awaits the handle gets no ``Down`` for it. :meth:`cancel` stops the task.
+    """
+
+    __slots__ = ("_awaited", "_delivered", "_reason", "_requested", "_task", "id", "owner")
+
+    def __init__(self, id: int, owner: ActorRef | None) -> None:
+        self.id = id  # the ``monitor`` of the owner's Down
+        self.owner = owner
+        self._task: asyncio.Task[Any] | None = None
+        self._awaited = False  # someone awaits it: no Down
+        self._delivered = False  # a Down was sent to the owner
+        self._reason: object = None  # set by the supervisor that cancelled it ("shutdown")
+        self._requested = False  # cancelled through cancel()
+
+    def __repr__(self) -> str:
+        state = "running" if self._task is not None and not self._task.done() else "done"
+        return f"<TaskRef #{self.id} {state}>"
+
+    def __await__(self) -> Generator[Any, None, Any]:
+        return self._join().__await__()
+
+    async def _join(self) -> Any:
+        task = self._task
+        assert task is not None
+        self._awaited = True
+        try:
+            await asyncio.wait({task})
+        finally:
+            if not task.done():
+                self._awaited = False  # the awaiting side was cancelled: a Down is due again
+        if self._delivered and self.owner is not None:
+            self.owner._proc.withdraw(self)  # the Down already queued for it: awaited instead
+        reason = self._reason if self._reason is not None else _reason_of(task)
+        if reason != "normal":
+            error = ActorExited(self, reason)
+            if isinstance(reason, BaseException):
+                raise error from reason
+            raise error
+        return task.result()
+
+    def cancel(self) -> None:
+        """Stop the task (its owner's Down says ``"killed"``)."""
+        if self._task is not None and not self._task.done():
+            self._requested = True
+            self._task.cancel()
+
+    async def join(self) -> object:
+        """Wait until the task has ended and return why (:attr:`reason`), never raising; its
+        owner gets no Down for it then (e.g. to drain in ``terminate``)."""
+        task = self._task
+        assert task is not None
+        self._awaited = True
+        await asyncio.wait({task})
+        return self.reason
+
+    def done(self) -> bool:
+        """Whether the task has ended."""
+        return self._task is not None and self._task.done()
+
+    @property
+    def reason(self) -> object:
+        """Why the task ended (None while it runs): see :data:`TaskReason`."""
+        task = self._task
+        if task is None or not task.done():
+            return None
+        return self._reason if self._reason is not None else _reason_of(task)
+
+
+def _reason_of(task: asyncio.Task[Any]) -> object:
+    if task.cancelled():
+        return "killed"
+    exc = task.exception()
+    return "normal" if exc is None else exc
+
+
 class Exit(msgspec.Struct, frozen=True):
     """An exit signal turned into a message: delivered as info to actors that trap exits.
 
@@ -612,11 +721,13 @@ class IdleTimeout(msgspec.Struct, frozen=True):
 
 
 class Down(msgspec.Struct, frozen=True):
-    """A monitored actor exited; delivered as info to the monitoring actor.
+    """A monitored actor exited; delivered as info to the monitoring actor. Also the end of a
+    task the actor owns and did not await (``actor`` is its :class:`TaskRef`, ``monitor`` its
+    id, ``reason`` ``"normal"`` after a value: see :class:`dspex.TaskSupervisor`).
 
     ``reason`` is ``"noproc"`` when the target was already dead when the monitor was set up.
     """
 
     monitor: int
-    actor: ActorRef
+    actor: ActorRef | TaskRef
     reason: Any

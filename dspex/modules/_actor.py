@@ -1,8 +1,9 @@
 """ModuleActor: one module instance, owning its spec and its backend instances.
 
-Calls run concurrently in tasks the actor owns (deferred replies, at most ``max_concurrency`` at
-once); state changes go through the mailbox one at a time. A call's failure is that call's alone,
-as with OTP's ``Task.Supervisor.async_nolink``: an unexpected exception in native code is
+Calls run concurrently in tasks of the runtime's :class:`~dspex.TaskSupervisor` that the actor
+owns (``async_nolink``; deferred replies, at most ``max_concurrency`` at once); state changes go
+through the mailbox one at a time. A call's failure is that call's alone: an unexpected
+exception in native code is
 reported to the router, the native instance is rebuilt and the call re-run on dspy when fallback
 is allowed; native's failures that dspy could get past (a bad reply, a server error, a timeout)
 are re-run on dspy too, in one attempt. The actor itself crashes only when its own state is
@@ -26,11 +27,12 @@ from opentelemetry import trace
 
 from dspex import telemetry
 from dspex._kinds import KINDS, ModuleKind
-from dspex.actors import NOREPLY, Actor, Caller
+from dspex.actors import NOREPLY, Actor, Caller, Down, TaskRef
 from dspex.backends._spec import CallOptions, ModuleSpec
 from dspex.backends.native import check_inputs
 from dspex.config import Implementation
 from dspex.errors import (
+    ActorExited,
     ConfigError,
     DSPexError,
     InputError,
@@ -41,6 +43,7 @@ from dspex.errors import (
     ParseError,
     SignatureError,
     Timeout,
+    Unavailable,
 )
 from dspex.lm._client import CALL_DEADLINE
 from dspex.lm._config import api_key_of, redact
@@ -61,6 +64,7 @@ if TYPE_CHECKING:
     from dspex.config import Config, Shadow
     from dspex.routing import RoutingSnapshot, SnapshotCell
     from dspex.signature import Signature
+    from dspex.supervision import TaskSupervisorRef
 
 log = logging.getLogger("dspex.modules")
 
@@ -138,6 +142,11 @@ class ModuleContext(Protocol):
 
     def whereis(self, name: str) -> ActorRef | None:
         """The live actor registered under ``name`` (the router), or None."""
+        ...
+
+    @property
+    def tasks(self) -> TaskSupervisorRef | None:
+        """The task supervisor the module's calls run under (None while it restarts)."""
         ...
 
 
@@ -306,6 +315,8 @@ class ModuleActor(Actor):
         self.capacity = config.max_concurrency + config.mailbox_size
         self.room: asyncio.Future[None] | None = None  # overload="wait": the mailbox waits here
         self.router: ActorRef | None = None  # where outcomes go (looked up again after restarts)
+        self.task_supervisor: TaskSupervisorRef | None = None  # where calls run (likewise)
+        self.me = self.ref
         self.instances: dict[str, Any] = await self._build(spec)
 
     async def _build(self, spec: ModuleSpec) -> dict[str, Any]:
@@ -345,8 +356,14 @@ class ModuleActor(Actor):
                     return NOREPLY  # the facade words it as Overloaded
                 self.room = self.loop.create_future()  # overload="wait": wait for room
                 await self.room
+            tasks = self._tasks()
+            if tasks is None:  # its supervisor restarts it: a moment
+                caller.fail(Unavailable(f"{self.label}: the runtime's task supervisor restarts"))
+                return NOREPLY
+            task = tasks.async_nolink(
+                self._run, msg, inputs, caller, owner=self.me, report="abnormal"
+            )
             self.accepted += 1
-            task = self.start_task(self._run(msg, inputs, caller))
             caller.on_abandon(task.cancel)  # deadline or cancellation: stop the work, LM included
             return NOREPLY
         if isinstance(msg, SetDemos):
@@ -416,6 +433,7 @@ class ModuleActor(Actor):
                 await self._slot()
             except BaseException:  # cancelled while waiting for a slot
                 self._leave()
+                self._cancelled(caller)
                 raise
         try:
             start = time.perf_counter()
@@ -479,9 +497,26 @@ class ModuleActor(Actor):
                     if error:
                         span.set_attribute(telemetry.ERROR_TYPE, error)
                 span.end()
+        except asyncio.CancelledError:
+            self._cancelled(caller)
+            raise
         finally:
             self._free_slot()
             self._leave()
+
+    def _tasks(self) -> TaskSupervisorRef | None:
+        """The runtime's task supervisor (looked up again after it restarted)."""
+        tasks = self.task_supervisor
+        if tasks is None or not tasks.alive:
+            tasks = self.task_supervisor = self.rt.tasks
+        return tasks
+
+    def _cancelled(self, caller: Caller) -> None:
+        """A call's task was cancelled: by its caller giving up (nobody waits then), or while
+        the caller still waits, by a forced shutdown or the task supervisor stopping; that
+        caller learns it as if the actor had exited under the call."""
+        if caller.waiting:
+            caller.fail(ActorExited(self.me, "shutdown" if self.rt.forcing else "killed"))
 
     async def _slot(self) -> None:
         """Wait, in arrival order, until a call that ends hands this one its slot."""
@@ -564,8 +599,13 @@ class ModuleActor(Actor):
             or random.random() >= shadow.rate
         ):
             return
+        tasks = self._tasks()
+        if tasks is None:
+            return
         self.shadows_in_flight += 1
-        self.start_task(self._shadow(other, inputs, options, pred, seconds))
+        tasks.async_nolink(
+            self._shadow, other, inputs, options, pred, seconds, owner=self.me, report="abnormal"
+        )
 
     async def _shadow(
         self,
@@ -666,13 +706,25 @@ class ModuleActor(Actor):
         except DSPexError:  # the router is overloaded: metrics may drop, calls never do
             log.debug("router mailbox full; dropped an outcome")
 
+    async def handle_info(self, msg: Any) -> None:
+        if isinstance(msg, Down) and isinstance(msg.actor, TaskRef):
+            if isinstance(msg.reason, Exception):
+                # What a call's task cannot catch: its rebuild of native failed, so this
+                # actor's own state is broken; crash, and the supervisor starts it afresh.
+                raise msg.reason
+            return  # cancelled from outside: _cancelled answered its caller
+        await super().handle_info(msg)
+
     async def terminate(self, reason: object) -> None:
         """Drain: let the calls in flight finish (the supervisor's shutdown timeout, the
         runtime's ``drain_timeout``, bounds this; then they are cancelled), unless the runtime
         is shutting down by force."""
+        tasks = self._tasks()
+        mine = tasks.children(self.me) if tasks is not None else []
         if self.rt.forcing:
-            self.cancel_tasks()
-        await self.wait_tasks()
+            for task in mine:
+                task.cancel()
+        await asyncio.gather(*(task.join() for task in mine))
         self._release(self.instances)
 
     def _release(self, instances: dict[str, Any]) -> None:

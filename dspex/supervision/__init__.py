@@ -1,7 +1,9 @@
-"""Supervision trees: Supervisor, DynamicSupervisor, child specs and the fallback restart.
+"""Supervision trees: Supervisor, DynamicSupervisor, TaskSupervisor, child specs and the
+fallback restart.
 
-Semantics mirror OTP's ``supervisor`` and Elixir's ``DynamicSupervisor``; the documentation's
-architecture page (docs/architecture.md) describes them.
+Semantics mirror OTP's ``supervisor`` and Elixir's ``DynamicSupervisor`` and
+``Task.Supervisor``; the documentation's architecture page (docs/architecture.md) describes
+them.
 """
 
 from dspex.supervision._base import EventHandler
@@ -19,6 +21,7 @@ from dspex.supervision._spec import (
     SupervisorEvent,
 )
 from dspex.supervision._supervisor import Supervisor, SupervisorRef
+from dspex.supervision._tasks import Report, TaskSupervisor, TaskSupervisorRef
 
 __all__ = [
     "ChildFallback",
@@ -30,10 +33,13 @@ __all__ = [
     "DynamicSupervisorRef",
     "EventHandler",
     "Fallback",
+    "Report",
     "Restart",
     "RestartIntensityExceeded",
     "Strategy",
     "Supervisor",
     "SupervisorEvent",
     "SupervisorRef",
+    "TaskSupervisor",
+    "TaskSupervisorRef",
 ]
