@@ -629,7 +629,16 @@ class TaskRef:
     that awaits the handle gets no ``Down`` for it. :meth:`cancel` stops the task.
     """
 
-    __slots__ = ("_awaited", "_delivered", "_reason", "_requested", "_task", "id", "owner")
+    __slots__ = (
+        "_awaited",
+        "_delivered",
+        "_quiet",
+        "_reason",
+        "_requested",
+        "_task",
+        "id",
+        "owner",
+    )
 
     def __init__(self, id: int, owner: ActorRef | None) -> None:
         self.id = id  # the ``monitor`` of the owner's Down
@@ -639,6 +648,7 @@ class TaskRef:
         self._delivered = False  # a Down was sent to the owner
         self._reason: object = None  # set by the supervisor that cancelled it ("shutdown")
         self._requested = False  # cancelled through cancel()
+        self._quiet = False  # no Down for a value or the owner's own cancel (report="abnormal")
 
     def __repr__(self) -> str:
         state = "running" if self._task is not None and not self._task.done() else "done"

@@ -85,7 +85,6 @@ class TaskSupervisor(Actor):
         self._max_children = max_children
         self._tasks: dict[asyncio.Task[Any], TaskRef] = {}
         self._by_owner: dict[int, tuple[int, set[TaskRef]]] = {}  # owner pid -> monitor, tasks
-        self._quiet: set[TaskRef] = set()  # report="abnormal"
         self._stopping = False
 
     @classmethod
@@ -134,8 +133,7 @@ class TaskSupervisor(Actor):
         self._tasks[task] = handle
         if owner is not None:
             self._watch(owner, handle)
-            if report == "abnormal":
-                self._quiet.add(handle)
+            handle._quiet = report == "abnormal"
         task.add_done_callback(self._ended)
         return handle
 
@@ -167,10 +165,8 @@ class TaskSupervisor(Actor):
             if isinstance(reason, BaseException):
                 self._log_crash(handle, reason)
             return
-        if handle in self._quiet:
-            self._quiet.discard(handle)
-            if reason == "normal" or handle._requested:
-                return
+        if handle._quiet and (reason == "normal" or handle._requested):
+            return
         if not handle._awaited and owner.alive:
             handle._delivered = True
             owner._proc.info(Down(handle.id, handle, reason))
