@@ -14,7 +14,7 @@ import asyncio
 import contextvars
 import logging
 from collections import deque
-from collections.abc import Callable, Generator
+from collections.abc import Callable, Collection, Generator
 from typing import Any, Protocol
 
 import msgspec
@@ -106,6 +106,7 @@ class _Process:
         "monitors",
         "name",
         "overflow",
+        "owned",
         "parent",
         "pending",
         "pid",
@@ -158,6 +159,9 @@ class _Process:
         self.watching: dict[int, _Process] | None = None  # this actor's monitors -> target
         self.timers: set[asyncio.TimerHandle] | None = None
         self.tasks: set[asyncio.Task[Any]] | None = None
+        # tasks another structure tracks for this actor (a TaskSupervisor's table): cancelled
+        # when it exits, like its own
+        self.owned: Collection[asyncio.Task[Any]] | None = None
         self.exit_waiters: list[asyncio.Future[object]] | None = None
         self.parent = parent
         self.task: asyncio.Task[None] | None = None
@@ -290,16 +294,14 @@ class _Process:
         timers.add(handle)
         return handle
 
-    def start_task(self, coro: Any, *, linked: bool = True) -> asyncio.Task[Any]:
-        """A task the actor owns: cancelled when it exits; a crash of a ``linked`` one kills
-        it (an unlinked one's end is for whoever watches it: a TaskSupervisor's tasks)."""
+    def start_task(self, coro: Any) -> asyncio.Task[Any]:
         tasks = self.tasks
         if tasks is None:
             tasks = self.tasks = set()
-            self.task_name = f"dspex:task of #{self.pid}"  # once: a module starts one per call
+            self.task_name = f"dspex:task of #{self.pid}"  # once: built with the first task
         task: asyncio.Task[Any] = self.loop.create_task(coro, name=self.task_name)
         tasks.add(task)
-        task.add_done_callback(self._task_done if linked else tasks.discard)
+        task.add_done_callback(self._task_done)
         return task
 
     def cancel_tasks(self) -> None:
@@ -342,6 +344,9 @@ class _Process:
             self.timers = None
         if self.tasks:
             for task in self.tasks:
+                task.cancel()
+        if self.owned:
+            for task in self.owned:
                 task.cancel()
         for fut in self.pending:
             if not fut.done():

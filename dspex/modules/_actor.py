@@ -356,7 +356,9 @@ class ModuleActor(Actor):
                     return NOREPLY  # the facade words it as Overloaded
                 self.room = self.loop.create_future()  # overload="wait": wait for room
                 await self.room
-            tasks = self._tasks()
+            tasks = self.task_supervisor
+            if tasks is None or not tasks.alive:
+                tasks = self._tasks()
             if tasks is None:  # its supervisor restarts it: a moment
                 caller.fail(Unavailable(f"{self.label}: the runtime's task supervisor restarts"))
                 return NOREPLY

@@ -46,13 +46,16 @@ class TaskSupervisorRef(ActorRef):
         exception it raised, ``"shutdown"``, ``"killed"``; see :data:`Report`); the task is
         cancelled if the owner exits first. Raises ``MaxChildren`` when the supervisor is full
         and ``NoProc`` when it, or the owner, is not running."""
-        owner = owner or current_actor()
-        return self._supervisor().spawn_task(fn, args, owner, monitored=True, report=report)
+        proc = self._proc
+        if not proc.alive:
+            raise NoProc(f"{self!r} is not running (exit reason {proc.reason!r})")
+        supervisor = cast(TaskSupervisor, proc.actor)
+        return supervisor.spawn_task(fn, args, owner or current_actor(), True, report == "abnormal")
 
     def start_child(self, fn: TaskFn, *args: Any) -> TaskRef:
         """Run ``fn(*args)`` in a supervised task nobody is told about (fire and forget; its
         failure is logged). ``MaxChildren`` when full, ``NoProc`` when not running."""
-        return self._supervisor().spawn_task(fn, args, None, monitored=False, report="all")
+        return self._supervisor().spawn_task(fn, args, None, False, False)
 
     def children(self, owner: ActorRef | None = None) -> list[TaskRef]:
         """The running tasks (only those of ``owner``, if given), in start order."""
@@ -84,8 +87,11 @@ class TaskSupervisor(Actor):
             raise ConfigError(f"max_children must be None or an int >= 0, got {max_children!r}")
         self._max_children = max_children
         self._tasks: dict[asyncio.Task[Any], TaskRef] = {}
-        self._by_owner: dict[int, tuple[int, set[TaskRef]]] = {}  # owner pid -> monitor, tasks
+        self._watched: dict[int, int] = {}  # owner pid -> our monitor on it
         self._stopping = False
+        self._loop = asyncio.get_running_loop()
+        self._name = f"dspex:task of #{self.ref.pid}"
+        self._proc.owned = self._tasks.keys()  # cancelled if this supervisor is killed
 
     @classmethod
     async def start(
@@ -116,38 +122,35 @@ class TaskSupervisor(Actor):
         fn: TaskFn,
         args: tuple[Any, ...],
         owner: ActorRef | None,
-        *,
         monitored: bool,
-        report: Report,
+        quiet: bool,
     ) -> TaskRef:
+        """Start one task (the hot path of every module call: kept to the bare steps)."""
         if self._stopping:
             raise MaxChildren(f"{self.ref!r} is shutting down and starts no tasks")
+        tasks = self._tasks
         limit = self._max_children
-        if limit is not None and len(self._tasks) >= limit:
+        if limit is not None and len(tasks) >= limit:
             raise MaxChildren(f"{self.ref!r} already runs max_children={limit} tasks")
-        if owner is not None and not owner.alive:
-            raise NoProc(f"the owner {owner!r} of a new task is not alive")
-        handle = TaskRef(next(_ids), owner if monitored else None)
-        task = self._proc.start_task(fn(*args), linked=False)  # cancelled if we are killed
-        handle._task = task
-        self._tasks[task] = handle
+        handle = TaskRef(next(_ids), None)
         if owner is not None:
-            self._watch(owner, handle)
-            handle._quiet = report == "abnormal"
+            if not owner._proc.alive:
+                raise NoProc(f"the owner {owner!r} of a new task is not alive")
+            if owner.pid not in self._watched:  # once per owner: cancel its tasks when it exits
+                self._watched[owner.pid] = self.monitor(owner)
+            if monitored:
+                handle.owner = owner
+            handle._quiet = quiet
+        task = self._loop.create_task(fn(*args), name=self._name)
+        handle._task = task
+        tasks[task] = handle  # also what the process cancels if this supervisor is killed
         task.add_done_callback(self._ended)
         return handle
-
-    def _watch(self, owner: ActorRef, handle: TaskRef) -> None:
-        entry = self._by_owner.get(owner.pid)
-        if entry is None:
-            entry = self._by_owner[owner.pid] = (self.monitor(owner), set())
-        entry[1].add(handle)
 
     def children(self, owner: ActorRef | None) -> list[TaskRef]:
         if owner is None:
             return list(self._tasks.values())
-        entry = self._by_owner.get(owner.pid)
-        return [h for h in self._tasks.values() if entry is not None and h in entry[1]]
+        return [h for h in self._tasks.values() if h.owner is owner]
 
     # -- tasks that end, owners that exit ---------------------------------------------------
 
@@ -156,18 +159,23 @@ class TaskSupervisor(Actor):
         if handle is None:
             return
         owner = handle.owner
-        if owner is not None:
-            entry = self._by_owner.get(owner.pid)
-            if entry is not None:
-                entry[1].discard(handle)
-        reason = handle.reason
+        if task.cancelled():
+            if owner is None or (handle._quiet and handle._requested):
+                return
+            reason: object = handle._reason or "killed"
+        else:
+            exc = task.exception()
+            if exc is None:
+                if owner is None or handle._quiet:
+                    return
+                reason = "normal"
+            else:
+                reason = exc
         if owner is None:
             if isinstance(reason, BaseException):
                 self._log_crash(handle, reason)
             return
-        if handle._quiet and (reason == "normal" or handle._requested):
-            return
-        if not handle._awaited and owner.alive:
+        if not handle._awaited and owner._proc.alive:
             handle._delivered = True
             owner._proc.info(Down(handle.id, handle, reason))
 
@@ -180,10 +188,12 @@ class TaskSupervisor(Actor):
 
     async def handle_info(self, msg: Any) -> None:
         if isinstance(msg, Down) and isinstance(msg.actor, ActorRef):
-            entry = self._by_owner.pop(msg.actor.pid, None)
-            if entry is not None:  # the owner exited: its tasks are of no use to anyone
-                for handle in entry[1]:
-                    handle.cancel()
+            if self._watched.pop(msg.actor.pid, None) is not None:
+                # the owner exited: its tasks are of no use to anyone
+                pid = msg.actor.pid
+                for task, handle in list(self._tasks.items()):
+                    if handle.owner is not None and handle.owner.pid == pid:
+                        task.cancel()
             return
         await super().handle_info(msg)
 
