@@ -20,6 +20,7 @@ from opentelemetry.trace import SpanKind, StatusCode
 from dspex import telemetry
 from dspex.errors import ConfigError, LMConnectionError, LMError, LMTimeout
 from dspex.lm._config import LM, api_key_of, is_reasoning_model, redact
+from dspex.lm._litellm_catalog import system_as_user
 from dspex.lm._wire import (
     Completion,
     Message,
@@ -129,6 +130,7 @@ class _Prepared:
         "span_attributes",
         "span_name",
         "suffix",
+        "system_as_user",
         "timeout",
         "url",
     )
@@ -149,6 +151,8 @@ class _Prepared:
         # DSPy sends OpenAI reasoning models max_completion_tokens, all others max_tokens.
         reasoning = is_reasoning_model(lm.model)
         self.max_tokens_key = "max_completion_tokens" if reasoning else "max_tokens"
+        # LiteLLM sends an o-series model's system messages as user messages (o3, o4-mini)
+        self.system_as_user = system_as_user(lm.wire_model)
         self.params: dict[str, Any] = {}
         if lm.temperature is not None:
             self.params["temperature"] = lm.temperature
@@ -186,6 +190,33 @@ def _error_detail(content: bytes) -> str:
     if not isinstance(message, str) or not message:
         return ""
     return f": {message[:_EXCERPT]}" + ("..." if len(message) > _EXCERPT else "")
+
+
+def as_litellm_sends(
+    messages: Sequence[Message | Mapping[str, Any]], system_as_user: bool
+) -> Sequence[Message | Mapping[str, Any]]:
+    """``messages`` as LiteLLM puts them in the body: a key set to None left out (an assistant
+    turn of tool calls only has no ``content``), and for the models that need it
+    (``system_as_user``) a system message sent as ``{"content": ..., "role": "user"}``. The
+    same list when nothing changes (the common case: one scan, no copy)."""
+    changed = False
+    for message in messages:
+        if type(message) is dict and (
+            None in message.values() or (system_as_user and message.get("role") == "system")
+        ):
+            changed = True
+            break
+    if not changed:
+        return messages
+    out: list[Message | Mapping[str, Any]] = []
+    for message in messages:
+        if type(message) is dict:
+            if system_as_user and message.get("role") == "system":
+                message = {"content": message.get("content"), "role": "user"}
+            if None in message.values():
+                message = {k: v for k, v in message.items() if v is not None}
+        out.append(message)
+    return out
 
 
 class LMClient:
@@ -291,6 +322,7 @@ class LMClient:
             if extra:
                 params.update(extra)
             suffix = params_suffix(params)
+        messages = as_litellm_sends(messages, prepared.system_as_user)
         try:
             body = prepared.prefix + _encode(messages) + suffix
         except (TypeError, msgspec.EncodeError) as exc:

@@ -110,6 +110,7 @@ def body_prefix(wire_model: str) -> bytes:
 class _WireMessage(msgspec.Struct):
     content: str | None = None
     reasoning_content: Any = None  # a str from reasoning models; anything else is ignored
+    reasoning: Any = None  # what some servers (vLLM, OpenRouter) call it; LiteLLM reads both
     tool_calls: Any = None
 
 
@@ -135,6 +136,13 @@ class _WireCompletion(msgspec.Struct):
 _decode_reply = msgspec.json.Decoder(_WireCompletion).decode
 
 
+def _reasoning_of(message: _WireMessage) -> Any:
+    """LiteLLM's rule: ``reasoning_content`` when the server sent it (even empty), else
+    ``reasoning``."""
+    found = message.reasoning_content
+    return found if found is not None else message.reasoning
+
+
 def decode_completion(content: bytes, default_model: str, attempts: int) -> Completion:
     """Decode a chat.completion; raise ``msgspec.DecodeError`` or ``ValueError`` if unusable."""
     reply = _decode_reply(content)
@@ -152,7 +160,7 @@ def decode_completion(content: bytes, default_model: str, attempts: int) -> Comp
         total = wire.total_tokens if wire.total_tokens is not None else prompt + completion
         usage = Usage(prompt, completion, total)
     reasonings = [
-        reasoning if isinstance(reasoning := choice.message.reasoning_content, str) else None
+        reasoning if isinstance(reasoning := _reasoning_of(choice.message), str) else None
         for choice in choices
     ]
     tool_calls = [choice.message.tool_calls for choice in choices]

@@ -91,3 +91,80 @@ async def test_same_body_for_a_dspy_predict_call() -> None:
     assert completion.text == ANSWER
     dspy_request, native_request = server.requests
     assert list((native_request.body or {}).items()) == list((dspy_request.body or {}).items())
+
+
+TOOL_CALL = {"id": "c1", "type": "function", "function": {"name": "get", "arguments": "{}"}}
+
+MESSAGE_CASES: list[tuple[str, list[dict[str, Any]]]] = [
+    # an assistant turn of tool calls only: LiteLLM leaves the None content out
+    (
+        "openai/my-model",
+        [
+            {"role": "user", "content": "a"},
+            {"role": "assistant", "content": None, "tool_calls": [TOOL_CALL]},
+            {"role": "tool", "tool_call_id": "c1", "name": "get", "content": "r"},
+        ],
+    ),
+    # o-series models without system messages in LiteLLM's catalog: system sent as user
+    ("openai/o3-mini", [{"role": "system", "content": "s"}, {"role": "user", "content": "hi"}]),
+    ("openai/o4-mini", [{"role": "system", "content": "s"}, {"role": "user", "content": "hi"}]),
+    # ... but not o1, which the catalog says takes them, nor any other model
+    ("openai/o1", [{"role": "system", "content": "s"}, {"role": "user", "content": "hi"}]),
+    ("openai/gpt-4o-mini", [{"role": "system", "content": "s"}, {"role": "user", "content": "hi"}]),
+]
+
+
+@pytest.mark.parametrize(("model", "messages"), MESSAGE_CASES)
+async def test_messages_go_on_the_wire_as_litellm_sends_them(
+    model: str, messages: list[dict[str, Any]]
+) -> None:
+    settings = {"temperature": 1.0, "max_tokens": 16000} if "/o" in model else {}
+    async with ScriptedLM("ok") as server:
+        lm = LM(model, api_base=server.base_url, api_key="k", **settings)  # type: ignore[arg-type]
+        dspy_lm = lm.to_dspy()
+        await dspy_lm.acall(messages=messages)
+        await dspy_lm.aclose()
+        async with LMClient() as client:
+            await client.complete(lm, messages)
+    dspy_request, native_request = server.requests
+    assert native_request.content == dspy_request.content  # byte for byte, key order included
+
+
+REASONING_REPLIES = [
+    {"reasoning": "because"},  # vLLM's and OpenRouter's name for it
+    {"reasoning": "r", "reasoning_content": "rc"},  # reasoning_content wins
+    {"reasoning": "r", "reasoning_content": ""},  # even empty
+    {"reasoning": ""},
+]
+
+
+@pytest.mark.parametrize("fields", REASONING_REPLIES)
+async def test_the_reasoning_a_server_sends_is_read_as_litellm_reads_it(
+    fields: dict[str, Any],
+) -> None:
+    import json
+
+    from dspex.testing import Malformed
+
+    reply = {
+        "id": "x",
+        "object": "chat.completion",
+        "created": 1,
+        "model": "m",
+        "choices": [
+            {
+                "index": 0,
+                "message": {"role": "assistant", "content": "x", **fields},
+                "finish_reason": "stop",
+            }
+        ],
+    }
+    async with ScriptedLM(Malformed(json.dumps(reply))) as server:
+        lm = LM("openai/m", api_base=server.base_url, api_key="k")
+        dspy_lm = lm.to_dspy()
+        outputs = await dspy_lm.acall("hi")
+        await dspy_lm.aclose()
+        async with LMClient() as client:
+            completion = await client.complete(lm, [{"role": "user", "content": "hi"}])
+    expected = outputs[0].get("reasoning_content") if isinstance(outputs[0], dict) else None
+    assert (completion.reasonings[0] if completion.reasonings else None) == expected

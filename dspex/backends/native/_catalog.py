@@ -5,46 +5,25 @@ DSPy's JSONAdapter asks for ``response_format`` according to ``dspy.LM.supported
 reasoning according to ``supports_reasoning``: LiteLLM answers these from its model catalog.
 (A ``Citations`` output asks Anthropic models for their own citations: :func:`lm_feature`.)
 Importing LiteLLM takes seconds, so the native path reads the same catalog file LiteLLM ships
-(the one it uses offline, with ``LITELLM_LOCAL_MODEL_COST_MAP=True``), once, on first use.
+(:mod:`dspex.lm._litellm_catalog`).
 """
 
 from __future__ import annotations
 
 import functools
-import importlib.util
-from pathlib import Path
-from typing import Any
-
-import msgspec
 
 from dspex.backends.native._adapters import Adapter, JSONAdapter, ResponseFormatSupport
 from dspex.backends.native._types import is_citations, is_reasoning, is_tool_calls, is_tools
 from dspex.lm import LM
+from dspex.lm._litellm_catalog import entry
 from dspex.signature import Signature
-
-_CATALOG_FILE = "model_prices_and_context_window_backup.json"
-
-
-@functools.cache
-def _catalog() -> dict[str, Any]:
-    spec = importlib.util.find_spec("litellm")
-    if spec is None or not spec.submodule_search_locations:
-        return {}
-    path = Path(next(iter(spec.submodule_search_locations))) / _CATALOG_FILE
-    try:
-        data = msgspec.json.decode(path.read_bytes())
-    except (OSError, msgspec.DecodeError):
-        return {}
-    return data if isinstance(data, dict) else {}
 
 
 @functools.cache
 def _support(wire_model: str) -> ResponseFormatSupport:
-    catalog = _catalog()
-    entry = catalog.get(wire_model) or catalog.get(f"openai/{wire_model}") or {}
     return ResponseFormatSupport(
         response_format=True,  # every model on LiteLLM's openai route lists response_format
-        response_schema=bool(isinstance(entry, dict) and entry.get("supports_response_schema")),
+        response_schema=bool(entry(wire_model).get("supports_response_schema")),
     )
 
 
@@ -55,9 +34,7 @@ def response_format_support(lm: LM) -> ResponseFormatSupport:
 
 @functools.cache
 def _flag(wire_model: str, key: str) -> bool:
-    catalog = _catalog()
-    entry = catalog.get(wire_model) or catalog.get(f"openai/{wire_model}") or {}
-    return bool(isinstance(entry, dict) and entry.get(key))
+    return bool(entry(wire_model).get(key))
 
 
 def supports_reasoning(lm: LM) -> bool:
