@@ -449,6 +449,12 @@ class Config(msgspec.Struct, metaclass=_Strict, frozen=True, kw_only=True):
     """Seconds shutdown lets calls in flight finish before cancelling them."""
     max_connections: int = 100
     """The native LM client's connection pool, per runtime. Read when the runtime starts."""
+    sync_threads: int = 32
+    """Threads that run sync user code at once: sync ReAct tools and reward functions, and,
+    with `dspy_workers=0`, sync DSPy modules and programs' `forward` (each dspy worker
+    process runs up to 32 of its own). A call cancelled at its deadline stops waiting at
+    once; the thread it leaves running counts until it returns. `metrics().threads` shows
+    them. Read when the runtime starts."""
     max_restarts: int = 100
     """Restarts each module may take within `max_seconds` (a budget of its own); past it that
     module alone stops, its handle raises `ModuleStopped`, and the others keep serving."""
@@ -504,7 +510,13 @@ class Config(msgspec.Struct, metaclass=_Strict, frozen=True, kw_only=True):
             "one of " + ", ".join(map(repr, ADAPTERS)),
             self.adapter,
         )
-        for key in ("mailbox_size", "max_concurrency", "max_restarts", "max_connections"):
+        for key in (
+            "mailbox_size",
+            "max_concurrency",
+            "max_restarts",
+            "max_connections",
+            "sync_threads",
+        ):
             value = getattr(self, key)
             _check(key, _integer(value) and value >= 1, "an int >= 1", value)
         workers = self.dspy_workers
@@ -598,7 +610,7 @@ class Config(msgspec.Struct, metaclass=_Strict, frozen=True, kw_only=True):
 
 
 #: The settings a runtime reads once, as it starts: ``Runtime.configure`` refuses to change them.
-START_KEYS = ("dspy_workers", "workers", "preload_dspy", "max_connections")
+START_KEYS = ("dspy_workers", "workers", "preload_dspy", "max_connections", "sync_threads")
 
 
 _NESTED: dict[str, type[AdaptiveConfig] | type[CircuitConfig] | type[WorkerConfig]] = {

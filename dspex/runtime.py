@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import asyncio
-import concurrent.futures
+import contextlib
 import contextvars
 import functools
 import itertools
@@ -15,6 +15,9 @@ from importlib.util import find_spec
 from types import TracebackType
 from typing import Any
 
+import msgspec
+
+from dspex._threads import SyncThreads, reset_threads, use_threads
 from dspex.actors import SHUTDOWN, ActorRef, Node, is_normal_exit
 from dspex.backends._spec import Backend
 from dspex.backends.dspy import DSPyBackend, import_dspy
@@ -74,6 +77,25 @@ LOCAL_LM = "dspex.local_lm"
 TASKS = "dspex.tasks"
 
 
+def _require_asyncio() -> None:
+    """ConfigError, naming the library, unless this runs on an asyncio event loop: dspex's LM
+    client (aiohttp) and its actors are asyncio-only. anyio apps run with the asyncio backend."""
+    try:
+        asyncio.get_running_loop()
+    except RuntimeError:
+        try:
+            import sniffio
+
+            library = sniffio.current_async_library()
+        except Exception:  # sniffio absent, or no async library it knows
+            library = "no asyncio event loop"
+        raise ConfigError(
+            f"dspex runs on asyncio only (its LM client, aiohttp, is asyncio-only), and this "
+            f"code runs under {library}: start the app with asyncio.run(main()) or "
+            'anyio.run(main, backend="asyncio"); the trio backend is not supported'
+        ) from None
+
+
 class Runtime:
     """The dspex runtime of one app, used as an async context manager::
 
@@ -120,7 +142,9 @@ class Runtime:
         self._stopped_modules: dict[str, str] = {}
         self._worker_slots: list[WorkerSlot] = []
         self.client: LMClient | None = None
-        self.executor: concurrent.futures.ThreadPoolExecutor | None = None
+        # the threads for sync user code (Config.sync_threads), made as the runtime starts
+        self.threads: SyncThreads | None = None
+        self._threads_token: contextvars.Token[SyncThreads | None] | None = None
         self._state = "stopped"
         self.forcing = False
         self.backends: dict[str, Backend] = {}
@@ -286,9 +310,10 @@ class Runtime:
         type and implementation, and the state of each native circuit. After the runtime
         stopped: the final report, kept until it starts again."""
         final = self.routing.final
-        if final is not None and self.whereis(ROUTER) is None:
-            return final
-        report: MetricsReport = await self.node.call(ROUTER, GetMetrics())
+        if final is None or self.whereis(ROUTER) is not None:
+            final = await self.node.call(ROUTER, GetMetrics())
+        threads = self.threads.stats() if self.threads is not None else None
+        report: MetricsReport = msgspec.structs.replace(final, threads=threads)
         return report
 
     def module_stopped(self, name: str) -> str | None:
@@ -336,16 +361,17 @@ class Runtime:
     async def __aenter__(self) -> Runtime:
         if self._node is not None:
             raise DSPexError("this Runtime is already running")
+        _require_asyncio()
+        config = self._initial_config
+        # before any actor starts: they, and the tasks they start, inherit it
+        self.threads = SyncThreads(config.sync_threads)
+        self._threads_token = use_threads(self.threads)
         self._node = node = Node()
         self.forcing = False  # a forced shutdown before stays readable until now
         try:
-            config = self._initial_config
             pool = LMClient(max_connections=config.max_connections)
             self.client = await pool.__aenter__()
-            self.executor = concurrent.futures.ThreadPoolExecutor(
-                max_workers=32, thread_name_prefix="dspex-dspy"
-            )
-            local = DSPyBackend(self.executor, gc_freeze=config.gc_freeze)
+            local = DSPyBackend(gc_freeze=config.gc_freeze)
             native = NativeBackend(self.client)
             dspy = WorkerBackend(self._start_workers, local) if config.dspy_workers else local
             self.backends = {"native": native, "dspy": dspy}
@@ -458,8 +484,6 @@ class Runtime:
             await node.stop_all(self.shutdown_timeout)
             if self.client is not None:
                 await self.client.aclose()
-            if self.executor is not None:
-                self.executor.shutdown(wait=not force, cancel_futures=True)
         finally:
             _running.discard(self)
             for restore in self._restore_signals:
@@ -473,7 +497,10 @@ class Runtime:
             self._root = None
             self._node = None
             self.client = None
-            self.executor = None
+            if self._threads_token is not None:
+                with contextlib.suppress(ValueError):  # exited in another context
+                    reset_threads(self._threads_token)
+                self._threads_token = None
             if self._token is not None:
                 try:
                     _current.reset(self._token)

@@ -9,6 +9,7 @@ from typing import Any
 import msgspec
 
 from dspex import telemetry
+from dspex._threads import ThreadStats
 from dspex.actors import Actor, Caller
 from dspex.config import START_KEYS, Config, Implementation
 from dspex.errors import ConfigError
@@ -140,13 +141,15 @@ class MetricsReport(msgspec.Struct, frozen=True):
     code raised an unexpected exception), the state of each native circuit that is not closed
     (``"open"`` or ``"half_open"``), how many times module actors of each type were restarted
     after crashing (``restarts``; types with none are left out), the canary rollouts rolled
-    back (module type -> why), and the shadow comparisons per module type."""
+    back (module type -> why), the shadow comparisons per module type, and the threads for
+    sync user code (``Config.sync_threads``: busy, waiting)."""
 
     modules: dict[str, dict[str, ImplementationMetrics]]
     circuits: dict[str, str]
     restarts: dict[str, int] = {}
     rollbacks: dict[str, str] = {}
     shadow: dict[str, ShadowReport] = {}
+    threads: ThreadStats | None = None
 
     def to_dict(self) -> dict[str, Any]:
         """The report as plain data that ``json.dumps`` accepts (e.g. to return from a web

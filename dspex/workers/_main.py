@@ -12,7 +12,6 @@ died).
 from __future__ import annotations
 
 import asyncio
-import concurrent.futures
 import contextlib
 import gc
 import os
@@ -231,8 +230,7 @@ def tune_gc() -> None:
 def worker_backend() -> DSPyBackend:
     """The in-process dspy implementation a worker runs its calls on: sync modules in 32
     threads, and a cancelled call ends when its thread does."""
-    executor = concurrent.futures.ThreadPoolExecutor(32, thread_name_prefix="dspex-dspy")
-    return DSPyBackend(executor, gc_freeze=True, finish_threads=True)
+    return DSPyBackend(gc_freeze=True, finish_threads=True)
 
 
 async def serve(fd: int) -> None:

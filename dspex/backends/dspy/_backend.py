@@ -13,16 +13,13 @@ its predictors on the prediction, and names the program when its own code raises
 
 from __future__ import annotations
 
-import asyncio
-import concurrent.futures
 import contextlib
-import contextvars
-import functools
 from collections.abc import Callable, Mapping
 from typing import Any
 
 from dspex._dspy_import import import_dspy, loaded
 from dspex._kinds import KINDS
+from dspex._threads import current_threads
 from dspex.backends._spec import CallOptions, ModuleSpec
 from dspex.config import ADAPTER_CLASSES, Implementation, TwoStep
 from dspex.errors import (
@@ -87,42 +84,23 @@ def _own_methods(dspy: Any, module: Any) -> set[str]:
 
 
 class DSPyBackend:
-    """Runs each module type on real DSPy 3.4.1; sync-only modules run in ``executor``.
+    """Runs each module type on real DSPy 3.4.1; sync-only modules run in the threads for sync
+    user code (``Config.sync_threads``; anyio's ``to_thread`` under one limiter).
 
     ``finish_threads``: a cancelled call whose sync module already runs in a thread (which
     nothing can stop) ends only when that thread returns, so that its end says the work
     stopped (a dspy worker process answers a cancelled call then, and is replaced if that
-    takes longer than its grace period)."""
+    takes longer than its grace period). Without it the call stops waiting at once."""
 
     name: Implementation = "dspy"
 
-    def __init__(
-        self,
-        executor: concurrent.futures.Executor | None = None,
-        *,
-        gc_freeze: bool = True,
-        finish_threads: bool = False,
-    ):
-        self.executor = executor
+    def __init__(self, *, gc_freeze: bool = True, finish_threads: bool = False):
         self.gc_freeze = gc_freeze
         self.finish_threads = finish_threads
 
     async def _in_pool(self, fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
-        """Run ``fn`` in the executor with this task's context (dspy.context included)."""
-        context = contextvars.copy_context()
-        call = functools.partial(context.run, fn, *args, **kwargs)
-        if not self.finish_threads or self.executor is None:
-            return await asyncio.get_running_loop().run_in_executor(self.executor, call)
-        running = self.executor.submit(call)
-        try:
-            return await asyncio.wrap_future(running)
-        except asyncio.CancelledError:
-            if not running.cancel():  # it runs: the call is over when its thread returns
-                waiting = asyncio.wrap_future(running)
-                while not waiting.done():  # a second cancel does not end the wait
-                    with contextlib.suppress(BaseException):
-                        await asyncio.shield(waiting)
-            raise
+        """Run ``fn`` in a thread with this task's context (dspy.context included)."""
+        return await current_threads().run(fn, *args, finish=self.finish_threads, **kwargs)
 
     @property
     def module_types(self) -> frozenset[str]:

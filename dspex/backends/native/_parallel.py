@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
-import asyncio
-from collections.abc import Coroutine, Mapping
+from collections.abc import Callable, Coroutine, Mapping
 from typing import Any, ClassVar
+
+import anyio
 
 from dspex.backends._spec import NO_OPTIONS, CallOptions, ModuleSpec
 from dspex.backends.native._module import predictor, total_usage
@@ -18,7 +19,8 @@ class NativeParallel:
     """DSPy's ``Parallel`` over one module: ``run({"batch": [inputs, ...]})`` returns
     ``{"results": [...]}`` with, in batch order, each item's Prediction or its error (a
     :class:`~dspex.errors.DSPexError`: input, LM or parse); at most ``num_threads`` items run at
-    once (on the event loop: no threads)."""
+    once (on the event loop: no threads), in one anyio task group: the call's deadline, or a
+    bug in one item, cancels them all."""
 
     __slots__ = ("module", "num_threads")
     module_type: ClassVar[str] = "Parallel"
@@ -47,7 +49,7 @@ class NativeParallel:
             for idx, item in items:  # one shared iterator: each item is taken once
                 results[idx] = await self._one(item, options)
 
-        await gather_all([worker() for _ in range(min(self.num_threads, len(batch)))])
+        await gather_all([worker] * min(self.num_threads, len(batch)))
         done = [r for r in results if isinstance(r, Prediction)]
         return Prediction({"results": results}, implementation="native", usage=total_usage(done))
 
@@ -60,14 +62,21 @@ class NativeParallel:
             return err
 
 
-async def gather_all(coros: list[Coroutine[Any, Any, None]]) -> None:
-    """Run ``coros`` concurrently; if one raises or the caller is cancelled, cancel the rest
-    and wait for them before re-raising (no task outlives the call)."""
-    tasks = [asyncio.create_task(c, name=f"dspex:parallel #{i}") for i, c in enumerate(coros)]
-    try:
-        await asyncio.gather(*tasks)
-    except BaseException:
-        for task in tasks:
-            task.cancel()
-        await asyncio.gather(*tasks, return_exceptions=True)
-        raise
+async def gather_all(workers: list[Callable[[], Coroutine[Any, Any, None]]]) -> None:
+    """Run ``workers`` concurrently in an anyio task group: if one raises, or the caller is
+    cancelled (its deadline), the rest are cancelled and waited for (no task outlives the
+    call); the first error is re-raised as itself."""
+    failures: list[Exception] = []
+    async with anyio.create_task_group() as group:
+
+        async def guarded(worker: Callable[[], Coroutine[Any, Any, None]]) -> None:
+            try:
+                await worker()
+            except Exception as exc:
+                failures.append(exc)
+                group.cancel_scope.cancel()  # its siblings stop: the call has failed
+
+        for worker in workers:
+            group.start_soon(guarded, worker)
+    if failures:
+        raise failures[0]

@@ -4,18 +4,19 @@ A tool's name, description and JSON-schema ``args`` come from its signature and 
 DSPy 3.4.1 (``Tool._parse_function``), its prompt line is ``str(dspy.Tool)``, and a call checks
 and converts the LM's arguments as ``Tool._validate_and_parse_args`` does, raising the same
 errors (which ReAct shows the LM as the observation). Unlike ``Tool.acall``, a sync tool runs in
-a worker thread (``asyncio.to_thread``) so it never blocks the event loop.
+one of the runtime's threads for sync user code (``anyio.to_thread`` under one limiter,
+``Config.sync_threads``) so it never blocks the event loop.
 """
 
 from __future__ import annotations
 
-import asyncio
 import inspect
 import traceback
 from collections.abc import Callable, Mapping
 from decimal import Decimal
 from typing import Any, get_origin, get_type_hints
 
+from dspex._threads import current_threads
 from dspex.errors import ConfigError
 
 #: DSPy's ReAct ``finish`` tool: its name, the start of its description, its result.
@@ -205,7 +206,7 @@ class NativeTool:
                 return await func(**parsed)
         except Exception as err:
             return self.error(err)
-        result = await asyncio.to_thread(self._observe_sync, parsed)
+        result = await current_threads().run(self._observe_sync, parsed)
         if inspect.isawaitable(result):  # a sync callable that returned a coroutine
             try:
                 return await result
@@ -237,10 +238,11 @@ def _is_async(func: Any) -> bool:
 
 async def call_user(func: Callable[..., Any], /, *args: Any, **kwargs: Any) -> Any:
     """Call a user's function without blocking the event loop: an async one is awaited, a
-    sync one runs in a worker thread (and a coroutine it returns is awaited)."""
+    sync one runs in one of the threads for sync user code (``Config.sync_threads``), and a
+    coroutine it returns is awaited."""
     if _is_async(func):
         return await func(*args, **kwargs)
-    result = await asyncio.to_thread(func, *args, **kwargs)
+    result = await current_threads().run(func, *args, **kwargs)
     if inspect.isawaitable(result):
         return await result
     return result

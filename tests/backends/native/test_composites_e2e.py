@@ -385,3 +385,39 @@ async def test_cancelling_parallel_cancels_every_item(client: LMClient) -> None:
             await task
         assert asyncio.all_tasks() - before == set()
     assert len(server.requests) == 4
+
+
+async def test_a_bug_in_one_parallel_item_cancels_its_siblings_and_leaves_nothing_running(
+    client: LMClient,
+) -> None:
+    """Parallel's items run in one anyio task group: an item that hits a bug (not an item's
+    own DSPexError, which is its result) cancels the items still sleeping; none is left."""
+    started: list[int] = []
+    cancelled: list[int] = []
+    inner = NativePredict(
+        "question -> answer", lm=LM("openai/x", api_base="http://x"), client=client
+    )
+
+    class Sleepy:
+        signature = inner.signature
+
+        async def run(self, values: dict[str, Any], options: Any) -> Any:
+            index = int(values["question"])
+            started.append(index)
+            if index == 2:
+                await asyncio.sleep(0.01)
+                raise RuntimeError("a bug in item 2")
+            try:
+                await asyncio.sleep(30)
+            except asyncio.CancelledError:
+                cancelled.append(index)
+                raise
+
+    parallel = NativeParallel(inner, 4)
+    parallel.module = Sleepy()  # type: ignore[assignment]
+    before = asyncio.all_tasks()
+    with pytest.raises(RuntimeError, match="a bug in item 2"):
+        await parallel.run({"batch": [{"question": str(i)} for i in range(8)]})
+    assert sorted(started) == [0, 1, 2, 3]  # num_threads=4: the others never started
+    assert sorted(cancelled) == [0, 1, 3]
+    assert asyncio.all_tasks() - before == set()

@@ -1,0 +1,56 @@
+"""Every dependency pyproject.toml declares is imported by dspex: none is declared and unused
+(the architecture page says which part each serves)."""
+
+from __future__ import annotations
+
+import ast
+import re
+from pathlib import Path
+
+import tomllib
+
+import dspex
+
+ROOT = Path(dspex.__file__).resolve().parents[1]
+#: Distribution name -> the module dspex imports it as.
+MODULES = {
+    "aiohttp": "aiohttp",
+    "anyio": "anyio",
+    "msgspec": "msgspec",
+    "opentelemetry-api": "opentelemetry",
+    "opentelemetry-sdk": "opentelemetry.sdk",
+    "dspy": "dspy",
+    "pydantic": "pydantic",
+    "json-repair": "json_repair",
+    "regex": "regex",
+    "jsonschema": "jsonschema",
+    "orjson": "orjson",
+    "cloudpickle": "cloudpickle",
+    "typer": "typer",
+    "rich": "rich",
+}
+
+
+def _imported() -> set[str]:
+    found: set[str] = set()
+    for path in (ROOT / "dspex").rglob("*.py"):
+        for node in ast.walk(ast.parse(path.read_text(), str(path))):
+            if isinstance(node, ast.Import):
+                found.update(alias.name for alias in node.names)
+            elif isinstance(node, ast.ImportFrom) and node.module and not node.level:
+                found.add(node.module)
+                found.update(f"{node.module}.{alias.name}" for alias in node.names)
+    return found
+
+
+def test_every_declared_dependency_is_imported() -> None:
+    declared = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["dependencies"]
+    names = [re.split(r"[<>=!~\[ ;]", spec, maxsplit=1)[0] for spec in declared]
+    assert set(names) == set(MODULES), "map each new dependency to its module here"
+    imported = _imported()
+    unused = [
+        name
+        for name, module in MODULES.items()
+        if not any(m == module or m.startswith(module + ".") for m in imported)
+    ]
+    assert unused == []
