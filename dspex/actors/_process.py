@@ -621,10 +621,6 @@ class ActorRef:
 
 # -- the address of a supervised task ---------------------------------------------------------
 
-#: Why a task ended, as its owner's ``Down`` says: ``"normal"`` after a value, the exception it
-#: raised, ``"shutdown"`` when its supervisor stopped, ``"killed"`` when it was cancelled.
-TaskReason = object
-
 
 class TaskRef:
     """The handle of one task started by a TaskSupervisor.
@@ -702,7 +698,8 @@ class TaskRef:
 
     @property
     def reason(self) -> object:
-        """Why the task ended (None while it runs): see :data:`TaskReason`."""
+        """Why the task ended (None while it runs): ``"normal"`` after a value, the exception
+        it raised, ``"shutdown"`` when its supervisor stopped, ``"killed"`` when cancelled."""
         task = self._task
         if task is None or not task.done():
             return None

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import itertools
+import logging
 from collections.abc import Callable, Coroutine
 from typing import Any, Literal, cast
 
@@ -21,6 +22,7 @@ from dspex.actors import Actor, ActorRef, Down, Node, Shutdown, TaskRef, current
 from dspex.errors import ConfigError, MaxChildren, NoProc
 from dspex.supervision._spec import ChildSpec, Restart
 
+log = logging.getLogger("dspex.supervision")
 _ids = itertools.count(1)
 
 #: What a task runs: a coroutine function and its arguments.
@@ -180,11 +182,7 @@ class TaskSupervisor(Actor):
             owner._proc.info(Down(handle.id, handle, reason))
 
     def _log_crash(self, handle: TaskRef, reason: BaseException) -> None:
-        import logging
-
-        logging.getLogger("dspex.supervision").error(
-            "%r: task %r crashed", self.ref, handle, exc_info=reason
-        )
+        log.error("%r: task %r crashed", self.ref, handle, exc_info=reason)
 
     async def handle_info(self, msg: Any) -> None:
         if isinstance(msg, Down) and isinstance(msg.actor, ActorRef):

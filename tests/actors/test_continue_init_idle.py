@@ -182,13 +182,13 @@ async def test_idle_timeout_fires_after_that_long_without_messages(node: Node) -
 async def test_a_message_cancels_the_idle_timeout(node: Node) -> None:
     # "If any message arrives before the specified number of milliseconds elapse, the timeout
     # is cleared".
-    ref = await node.spawn(Sleepy, 0.2)
+    ref = await node.spawn(Sleepy, 0.5)
     assert await ref.call("early") == ["early"]
-    await asyncio.sleep(0.3)
+    await asyncio.sleep(0.7)
     assert await ref.call("late") == ["early", "late"]
     assert await ref.call("keep") == ["early", "late", "keep"]  # asked again: it fires
-    await asyncio.sleep(0.3)
-    assert await ref.call("look") == ["early", "late", "keep", IdleTimeout(0.2), "look"]
+    await asyncio.sleep(0.7)
+    assert await ref.call("look") == ["early", "late", "keep", IdleTimeout(0.5), "look"]
 
 
 async def test_idle_timeout_is_ignored_when_a_message_is_already_queued(node: Node) -> None:
@@ -198,7 +198,7 @@ async def test_idle_timeout_is_ignored_when_a_message_is_already_queued(node: No
         async def handle_call(self, msg: Any, caller: Caller) -> Any:
             if msg == "slow":
                 self.timeout_after(0.0)
-                await asyncio.sleep(0.05)  # the next call arrives meanwhile
+                await asyncio.sleep(0.3)  # the next call arrives meanwhile
             return await super().handle_call(msg, caller)
 
     ref = await node.spawn(Queued, 1000.0)
