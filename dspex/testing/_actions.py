@@ -36,6 +36,11 @@ class Reply(msgspec.Struct, frozen=True):
     ``text`` may be a list of strings, one choice each. Otherwise the reply has ``n`` choices, or
     as many as the request's ``n`` asks for when ``n`` is None. Token counts are estimated from
     the text (about 4 characters per token) unless given. ``latency`` delays the answer (seconds).
+
+    A request with ``"stream": true`` gets the reply as server-sent events, as OpenAI streams
+    it: the text in pieces of ``chunk_size`` characters, ``chunk_delay`` seconds apart (after
+    ``latency``), a usage chunk when ``stream_options.include_usage`` asks for one; with
+    ``drop_after`` the connection closes after that many events, mid-stream.
     ``reasoning`` is sent as each choice's ``reasoning_content``, as reasoning models send
     their own reasoning, and ``tool_calls`` (OpenAI's shape: ``{"id", "type": "function",
     "function": {"name", "arguments"}}``) as each choice's ``tool_calls``.
@@ -49,9 +54,23 @@ class Reply(msgspec.Struct, frozen=True):
     completion_tokens: int | None = None
     reasoning: str | None = None
     tool_calls: list[dict[str, Any]] | None = None
+    chunk_size: int = 4
+    chunk_delay: float = 0.0
+    drop_after: int | None = None
 
     def __post_init__(self) -> None:
         check_latency("Reply", self.latency)
+        delay = self.chunk_delay
+        if not (isinstance(delay, (int, float)) and math.isfinite(delay) and delay >= 0):
+            raise ConfigError(f"Reply.chunk_delay must be seconds >= 0, got {delay!r}")
+        if not isinstance(self.chunk_size, int) or self.chunk_size < 1:
+            raise ConfigError(f"Reply.chunk_size must be an int >= 1, got {self.chunk_size!r}")
+        if self.drop_after is not None and (
+            not isinstance(self.drop_after, int) or self.drop_after < 0
+        ):
+            raise ConfigError(
+                f"Reply.drop_after must be None or an int >= 0, got {self.drop_after!r}"
+            )
         if self.n is not None and (not isinstance(self.n, int) or self.n < 1):
             raise ConfigError(f"Reply.n must be an int >= 1 or None, got {self.n!r}")
         if not isinstance(self.text, str):

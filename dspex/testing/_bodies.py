@@ -58,14 +58,30 @@ def _prompt_tokens(body: dict[str, Any] | None) -> int:
     return total
 
 
-def chat_completion(reply: Reply, body: dict[str, Any] | None, default_model: str) -> bytes:
-    """Encode a chat.completion answering ``body`` with ``reply``."""
+def _texts(reply: Reply, body: dict[str, Any] | None) -> list[str]:
     if isinstance(reply.text, str):
         wanted = reply.n if reply.n is not None else (body or {}).get("n", 1)
         count = wanted if isinstance(wanted, int) and wanted >= 1 else 1
-        texts: list[str] = [reply.text] * count
-    else:
-        texts = list(reply.text)
+        return [reply.text] * count
+    return list(reply.text)
+
+
+def _usage(reply: Reply, body: dict[str, Any] | None, texts: list[str]) -> _Usage:
+    prompt = reply.prompt_tokens if reply.prompt_tokens is not None else _prompt_tokens(body)
+    completion = reply.completion_tokens
+    if completion is None:
+        completion = sum(estimate_tokens(text) for text in texts)
+    return _Usage(prompt, completion, prompt + completion)
+
+
+def _model(body: dict[str, Any] | None, default_model: str) -> str:
+    model = (body or {}).get("model")
+    return model if isinstance(model, str) else default_model
+
+
+def chat_completion(reply: Reply, body: dict[str, Any] | None, default_model: str) -> bytes:
+    """Encode a chat.completion answering ``body`` with ``reply``."""
+    texts = _texts(reply, body)
     choices = [
         _Choice(
             index=i,
@@ -74,20 +90,59 @@ def chat_completion(reply: Reply, body: dict[str, Any] | None, default_model: st
         )
         for i, text in enumerate(texts)
     ]
-    prompt = reply.prompt_tokens if reply.prompt_tokens is not None else _prompt_tokens(body)
-    completion = reply.completion_tokens
-    if completion is None:
-        completion = sum(estimate_tokens(text) for text in texts)
-    model = (body or {}).get("model")
     return _encode(
         _ChatCompletion(
             id=f"chatcmpl-scripted{next(_ids):08x}",
             created=int(time.time()),
-            model=model if isinstance(model, str) else default_model,
+            model=_model(body, default_model),
             choices=choices,
-            usage=_Usage(prompt, completion, prompt + completion),
+            usage=_usage(reply, body, texts),
         )
     )
+
+
+def _pieces(text: str, size: int) -> list[str]:
+    return [text[i : i + size] for i in range(0, len(text), size)]
+
+
+def chat_completion_events(
+    reply: Reply, body: dict[str, Any] | None, default_model: str
+) -> list[bytes]:
+    """The server-sent events that stream ``reply`` as OpenAI does for ``"stream": true``:
+    ``chat.completion.chunk`` objects (the role first; per choice, its reasoning then its text
+    in pieces of ``reply.chunk_size`` characters, its tool calls whole; the finish reason
+    last), a usage chunk if ``stream_options.include_usage`` asks for one, then ``[DONE]``.
+    Each event is ``data: ...`` and a blank line."""
+    texts = _texts(reply, body)
+    head = {
+        "id": f"chatcmpl-scripted{next(_ids):08x}",
+        "object": "chat.completion.chunk",
+        "created": int(time.time()),
+        "model": _model(body, default_model),
+        "system_fingerprint": "fp_dspex_scripted",
+    }
+
+    def chunk(index: int, delta: dict[str, Any], finish: str | None = None) -> dict[str, Any]:
+        choice = {"index": index, "delta": delta, "logprobs": None, "finish_reason": finish}
+        return {**head, "choices": [choice]}
+
+    events: list[dict[str, Any]] = []
+    for index, text in enumerate(texts):
+        events.append(chunk(index, {"role": "assistant", "content": ""}))
+        for piece in _pieces(reply.reasoning or "", reply.chunk_size):
+            events.append(chunk(index, {"reasoning_content": piece}))
+        for piece in _pieces(text, reply.chunk_size):
+            events.append(chunk(index, {"content": piece}))
+        if reply.tool_calls:
+            calls = [{"index": i, **call} for i, call in enumerate(reply.tool_calls)]
+            events.append(chunk(index, {"tool_calls": calls}))
+        events.append(chunk(index, {}, reply.finish_reason))
+    options = (body or {}).get("stream_options")
+    if isinstance(options, dict) and options.get("include_usage"):
+        events.append({**head, "choices": [], "usage": _usage(reply, body, texts)})
+    out = [b"data: " + _encode(event) + b"\n\n" for event in events]
+    out.append(b"data: [DONE]\n\n")
+    return out
 
 
 _ERROR_TYPES = {

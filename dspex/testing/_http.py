@@ -125,6 +125,40 @@ class Connection(asyncio.Protocol):
             self._parse()
         return now
 
+    def start_stream(self, content_type: str = "text/event-stream") -> None:
+        """Begin a 200 answer whose body follows in :meth:`send` pieces (chunked encoding)."""
+        transport = self._transport
+        if transport is None:
+            return
+        connection = "keep-alive" if self._keep_alive else "close"
+        head = (
+            f"HTTP/1.1 200 OK\r\nContent-Type: {content_type}\r\n"
+            f"Transfer-Encoding: chunked\r\nCache-Control: no-cache\r\n"
+            f"Server: dspex-scripted-lm\r\nConnection: {connection}\r\n\r\n"
+        )
+        transport.write(head.encode("latin-1"))
+
+    def send(self, data: bytes) -> None:
+        """Write one piece of a streamed answer."""
+        if self._transport is not None and data:
+            self._transport.write(b"%x\r\n%b\r\n" % (len(data), data))
+
+    def end_stream(self) -> float:
+        """Finish a streamed answer; return the monotonic time it was written."""
+        now = time.monotonic()
+        transport = self._transport
+        self.pending = None
+        if transport is None:
+            return now
+        transport.write(b"0\r\n\r\n")
+        if not self._keep_alive:
+            transport.close()
+            return now
+        self._busy = False
+        if self._buffer and not self._parsing:
+            self._parse()
+        return now
+
     def drop(self) -> float:
         """Close the connection without an answer; return the monotonic time."""
         self.pending = None

@@ -40,7 +40,13 @@ from dspex.testing._actions import (
     Step,
     check_step,
 )
-from dspex.testing._bodies import chat_completion, error_body, model_list, status_body
+from dspex.testing._bodies import (
+    chat_completion,
+    chat_completion_events,
+    error_body,
+    model_list,
+    status_body,
+)
 from dspex.testing._http import Connection, Request
 
 __all__ = ["ScriptedLM"]
@@ -303,6 +309,20 @@ class ScriptedLM:
         else:
             self._perform(connection, request, action)
 
+    async def _stream(self, connection: Connection, request: RecordedRequest, reply: Reply) -> None:
+        """Send ``reply`` as server-sent events, ``chunk_delay`` apart; drop mid-stream after
+        ``drop_after`` events if the script says so."""
+        events = chat_completion_events(reply, request.body, self.model)
+        connection.start_stream()
+        for sent, event in enumerate(events):
+            if reply.drop_after is not None and sent >= reply.drop_after:
+                request.finished_at = connection.drop()
+                return
+            if sent and reply.chunk_delay:
+                await asyncio.sleep(reply.chunk_delay)
+            connection.send(event)
+        request.finished_at = connection.end_stream()
+
     def _script_failed(
         self, connection: Connection, request: RecordedRequest, exc: Exception
     ) -> None:
@@ -329,6 +349,15 @@ class ScriptedLM:
         action: Reply | Status | Malformed | Drop,
     ) -> None:
         if isinstance(action, Reply):
+            if (request.body or {}).get("stream") is True:
+                task = asyncio.get_running_loop().create_task(
+                    self._stream(connection, request, action),
+                    name=f"dspex:scripted-lm #{request.index}",
+                )
+                connection.pending = task
+                self._tasks.add(task)
+                task.add_done_callback(self._tasks.discard)
+                return
             body = chat_completion(action, request.body, self.model)
             request.finished_at = connection.respond(200, body)
         elif isinstance(action, Status):
