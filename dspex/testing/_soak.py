@@ -40,10 +40,11 @@ class SoakReport(msgspec.Struct, frozen=True):
     ``native_crashes`` counts the calls whose native code crashed (each re-run on dspy),
     ``restarts`` the module actors restarted after crashing themselves (none, unless their own
     state broke). ``tasks_left`` counts dspex's tasks (see :data:`TASK_PREFIX`) started during
-    the run and still running after the runtime shut down; ``threads_left`` its worker threads
-    (named ``dspex-...``; not the daemon thread of DSPy's one-time import, which outlives no
-    process), ``processes_left`` the descendant processes (dspy workers, the LM server), both
-    started during the run and still alive then.
+    the run and still running after the runtime shut down; ``threads_left`` its threads still
+    running then: those named ``dspex-...`` (not the daemon thread of DSPy's one-time import,
+    which outlives no process) and those still running sync user code for it
+    (``Config.sync_threads``); ``processes_left`` the descendant processes (dspy workers, the
+    LM server), both started during the run and still alive then.
     """
 
     submitted: int
@@ -202,6 +203,8 @@ async def soak(
         for t in set(threading.enumerate()) - threads_before
         if t.name.startswith("dspex") and not t.daemon and t.is_alive()
     ]
+    # plus the threads still running sync user code for the runtime (anyio's, not named dspex)
+    busy = runtime.threads.stats().busy if runtime.threads is not None else 0
     return SoakReport(
         submitted=calls,
         succeeded=succeeded,
@@ -214,7 +217,7 @@ async def soak(
         restarts=restarts,
         supervisor_escalations=escalations,
         tasks_left=len(left),
-        threads_left=len(threads),
+        threads_left=len(threads) + busy,
         processes_left=len(_child_pids() - children_before),
         injected=injected,
         rss_first_mb=rss[1] if len(rss) > 2 else (rss[0] if rss else 0.0),
