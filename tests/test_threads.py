@@ -127,3 +127,9 @@ async def test_a_runtime_bounds_sync_tools_and_reports_its_threads() -> None:
             gate.set()
             await _until(lambda: rt.threads is not None and rt.threads.stats().busy == 0)
             assert (await rt.metrics()).threads == ThreadStats(3, 0, 0, 0)
+
+
+async def test_a_runtime_with_default_config_reports_its_32_threads() -> None:
+    async with Runtime() as rt:
+        assert (await rt.metrics()).threads == ThreadStats(limit=32, busy=0, waiting=0, abandoned=0)
+        assert current_threads() is rt.threads  # what sync user code in it runs on

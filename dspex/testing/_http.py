@@ -103,40 +103,15 @@ class Connection(asyncio.Protocol):
         headers: Iterable[tuple[str, str]] = (),
     ) -> float:
         """Write one complete answer; return the monotonic time it was written."""
-        now = time.monotonic()
-        transport = self._transport
-        self.pending = None
-        if transport is None:
-            return now
         extra = "".join(f"{name}: {value}\r\n" for name, value in headers)
-        connection = "keep-alive" if self._keep_alive else "close"
-        head = (
-            f"HTTP/1.1 {status} {_reason(status)}\r\n"
-            f"Content-Type: {content_type}\r\n"
-            f"Content-Length: {len(body)}\r\n"
-            f"{extra}Server: dspex-scripted-lm\r\nConnection: {connection}\r\n\r\n"
-        )
-        transport.write(head.encode("latin-1") + body)
-        if not self._keep_alive:
-            transport.close()
-            return now
-        self._busy = False
-        if self._buffer and not self._parsing:
-            self._parse()
-        return now
+        fields = f"Content-Length: {len(body)}\r\n{extra}"
+        return self._end(self._head(status, content_type, fields) + body)
 
     def start_stream(self, content_type: str = "text/event-stream") -> None:
         """Begin a 200 answer whose body follows in :meth:`send` pieces (chunked encoding)."""
-        transport = self._transport
-        if transport is None:
-            return
-        connection = "keep-alive" if self._keep_alive else "close"
-        head = (
-            f"HTTP/1.1 200 OK\r\nContent-Type: {content_type}\r\n"
-            f"Transfer-Encoding: chunked\r\nCache-Control: no-cache\r\n"
-            f"Server: dspex-scripted-lm\r\nConnection: {connection}\r\n\r\n"
-        )
-        transport.write(head.encode("latin-1"))
+        if self._transport is not None:
+            fields = "Transfer-Encoding: chunked\r\nCache-Control: no-cache\r\n"
+            self._transport.write(self._head(200, content_type, fields))
 
     def send(self, data: bytes) -> None:
         """Write one piece of a streamed answer."""
@@ -145,12 +120,25 @@ class Connection(asyncio.Protocol):
 
     def end_stream(self) -> float:
         """Finish a streamed answer; return the monotonic time it was written."""
+        return self._end(b"0\r\n\r\n")
+
+    def _head(self, status: int, content_type: str, fields: str) -> bytes:
+        connection = "keep-alive" if self._keep_alive else "close"
+        return (
+            f"HTTP/1.1 {status} {_reason(status)}\r\n"
+            f"Content-Type: {content_type}\r\n"
+            f"{fields}Server: dspex-scripted-lm\r\nConnection: {connection}\r\n\r\n"
+        ).encode("latin-1")
+
+    def _end(self, data: bytes) -> float:
+        """Write the last bytes of an answer, then close or read the next request; return the
+        monotonic time."""
         now = time.monotonic()
         transport = self._transport
         self.pending = None
         if transport is None:
             return now
-        transport.write(b"0\r\n\r\n")
+        transport.write(data)
         if not self._keep_alive:
             transport.close()
             return now

@@ -52,37 +52,33 @@ async def _busy_child(node: Node, spec: ChildSpec) -> tuple[Any, Any, Any]:
     return sup, ref, (work, queued)
 
 
-async def test_a_busy_child_that_does_not_trap_exits_stops_at_once_with_shutdown(
-    node: Node,
+@pytest.mark.parametrize(
+    ("trap", "shutdown", "reason", "journal_after"),
+    [
+        # Supervisor docs: "If the child process is not trapping exits, the initial :shutdown
+        # signal will terminate the child process immediately" (at once: past the 10 s timeout
+        # it would be "killed"); dspex's choice, its terminate still runs (architecture page),
+        # and the queued call is not handled.
+        (False, 10.0, "shutdown", [("terminate", "shutdown")]),
+        # GenServer.terminate/2 docs: terminate "is only called after the GenServer finishes
+        # processing all messages which arrived in its mailbox prior to the exit signal": still
+        # busy at the timeout, it is killed without terminate.
+        (True, 0.05, "killed", []),
+    ],
+    ids=["does-not-trap", "traps"],
+)
+async def test_a_busy_child_stops_as_otp_says_for_its_kind(
+    node: Node, trap: bool, shutdown: float, reason: str, journal_after: list[Any]
 ) -> None:
     # dynamic_supervisor_test.exs "terminates children with expired integer shutdown": children
-    # that do not trap exits end with :shutdown at once. Supervisor docs: "If the child process
-    # is not trapping exits, the initial :shutdown signal will terminate the child process
-    # immediately". dspex's choice: its terminate still runs (docs/architecture.md).
+    # that do not trap exits end with :shutdown, the one that traps exits with :killed.
     journal: list[Any] = []
-    sup, ref, calls = await _busy_child(node, busy("plain", journal, trap=False, shutdown=10.0))
+    sup, ref, calls = await _busy_child(node, busy("child", journal, trap=trap, shutdown=shutdown))
     await sup.terminate_child(ref)
-    assert ref.exit_reason == "shutdown"  # at once: past the 10 s shutdown timeout, "killed"
-    assert journal == [("terminate", "shutdown")]  # the queued call was not handled
+    assert ref.exit_reason == reason
+    assert journal == journal_after
     for call in calls:
-        with pytest.raises(ActorExited, match="shutdown"):
-            await call
-
-
-async def test_a_busy_child_that_traps_exits_is_killed_after_its_shutdown_timeout(
-    node: Node,
-) -> None:
-    # dynamic_supervisor_test.exs "terminates children with expired integer shutdown": the child
-    # that traps exits ends :killed. GenServer.terminate/2 docs: terminate "is only called after
-    # the GenServer finishes processing all messages which arrived in its mailbox prior to the
-    # exit signal".
-    journal: list[Any] = []
-    sup, ref, calls = await _busy_child(node, busy("trapping", journal, trap=True, shutdown=0.05))
-    await sup.terminate_child(ref)
-    assert ref.exit_reason == "killed"
-    assert journal == []  # still busy with "work" when killed: no terminate
-    for call in calls:
-        with pytest.raises(ActorExited, match="killed"):
+        with pytest.raises(ActorExited, match=reason):
             await call
 
 
