@@ -70,6 +70,7 @@ from dspex.prediction import Prediction
 from dspex.routing import ImplementationMetrics, MetricsReport
 from dspex.runtime import Runtime
 from dspex.signature import Signature
+from dspex.streaming import StatusMessage, Stream, StreamChunk
 from dspex.supervision import (
     ChildSpec,
     DynamicSupervisor,
@@ -137,6 +138,9 @@ __all__ = [
     "Signature",
     "SignatureError",
     "StartError",
+    "StatusMessage",
+    "Stream",
+    "StreamChunk",
     "Supervisor",
     "SupervisorError",
     "SupervisorRef",

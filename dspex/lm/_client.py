@@ -8,7 +8,7 @@ import datetime
 import logging
 import os
 import random
-from collections.abc import Mapping, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from email.utils import parsedate_to_datetime
 from types import TracebackType
 from typing import TYPE_CHECKING, Any, TypeVar
@@ -24,6 +24,7 @@ from dspex.lm._litellm_catalog import system_as_user
 from dspex.lm._wire import (
     Completion,
     Message,
+    StreamedReply,
     Usage,
     body_prefix,
     decode_completion,
@@ -51,6 +52,7 @@ _EXCERPT = 500
 _CACHE_SIZE = 256
 _DEFAULT_BASE = "https://api.openai.com/v1"
 _USER_AGENT = "dspex/0.1.0"
+_STREAM = {"stream": True, "stream_options": {"include_usage": True}}
 
 #: The event loop time by which the current call must be answered, or None: set by the module
 #: actor in each call's task. The client waits for no retry that would start after it.
@@ -302,15 +304,22 @@ class LMClient:
         n: int | None = None,
         timeout: float | None = None,
         extra: Mapping[str, Any] | None = None,
+        on_text: Callable[[str], Awaitable[None]] | None = None,
     ) -> Completion:
         """Ask ``lm`` for a chat completion of ``messages``.
 
         ``temperature``, ``max_tokens``, ``n``, ``timeout`` (seconds per attempt) and ``extra``
-        request fields override the LM's settings for this call; None keeps them.
+        request fields override the LM's settings for this call; None keeps them. With
+        ``on_text`` the reply is streamed (``"stream": true``, usage asked for with
+        ``stream_options``, as DSPy asks): each piece of its first choice's text is awaited
+        with it as it arrives (the socket is read no faster), and the completion returned is
+        the reply whole. A stream that breaks after a piece was given is not retried.
         """
         session = self._session_or_open()
         prepared = self._prepare(lm)
         suffix = prepared.suffix
+        if on_text is not None:
+            extra = {**(extra or {}), **_STREAM}
         if temperature is not None or max_tokens is not None or n is not None or extra:
             params = dict(prepared.params)
             if temperature is not None:
@@ -334,7 +343,7 @@ class LMClient:
             prepared.span_name, kind=SpanKind.CLIENT, attributes=prepared.span_attributes
         )
         try:
-            completion = await self._send(session, prepared, body, client_timeout)
+            completion = await self._send(session, prepared, body, client_timeout, on_text)
             usage = completion.usage
             if span.is_recording():  # only with an OpenTelemetry SDK installed
                 if temperature is not None:
@@ -369,6 +378,7 @@ class LMClient:
         prepared: _Prepared,
         body: bytes,
         timeout: aiohttp.ClientTimeout,
+        on_text: Callable[[str], Awaitable[None]] | None,
     ) -> Completion:
         retries = prepared.lm.num_retries
         attempt = 0
@@ -379,12 +389,22 @@ class LMClient:
             excerpt: str | None = None
             retry_after: float | None = None
             cause: BaseException | None = None
+            streamed: StreamedReply | None = None
             try:
                 async with session.post(
                     prepared.url, data=body, headers=prepared.headers, timeout=timeout
                 ) as response:
-                    content = await response.read()
                     status = response.status
+                    if (
+                        on_text is not None
+                        and status < 300
+                        and response.content_type == "text/event-stream"
+                    ):
+                        streamed = StreamedReply(prepared.lm.wire_model)
+                        return await self._read_stream(
+                            prepared, response, streamed, on_text, attempt
+                        )
+                    content = await response.read()
                     if status >= 300:
                         retry_after = retry_after_seconds(response.headers)
             except asyncio.TimeoutError as exc:
@@ -398,10 +418,16 @@ class LMClient:
                 message = f"could not reach the LM at {prepared.url}: {type(exc).__name__}: {exc}"
             else:
                 if status < 300:
-                    return self._decode(prepared, status, content, attempt)
+                    completion = self._decode(prepared, status, content, attempt)
+                    if on_text is not None:  # a server that does not stream: one piece
+                        await on_text(completion.text)
+                    return completion
                 excerpt = prepared.excerpt(content)
                 retryable = status in (408, 429) or status >= 500
                 message = f"the LM at {prepared.url} answered HTTP {status}{_error_detail(content)}"
+            if streamed is not None and streamed.events:  # pieces went out: no retry
+                message += f" (its stream broke after {streamed.events} events)"
+                retryable = False
             message = redact(message, prepared.secret)  # servers may echo the key
             if retryable and attempt <= retries:
                 delay = self.retry.delay(attempt - 1, retry_after)
@@ -417,6 +443,34 @@ class LMClient:
             elif attempt > 1:
                 message += f" (after {attempt} attempts)"
             raise kind(message, status=status, body=excerpt) from cause
+
+    @staticmethod
+    async def _read_stream(
+        prepared: _Prepared,
+        response: aiohttp.ClientResponse,
+        streamed: StreamedReply,
+        on_text: Callable[[str], Awaitable[None]],
+        attempts: int,
+    ) -> Completion:
+        """Read a reply's server-sent events until ``[DONE]`` (or the end of the body), giving
+        each piece of text to ``on_text`` before reading on."""
+        try:
+            async for line in response.content:
+                if not line.startswith(b"data:"):
+                    continue  # blank lines between events, comments, event names
+                data = line[5:].strip()
+                if data == b"[DONE]":
+                    break
+                text = streamed.add(data)
+                if text:
+                    await on_text(text)
+            return streamed.completion(attempts)
+        except (msgspec.DecodeError, ValueError) as exc:
+            problem = (
+                "is not a chat.completion.chunk" if isinstance(exc, msgspec.DecodeError) else ""
+            )
+            message = f"the LM at {prepared.url} sent a stream that {problem or 'failed'}: {exc}"
+            raise LMError(redact(message, prepared.secret), status=response.status) from exc
 
     @staticmethod
     def _decode(prepared: _Prepared, status: int, content: bytes, attempts: int) -> Completion:

@@ -35,6 +35,8 @@ _ORDER = {
             "logprobs",
             "top_logprobs",
             "parallel_tool_calls",
+            "stream",
+            "stream_options",
         )
     )
 }
@@ -174,3 +176,139 @@ def decode_completion(content: bytes, default_model: str, attempts: int) -> Comp
         id=reply.id or "",
         attempts=attempts,
     )
+
+
+# -- streamed replies --------------------------------------------------------------------------
+
+
+class _WireDelta(msgspec.Struct):
+    content: str | None = None
+    reasoning_content: Any = None
+    reasoning: Any = None
+    tool_calls: Any = None
+
+
+class _WireChunkChoice(msgspec.Struct):
+    delta: _WireDelta | None = None
+    finish_reason: str | None = None
+    index: int = 0
+
+
+class _WireChunk(msgspec.Struct):
+    choices: list[_WireChunkChoice] = []
+    model: str | None = None
+    id: str | None = None
+    usage: _WireUsage | None = None
+    error: Any = None
+
+
+_decode_chunk = msgspec.json.Decoder(_WireChunk).decode
+
+
+class _Choice:
+    """One choice of a streamed reply, as its deltas build it."""
+
+    __slots__ = ("finish_reason", "reasoning", "text", "tools")
+
+    def __init__(self) -> None:
+        self.text: list[str] = []
+        self.reasoning: list[str] = []
+        self.tools: dict[int, dict[str, Any]] = {}
+        self.finish_reason: str | None = None
+
+
+class StreamedReply:
+    """A chat completion sent as ``chat.completion.chunk`` events (``"stream": true``): each
+    event's data goes to :meth:`add`, which returns the text its first choice adds (what DSPy's
+    stream listeners read); :meth:`completion` is the reply whole, as if sent in one piece."""
+
+    __slots__ = ("_choices", "events", "id", "model", "usage")
+
+    def __init__(self, default_model: str) -> None:
+        self._choices: dict[int, _Choice] = {}
+        self.model = default_model
+        self.id = ""
+        self.usage = Usage()
+        self.events = 0
+
+    def add(self, data: bytes) -> str | None:
+        """Take one event's data (a JSON chunk); raise ``msgspec.DecodeError`` for one that is
+        not, and ``ValueError`` for an error event (its message)."""
+        chunk = _decode_chunk(data)
+        if chunk.error is not None:
+            error = chunk.error
+            message = error.get("message") if isinstance(error, dict) else error
+            raise ValueError(f"the LM sent an error event: {message}")
+        self.events += 1
+        if chunk.model:
+            self.model = chunk.model
+        if chunk.id:
+            self.id = chunk.id
+        if chunk.usage is not None:
+            wire = chunk.usage
+            prompt = wire.prompt_tokens or 0
+            completion = wire.completion_tokens or 0
+            total = wire.total_tokens if wire.total_tokens is not None else prompt + completion
+            self.usage = Usage(prompt, completion, total)
+        first: str | None = None
+        for position, wire_choice in enumerate(chunk.choices):
+            choice = self._choices.get(wire_choice.index)
+            if choice is None:
+                choice = self._choices[wire_choice.index] = _Choice()
+            if wire_choice.finish_reason is not None:
+                choice.finish_reason = wire_choice.finish_reason
+            delta = wire_choice.delta
+            if delta is None:
+                continue
+            if delta.content is not None:
+                choice.text.append(delta.content)
+                if position == 0:
+                    first = delta.content
+            reasoning = delta.reasoning_content
+            if reasoning is None:
+                reasoning = delta.reasoning
+            if isinstance(reasoning, str):
+                choice.reasoning.append(reasoning)
+            if isinstance(delta.tool_calls, list):
+                _add_tool_calls(choice.tools, delta.tool_calls)
+        return first
+
+    def completion(self, attempts: int) -> Completion:
+        """The reply whole; ``ValueError`` if it had no choice."""
+        if not self._choices:
+            raise ValueError("the stream had no choices")
+        choices = [self._choices[i] for i in sorted(self._choices)]
+        reasonings = [("".join(c.reasoning) if c.reasoning else None) for c in choices]
+        tool_calls = [[c.tools[i] for i in sorted(c.tools)] if c.tools else None for c in choices]
+        return Completion(
+            texts=["".join(c.text) for c in choices],
+            finish_reasons=[c.finish_reason for c in choices],
+            usage=self.usage,
+            model=self.model,
+            id=self.id,
+            attempts=attempts,
+            reasonings=reasonings if any(reasonings) else [],
+            tool_calls=tool_calls if any(tool_calls) else [],
+        )
+
+
+def _add_tool_calls(tools: dict[int, dict[str, Any]], deltas: list[Any]) -> None:
+    """Join streamed tool call deltas: by index, the id, type and name once, the arguments in
+    pieces."""
+    for position, delta in enumerate(deltas):
+        if not isinstance(delta, dict):
+            continue
+        index = delta.get("index", position)
+        call = tools.get(index)
+        if call is None:
+            call = tools[index] = {"id": None, "type": "function", "function": {"arguments": ""}}
+        if delta.get("id"):
+            call["id"] = delta["id"]
+        if delta.get("type"):
+            call["type"] = delta["type"]
+        function = delta.get("function")
+        if isinstance(function, dict):
+            if function.get("name"):
+                call["function"]["name"] = function["name"]
+            if isinstance(function.get("arguments"), str):
+                call["function"]["arguments"] += function["arguments"]

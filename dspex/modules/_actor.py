@@ -30,7 +30,7 @@ from dspex._kinds import KINDS, ModuleKind
 from dspex.actors import NOREPLY, Actor, Caller, Down, TaskRef
 from dspex.backends._spec import CallOptions, ModuleSpec
 from dspex.backends.native import check_inputs
-from dspex.config import Implementation
+from dspex.config import Implementation, TwoStep
 from dspex.errors import (
     ActorExited,
     ConfigError,
@@ -57,6 +57,7 @@ from dspex.routing import (
     ShadowResult,
     choose,
 )
+from dspex.streaming._call import STREAM, CallStream
 
 if TYPE_CHECKING:
     from dspex.actors import ActorRef
@@ -162,7 +163,8 @@ class SpecBox:
 
 class Execute(msgspec.Struct, frozen=True):
     """Run the module on ``inputs``; ``implementation`` forces one for this call; ``deadline``
-    (event loop time) is when the caller stops waiting, if ever."""
+    (event loop time) is when the caller stops waiting, if ever; ``stream``: where a streamed
+    call's events go."""
 
     inputs: Mapping[str, Any]
     options: CallOptions
@@ -170,6 +172,7 @@ class Execute(msgspec.Struct, frozen=True):
     trace_context: Any = None
     key: str | None = None
     deadline: float | None = None
+    stream: CallStream | None = None
 
 
 class Info(msgspec.Struct, frozen=True):
@@ -347,6 +350,8 @@ class ModuleActor(Actor):
         if isinstance(msg, Execute):
             try:
                 inputs = self.check(msg.inputs)
+                if msg.stream is not None:
+                    self._check_streams()
             except DSPexError as exc:
                 caller.fail(exc)
                 return NOREPLY
@@ -437,10 +442,13 @@ class ModuleActor(Actor):
                 self._leave()
                 self._cancelled(caller)
                 raise
+        stream = msg.stream
         try:
             start = time.perf_counter()
             if msg.deadline is not None:
                 CALL_DEADLINE.set(msg.deadline)  # this task's context: the LM client reads it
+            if stream is not None:
+                STREAM.set(stream)  # likewise: the implementation serving it streams to it
             forced = msg.implementation or self.forced
             snapshot = self.rt.routing.snapshot
             impl, reason = self._choose(snapshot, msg, forced)
@@ -460,6 +468,11 @@ class ModuleActor(Actor):
                     span.record_exception(err)
                 failure = await self._failed(impl, err)
                 why = self._fallback_reason(impl, forced, err)
+                if stream is not None and why is not None:
+                    if stream.sent:  # the caller has native's chunks: no switch mid-stream
+                        why = None
+                    else:
+                        stream.restart()
                 if why is None:
                     caller.fail(failure)
                     return
@@ -469,6 +482,8 @@ class ModuleActor(Actor):
                 try:
                     again = time.perf_counter()
                     pred = await self._attempt("dspy", None, inputs, once, reason, again, recording)
+                    if stream is not None:
+                        await stream.finish()
                 except Exception as second:
                     error = type(second).__name__
                     caller.fail(_with_fallback_error(failure, await self._failed("dspy", second)))
@@ -477,6 +492,8 @@ class ModuleActor(Actor):
                 detail = repr(err) if why == "NativeCrash" else str(err)
                 caller.reply(pred.with_served("dspy", fallback_reason=f"{why}: {detail}"))
             else:
+                if stream is not None:
+                    await stream.finish()  # the text its listeners still hold, before the end
                 caller.reply(pred)
                 shadow = snapshot.config.shadow.get(self.module_type)
                 if shadow is not None:
@@ -505,6 +522,21 @@ class ModuleActor(Actor):
         finally:
             self._free_slot()
             self._leave()
+
+    def _check_streams(self) -> None:
+        """ConfigError if this module's calls cannot stream: a Parallel (a batch per call)
+        or a TwoStep adapter (its answer is free text; DSPy streams neither)."""
+        kind = KINDS[self.module_type]
+        if kind.inputs == "batch":
+            raise ConfigError(
+                f"{self.label} calls return a batch and do not stream; stream its module "
+                "once per input instead"
+            )
+        if isinstance(self.box.spec.adapter, TwoStep):
+            raise ConfigError(
+                f"{self.label} runs on a TwoStep adapter, whose free-text answer has no "
+                "fields to stream (as in DSPy); stream with the chat, json or xml adapter"
+            )
 
     def _tasks(self) -> TaskSupervisorRef | None:
         """The runtime's task supervisor (looked up again after it restarted)."""
@@ -622,6 +654,7 @@ class ModuleActor(Actor):
         start = time.perf_counter()
         output: dict[str, Any] | None = None
         error: str | None = None
+        STREAM.set(None)  # a streamed call's shadow streams to nobody
         try:
             shadow = await self.rt.backends[impl].execute(
                 await self._instance(impl), inputs, options

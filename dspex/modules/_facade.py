@@ -48,6 +48,8 @@ from dspex.modules._actor import (
 )
 from dspex.prediction import Prediction
 from dspex.signature import Signature, SignatureLike, ensure_signature
+from dspex.streaming import Stream
+from dspex.streaming._call import CallStream
 from dspex.supervision import ChildSpec, Fallback
 
 if TYPE_CHECKING:
@@ -126,6 +128,58 @@ class ModuleRef:
         ``timeout`` raises LMTimeout. A module running ``max_concurrency`` calls with
         ``mailbox_size`` more waiting raises Overloaded (with ``Config(overload="raise")``).
         """
+        msg, limit = self._message(
+            inputs, implementation, timeout, temperature, max_tokens, n, key, None
+        )
+        return await self._send(msg, limit)
+
+    def stream(
+        self,
+        inputs: Mapping[str, Any],
+        *,
+        implementation: str | None = None,
+        timeout: float | None = None,
+        temperature: float | None = None,
+        max_tokens: int | None = None,
+        n: int | None = None,
+        key: str | int | None = None,
+    ) -> Stream:
+        """Run the module on ``inputs`` and stream its output fields as the LM writes them:
+        ``async for event in module.stream(inputs): ...`` yields
+        :class:`~dspex.StreamChunk` events for every output field of every predictor (and
+        :class:`~dspex.StatusMessage` events around a ReAct's tool calls), then the
+        :class:`~dspex.Prediction`, as ``dspy.streamify`` with a listener on each field does.
+
+        The options are :meth:`execute`'s, checked the same way and raising the same errors
+        (InputError before anything runs); the call's own errors are raised from the
+        iteration. A failure before the first chunk falls back to dspy as a call would; after
+        it, the stream ends with the error (no switch of implementation mid-stream). Streams
+        take the chat, JSON and XML adapters (a TwoStep module raises ConfigError), and any
+        module type but Parallel (its calls return a batch: stream its module per input).
+        Leaving the loop early (``break``, :meth:`Stream.aclose`, the end of ``async with``)
+        or the deadline cancels the call, LM request included.
+        """
+        msg, limit = self._message(
+            inputs, implementation, timeout, temperature, max_tokens, n, key, CallStream()
+        )
+
+        def start(events: CallStream) -> Coroutine[Any, Any, Prediction]:
+            return self._send(msgspec.structs.replace(msg, stream=events), limit)
+
+        return Stream(start)
+
+    def _message(
+        self,
+        inputs: Mapping[str, Any],
+        implementation: str | None,
+        timeout: float | None,
+        temperature: float | None,
+        max_tokens: int | None,
+        n: int | None,
+        key: str | int | None,
+        stream: CallStream | None,
+    ) -> tuple[Execute, float | None]:
+        """The call's message, its options checked, and its time limit (None: none)."""
         rt = self._runtime
         if not rt.accepting:
             raise _refused(rt, f"{self.module_type} takes no new calls")
@@ -142,19 +196,21 @@ class ModuleRef:
             else rt.registry.check_forced(self.module_type, implementation)
         )
         limit = timeout if timeout is not None else rt.config.call_timeout
-        deadline = self._loop.time() + limit if limit is not None else None
         options = NO_OPTIONS
         if temperature is not None or max_tokens is not None or n is not None:
             _check_lm_overrides(temperature, max_tokens, n)
             options = CallOptions(temperature=temperature, max_tokens=max_tokens, n=n)
-        msg = Execute(
-            inputs,
-            options,
-            forced,
-            otel_context.get_current(),
-            key=key,
-            deadline=deadline,
-        )
+        msg = Execute(inputs, options, forced, otel_context.get_current(), key=key, stream=stream)
+        return msg, limit
+
+    async def _send(self, msg: Execute, limit: float | None) -> Prediction:
+        """Send ``msg`` to the module's live actor and wait for its answer, until ``limit``
+        seconds from now; once more to its next incarnation if the actor crashed under it
+        (unless the call streamed a chunk: it would be sent twice)."""
+        rt = self._runtime
+        deadline = self._loop.time() + limit if limit is not None else None
+        if deadline is not None:
+            msg = msgspec.structs.replace(msg, deadline=deadline)
         resent = False
         try:
             while True:
@@ -168,7 +224,8 @@ class ModuleRef:
                 except ActorExited as exc:
                     # The actor's own state broke and it crashed under this call: once more, on
                     # the restarted actor (the loop's start waits for it).
-                    if resent or is_normal_exit(exc.reason) or not rt.accepting:
+                    sent = msg.stream is not None and msg.stream.anything_sent
+                    if resent or sent or is_normal_exit(exc.reason) or not rt.accepting:
                         raise
                     resent = True
         except (Timeout, ActorError, MailboxFull) as exc:

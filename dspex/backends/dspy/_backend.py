@@ -33,6 +33,8 @@ from dspex.errors import (
 )
 from dspex.lm._config import api_key_of, redact
 from dspex.prediction import Prediction
+from dspex.streaming._call import STREAM, CallStream
+from dspex.streaming._events import StatusMessage, StreamChunk
 
 #: Module types this implementation provides: every one dspex knows.
 DSPY_MODULE_TYPES = frozenset(KINDS)
@@ -161,9 +163,12 @@ class DSPyBackend:
         if lm is not None:
             context["lm"] = lm
         call = instance.open_call() if instance.open_call is not None else None
+        stream = STREAM.get() if call is None else None  # a wrapped program's modules stream
         try:
             with dspy.context(**context), call or contextlib.nullcontext():
-                if instance.is_async:
+                if stream is not None:
+                    result = await self._streamed(instance, inputs, stream)
+                elif instance.is_async:
                     result = await instance.module.acall(**inputs)
                 else:
                     result = await self._in_pool(instance.module, **inputs)
@@ -184,6 +189,57 @@ class DSPyBackend:
             raise failed
         pred = to_prediction(result, instance.output_names)
         return call.result(pred) if call is not None else pred
+
+    async def _streamed(
+        self, instance: DSPyInstance, inputs: Mapping[str, Any], stream: CallStream
+    ) -> Any:
+        """Run the call through ``dspy.streamify``, a ``StreamListener`` on every output field
+        of every predictor (reused across a predictor's calls, as in a ReAct's loop), putting
+        what it yields on ``stream`` as dspex events; the module's result."""
+        dspy = instance.dspy
+        listeners = [
+            dspy.streaming.StreamListener(
+                field, predict=predictor, predict_name=name, allow_reuse=True
+            )
+            for name, predictor in instance.module.named_predictors()
+            for field in predictor.signature.output_fields
+        ]
+
+        streamed = dspy.streamify(
+            _Streamed(instance, self._in_pool), stream_listeners=listeners, is_async_program=True
+        )
+        response, status = dspy.streaming.StreamResponse, dspy.streaming.StatusMessage
+        result = None
+        async for value in streamed(**inputs):
+            if isinstance(value, response):
+                path = stream.path(value.predict_name)
+                chunk = StreamChunk(
+                    path, value.signature_field_name, value.chunk, value.is_last_chunk
+                )
+                await stream.put(chunk)
+            elif isinstance(value, status):
+                await stream.put(StatusMessage(value.message))
+            elif isinstance(value, dspy.Prediction):
+                result = value
+        return result
+
+
+class _Streamed:
+    """What ``dspy.streamify`` runs: the module's predictors, and its call in the threads for
+    sync user code (DSPy's own ``asyncify`` would use threads of its own)."""
+
+    def __init__(self, instance: DSPyInstance, in_pool: Callable[..., Any]):
+        self.module = instance.module
+        self.is_async = instance.is_async
+        self.in_pool = in_pool
+
+    def named_predictors(self) -> Any:
+        return self.module.named_predictors()
+
+    async def acall(self, **kwargs: Any) -> Any:
+        if self.is_async:
+            return await self.module.acall(**kwargs)
+        return await self.in_pool(self.module, **kwargs)
 
 
 def to_prediction(result: Any, output_names: tuple[str, ...]) -> Prediction:

@@ -58,9 +58,10 @@ def predictor(spec: ModuleSpec, client: LMClient, *, inner: bool = False) -> Nat
     cot = kind == "ChainOfThought"
     cls = NativeChainOfThought if cot else NativePredict
     module = cls(sig, lm=lm, client=client, demos=spec.demos, adapter=spec.adapter)
-    if inner and spec.predictors:
-        name = "module.predict" if cot else "module"
-        module.signature, module.demos = state_of(spec, name, module.signature)
+    if inner:  # BestOfN's, Refine's or Parallel's module: DSPy's attribute ``module``
+        name = module.stream_name = "module.predict" if cot else "module"
+        if spec.predictors:
+            module.signature, module.demos = state_of(spec, name, module.signature)
     module.adapter.prepare(module.signature)
     return module
 

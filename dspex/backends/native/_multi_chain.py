@@ -63,7 +63,9 @@ class NativeMultiChainComparison:
                 desc="${corrected reasoning}",
             )
         )
-        self.predict = NativePredict(sig, lm=lm, client=client, demos=demos, adapter=adapter)
+        self.predict = NativePredict(
+            sig, lm=lm, client=client, demos=demos, adapter=adapter, stream_name="predict"
+        )
         self.predict.adapter.prepare(sig)
 
     @classmethod

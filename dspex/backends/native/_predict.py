@@ -24,6 +24,7 @@ from dspex.errors import ConfigError, InputError, ParseError, SignatureError
 from dspex.lm import LM, Completion, LMClient, Usage
 from dspex.prediction import Prediction
 from dspex.signature import Signature, SignatureLike, ensure_signature
+from dspex.streaming._call import STREAM
 
 log = logging.getLogger("dspex.native")
 
@@ -105,6 +106,7 @@ class NativePredict:
         "lm",
         "prompt",
         "reasoning",
+        "stream_name",
         "tool_calls",
         "tools",
     )
@@ -118,12 +120,16 @@ class NativePredict:
         client: LMClient,
         demos: Sequence[Mapping[str, Any]] = (),
         adapter: AdapterName | TwoStep | Adapter = "chat",
+        stream_name: str | None = "self",
     ):
         self.lm = lm
         self.client = client
         self.demos = tuple(demos)
         self.adapter = make_adapter(adapter)
         self.signature = ensure_signature(signature)
+        # its path in DSPy's named_predictors, which its stream chunks carry; None: a
+        # predictor DSPy makes per call (Refine's feedback), whose replies DSPy does not stream
+        self.stream_name = stream_name
 
     @property
     def signature(self) -> Signature:
@@ -139,7 +145,9 @@ class NativePredict:
         self.extract: NativePredict | None = None
         if isinstance(adapter, TwoStepAdapter):
             extractor = adapter.extractor(signature)
-            self.extract = NativePredict(extractor, lm=adapter.lm, client=self.client)
+            self.extract = NativePredict(
+                extractor, lm=adapter.lm, client=self.client, stream_name=None
+            )
         feature = None if self.extract else lm_feature(signature, lm, adapter)
         if feature is not None:
             raise SignatureError(
@@ -180,6 +188,11 @@ class NativePredict:
         if self.extract is not None:
             return await self._two_steps(values, temperature, options)
         prompt = self.prompt
+        stream = STREAM.get()
+        on_text = None
+        if stream is not None and self.stream_name is not None:
+            # the listeners read the configured adapter's markers, also in a JSON retry (DSPy)
+            on_text = stream.listeners(self.stream_name, adapter.name, sig.output_names).feed
         while True:  # one coroutine for both tries: fewer frames held per call in flight
             messages = adapter.format(prompt, self.demos, values)
             extra = adapter.request_kwargs(sig, response_format_support(lm))
@@ -192,6 +205,7 @@ class NativePredict:
                 max_tokens=options.max_tokens,
                 n=options.n,
                 extra=extra or None,
+                on_text=on_text,
             )
             try:
                 if self.tool_calls is not None and (self.tools or completion.tool_calls):
@@ -368,6 +382,7 @@ class NativeChainOfThought(NativePredict):
         client: LMClient,
         demos: Sequence[Mapping[str, Any]] = (),
         adapter: AdapterName | TwoStep | Adapter = "chat",
+        stream_name: str | None = "predict",
     ):
         super().__init__(
             ensure_signature(signature).with_reasoning(),
@@ -375,4 +390,5 @@ class NativeChainOfThought(NativePredict):
             client=client,
             demos=demos,
             adapter=adapter,
+            stream_name=stream_name,
         )

@@ -23,6 +23,8 @@ from dspex.errors import ConfigError, LMError
 from dspex.lm import LM, LMClient
 from dspex.prediction import Prediction
 from dspex.signature import Field, Signature, SignatureLike, ensure_signature
+from dspex.streaming._call import STREAM
+from dspex.streaming._events import TOOL_ENDED, tool_started
 
 log = logging.getLogger("dspex.native")
 
@@ -133,8 +135,12 @@ class NativeReAct:
             Field.input("trajectory")
         )
         shared = self.adapter = make_adapter(adapter)
-        self.react = NativePredict(react_sig, lm=lm, client=client, adapter=shared)
-        self.extract = NativeChainOfThought(extract_sig, lm=lm, client=client, adapter=shared)
+        self.react = NativePredict(
+            react_sig, lm=lm, client=client, adapter=shared, stream_name="react"
+        )
+        self.extract = NativeChainOfThought(
+            extract_sig, lm=lm, client=client, adapter=shared, stream_name="extract.predict"
+        )
         shared.prepare(self.react.signature)
         shared.prepare(self.extract.signature)
         import jsonschema  # noqa: F401 (tool calls check arguments with it: import it now)
@@ -177,7 +183,15 @@ class NativeReAct:
             trajectory[f"thought_{idx}"] = pred["next_thought"]
             trajectory[f"tool_name_{idx}"] = name
             trajectory[f"tool_args_{idx}"] = args
-            trajectory[f"observation_{idx}"] = await self.tools[name].observe(args)
+            stream = STREAM.get()
+            if stream is not None and name != FINISH:
+                await stream.put(tool_started(name))
+            observation = await self.tools[name].observe(args)
+            trajectory[f"observation_{idx}"] = observation
+            if stream is not None and not (
+                isinstance(observation, str) and observation == "Completed."
+            ):
+                await stream.put(TOOL_ENDED)
             if name == FINISH:
                 break
         extract = await self._call(self.extract, trajectory, values, options, calls)

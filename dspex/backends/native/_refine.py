@@ -185,9 +185,14 @@ class NativeRefine(NativeBestOfN):
             client=module.client,
             demos=module.demos,
             adapter=module.adapter,
+            stream_name=module.stream_name,  # DSPy runs the same predictor, with a hint
         )
         self.feedback = NativePredict(
-            offer_feedback(), lm=module.lm, client=module.client, adapter=module.adapter
+            offer_feedback(),
+            lm=module.lm,
+            client=module.client,
+            adapter=module.adapter,
+            stream_name=None,
         )
         import orjson  # noqa: F401 (the feedback request is written with it: import it now)
 

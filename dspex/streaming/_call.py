@@ -1,0 +1,175 @@
+"""One streamed call's events, from whatever writes them to the one caller who reads them.
+
+:class:`CallStream` is made by :meth:`ModuleRef.stream <dspex.ModuleRef.stream>` for one call
+and travels with it (in the :class:`~dspex.modules.ModuleActor`'s ``Execute``); the call's
+task puts it in :data:`STREAM`, its own context, where the implementation that serves the call
+finds it: native feeds its LM's deltas to :meth:`CallStream.listeners`, dspy forwards what
+``dspy.streamify`` yields. Its buffer is bounded: a writer waits for room, so a caller that
+stops reading slows the LM's socket instead of filling memory.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextvars
+from collections import deque
+
+from dspex.streaming._events import StreamChunk, StreamEvent
+from dspex.streaming._listen import FieldListener
+
+#: Events a stream holds that its caller has not read yet; a writer waits past this.
+BUFFER = 64
+
+#: The stream of the call this task serves, if it is streamed (set by the call's own task).
+STREAM: contextvars.ContextVar[CallStream | None] = contextvars.ContextVar(
+    "dspex_stream", default=None
+)
+
+
+class Listeners:
+    """The field listeners of one predictor in one streamed call: ``feed`` each content delta
+    of its LM reply."""
+
+    __slots__ = ("fields", "stream")
+
+    def __init__(self, stream: CallStream, fields: list[FieldListener]):
+        self.stream = stream
+        self.fields = fields
+
+    async def feed(self, delta: str) -> None:
+        """Give ``delta`` to every field's listener; put the chunks they complete."""
+        for listener in self.fields:
+            chunk = listener.receive(delta)
+            if chunk is not None:
+                await self.stream.put(chunk)
+
+
+class _Buffer:
+    """The events of one streamed call that its caller has not read yet (at most
+    ``capacity``), whoever in the call writes them."""
+
+    __slots__ = ("capacity", "closed", "items", "reader", "sent", "writers")
+
+    def __init__(self, capacity: int):
+        self.capacity = capacity
+        self.items: deque[StreamEvent] = deque()
+        self.reader: asyncio.Future[None] | None = None
+        self.writers: deque[asyncio.Future[None]] = deque()
+        self.closed = False
+        self.sent = False  # a chunk went out, from any module of the call
+
+    async def put(self, event: StreamEvent) -> None:
+        while len(self.items) >= self.capacity and not self.closed:
+            room = asyncio.get_running_loop().create_future()
+            self.writers.append(room)
+            try:
+                await room
+            except BaseException:
+                if room.done() and not room.cancelled():
+                    self.wake_writer()  # pass the room on
+                raise
+        if self.closed:
+            return
+        self.items.append(event)
+        reader = self.reader
+        if reader is not None and not reader.done():
+            reader.set_result(None)
+
+    def wake_writer(self) -> None:
+        while self.writers:
+            room = self.writers.popleft()
+            if not room.done():
+                room.set_result(None)
+                return
+
+    def close(self) -> None:
+        self.closed = True
+        reader = self.reader
+        if reader is not None and not reader.done():
+            reader.set_result(None)
+        while self.writers:
+            room = self.writers.popleft()
+            if not room.done():
+                room.set_result(None)
+
+    async def get(self) -> StreamEvent | None:
+        items = self.items
+        while not items:
+            if self.closed:
+                return None
+            reader = self.reader = asyncio.get_running_loop().create_future()
+            try:
+                await reader
+            finally:
+                self.reader = None
+        event = items.popleft()
+        if self.writers:
+            self.wake_writer()
+        return event
+
+
+class CallStream:
+    """Where one module of a streamed call writes its events: the call's buffer, read by its
+    caller, and the module's field listeners. ``prefix``: the module's path in a wrapped
+    program (its predictors' paths follow it), given by :meth:`child`."""
+
+    __slots__ = ("_buffer", "_listeners", "prefix", "sent")
+
+    def __init__(self, buffer: int = BUFFER, *, prefix: str = "", shared: _Buffer | None = None):
+        self._buffer = shared if shared is not None else _Buffer(buffer)
+        self.prefix = prefix
+        self.sent = False  # this module sent a chunk: it may no longer switch implementation
+        self._listeners: dict[str, Listeners] = {}
+
+    @property
+    def anything_sent(self) -> bool:
+        """Whether any module of the call sent a chunk (a resent call would repeat it)."""
+        return self._buffer.sent
+
+    def child(self, path: str) -> CallStream:
+        """The stream of sub-module ``path`` of a wrapped program: the same buffer, its own
+        listeners, its predictors' paths after ``path``."""
+        prefix = f"{self.prefix}.{path}" if self.prefix else path
+        return CallStream(prefix=prefix, shared=self._buffer)
+
+    def listeners(self, predictor: str, adapter: str, fields: tuple[str, ...]) -> Listeners:
+        """The listeners of ``predictor`` (its path in the module; ``adapter``: the name of
+        DSPy's adapter class) for this call: made on its first LM reply, kept for the next
+        ones (a ReAct's loop), as DSPy keeps them."""
+        found = self._listeners.get(predictor)
+        if found is None:
+            path = self.path(predictor)
+            made = [FieldListener(path, name, adapter) for name in fields]
+            found = self._listeners[predictor] = Listeners(self, made)
+        return found
+
+    def path(self, predictor: str) -> str:
+        """``predictor``'s path as its chunks carry it (after this module's prefix)."""
+        return f"{self.prefix}.{predictor}" if self.prefix else predictor
+
+    def restart(self) -> None:
+        """The module starts over on another implementation (nothing was sent): no state."""
+        self._listeners.clear()
+
+    async def finish(self) -> None:
+        """The module has its Prediction: each field's text still held back, as its last
+        chunk."""
+        for listeners in self._listeners.values():
+            for listener in listeners.fields:
+                chunk = listener.finalize()
+                if chunk is not None:
+                    await self.put(chunk)
+
+    async def put(self, event: StreamEvent) -> None:
+        """Add ``event``; wait while the buffer is full (the caller reads slower)."""
+        if type(event) is StreamChunk:
+            self.sent = self._buffer.sent = True
+        await self._buffer.put(event)
+
+    def close(self) -> None:
+        """No more events: the call is over (its reader reads what is left, then the end)."""
+        self._buffer.close()
+
+    async def get(self) -> StreamEvent | None:
+        """The next event, or None once the call is over and every event was read."""
+        return await self._buffer.get()
