@@ -48,7 +48,7 @@ class _Buffer:
     """The events of one streamed call that its caller has not read yet (at most
     ``capacity``), whoever in the call writes them."""
 
-    __slots__ = ("capacity", "closed", "items", "reader", "sent", "writers")
+    __slots__ = ("capacity", "closed", "drained", "items", "reader", "sent", "writers")
 
     def __init__(self, capacity: int):
         self.capacity = capacity
@@ -57,6 +57,7 @@ class _Buffer:
         self.writers: deque[asyncio.Future[None]] = deque()
         self.closed = False
         self.sent = False  # a chunk went out, from any module of the call
+        self.drained: asyncio.Event | None = None  # made by the first take()
 
     async def put(self, event: StreamEvent) -> None:
         while len(self.items) >= self.capacity and not self.closed:
@@ -106,6 +107,24 @@ class _Buffer:
         if self.writers:
             self.wake_writer()
         return event
+
+    async def take(self) -> tuple[list[StreamEvent], bool]:
+        """Every event buffered, once there is one (or the end), and whether the stream
+        ended with them."""
+        if self.drained is None:
+            self.drained = asyncio.Event()
+        first = await self.get()
+        if first is None:
+            self.drained.set()
+            return [], True
+        taken = [first, *self.items]
+        self.items.clear()
+        while self.writers:
+            self.wake_writer()
+        end = self.closed
+        if end:
+            self.drained.set()
+        return taken, end
 
 
 class CallStream:
@@ -173,3 +192,16 @@ class CallStream:
     async def get(self) -> StreamEvent | None:
         """The next event, or None once the call is over and every event was read."""
         return await self._buffer.get()
+
+    async def take(self) -> tuple[list[StreamEvent], bool]:
+        """Every event buffered once there is one, and whether the stream ended with them (a
+        dspy worker's answer to a Pull)."""
+        return await self._buffer.take()
+
+    async def drained(self) -> None:
+        """Close, and wait until a :meth:`take` returned the end (every event was taken)."""
+        buffer = self._buffer
+        buffer.close()
+        if buffer.drained is None:
+            buffer.drained = asyncio.Event()
+        await buffer.drained.wait()

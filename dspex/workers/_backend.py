@@ -23,6 +23,7 @@ import itertools
 from collections.abc import Awaitable, Callable, Mapping
 from typing import Any
 
+import msgspec
 from opentelemetry import propagate, trace
 
 from dspex import telemetry
@@ -32,6 +33,7 @@ from dspex.config import Implementation
 from dspex.errors import (
     ActorExited,
     ConfigError,
+    DSPexError,
     InputError,
     ModuleError,
     NoProc,
@@ -40,7 +42,9 @@ from dspex.errors import (
 )
 from dspex.lm._client import CALL_DEADLINE
 from dspex.prediction import Prediction
-from dspex.workers._worker import Call, Forget, Prepare, WorkerSlot
+from dspex.streaming._call import STREAM, CallStream
+from dspex.streaming._events import StreamChunk
+from dspex.workers._worker import Call, Feed, Forget, Prepare, PullNext, WorkerSlot
 
 _keys = itertools.count(1)
 
@@ -179,9 +183,12 @@ class WorkerBackend:
                 f"the inputs cannot be sent to a dspy worker process: {type(exc).__name__}: {exc}"
             ) from exc
         deadline = CALL_DEADLINE.get()
+        stream = STREAM.get()
         loop = asyncio.get_running_loop()
         died: BaseException | None = None
         for _ in range(2):
+            if stream is not None and stream.sent:  # its chunks went out: not once more
+                break
             slot = await self._pick(deadline)
             timeout = None if deadline is None else deadline - loop.time()
             if timeout is not None and timeout <= 0:
@@ -198,11 +205,13 @@ class WorkerBackend:
             if span is not None:  # the worker's part is a child span: propagate the context
                 carrier = {}
                 propagate.inject(carrier, context=trace.set_span_in_context(span))
+            feed = Feed() if stream is not None else None
+            call = Call(instance.key, instance.spec, data, options, timeout, carrier, feed)
             try:
-                result: Prediction = await slot.ref.call(
-                    Call(instance.key, instance.spec, data, options, timeout, carrier),
-                    timeout=None,
-                )
+                if stream is None or feed is None:
+                    result: Prediction = await slot.ref.call(call, timeout=None)
+                else:
+                    result = await _streamed(slot.ref, call, feed, stream)
                 return result
             except (ActorExited, NoProc) as exc:  # the worker died with the call: once more
                 died = exc
@@ -215,6 +224,11 @@ class WorkerBackend:
             finally:
                 if span is not None:
                     span.end()
+        if died is not None and stream is not None and stream.sent:
+            raise ModuleError(
+                f"the dspy worker process streaming this call exited ({died}) after chunks "
+                "were sent; a stream is not sent twice"
+            ) from died
         if died is None:
             raise Timeout("the call passed its deadline waiting for a dspy worker")
         raise ModuleError(
@@ -250,3 +264,38 @@ class WorkerBackend:
                 continue
             with contextlib.suppress(TimeoutError, asyncio.TimeoutError):
                 await asyncio.wait_for(woken.wait(), min(timeout or 1.0, 1.0))
+
+
+async def _streamed(ref: Any, call: Call, feed: Feed, stream: CallStream) -> Prediction:
+    """Run ``call`` in the worker of ``ref``, putting the events its pulls bring on ``stream``
+    (each batch before the next is pulled) and answering once they all are."""
+    forward = asyncio.ensure_future(_forward(ref, feed, stream))
+    try:
+        result: Prediction = await ref.call(call, timeout=None)
+    except Exception:
+        # The call failed, or its worker is gone: the events that came before the answer
+        # (a worker's frames keep their order) still reach the caller, then the error.
+        feed.close()
+        await forward
+        raise
+    except BaseException:
+        forward.cancel()
+        raise
+    # The worker answers after its last batch was pulled: that batch is here, or on its way.
+    await forward
+    return result
+
+
+async def _forward(ref: Any, feed: Feed, stream: CallStream) -> None:
+    while True:
+        events, end = await feed.next()
+        for event in events:
+            if stream.prefix and type(event) is StreamChunk:  # a wrapped program's module
+                event = msgspec.structs.replace(event, predictor=stream.path(event.predictor))
+            await stream.put(event)
+        if end:
+            return
+        try:
+            ref.cast(PullNext(feed))
+        except DSPexError:  # the worker's actor is gone
+            return

@@ -3,9 +3,15 @@ msgpack message. What only Python can carry (a module spec, a call's inputs, a p
 error) travels as cloudpickle bytes inside the message.
 
 Service to worker: :class:`Build` (a module, once per worker), :class:`Run` (a call),
-:class:`Cancel` (its caller gave up), :class:`Drop` (the module stopped). Worker to service:
-:class:`Ready` (DSPy imported, serving), :class:`Done` and :class:`Failed` (a call's end,
-with the worker's resident memory).
+:class:`Cancel` (its caller gave up), :class:`Drop` (the module stopped), :class:`Pull` (the
+next events of a streamed call). Worker to service: :class:`Ready` (DSPy imported, serving),
+:class:`Done` and :class:`Failed` (a call's end, with the worker's resident memory),
+:class:`Events` (a Pull's answer).
+
+A streamed call's events come by pull, one batch at a time: the service asks for the next batch
+once it has put the last one in its caller's stream. A caller who reads slowly thus holds the
+worker's stream (a bounded buffer), which holds DSPy, which holds the LM's socket. The worker
+answers the call after its last batch was pulled.
 """
 
 from __future__ import annotations
@@ -15,6 +21,7 @@ import struct
 import msgspec
 
 from dspex.backends._spec import CallOptions
+from dspex.streaming._events import StreamEvent
 
 HEADER = struct.Struct(">I")
 
@@ -45,6 +52,15 @@ class Run(msgspec.Struct, tag=True, frozen=True):
     options: CallOptions
     timeout: float | None = None
     trace: dict[str, str] | None = None
+    stream: bool = False
+
+
+class Pull(msgspec.Struct, tag=True, frozen=True):
+    """Answer with the next events of streamed call ``call`` (an :class:`Events` of id
+    ``id``), once there is at least one, or the call's stream has ended."""
+
+    id: int
+    call: int
 
 
 class SpanRecord(msgspec.Struct, frozen=True):
@@ -93,8 +109,17 @@ class Failed(msgspec.Struct, tag=True, frozen=True):
     span: SpanRecord | None = None
 
 
-ToWorker = Build | Drop | Run | Cancel
-FromWorker = Ready | Done | Failed
+class Events(msgspec.Struct, tag=True, frozen=True):
+    """The answer to :class:`Pull` ``id``: the events of its call in order; ``end``: the
+    call's stream has no more."""
+
+    id: int
+    events: list[StreamEvent]
+    end: bool
+
+
+ToWorker = Build | Drop | Run | Cancel | Pull
+FromWorker = Ready | Done | Failed | Events
 
 _encoder = msgspec.msgpack.Encoder()
 to_worker = msgspec.msgpack.Decoder(ToWorker)

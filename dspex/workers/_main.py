@@ -22,7 +22,7 @@ import sys
 import threading
 import time
 import traceback
-from collections.abc import Callable
+from collections.abc import Callable, Coroutine
 from typing import Any
 
 import cloudpickle
@@ -31,14 +31,17 @@ import msgspec
 from dspex.backends.dspy import DSPyBackend, import_dspy
 from dspex.errors import DSPexError, ModuleError, Timeout
 from dspex.lm._launcher import die_with_parent
+from dspex.streaming._call import STREAM, CallStream
 from dspex.workers._frames import (
     HEADER,
     Build,
     Cancel,
     Done,
     Drop,
+    Events,
     Failed,
     FromWorker,
+    Pull,
     Ready,
     Run,
     SpanRecord,
@@ -74,10 +77,13 @@ class Worker:
         self.instances: dict[int, asyncio.Future[Any]] = {}
         self.tasks: dict[int, asyncio.Task[Any]] = {}  # each call's work, by id
         self.answering: set[asyncio.Task[None]] = set()  # what answers each call
+        self.streams: dict[int, CallStream] = {}  # each streamed call's events, by id
 
     def handle(self, message: ToWorker) -> None:
         if isinstance(message, Run):
             loop = asyncio.get_running_loop()
+            if message.stream:
+                self.streams[message.id] = CallStream()
             call = loop.create_task(self.call(message))
             self.tasks[message.id] = call
             expired: list[bool] = []
@@ -88,6 +94,8 @@ class Worker:
             answering = self.answer(message, call, expired, started)
             self.answering.add(answer := loop.create_task(answering))
             answer.add_done_callback(self.answering.discard)
+        elif isinstance(message, Pull):
+            self._spawn(self.pull(message))
         elif isinstance(message, Cancel):
             running = self.tasks.get(message.id)
             if running is not None:
@@ -95,12 +103,21 @@ class Worker:
         elif isinstance(message, Build):
             self.specs[message.key] = message.spec
             if message.id:
-                task = asyncio.get_running_loop().create_task(self.build(message))
-                self.answering.add(task)
-                task.add_done_callback(self.answering.discard)
+                self._spawn(self.build(message))
         elif isinstance(message, Drop):
             self.specs.pop(message.key, None)
             self.instances.pop(message.key, None)
+
+    def _spawn(self, work: Coroutine[Any, Any, None]) -> None:
+        task = asyncio.get_running_loop().create_task(work)
+        self.answering.add(task)
+        task.add_done_callback(self.answering.discard)
+
+    async def pull(self, message: Pull) -> None:
+        """Answer with the next events of a streamed call (the end, if it is gone)."""
+        stream = self.streams.get(message.call)
+        events, end = await stream.take() if stream is not None else ([], True)
+        self.send(Events(message.id, events, end))
 
     def instance(self, key: int) -> asyncio.Future[Any]:
         """Module ``key``, built once (concurrent first calls share the build)."""
@@ -123,9 +140,25 @@ class Worker:
             self.send(Done(message.id, cloudpickle.dumps(None), rss()))
 
     async def call(self, message: Run) -> Any:
-        instance = await self.instance(message.key)
-        inputs = cloudpickle.loads(message.inputs)
-        return await self.backend.execute(instance, inputs, message.options)
+        stream = self.streams.get(message.id)
+        if stream is None:
+            instance = await self.instance(message.key)
+            inputs = cloudpickle.loads(message.inputs)
+            return await self.backend.execute(instance, inputs, message.options)
+        STREAM.set(stream)  # this task's context: the backend streams to it
+        try:
+            instance = await self.instance(message.key)
+            inputs = cloudpickle.loads(message.inputs)
+            result = await self.backend.execute(instance, inputs, message.options)
+        except Exception:
+            await stream.drained()  # the events before the failure reach the caller first
+            raise
+        else:
+            await stream.drained()  # and its events before its answer
+            return result
+        finally:
+            stream.close()
+            self.streams.pop(message.id, None)
 
     async def answer(
         self, message: Run, call: asyncio.Task[Any], expired: list[bool], started: int

@@ -28,6 +28,7 @@ from dspex.config import RayWorkers
 from dspex.workers._frames import (
     Build,
     FromWorker,
+    Pull,
     Ready,
     Run,
     ToWorker,
@@ -79,7 +80,7 @@ class RayWorker:
         id), else nothing. It is handled after every message numbered before it."""
         message: ToWorker = to_worker.decode(data)
         answer = None
-        if isinstance(message, (Run, Build)) and message.id:
+        if isinstance(message, (Run, Build, Pull)) and message.id:
             answer = self.waiting[message.id] = asyncio.get_running_loop().create_future()
         self.held[seq] = message
         while self.next in self.held:

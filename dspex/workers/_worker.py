@@ -25,6 +25,7 @@ import asyncio
 import contextlib
 import itertools
 import logging
+from collections import deque
 from collections.abc import Awaitable, Callable
 from typing import Any, Protocol
 
@@ -36,13 +37,16 @@ from dspex import telemetry
 from dspex.actors import NOREPLY, Actor, Caller
 from dspex.backends._spec import CallOptions
 from dspex.errors import ModuleError
+from dspex.streaming._events import StreamEvent
 from dspex.workers._frames import (
     Build,
     Cancel,
     Done,
     Drop,
+    Events,
     Failed,
     FromWorker,
+    Pull,
     Ready,
     Run,
     SpanRecord,
@@ -84,10 +88,48 @@ class WorkerSlot:
         self.woken = woken  # set whenever a worker starts taking calls
 
 
+class Feed:
+    """The service's end of a streamed call in a worker: the batches of events its pulls
+    brought, read by the backend, which asks for the next batch (:class:`PullNext`) once it
+    has put one in the caller's stream. ``call_id``: the call's id with its worker."""
+
+    __slots__ = ("batches", "call_id", "closed", "waiter")
+
+    def __init__(self) -> None:
+        self.batches: deque[tuple[list[StreamEvent], bool]] = deque()
+        self.waiter: asyncio.Future[None] | None = None
+        self.closed = False
+        self.call_id = 0
+
+    def deliver(self, events: list[StreamEvent], end: bool) -> None:
+        """A pull's answer arrived."""
+        self.batches.append((events, end))
+        self._wake()
+
+    def close(self) -> None:
+        """No more batches will come (the worker is gone, or the call over)."""
+        self.closed = True
+        self._wake()
+
+    def _wake(self) -> None:
+        if self.waiter is not None and not self.waiter.done():
+            self.waiter.set_result(None)
+
+    async def next(self) -> tuple[list[StreamEvent], bool]:
+        """The next batch and whether the stream ended with it."""
+        while not self.batches:
+            if self.closed:
+                return [], True
+            self.waiter = asyncio.get_running_loop().create_future()
+            await self.waiter
+        return self.batches.popleft()
+
+
 class Call(msgspec.Struct, frozen=True):
     """Run module ``key`` (pickled ``spec``, sent to a worker the first time) on pickled
     ``inputs``; ``timeout``: what is left of the call's deadline; ``trace``: the trace
-    context of a traced call (the worker's span is emitted under it)."""
+    context of a traced call (the worker's span is emitted under it); ``feed``: where a
+    streamed call's events go."""
 
     key: int
     spec: bytes
@@ -95,6 +137,13 @@ class Call(msgspec.Struct, frozen=True):
     options: CallOptions
     timeout: float | None
     trace: dict[str, str] | None = None
+    feed: Feed | None = None
+
+
+class PullNext(msgspec.Struct, frozen=True):
+    """Ask the worker for the next events of the streamed call ``feed`` reads."""
+
+    feed: Feed
 
 
 class Prepare(msgspec.Struct, frozen=True):
@@ -176,6 +225,7 @@ class WorkerActor(Actor):
         self.ids = itertools.count(1)
         self.pending: dict[int, Caller] = {}
         self.traces: dict[int, dict[str, str]] = {}  # the trace context of each traced call
+        self.pulls: dict[int, Feed] = {}  # the streamed calls' pulls not answered yet
         self.built: set[int] = set()
         self.requests = 0
         # calls whose caller gave up, until the process answers them: their kill timers
@@ -192,7 +242,21 @@ class WorkerActor(Actor):
                 self._send(Build(msg.key, msg.spec))
                 self.built.add(msg.key)
             call_id = next(self.ids)
-            self._send(Run(call_id, msg.key, msg.inputs, msg.options, msg.timeout, msg.trace))
+            feed = msg.feed
+            self._send(
+                Run(
+                    call_id,
+                    msg.key,
+                    msg.inputs,
+                    msg.options,
+                    msg.timeout,
+                    msg.trace,
+                    stream=feed is not None,
+                )
+            )
+            if feed is not None:
+                feed.call_id = call_id
+                self._pull(feed)
             self.pending[call_id] = caller
             if msg.trace is not None:
                 self.traces[call_id] = msg.trace
@@ -212,6 +276,12 @@ class WorkerActor(Actor):
         return await super().handle_call(msg, caller)
 
     async def handle_cast(self, msg: Any) -> None:
+        if isinstance(msg, PullNext):
+            if self.worker is not None:
+                self._pull(msg.feed)
+            else:
+                msg.feed.close()
+            return
         if isinstance(msg, Forget):
             if msg.key in self.built:
                 self.built.discard(msg.key)
@@ -226,6 +296,8 @@ class WorkerActor(Actor):
         self.slot.ref = self.slot.link = None
         for timer in self.cancelled.values():
             timer.cancel()
+        for feed in self.pulls.values():
+            feed.close()
         if self.worker is not None:
             await self.worker.close(5.0)
 
@@ -234,6 +306,11 @@ class WorkerActor(Actor):
     def _send(self, message: ToWorker) -> None:
         assert self.worker is not None
         self.worker.send(message)
+
+    def _pull(self, feed: Feed) -> None:
+        pull_id = next(self.ids)
+        self.pulls[pull_id] = feed
+        self._send(Pull(pull_id, feed.call_id))
 
     async def _receive(self) -> None:
         """Wait for the process to serve, then answer each call as the process answers it;
@@ -264,6 +341,11 @@ class WorkerActor(Actor):
             while True:
                 msg = await link.receive()
                 if isinstance(msg, Ready):
+                    continue
+                if isinstance(msg, Events):
+                    feed = self.pulls.pop(msg.id, None)
+                    if feed is not None:
+                        feed.deliver(msg.events, msg.end)
                     continue
                 caller = self.pending.pop(msg.id, None)
                 self.slot.rss = msg.rss
