@@ -168,6 +168,21 @@ class ModuleRef:
 
         return Stream(start)
 
+    async def _execute_into(
+        self,
+        stream: CallStream | None,
+        inputs: Mapping[str, Any],
+        *,
+        timeout: float | None = None,
+        temperature: float | None = None,
+        max_tokens: int | None = None,
+        n: int | None = None,
+    ) -> Prediction:
+        """:meth:`execute`, its events (if ``stream``) going to ``stream``: how a wrapped
+        program's module streams into the program's call."""
+        msg, limit = self._message(inputs, None, timeout, temperature, max_tokens, n, None, stream)
+        return await self._send(msg, limit)
+
     def _message(
         self,
         inputs: Mapping[str, Any],

@@ -33,6 +33,7 @@ from dspex import telemetry
 from dspex.errors import ModuleError, Timeout
 from dspex.lm._client import CALL_DEADLINE
 from dspex.prediction import Prediction
+from dspex.streaming._call import STREAM, CallStream
 
 if TYPE_CHECKING:
     from dspex.modules._facade import ModuleRef
@@ -66,6 +67,7 @@ class ProgramCall:
         "scope",
         "served",
         "span",
+        "stream",
         "trace_token",
         "usage",
     )
@@ -81,6 +83,7 @@ class ProgramCall:
         self.fallbacks: list[str] = []
         self.usage: dict[str, int] = {}
         self.pending: set[concurrent.futures.Future[Any]] = set()
+        self.stream: CallStream | None = None
         self.span: trace.Span = trace.INVALID_SPAN
         self.trace_token: contextvars.Token[otel_context.Context] | None = None
 
@@ -91,6 +94,7 @@ class ProgramCall:
         if span.is_recording():  # without an SDK: no context to attach
             self.trace_token = otel_context.attach(trace.set_span_in_context(span))
         self.deadline = CALL_DEADLINE.get()
+        self.stream = STREAM.get()  # a streamed program call: its modules stream into it
         self.scope = self.dspy.context(**{PROGRAM_KEY: self})
         self.scope.__enter__()
         return self
@@ -212,7 +216,17 @@ class PredictorProxy:
     DSPy module's own, read from the copy the program was built with.
     """
 
-    __slots__ = ("_dspy", "_loop", "_module", "_options", "_path", "_paths", "_ref", "_result")
+    __slots__ = (
+        "_at",
+        "_dspy",
+        "_loop",
+        "_module",
+        "_options",
+        "_path",
+        "_paths",
+        "_ref",
+        "_result",
+    )
 
     def __init__(
         self,
@@ -226,6 +240,7 @@ class PredictorProxy:
         self._module = module
         self._ref = ref
         self._path = plan.path
+        self._at = plan.found.path  # the sub-module's own path: its stream chunks' prefix
         self._paths = plan.paths  # the predictors a call of it runs, in DSPy's saved state
         self._loop = loop
         self._options = plan.call_options
@@ -329,12 +344,13 @@ class PredictorProxy:
         timeout: float | None,
         call: ProgramCall | None,
     ) -> Any:
+        stream = None if call is None or call.stream is None else call.stream.child(self._at)
         if call is None or call.trace_token is None:  # no span recorded
-            pred = await self._ref.execute(inputs, timeout=timeout, **options)
+            pred = await self._ref._execute_into(stream, inputs, timeout=timeout, **options)
         else:  # the route span nests in the program's, from whichever thread the call came
             token = otel_context.attach(trace.set_span_in_context(call.span))
             try:
-                pred = await self._ref.execute(inputs, timeout=timeout, **options)
+                pred = await self._ref._execute_into(stream, inputs, timeout=timeout, **options)
             finally:
                 otel_context.detach(token)
         if call is not None:

@@ -157,14 +157,16 @@ class CallStream:
         ones (a ReAct's loop), as DSPy keeps them."""
         found = self._listeners.get(predictor)
         if found is None:
-            path = self.path(predictor)
-            made = [FieldListener(path, name, adapter) for name in fields]
+            made = [FieldListener(self.path(predictor), name, adapter) for name in fields]
             found = self._listeners[predictor] = Listeners(self, made)
         return found
 
     def path(self, predictor: str) -> str:
-        """``predictor``'s path as its chunks carry it (after this module's prefix)."""
-        return f"{self.prefix}.{predictor}" if self.prefix else predictor
+        """``predictor``'s path as its chunks carry it: in a wrapped program, after the
+        module's own (a Predict's ``self`` is the module's path), as DSPy names it."""
+        if not self.prefix:
+            return predictor
+        return self.prefix if predictor == "self" else f"{self.prefix}.{predictor}"
 
     def restart(self) -> None:
         """The module starts over on another implementation (nothing was sent): no state."""
