@@ -142,7 +142,8 @@ class RecordedRequest(msgspec.Struct):
     empty or not a JSON object). Times are ``time.monotonic()`` seconds: ``started_at`` when the
     request was read, ``finished_at`` when the answer was written or the connection dropped (None
     while pending or for a hang). ``action`` is what the script answered with (None for
-    ``GET /v1/models`` and unknown paths).
+    ``GET /v1/models`` and unknown paths). ``disconnected``: the client closed the connection
+    while its answer was streaming (the stream stopped then, at ``finished_at``).
     """
 
     index: int
@@ -155,6 +156,7 @@ class RecordedRequest(msgspec.Struct):
     started_at: float
     finished_at: float | None = None
     action: Action | None = None
+    disconnected: bool = False
 
     @property
     def messages(self) -> list[dict[str, Any]]:

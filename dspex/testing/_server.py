@@ -314,13 +314,19 @@ class ScriptedLM:
         ``drop_after`` events if the script says so."""
         events = chat_completion_events(reply, request.body, self.model)
         connection.start_stream()
-        for sent, event in enumerate(events):
-            if reply.drop_after is not None and sent >= reply.drop_after:
-                request.finished_at = connection.drop()
-                return
-            if sent and reply.chunk_delay:
-                await asyncio.sleep(reply.chunk_delay)
-            connection.send(event)
+        try:
+            for sent, event in enumerate(events):
+                if reply.drop_after is not None and sent >= reply.drop_after:
+                    request.finished_at = connection.drop()
+                    return
+                if sent and reply.chunk_delay:
+                    await asyncio.sleep(reply.chunk_delay)
+                connection.send(event)
+        except asyncio.CancelledError:
+            if not connection.open:  # the client left mid-stream: the stream stopped there
+                request.disconnected = True
+                request.finished_at = time.monotonic()
+            raise
         request.finished_at = connection.end_stream()
 
     def _script_failed(
