@@ -6,6 +6,8 @@ Run it from the repository's root, after ``pip install "dspex[web]"``::
 
     curl -s localhost:8000/qa -H 'content-type: application/json' \\
         -d '{"question": "What is the capital of France?"}'
+    curl -sN localhost:8000/qa/stream -H 'content-type: application/json' \\
+        -d '{"question": "What is the capital of France?"}'   # server-sent events
     curl -s localhost:8000/metrics            # Prometheus text: dspex_calls_total, ...
     curl -s localhost:8000/stats              # the router's metrics and the module's load (JSON)
 
@@ -29,8 +31,9 @@ import os
 from collections.abc import AsyncIterator
 from typing import Any
 
+import msgspec
 from fastapi import FastAPI, Request, Response
-from fastapi.responses import JSONResponse
+from fastapi.responses import JSONResponse, StreamingResponse
 from opentelemetry import metrics
 from opentelemetry.exporter.prometheus import PrometheusMetricReader
 from opentelemetry.sdk.metrics import MeterProvider
@@ -88,6 +91,47 @@ async def qa(body: Question, request: Request) -> Answer:
     )
 
 
+@app.post("/qa/stream")
+async def qa_stream(body: Question, request: Request) -> StreamingResponse:
+    """Answer one question as server-sent events: a ``chunk`` event for each piece of an output
+    field as the LM writes it (``{"predictor", "field", "chunk", "is_last"}``), a ``status``
+    event for each status message, then the ``prediction`` (its fields, ``implementation`` and
+    ``fallback``). A call refused before it starts (e.g. while draining) gets the HTTP status
+    ``/qa`` would; one that fails later ends the stream with an ``error`` event (``{"error",
+    "detail", "status"}``, that status). A client that hangs up cancels the call and its LM
+    request."""
+    stream = request.app.state.qa.stream({"question": body.question})  # raises if refused
+    return StreamingResponse(
+        server_sent_events(stream, request),
+        media_type="text/event-stream",
+        headers={"Cache-Control": "no-cache"},
+    )
+
+
+def sse(event: str, data: Any) -> bytes:
+    """One server-sent event: ``data`` as JSON (on one line)."""
+    return b"event: %s\ndata: %s\n\n" % (event.encode(), msgspec.json.encode(data))
+
+
+async def server_sent_events(stream: dspex.Stream, request: Request) -> AsyncIterator[bytes]:
+    # Starlette cancels this generator when the client disconnects: leaving `async with`
+    # then cancels the call.
+    async with stream as events:
+        try:
+            async for event in events:
+                if isinstance(event, dspex.StreamChunk):
+                    yield sse("chunk", msgspec.structs.asdict(event))
+                elif isinstance(event, dspex.StatusMessage):
+                    yield sse("status", {"message": event.message})
+                else:
+                    served = {"implementation": event.implementation, "fallback": event.fallback}
+                    yield sse("prediction", {**event.to_dict(), **served})
+        except dspex.DSPexError as exc:
+            status, _ = error_status(request, exc)
+            error = {"error": type(exc).__name__, "detail": str(exc), "status": status}
+            yield sse("error", error)
+
+
 @app.get("/metrics")
 def prometheus() -> Response:
     """dspex's OpenTelemetry metrics (calls, durations, fallbacks, restarts) for Prometheus."""
@@ -104,20 +148,24 @@ async def stats(request: Request) -> dict[str, Any]:
     }
 
 
-@app.exception_handler(dspex.DSPexError)
-async def dspex_error(request: Request, exc: Exception) -> JSONResponse:
-    """dspex's errors as HTTP statuses: 503 (retry later) when the service is shutting down or
-    at capacity, 422 for bad inputs, 504 past a deadline, 502 when the LM or module failed."""
-    headers = None
+def error_status(request: Request, exc: Exception) -> tuple[int, dict[str, str] | None]:
+    """dspex's errors as HTTP statuses (and headers): 503 (retry later) when the service is
+    shutting down or at capacity, 422 for bad inputs, 504 past a deadline, 502 when the LM or
+    module failed."""
     stopping = not request.app.state.runtime.accepting  # e.g. a call cut short by the drain
     if stopping or isinstance(exc, (dspex.Unavailable, dspex.Overloaded)):
-        status, headers = 503, {"Retry-After": "1"}
-    elif isinstance(exc, dspex.InputError):
-        status = 422
-    elif isinstance(exc, dspex.Timeout):
-        status = 504
-    else:
-        status = 502
+        return 503, {"Retry-After": "1"}
+    if isinstance(exc, dspex.InputError):
+        return 422, None
+    if isinstance(exc, dspex.Timeout):
+        return 504, None
+    return 502, None
+
+
+@app.exception_handler(dspex.DSPexError)
+async def dspex_error(request: Request, exc: Exception) -> JSONResponse:
+    """A dspex error raised by an endpoint, as its HTTP status (see :func:`error_status`)."""
+    status, headers = error_status(request, exc)
     body = {"error": type(exc).__name__, "detail": str(exc)}
     return JSONResponse(body, status_code=status, headers=headers)
 
