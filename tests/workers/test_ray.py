@@ -50,6 +50,13 @@ async def test_calls_are_served_by_ray_actors(
         in_workers = [s for s in spans.get_finished_spans() if s.name == "dspex.dspy.worker"]
         assert len(in_workers) == 20
         assert {s.attributes["dspex.worker.pid"] for s in in_workers if s.attributes} <= pids
+        # a stream on a Ray worker: the same events as native's, its Prediction last
+        on_ray = [e async for e in qa.stream({"question": "q"})]
+        native = [e async for e in qa.stream({"question": "q"}, implementation="native")]
+        assert on_ray[-1].implementation == "dspy"
+        assert on_ray[-1].to_dict() == native[-1].to_dict()
+        assert on_ray[:-1] == native[:-1]
+        assert any(isinstance(e, dspex.StreamChunk) and e.is_last for e in on_ray)
 
 
 async def test_an_actor_killed_mid_call_is_replaced_and_its_call_retried(
