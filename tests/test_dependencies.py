@@ -24,6 +24,7 @@ MODULES = {
     "regex": "regex",
     "jsonschema": "jsonschema",
     "orjson": "orjson",
+    "jiter": "jiter",
     "cloudpickle": "cloudpickle",
     "typer": "typer",
     "rich": "rich",

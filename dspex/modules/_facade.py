@@ -160,7 +160,7 @@ class ModuleRef:
         or the deadline cancels the call, LM request included.
         """
         msg, limit = self._message(
-            inputs, implementation, timeout, temperature, max_tokens, n, key, CallStream()
+            inputs, implementation, timeout, temperature, max_tokens, n, key, None
         )
 
         def start(events: CallStream) -> Coroutine[Any, Any, Prediction]:

@@ -4,15 +4,18 @@
 and travels with it (in the :class:`~dspex.modules.ModuleActor`'s ``Execute``); the call's
 task puts it in :data:`STREAM`, its own context, where the implementation that serves the call
 finds it: native feeds its LM's deltas to :meth:`CallStream.listeners`, dspy forwards what
-``dspy.streamify`` yields. Its buffer is bounded: a writer waits for room, so a caller that
-stops reading slows the LM's socket instead of filling memory.
+``dspy.streamify`` yields. Its buffer is an anyio memory object stream, bounded: a writer
+waits for room, so a caller that stops reading slows the LM's socket instead of filling
+memory.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import contextvars
-from collections import deque
+
+import anyio
 
 from dspex.streaming._events import StreamChunk, StreamEvent
 from dspex.streaming._listen import FieldListener
@@ -45,68 +48,49 @@ class Listeners:
 
 
 class _Buffer:
-    """The events of one streamed call that its caller has not read yet (at most
-    ``capacity``), whoever in the call writes them."""
+    """The events of one streamed call that its caller has not read yet: an anyio memory
+    object stream of ``capacity`` (a writer waits for room), shared by whoever in the call
+    writes (a wrapped program's modules) and read by the call's one reader."""
 
-    __slots__ = ("capacity", "closed", "drained", "items", "reader", "sent", "writers")
+    __slots__ = ("drained", "receiver", "sender", "sent")
 
     def __init__(self, capacity: int):
-        self.capacity = capacity
-        self.items: deque[StreamEvent] = deque()
-        self.reader: asyncio.Future[None] | None = None
-        self.writers: deque[asyncio.Future[None]] = deque()
-        self.closed = False
+        self.sender, self.receiver = anyio.create_memory_object_stream[StreamEvent](capacity)
         self.sent = False  # a chunk went out, from any module of the call
         self.drained: asyncio.Event | None = None  # made by the first take()
 
     async def put(self, event: StreamEvent) -> None:
-        while len(self.items) >= self.capacity and not self.closed:
-            room = asyncio.get_running_loop().create_future()
-            self.writers.append(room)
+        # closed: the call is over, or its reader left, and nobody reads it
+        with contextlib.suppress(anyio.ClosedResourceError, anyio.BrokenResourceError):
+            sender = self.sender
+            reader_waits = sender.statistics().tasks_waiting_receive
             try:
-                await room
-            except BaseException:
-                if room.done() and not room.cancelled():
-                    self.wake_writer()  # pass the room on
-                raise
-        if self.closed:
-            return
-        self.items.append(event)
-        reader = self.reader
-        if reader is not None and not reader.done():
-            reader.set_result(None)
-
-    def wake_writer(self) -> None:
-        while self.writers:
-            room = self.writers.popleft()
-            if not room.done():
-                room.set_result(None)
-                return
+                sender.send_nowait(event)  # room: no trip through the event loop
+            except anyio.WouldBlock:
+                await sender.send(event)  # full: wait for the reader
+            else:
+                if reader_waits:  # the reader waited for this one: let it have it now
+                    await asyncio.sleep(0)
 
     def close(self) -> None:
-        self.closed = True
-        reader = self.reader
-        if reader is not None and not reader.done():
-            reader.set_result(None)
-        while self.writers:
-            room = self.writers.popleft()
-            if not room.done():
-                room.set_result(None)
+        """No more events: the reader reads those left, then the end."""
+        self.sender.close()
+
+    def discard(self) -> None:
+        """Nobody reads any more: both ends closed (a writer that waits for room stops)."""
+        self.sender.close()
+        self.receiver.close()
 
     async def get(self) -> StreamEvent | None:
-        items = self.items
-        while not items:
-            if self.closed:
-                return None
-            reader = self.reader = asyncio.get_running_loop().create_future()
+        receiver = self.receiver
+        try:
             try:
-                await reader
-            finally:
-                self.reader = None
-        event = items.popleft()
-        if self.writers:
-            self.wake_writer()
-        return event
+                return receiver.receive_nowait()  # buffered: no trip through the event loop
+            except anyio.WouldBlock:
+                return await receiver.receive()
+        except (anyio.EndOfStream, anyio.ClosedResourceError):
+            receiver.close()
+            return None
 
     async def take(self) -> tuple[list[StreamEvent], bool]:
         """Every event buffered, once there is one (or the end), and whether the stream
@@ -117,12 +101,19 @@ class _Buffer:
         if first is None:
             self.drained.set()
             return [], True
-        taken = [first, *self.items]
-        self.items.clear()
-        while self.writers:
-            self.wake_writer()
-        end = self.closed
+        taken = [first]
+        receiver = self.receiver
+        while True:
+            try:
+                taken.append(receiver.receive_nowait())
+            except anyio.WouldBlock:
+                end = receiver.statistics().open_send_streams == 0
+                break
+            except anyio.EndOfStream:
+                end = True
+                break
         if end:
+            receiver.close()
             self.drained.set()
         return taken, end
 
@@ -207,3 +198,7 @@ class CallStream:
         if buffer.drained is None:
             buffer.drained = asyncio.Event()
         await buffer.drained.wait()
+
+    def discard(self) -> None:
+        """Nobody reads the call's events any more: the buffer's both ends closed."""
+        self._buffer.discard()

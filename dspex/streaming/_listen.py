@@ -148,20 +148,20 @@ class FieldListener:
         self.held.append(delta)
         text: str | None = None
         held = "".join(self.held).strip()
-        if not (
-            any(held.endswith(prefix) for prefix in markers.end_prefixes)
-            or markers.end_within in held
-        ):
+        if not (held.endswith(markers.end_prefixes) or markers.end_within in held):
             text = self._flush()
+            held = ""
         elif len(self.held) > _HOLD:
             text = self.held.popleft()
+            held = "".join(self.held).strip()
         if json:
             return self._json(text, delta)
-        return self._text(text)
+        return self._text(text, held)
 
-    def _text(self, text: str | None) -> StreamChunk | None:
-        """Chat and XML: the field ends at the next marker; its value is stripped."""
-        if self.markers.end.search("".join(self.held).strip()):
+    def _text(self, text: str | None, held: str) -> StreamChunk | None:
+        """Chat and XML: the field ends at the next marker (``held``: the text held back, as
+        it stands); its value is stripped."""
+        if held and self.markers.end.search(held):
             self.ended = True
             rest = self._flush()
             text = (text + rest if text else rest).rstrip()

@@ -67,7 +67,7 @@ class Stream:
         if call is not None and not call.done():
             call.cancel()
             await asyncio.wait({call})
-        self._events.close()
+        self._events.discard()
 
     async def __aenter__(self) -> Stream:
         return self
@@ -84,6 +84,7 @@ class Stream:
         call = self._call
         if call is not None and not call.done():
             call.cancel()
+        self._events.discard()
 
 
 def _ended(events: CallStream) -> Callable[[asyncio.Task[Prediction]], None]:

@@ -157,7 +157,7 @@ class Worker:
             await stream.drained()  # and its events before its answer
             return result
         finally:
-            stream.close()
+            stream.discard()
             self.streams.pop(message.id, None)
 
     async def answer(
