@@ -164,7 +164,9 @@ class ModuleRef:
         )
 
         def start(events: CallStream) -> Coroutine[Any, Any, Prediction]:
-            return self._send(msgspec.structs.replace(msg, stream=events), limit)
+            # the deadline runs from the first read: the call starts then
+            deadline = self._loop.time() + limit if limit is not None else None
+            return self._send(msgspec.structs.replace(msg, stream=events, deadline=deadline), limit)
 
         return Stream(start)
 
@@ -194,7 +196,8 @@ class ModuleRef:
         key: str | int | None,
         stream: CallStream | None,
     ) -> tuple[Execute, float | None]:
-        """The call's message, its options checked, and its time limit (None: none)."""
+        """The call's message, its options checked and its deadline set, and its time limit
+        in seconds (None: none)."""
         rt = self._runtime
         if not rt.accepting:
             raise _refused(rt, f"{self.module_type} takes no new calls")
@@ -211,21 +214,28 @@ class ModuleRef:
             else rt.registry.check_forced(self.module_type, implementation)
         )
         limit = timeout if timeout is not None else rt.config.call_timeout
+        deadline = self._loop.time() + limit if limit is not None else None
         options = NO_OPTIONS
         if temperature is not None or max_tokens is not None or n is not None:
             _check_lm_overrides(temperature, max_tokens, n)
             options = CallOptions(temperature=temperature, max_tokens=max_tokens, n=n)
-        msg = Execute(inputs, options, forced, otel_context.get_current(), key=key, stream=stream)
+        msg = Execute(
+            inputs,
+            options,
+            forced,
+            otel_context.get_current(),
+            key=key,
+            deadline=deadline,
+            stream=stream,
+        )
         return msg, limit
 
     async def _send(self, msg: Execute, limit: float | None) -> Prediction:
-        """Send ``msg`` to the module's live actor and wait for its answer, until ``limit``
-        seconds from now; once more to its next incarnation if the actor crashed under it
-        (unless the call streamed a chunk: it would be sent twice)."""
+        """Send ``msg`` to the module's live actor and wait for its answer until its deadline
+        (``limit`` seconds after it was set); once more to its next incarnation if the actor
+        crashed under it (unless the call streamed a chunk: it would be sent twice)."""
         rt = self._runtime
-        deadline = self._loop.time() + limit if limit is not None else None
-        if deadline is not None:
-            msg = msgspec.structs.replace(msg, deadline=deadline)
+        deadline = msg.deadline
         resent = False
         try:
             while True:
