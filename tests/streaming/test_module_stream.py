@@ -112,6 +112,35 @@ async def test_a_dspy_worker_process_streams_the_same_as_native() -> None:
     ]
 
 
+async def test_leaving_a_stream_in_a_worker_process_cancels_its_lm_request() -> None:
+    slow = Reply(
+        "[[ ## answer ## ]]\n" + "word " * 200 + "\n\n[[ ## completed ## ]]",
+        chunk_size=5,
+        chunk_delay=0.02,
+    )
+    config = Config(dspy_workers=1, adaptive={"explore_rate": 0.0})
+    async with (
+        ScriptedLM([slow, respond(answer="next")]) as server,
+        Runtime(lm=_lm(server), config=config),
+    ):
+        predict = await dspex.Predict.create("question -> answer", implementation="dspy")
+        seen: list[Any] = []
+        async with predict.stream({"question": "q"}) as events:
+            async for event in events:
+                seen.append(event)
+                if len(seen) == 3:
+                    break
+        assert all(isinstance(e, dspex.StreamChunk) for e in seen)
+        for _ in range(100):
+            if server.requests[0].finished_at is not None:
+                break
+            await asyncio.sleep(0.02)
+        assert server.requests[0].disconnected  # the worker's DSPy stopped reading
+        assert (await predict.info()).in_flight == 0
+        _, pred = await _collect(predict.stream({"question": "q"}))  # the worker serves on
+        assert (pred.answer, pred.implementation) == ("next", "dspy")
+
+
 def _search(query: str) -> str:
     """Look something up."""
     return f"results for {query}"
