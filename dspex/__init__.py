@@ -67,7 +67,7 @@ from dspex.modules import (
 )
 from dspex.modules._saved import load
 from dspex.prediction import Prediction
-from dspex.routing import ImplementationMetrics, MetricsReport
+from dspex.routing import ImplementationMetrics, MetricsReport, UsageReport
 from dspex.runtime import Runtime
 from dspex.signature import Signature
 from dspex.streaming import StatusMessage, Stream, StreamChunk
@@ -150,6 +150,7 @@ __all__ = [
     "Timeout",
     "TwoStep",
     "Unavailable",
+    "UsageReport",
     "WorkerConfig",
     "is_normal_exit",
     "load",

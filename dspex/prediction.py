@@ -15,7 +15,8 @@ class Prediction(Mapping[str, Any]):
 
     Read fields as attributes (``pred.answer``) or items (``pred["answer"]``). Besides the fields
     it records who served the call: ``implementation`` (``"native"`` or ``"dspy"``), whether a
-    ``fallback`` to dspy happened and why (``fallback_reason``), the LM token ``usage``, and, for
+    ``fallback`` to dspy happened and why (``fallback_reason``), the LM token ``usage``, its
+    ``cost`` in US dollars (from LiteLLM's price map; None when a model is not in it), and, for
     ``n > 1``, every completion in ``completions`` (the fields hold the first one).
 
     A program served by ``Module.wrap`` (see :meth:`with_predictors`) also has ``served_by``:
@@ -31,6 +32,7 @@ class Prediction(Mapping[str, Any]):
     __slots__ = (
         "_fields",
         "completions",
+        "cost",
         "fallback",
         "fallback_reason",
         "implementation",
@@ -48,6 +50,7 @@ class Prediction(Mapping[str, Any]):
         fallback: bool = False,
         fallback_reason: str | None = None,
         served_by: Mapping[str, str] | None = None,
+        cost: float | None = None,
     ):
         self._fields = fields
         self.implementation = implementation
@@ -56,6 +59,7 @@ class Prediction(Mapping[str, Any]):
         self.fallback = fallback
         self.fallback_reason = fallback_reason
         self.served_by: Mapping[str, str] = dict(served_by) if served_by else _NOT_A_PROGRAM
+        self.cost = cost
 
     def __reduce__(self) -> tuple[Any, ...]:
         # Pickled by its constructor's arguments: predictions come back from the dspy worker
@@ -68,6 +72,7 @@ class Prediction(Mapping[str, Any]):
             self.fallback,
             self.fallback_reason,
             dict(self.served_by),
+            self.cost,
         )
 
     def __getattr__(self, name: str) -> Any:
@@ -118,6 +123,7 @@ class Prediction(Mapping[str, Any]):
             fallback=fallback_reason is not None,
             fallback_reason=fallback_reason,
             served_by=self.served_by,
+            cost=self.cost,
         )
 
     def with_predictors(
@@ -126,16 +132,20 @@ class Prediction(Mapping[str, Any]):
         implementation: str,
         *,
         usage: Mapping[str, int] | None = None,
+        cost: float | None = None,
         fallback_reason: str | None = None,
     ) -> Prediction:
         """This prediction as a wrapped program's: ``served_by`` maps each predictor path that
         ran to ``"native"``, ``"dspy"`` or ``"mixed"``; ``implementation`` says who served
-        them all (see the class docstring); ``usage`` (the predictors' tokens) is added to
-        this prediction's; ``fallback_reason`` (which predictor calls fell back, and why)
-        marks it as a fallback."""
+        them all (see the class docstring); ``usage`` and ``cost`` (the predictors' tokens and
+        their cost, None if unknown) are added to this prediction's (whose cost is that of the
+        LM calls DSPy made in the program itself); ``fallback_reason`` (which predictor calls
+        fell back, and why) marks it as a fallback."""
         total = dict(self.usage)
         for key, value in (usage or {}).items():
             total[key] = total.get(key, 0) + value
+        own, theirs = _known(self.cost, self.usage), _known(cost, usage)
+        spent = None if own is None or theirs is None else own + theirs
         return Prediction(
             self._fields,
             implementation=implementation,
@@ -144,6 +154,7 @@ class Prediction(Mapping[str, Any]):
             fallback=self.fallback or fallback_reason is not None,
             fallback_reason=fallback_reason or self.fallback_reason,
             served_by=served_by,
+            cost=spent,
         )
 
     def __repr__(self) -> str:
@@ -151,6 +162,13 @@ class Prediction(Mapping[str, Any]):
         extra = f", fallback={self.fallback_reason!r}" if self.fallback else ""
         more = f", +{len(self.completions) - 1} completions" if len(self.completions) > 1 else ""
         return f"Prediction({fields}; served by {self.implementation}{extra}{more})"
+
+
+def _known(cost: float | None, usage: Mapping[str, int] | None) -> float | None:
+    """What LM calls cost: ``cost``, 0 when they used no tokens, None when unknown."""
+    if cost is not None:
+        return cost
+    return None if usage else 0.0
 
 
 def _rebuild(
@@ -161,6 +179,7 @@ def _rebuild(
     fallback: bool,
     fallback_reason: str | None,
     served_by: dict[str, str],
+    cost: float | None = None,
 ) -> Prediction:
     return Prediction(
         fields,
@@ -170,4 +189,5 @@ def _rebuild(
         fallback=fallback,
         fallback_reason=fallback_reason,
         served_by=served_by,
+        cost=cost,
     )

@@ -47,6 +47,7 @@ from dspex.errors import (
 )
 from dspex.lm._client import CALL_DEADLINE
 from dspex.lm._config import api_key_of, redact
+from dspex.lm._prices import price_of
 from dspex.prediction import Prediction
 from dspex.routing import (
     ClaimProbe,
@@ -68,6 +69,8 @@ if TYPE_CHECKING:
     from dspex.supervision import TaskSupervisorRef
 
 log = logging.getLogger("dspex.modules")
+
+_NO_USAGE: dict[str, int] = {}  # an attempt that failed: no tokens known (shared, never written)
 
 
 def dspy_could_succeed(error: Exception) -> str | None:
@@ -320,6 +323,8 @@ class ModuleActor(Actor):
         self.router: ActorRef | None = None  # where outcomes go (looked up again after restarts)
         self.task_supervisor: TaskSupervisorRef | None = None  # where calls run (likewise)
         self.me = self.ref
+        # what its LM's tokens cost (None: not priced, or a program, whose modules price theirs)
+        self.price = price_of(spec.lm.model) if spec.lm is not None else None
         self.instances: dict[str, Any] = await self._build(spec)
 
     async def _build(self, spec: ModuleSpec) -> dict[str, Any]:
@@ -706,12 +711,19 @@ class ModuleActor(Actor):
         in a ``dspex.module.execute`` span when its parent, the call's route span, is recorded
         (as a parent-based sampler would decide: without an SDK, neither span costs a thing)."""
         ok = fell_back = False
+        usage: dict[str, int] = _NO_USAGE
+        cost: float | None = None
         span = telemetry.tracer.start_span("dspex.module.execute") if traced else None
         token = otel_context.attach(trace.set_span_in_context(span)) if span is not None else None
         try:
             instance = self.instances.get(impl) or await self._instance(impl)
             pred = await self.rt.backends[impl].execute(instance, inputs, options)
             ok = True
+            usage = pred.usage
+            if usage:
+                if pred.cost is None and self.price is not None:
+                    pred.cost = self.price.cost(usage)
+                cost = pred.cost
             return pred
         except Exception as err:
             fell_back = self._fallback_reason(impl, forced, err) is not None
@@ -720,7 +732,20 @@ class ModuleActor(Actor):
             duration = time.perf_counter() - start
             probe = reason == "probe" and impl == "native"
             kind = self.module_type if self.label != self.module_type else None
-            self._report(Outcome(self.label, impl, duration, ok, fell_back, probe, kind))
+            self._report(
+                Outcome(
+                    self.label,
+                    impl,
+                    duration,
+                    ok,
+                    fell_back,
+                    probe,
+                    kind,
+                    usage.get("prompt_tokens", 0),
+                    usage.get("completion_tokens", 0),
+                    cost,
+                )
+            )
             attrs = _metric_attributes(self.label, impl)
             telemetry.calls.add(1, _metric_attributes(self.label, impl, "ok" if ok else "error"))
             telemetry.call_duration.record(duration, attrs)

@@ -58,12 +58,14 @@ class ProgramCall:
 
     __slots__ = (
         "closed",
+        "cost",
         "deadline",
         "dspy",
         "fallbacks",
         "label",
         "local",
         "pending",
+        "priced",
         "scope",
         "served",
         "span",
@@ -82,6 +84,8 @@ class ProgramCall:
         self.served: dict[str, set[str]] = {}
         self.fallbacks: list[str] = []
         self.usage: dict[str, int] = {}
+        self.cost = 0.0  # the served predictors' cost, in US dollars
+        self.priced = True  # every one of them has a known cost
         self.pending: set[concurrent.futures.Future[Any]] = set()
         self.stream: CallStream | None = None
         self.span: trace.Span = trace.INVALID_SPAN
@@ -148,6 +152,10 @@ class ProgramCall:
             self.fallbacks.append(f"{', '.join(paths)}: {pred.fallback_reason}")
         for key, value in pred.usage.items():
             self.usage[key] = self.usage.get(key, 0) + value
+        if pred.usage and pred.cost is None:
+            self.priced = False  # a model without a price: the program's cost is unknown
+        elif pred.cost is not None:
+            self.cost += pred.cost
 
     def ran(self, paths: tuple[str, ...], implementation: str) -> None:
         """A call of the sub-module whose predictors are at ``paths`` was served by
@@ -176,6 +184,7 @@ class ProgramCall:
             self.served_by(),
             self.implementation(),
             usage=self.usage,
+            cost=self.cost if self.priced else None,
             fallback_reason="; ".join(self.fallbacks) or None,
         )
 

@@ -24,6 +24,7 @@ from dspex.routing._router import (
     ShadowReport,
     ShadowResult,
     SnapshotCell,
+    UsageReport,
 )
 
 __all__ = [
@@ -46,6 +47,7 @@ __all__ = [
     "ShadowReport",
     "ShadowResult",
     "SnapshotCell",
+    "UsageReport",
     "canary_share",
     "choose",
 ]

@@ -27,7 +27,8 @@ class Outcome(msgspec.Struct, frozen=True, array_like=True):
     ``module_type`` is the name the module reports under (its type, or a name such as a
     program's predictor's ``qa.draft.predict``): its metrics, circuit and adaptive leader.
     ``kind`` is its module type when that name is another (None: ``module_type`` is the type):
-    what a rollout is set for, so every module of the type feeds the rollout's rollback."""
+    what a rollout is set for, so every module of the type feeds the rollout's rollback. The
+    tokens and ``cost`` (US dollars; None: not priced) are a successful attempt's."""
 
     module_type: str
     implementation: str
@@ -36,6 +37,9 @@ class Outcome(msgspec.Struct, frozen=True, array_like=True):
     fell_back: bool = False
     probe: bool = False
     kind: str | None = None
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+    cost: float | None = None
 
 
 class NativeCrashed(msgspec.Struct, frozen=True):
@@ -133,6 +137,20 @@ class ImplementationMetrics(msgspec.Struct, frozen=True):
     latency_p50_ms: float
     latency_p90_ms: float
     latency_p99_ms: float
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+    cost: float | None = None
+
+
+class UsageReport(msgspec.Struct, frozen=True):
+    """Tokens the LM calls of a runtime used, and what they cost in US dollars (from LiteLLM's
+    price map; None while no call was priced, ``unpriced_calls`` counts those that were not)."""
+
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+    total_tokens: int = 0
+    cost: float | None = None
+    unpriced_calls: int = 0
 
 
 class MetricsReport(msgspec.Struct, frozen=True):
@@ -141,8 +159,10 @@ class MetricsReport(msgspec.Struct, frozen=True):
     code raised an unexpected exception), the state of each native circuit that is not closed
     (``"open"`` or ``"half_open"``), how many times module actors of each type were restarted
     after crashing (``restarts``; types with none are left out), the canary rollouts rolled
-    back (module type -> why), the shadow comparisons per module type, and the threads for
-    sync user code (``Config.sync_threads``: busy, waiting)."""
+    back (module type -> why), the shadow comparisons per module type, the threads for sync
+    user code (``Config.sync_threads``: busy, waiting), and the runtime's LM ``usage`` and
+    cost (each module's are in its figures: ``prompt_tokens``, ``completion_tokens``,
+    ``cost``; a wrapped program's are its predictors', counted once in the runtime's)."""
 
     modules: dict[str, dict[str, ImplementationMetrics]]
     circuits: dict[str, str]
@@ -150,6 +170,7 @@ class MetricsReport(msgspec.Struct, frozen=True):
     rollbacks: dict[str, str] = {}
     shadow: dict[str, ShadowReport] = {}
     threads: ThreadStats | None = None
+    usage: UsageReport = UsageReport()
 
     def to_dict(self) -> dict[str, Any]:
         """The report as plain data that ``json.dumps`` accepts (e.g. to return from a web
@@ -164,17 +185,24 @@ class MetricsReport(msgspec.Struct, frozen=True):
 class _Stats:
     __slots__ = (
         "calls",
+        "completion_tokens",
+        "cost",
         "crashes",
         "ewma_latency",
         "ewma_success",
         "failures",
         "fallbacks",
+        "priced",
+        "prompt_tokens",
         "samples",
         "successes",
     )
 
     def __init__(self) -> None:
         self.calls = self.successes = self.failures = self.fallbacks = self.crashes = 0
+        self.prompt_tokens = self.completion_tokens = 0
+        self.cost = 0.0
+        self.priced = False  # some call's cost was known
         self.ewma_latency = 0.0
         self.ewma_success = 1.0
         self.samples: deque[float] = deque(maxlen=_SAMPLES)
@@ -188,6 +216,11 @@ class _Stats:
             self.failures += 1
         if o.fell_back:
             self.fallbacks += 1
+        self.prompt_tokens += o.prompt_tokens
+        self.completion_tokens += o.completion_tokens
+        if o.cost is not None:
+            self.cost += o.cost
+            self.priced = True
         self.samples.append(o.duration)
         ok = 1.0 if o.ok else 0.0
         self.ewma_latency = (
@@ -212,6 +245,9 @@ class _Stats:
             latency_p50_ms=pct(0.50),
             latency_p90_ms=pct(0.90),
             latency_p99_ms=pct(0.99),
+            prompt_tokens=self.prompt_tokens,
+            completion_tokens=self.completion_tokens,
+            cost=self.cost if self.priced else None,
         )
 
 
@@ -304,6 +340,11 @@ class RouterActor(Actor):
         self.restarts: dict[str, int] = {}
         self.rollbacks: dict[str, str] = {}
         self.shadows: dict[str, _ShadowStats] = {}
+        # the runtime's LM usage: prompt and completion tokens, the priced calls' cost, and
+        # how many calls were not priced (a wrapped program's own figures are its predictors')
+        self.tokens = [0, 0]
+        self.cost: float | None = None
+        self.unpriced = 0
         self._publish()
 
     def _publish(self) -> None:
@@ -324,6 +365,15 @@ class RouterActor(Actor):
     async def handle_cast(self, msg: Any) -> None:
         if isinstance(msg, Outcome):
             self._stats(msg.module_type, msg.implementation).record(msg, self.config.adaptive.alpha)
+            if (msg.prompt_tokens or msg.completion_tokens) and (
+                msg.kind or msg.module_type
+            ) != "Module":
+                self.tokens[0] += msg.prompt_tokens
+                self.tokens[1] += msg.completion_tokens
+                if msg.cost is None:
+                    self.unpriced += 1
+                else:
+                    self.cost = (self.cost or 0.0) + msg.cost
             if msg.probe:
                 self._probe_result(msg.module_type, msg.ok)
             self._update_leader(msg.module_type)
@@ -512,6 +562,9 @@ class RouterActor(Actor):
             restarts=dict(self.restarts),
             rollbacks=dict(self.rollbacks),
             shadow=shadow,
+            usage=UsageReport(
+                self.tokens[0], self.tokens[1], sum(self.tokens), self.cost, self.unpriced
+            ),
         )
 
     async def terminate(self, reason: object) -> None:

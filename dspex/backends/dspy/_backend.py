@@ -32,6 +32,7 @@ from dspex.errors import (
     ParseError,
 )
 from dspex.lm._config import api_key_of, redact
+from dspex.lm._prices import cost_of
 from dspex.prediction import Prediction
 from dspex.streaming._call import STREAM, CallStream
 from dspex.streaming._events import StatusMessage, StreamChunk
@@ -252,7 +253,9 @@ def to_prediction(result: Any, output_names: tuple[str, ...]) -> Prediction:
             columns = dict(completions.items())  # DSPy's Completions: field -> one value per row
             rows = [{k: v[i] for k, v in columns.items()} for i in range(len(completions))]
         usage = result.get_lm_usage() if hasattr(result, "get_lm_usage") else None
-        return Prediction(fields, implementation="dspy", completions=rows, usage=_flat_usage(usage))
+        flat = _flat_usage(usage)
+        cost = cost_of(usage) if flat and isinstance(usage, Mapping) else None  # per model
+        return Prediction(fields, implementation="dspy", completions=rows, usage=flat, cost=cost)
     if isinstance(result, Mapping):
         return Prediction(dict(result), implementation="dspy")
     return Prediction({"output": result}, implementation="dspy")
