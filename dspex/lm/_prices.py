@@ -4,7 +4,7 @@ not imported), so that both implementations price a call the same way."""
 from __future__ import annotations
 
 import functools
-import importlib.util
+import importlib.metadata
 import logging
 from collections.abc import Mapping
 from pathlib import Path
@@ -33,20 +33,22 @@ class Price(msgspec.Struct, frozen=True):
 
 @functools.cache
 def _table() -> dict[str, Any]:
-    """LiteLLM's price map, from the file its package ships (empty if it is not installed)."""
-    spec = importlib.util.find_spec("litellm")
-    if spec is None or not spec.submodule_search_locations:
+    """LiteLLM's price map, from the file its distribution ships (found by its installed
+    metadata, not by the import system: nothing of LiteLLM is looked up or imported); empty
+    if LiteLLM is not installed."""
+    try:
+        path = Path(str(importlib.metadata.distribution("litellm").locate_file(f"litellm/{_MAP}")))
+    except importlib.metadata.PackageNotFoundError:
         return {}
-    for location in spec.submodule_search_locations:
-        path = Path(location) / _MAP
-        if path.is_file():
-            try:
-                table: dict[str, Any] = msgspec.json.decode(path.read_bytes())
-            except msgspec.DecodeError:
-                log.warning("LiteLLM's price map %s does not decode: costs are unknown", path)
-                return {}
-            return table
-    return {}
+    if not path.is_file():
+        log.warning("LiteLLM's price map is not at %s: costs are unknown", path)
+        return {}
+    try:
+        table: dict[str, Any] = msgspec.json.decode(path.read_bytes())
+    except msgspec.DecodeError:
+        log.warning("LiteLLM's price map %s does not decode: costs are unknown", path)
+        return {}
+    return table
 
 
 @functools.lru_cache(maxsize=1024)
