@@ -17,6 +17,7 @@ from dspex.actors import (
 )
 from dspex.config import (
     AdaptiveConfig,
+    Budget,
     CircuitConfig,
     Config,
     RayWorkers,
@@ -28,6 +29,7 @@ from dspex.config import (
 from dspex.errors import (
     ActorError,
     ActorExited,
+    BudgetExceeded,
     CallingSelf,
     ChildNotFound,
     ConfigError,
@@ -91,6 +93,8 @@ __all__ = [
     "ActorRef",
     "AdaptiveConfig",
     "BestOfN",
+    "Budget",
+    "BudgetExceeded",
     "Caller",
     "CallingSelf",
     "ChainOfThought",

@@ -376,6 +376,56 @@ class Rollout(msgspec.Struct, metaclass=_Strict, frozen=True, kw_only=True):
         )
 
 
+class Budget(msgspec.Struct, metaclass=_Strict, frozen=True, kw_only=True):
+    """A limit on LM use: ``max_tokens`` (prompt and completion tokens) and/or ``max_cost`` (US
+    dollars, priced by LiteLLM's price map; calls of a model it does not price cost 0 here).
+
+    Set for the runtime (``Config(budget=...)``), per module type (``Config(budgets={...})``)
+    or per call (``execute(..., budget=...)``). Once it is spent, a call raises
+    :class:`~dspex.BudgetExceeded` before its next LM request; calls already running finish,
+    so concurrent calls overshoot by at most what those in flight use.
+
+    Raises ConfigError for an unknown key, a value out of range, or neither limit."""
+
+    _prefix: ClassVar[str] = "budget"
+
+    max_tokens: int | None = None
+    """Tokens (prompt and completion) the LM calls may use in all (None: no limit)."""
+    max_cost: float | None = None
+    """US dollars the LM calls may cost in all (None: no limit)."""
+
+    def __post_init__(self) -> None:
+        _check(
+            "budget.max_tokens",
+            self.max_tokens is None or (_integer(self.max_tokens) and self.max_tokens >= 1),
+            "None or an int >= 1",
+            self.max_tokens,
+        )
+        _check(
+            "budget.max_cost",
+            self.max_cost is None or is_positive_number(self.max_cost),
+            "None or dollars > 0",
+            self.max_cost,
+        )
+        if self.max_tokens is None and self.max_cost is None:
+            raise ConfigError("a Budget needs max_tokens, max_cost or both")
+
+    def spent(self, tokens: int, cost: float) -> bool:
+        """Whether ``tokens`` and ``cost`` used leave nothing of this budget."""
+        return (self.max_tokens is not None and tokens >= self.max_tokens) or (
+            self.max_cost is not None and cost >= self.max_cost
+        )
+
+    def describe(self) -> str:
+        """What it allows, in words: ``1000 tokens``, ``$0.50``, or both."""
+        parts = []
+        if self.max_tokens is not None:
+            parts.append(f"{self.max_tokens} tokens")
+        if self.max_cost is not None:
+            parts.append(f"${self.max_cost:g}")
+        return " and ".join(parts)
+
+
 class Shadow(msgspec.Struct, metaclass=_Strict, frozen=True, kw_only=True):
     """Shadow comparison for one module type: a ``rate`` of calls also run on the other
     implementation in the background (never delaying or failing the caller), their outputs
@@ -484,6 +534,12 @@ class Config(msgspec.Struct, metaclass=_Strict, frozen=True, kw_only=True):
     shadow: dict[str, Shadow] = {}
     """Module type -> `Shadow`: run the other implementation too on a sample of calls and compare.
     Environment: a JSON object."""
+    budget: Budget | None = None
+    """A `Budget` of LM tokens and/or cost for every call of the runtime (None: no limit).
+    Environment: a JSON object, `{"max_tokens": 100000}`."""
+    budgets: dict[str, Budget] = {}
+    """Module type -> `Budget`: a limit on the LM use of every module of that type (a wrapped
+    program's predictors included). Environment: a JSON object."""
 
     def __post_init__(self) -> None:
         raw: object = self.implementation_preference
@@ -540,9 +596,10 @@ class Config(msgspec.Struct, metaclass=_Strict, frozen=True, kw_only=True):
             "seconds >= 0",
             self.drain_timeout,
         )
-        tables: tuple[tuple[str, type[Rollout] | type[Shadow]], ...] = (
+        tables: tuple[tuple[str, type[Rollout] | type[Shadow] | type[Budget]], ...] = (
             ("rollout", Rollout),
             ("shadow", Shadow),
+            ("budgets", Budget),
         )
         for key, kind in tables:
             built: dict[str, Any] = {}
@@ -554,6 +611,14 @@ class Config(msgspec.Struct, metaclass=_Strict, frozen=True, kw_only=True):
                 else:
                     raise ConfigError(f"{key}[{name!r}] must be a {kind.__name__} or a dict")
             msgspec.structs.force_setattr(self, key, built)
+        if isinstance(self.budget, Mapping):  # Config(budget={"max_tokens": 1000})
+            msgspec.structs.force_setattr(self, "budget", _build(Budget, self.budget, "budget"))
+        _check(
+            "budget",
+            self.budget is None or isinstance(self.budget, Budget),
+            "None or a Budget",
+            self.budget,
+        )
         for nested, nested_kind in _NESTED.items():
             value = getattr(self, nested)
             if isinstance(value, Mapping):  # Config(adaptive={"explore_rate": 0.1})
@@ -580,7 +645,8 @@ class Config(msgspec.Struct, metaclass=_Strict, frozen=True, kw_only=True):
     def from_env(cls, environ: Mapping[str, str] | None = None, **overrides: Any) -> Config:
         """Read ``DSPEX_<KEY>`` variables (nested: ``DSPEX_CIRCUIT_COOLDOWN``), then apply
         ``overrides``. ``DSPEX_MODULE_OVERRIDES`` reads ``"ReAct=dspy,Predict=native"``,
-        ``DSPEX_ROLLOUT`` and ``DSPEX_SHADOW`` a JSON object.
+        ``DSPEX_ROLLOUT``, ``DSPEX_SHADOW``, ``DSPEX_BUDGET`` and ``DSPEX_BUDGETS`` a JSON
+        object.
 
         Logs a warning (logger ``dspex.config``) for each ``DSPEX_*`` variable dspex does not
         read, with the closest valid name. Raises ConfigError for a bad value."""
@@ -595,7 +661,7 @@ class Config(msgspec.Struct, metaclass=_Strict, frozen=True, kw_only=True):
                 values.setdefault(key, {})[sub] = raw
             elif key == "module_overrides":
                 values[key] = _parse_overrides(raw)
-            elif key in ("rollout", "shadow"):  # JSON: {"Predict": {"native_percent": 10}}
+            elif key in ("rollout", "shadow", "budgets", "budget"):  # JSON objects
                 try:
                     values[key] = msgspec.json.decode(raw)
                 except msgspec.DecodeError as exc:

@@ -155,6 +155,13 @@ class Overloaded(DSPexError):
     limits."""
 
 
+class BudgetExceeded(DSPexError):
+    """A budget of LM tokens or cost (:class:`~dspex.Budget`) is spent: the call did not send
+    the LM request it was about to. The message names the budget (the runtime's, a module
+    type's, or the call's own), what it allows and what was used; raise it with
+    ``runtime.configure(...)`` or give the call a larger one."""
+
+
 class MailboxFull(Overloaded):
     """The target actor's bounded mailbox is full (its overflow policy is ``"raise"``)."""
 

@@ -26,9 +26,14 @@ class Price(msgspec.Struct, frozen=True):
     def cost(self, usage: Mapping[str, Any]) -> float:
         """The cost of ``usage`` (``prompt_tokens``, ``completion_tokens``), in US dollars."""
         prompt, completion = usage.get("prompt_tokens"), usage.get("completion_tokens")
-        return (prompt if isinstance(prompt, int) else 0) * self.input + (
-            completion if isinstance(completion, int) else 0
-        ) * self.output
+        return self.of(
+            prompt if isinstance(prompt, int) else 0,
+            completion if isinstance(completion, int) else 0,
+        )
+
+    def of(self, prompt_tokens: int, completion_tokens: int) -> float:
+        """The cost of that many prompt and completion tokens, in US dollars."""
+        return prompt_tokens * self.input + completion_tokens * self.output
 
 
 @functools.cache

@@ -26,13 +26,15 @@ from opentelemetry import context as otel_context
 from opentelemetry import trace
 
 from dspex import telemetry
+from dspex._budget import CALL_SPEND, CallSpend
 from dspex._kinds import KINDS, ModuleKind
 from dspex.actors import NOREPLY, Actor, Caller, Down, TaskRef
 from dspex.backends._spec import CallOptions, ModuleSpec
 from dspex.backends.native import check_inputs
-from dspex.config import Implementation, TwoStep
+from dspex.config import Budget, Implementation, TwoStep
 from dspex.errors import (
     ActorExited,
+    BudgetExceeded,
     ConfigError,
     DSPexError,
     InputError,
@@ -167,7 +169,7 @@ class SpecBox:
 class Execute(msgspec.Struct, frozen=True):
     """Run the module on ``inputs``; ``implementation`` forces one for this call; ``deadline``
     (event loop time) is when the caller stops waiting, if ever; ``stream``: where a streamed
-    call's events go."""
+    call's events go; ``budget``: the call's own limit on LM use."""
 
     inputs: Mapping[str, Any]
     options: CallOptions
@@ -176,6 +178,7 @@ class Execute(msgspec.Struct, frozen=True):
     key: str | None = None
     deadline: float | None = None
     stream: CallStream | None = None
+    budget: Budget | None = None
 
 
 class Info(msgspec.Struct, frozen=True):
@@ -456,6 +459,16 @@ class ModuleActor(Actor):
                 STREAM.set(stream)  # likewise: the implementation serving it streams to it
             forced = msg.implementation or self.forced
             snapshot = self.rt.routing.snapshot
+            config = snapshot.config
+            spend: CallSpend | None = None
+            if msg.budget is not None or config.budget is not None or config.budgets:
+                try:  # nothing is sent once a budget is spent
+                    self.rt.routing.spent.check(config, self.module_type)
+                except BudgetExceeded as exc:
+                    caller.fail(exc)
+                    return
+                spend = CallSpend(msg.budget)  # what the call uses, request by request
+                CALL_SPEND.set(spend)
             impl, reason = self._choose(snapshot, msg, forced)
             if reason == "probe" and not await self._claim_probe():
                 impl, reason = "dspy", "circuit_open"
@@ -485,6 +498,8 @@ class ModuleActor(Actor):
                 telemetry.fallbacks.add(1, {telemetry.OPERATION: self.label})
                 once = msgspec.structs.replace(msg.options, num_retries=0)  # one request, no more
                 try:
+                    if spend is not None:  # what native used counts against the call's budget
+                        spend.before_request()
                     again = time.perf_counter()
                     pred = await self._attempt("dspy", None, inputs, once, reason, again, recording)
                     if stream is not None:
@@ -710,9 +725,11 @@ class ModuleActor(Actor):
         """One try on one implementation, reported to the router and to the metrics; traced
         in a ``dspex.module.execute`` span when its parent, the call's route span, is recorded
         (as a parent-based sampler would decide: without an SDK, neither span costs a thing)."""
-        ok = fell_back = False
+        ok = fell_back = stopped = False
         usage: dict[str, int] = _NO_USAGE
         cost: float | None = None
+        spend = CALL_SPEND.get()
+        used = (spend.prompt_tokens, spend.completion_tokens, spend.cost) if spend else None
         span = telemetry.tracer.start_span("dspex.module.execute") if traced else None
         token = otel_context.attach(trace.set_span_in_context(span)) if span is not None else None
         try:
@@ -724,9 +741,20 @@ class ModuleActor(Actor):
                 if pred.cost is None and self.price is not None:
                     pred.cost = self.price.cost(usage)
                 cost = pred.cost
+                if spend is not None and impl == "dspy":  # native counted each request
+                    spend.add(
+                        usage.get("prompt_tokens", 0), usage.get("completion_tokens", 0), cost
+                    )
             return pred
         except Exception as err:
             fell_back = self._fallback_reason(impl, forced, err) is not None
+            stopped = isinstance(err, BudgetExceeded)
+            if spend is not None and used is not None:  # what its requests used before it failed
+                usage = {
+                    "prompt_tokens": spend.prompt_tokens - used[0],
+                    "completion_tokens": spend.completion_tokens - used[1],
+                }
+                cost = spend.cost - used[2] if self.price is not None else None
             raise
         finally:
             duration = time.perf_counter() - start
@@ -744,6 +772,7 @@ class ModuleActor(Actor):
                     usage.get("prompt_tokens", 0),
                     usage.get("completion_tokens", 0),
                     cost,
+                    stopped,
                 )
             )
             attrs = _metric_attributes(self.label, impl)

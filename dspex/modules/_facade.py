@@ -13,6 +13,7 @@ from dspex._kinds import KINDS
 from dspex.actors import ActorRef, is_normal_exit
 from dspex.backends._spec import NO_OPTIONS, CallOptions, ModuleSpec, PredictorState
 from dspex.config import (
+    Budget,
     Implementation,
     TwoStep,
     adapter_of,
@@ -113,6 +114,7 @@ class ModuleRef:
         max_tokens: int | None = None,
         n: int | None = None,
         key: str | int | None = None,
+        budget: Budget | None = None,
     ) -> Prediction:
         """Run the module on ``inputs``.
 
@@ -127,9 +129,12 @@ class ModuleRef:
         Past its deadline the call raises Timeout; an LM that does not answer within its own
         ``timeout`` raises LMTimeout. A module running ``max_concurrency`` calls with
         ``mailbox_size`` more waiting raises Overloaded (with ``Config(overload="raise")``).
+        ``budget`` (a :class:`~dspex.Budget`) limits this call's LM use; once it, the
+        runtime's or the module type's budget is spent, the call raises BudgetExceeded before
+        its next LM request.
         """
         msg, limit = self._message(
-            inputs, implementation, timeout, temperature, max_tokens, n, key, None
+            inputs, implementation, timeout, temperature, max_tokens, n, key, None, budget
         )
         return await self._send(msg, limit)
 
@@ -143,6 +148,7 @@ class ModuleRef:
         max_tokens: int | None = None,
         n: int | None = None,
         key: str | int | None = None,
+        budget: Budget | None = None,
     ) -> Stream:
         """Run the module on ``inputs`` and stream its output fields as the LM writes them:
         ``async for event in module.stream(inputs): ...`` yields
@@ -160,7 +166,7 @@ class ModuleRef:
         or the deadline cancels the call, LM request included.
         """
         msg, limit = self._message(
-            inputs, implementation, timeout, temperature, max_tokens, n, key, None
+            inputs, implementation, timeout, temperature, max_tokens, n, key, None, budget
         )
 
         def start(events: CallStream) -> Coroutine[Any, Any, Prediction]:
@@ -173,6 +179,7 @@ class ModuleRef:
     async def _execute_into(
         self,
         stream: CallStream | None,
+        budget: Budget | None,
         inputs: Mapping[str, Any],
         *,
         timeout: float | None = None,
@@ -180,9 +187,12 @@ class ModuleRef:
         max_tokens: int | None = None,
         n: int | None = None,
     ) -> Prediction:
-        """:meth:`execute`, its events (if ``stream``) going to ``stream``: how a wrapped
-        program's module streams into the program's call."""
-        msg, limit = self._message(inputs, None, timeout, temperature, max_tokens, n, None, stream)
+        """:meth:`execute`, its events (if ``stream``) going to ``stream``, within ``budget``:
+        how a wrapped program's module streams into the program's call and spends from its
+        budget."""
+        msg, limit = self._message(
+            inputs, None, timeout, temperature, max_tokens, n, None, stream, budget
+        )
         return await self._send(msg, limit)
 
     def _message(
@@ -195,6 +205,7 @@ class ModuleRef:
         n: int | None,
         key: str | int | None,
         stream: CallStream | None,
+        budget: Budget | None = None,
     ) -> tuple[Execute, float | None]:
         """The call's message, its options checked and its deadline set, and its time limit
         in seconds (None: none)."""
@@ -208,6 +219,8 @@ class ModuleRef:
             )
         if key is not None and not isinstance(key, str):
             key = _key(key)
+        if budget is not None and not isinstance(budget, Budget):
+            raise InputError(f"budget must be a dspex.Budget or None, got {budget!r}")
         forced = (
             None
             if implementation is None
@@ -227,6 +240,7 @@ class ModuleRef:
             key=key,
             deadline=deadline,
             stream=stream,
+            budget=budget,
         )
         return msg, limit
 

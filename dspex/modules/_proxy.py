@@ -30,6 +30,7 @@ from opentelemetry import context as otel_context
 from opentelemetry import trace
 
 from dspex import telemetry
+from dspex._budget import CALL_SPEND, CallSpend
 from dspex.errors import ModuleError, Timeout
 from dspex.lm._client import CALL_DEADLINE
 from dspex.prediction import Prediction
@@ -69,6 +70,7 @@ class ProgramCall:
         "scope",
         "served",
         "span",
+        "spend",
         "stream",
         "trace_token",
         "usage",
@@ -88,6 +90,7 @@ class ProgramCall:
         self.priced = True  # every one of them has a known cost
         self.pending: set[concurrent.futures.Future[Any]] = set()
         self.stream: CallStream | None = None
+        self.spend: CallSpend | None = None
         self.span: trace.Span = trace.INVALID_SPAN
         self.trace_token: contextvars.Token[otel_context.Context] | None = None
 
@@ -99,6 +102,7 @@ class ProgramCall:
             self.trace_token = otel_context.attach(trace.set_span_in_context(span))
         self.deadline = CALL_DEADLINE.get()
         self.stream = STREAM.get()  # a streamed program call: its modules stream into it
+        self.spend = CALL_SPEND.get()  # a budgeted one: its modules spend from it
         self.scope = self.dspy.context(**{PROGRAM_KEY: self})
         self.scope.__enter__()
         return self
@@ -156,6 +160,11 @@ class ProgramCall:
             self.priced = False  # a model without a price: the program's cost is unknown
         elif pred.cost is not None:
             self.cost += pred.cost
+        if self.spend is not None:  # what the program's call has left to spend
+            usage = pred.usage
+            self.spend.add(
+                usage.get("prompt_tokens", 0), usage.get("completion_tokens", 0), pred.cost
+            )
 
     def ran(self, paths: tuple[str, ...], implementation: str) -> None:
         """A call of the sub-module whose predictors are at ``paths`` was served by
@@ -354,12 +363,16 @@ class PredictorProxy:
         call: ProgramCall | None,
     ) -> Any:
         stream = None if call is None or call.stream is None else call.stream.child(self._at)
+        # what is left of the program call's budget (BudgetExceeded if nothing)
+        budget = None if call is None or call.spend is None else call.spend.left()
         if call is None or call.trace_token is None:  # no span recorded
-            pred = await self._ref._execute_into(stream, inputs, timeout=timeout, **options)
+            pred = await self._ref._execute_into(stream, budget, inputs, timeout=timeout, **options)
         else:  # the route span nests in the program's, from whichever thread the call came
             token = otel_context.attach(trace.set_span_in_context(call.span))
             try:
-                pred = await self._ref._execute_into(stream, inputs, timeout=timeout, **options)
+                pred = await self._ref._execute_into(
+                    stream, budget, inputs, timeout=timeout, **options
+                )
             finally:
                 otel_context.detach(token)
         if call is not None:

@@ -9,9 +9,10 @@ from typing import Any
 import msgspec
 
 from dspex import telemetry
+from dspex._budget import Spent, Use
 from dspex._threads import ThreadStats
 from dspex.actors import Actor, Caller
-from dspex.config import START_KEYS, Config, Implementation
+from dspex.config import START_KEYS, Budget, Config, Implementation
 from dspex.errors import ConfigError
 from dspex.routing._policy import Circuit, RoutingSnapshot
 from dspex.routing._registry import Registry
@@ -28,7 +29,9 @@ class Outcome(msgspec.Struct, frozen=True, array_like=True):
     program's predictor's ``qa.draft.predict``): its metrics, circuit and adaptive leader.
     ``kind`` is its module type when that name is another (None: ``module_type`` is the type):
     what a rollout is set for, so every module of the type feeds the rollout's rollback. The
-    tokens and ``cost`` (US dollars; None: not priced) are a successful attempt's."""
+    tokens and ``cost`` (US dollars; None: not priced) are those the attempt used, as far as
+    known; ``stopped``: a budget stopped it, which is neither a success nor a failure of the
+    implementation."""
 
     module_type: str
     implementation: str
@@ -40,6 +43,7 @@ class Outcome(msgspec.Struct, frozen=True, array_like=True):
     prompt_tokens: int = 0
     completion_tokens: int = 0
     cost: float | None = None
+    stopped: bool = False
 
 
 class NativeCrashed(msgspec.Struct, frozen=True):
@@ -153,6 +157,17 @@ class UsageReport(msgspec.Struct, frozen=True):
     unpriced_calls: int = 0
 
 
+class BudgetReport(msgspec.Struct, frozen=True):
+    """A budget in force (its limits) and what its scope has used; ``spent``: calls of the
+    scope now raise BudgetExceeded."""
+
+    max_tokens: int | None
+    max_cost: float | None
+    tokens: int
+    cost: float
+    spent: bool
+
+
 class MetricsReport(msgspec.Struct, frozen=True):
     """What ``await runtime.metrics()`` returns: ``modules[module_type][implementation]``
     figures (a wrapped program's under its ``name``; ``crashes`` counts the calls whose native
@@ -162,7 +177,8 @@ class MetricsReport(msgspec.Struct, frozen=True):
     back (module type -> why), the shadow comparisons per module type, the threads for sync
     user code (``Config.sync_threads``: busy, waiting), and the runtime's LM ``usage`` and
     cost (each module's are in its figures: ``prompt_tokens``, ``completion_tokens``,
-    ``cost``; a wrapped program's are its predictors', counted once in the runtime's)."""
+    ``cost``; a wrapped program's are its predictors', counted once in the runtime's), and
+    the budgets in force (``"runtime"`` and module types) with what each scope has used."""
 
     modules: dict[str, dict[str, ImplementationMetrics]]
     circuits: dict[str, str]
@@ -171,6 +187,7 @@ class MetricsReport(msgspec.Struct, frozen=True):
     shadow: dict[str, ShadowReport] = {}
     threads: ThreadStats | None = None
     usage: UsageReport = UsageReport()
+    budgets: dict[str, BudgetReport] = {}
 
     def to_dict(self) -> dict[str, Any]:
         """The report as plain data that ``json.dumps`` accepts (e.g. to return from a web
@@ -208,6 +225,9 @@ class _Stats:
         self.samples: deque[float] = deque(maxlen=_SAMPLES)
 
     def record(self, o: Outcome, alpha: float) -> None:
+        if o.stopped:  # a budget ended it: its use counts, not its outcome
+            self._use(o)
+            return
         first = self.calls == 0
         self.calls += 1
         if o.ok:
@@ -216,17 +236,20 @@ class _Stats:
             self.failures += 1
         if o.fell_back:
             self.fallbacks += 1
-        self.prompt_tokens += o.prompt_tokens
-        self.completion_tokens += o.completion_tokens
-        if o.cost is not None:
-            self.cost += o.cost
-            self.priced = True
+        self._use(o)
         self.samples.append(o.duration)
         ok = 1.0 if o.ok else 0.0
         self.ewma_latency = (
             o.duration if first else self.ewma_latency + alpha * (o.duration - self.ewma_latency)
         )
         self.ewma_success = ok if first else self.ewma_success + alpha * (ok - self.ewma_success)
+
+    def _use(self, o: Outcome) -> None:
+        self.prompt_tokens += o.prompt_tokens
+        self.completion_tokens += o.completion_tokens
+        if o.cost is not None:
+            self.cost += o.cost
+            self.priced = True
 
     def report(self) -> ImplementationMetrics:
         ordered = sorted(self.samples)
@@ -300,14 +323,17 @@ class _ShadowStats:
 
 
 class SnapshotCell:
-    """Where the router publishes the current :class:`RoutingSnapshot` for direct reads, and
-    its last :class:`MetricsReport` when it stops (``final``)."""
+    """Where the router publishes the current :class:`RoutingSnapshot` for direct reads, its
+    last :class:`MetricsReport` when it stops (``final``), and the LM use it counts per budget
+    scope (``spent``)."""
 
-    __slots__ = ("final", "snapshot")
+    __slots__ = ("final", "snapshot", "spent")
 
     def __init__(self, snapshot: RoutingSnapshot):
         self.snapshot = snapshot
         self.final: MetricsReport | None = None
+        # LM use per budget scope: the router writes it, module actors read it as calls start
+        self.spent = Spent()
 
 
 class RouterActor(Actor):
@@ -340,11 +366,6 @@ class RouterActor(Actor):
         self.restarts: dict[str, int] = {}
         self.rollbacks: dict[str, str] = {}
         self.shadows: dict[str, _ShadowStats] = {}
-        # the runtime's LM usage: prompt and completion tokens, the priced calls' cost, and
-        # how many calls were not priced (a wrapped program's own figures are its predictors')
-        self.tokens = [0, 0]
-        self.cost: float | None = None
-        self.unpriced = 0
         self._publish()
 
     def _publish(self) -> None:
@@ -365,15 +386,14 @@ class RouterActor(Actor):
     async def handle_cast(self, msg: Any) -> None:
         if isinstance(msg, Outcome):
             self._stats(msg.module_type, msg.implementation).record(msg, self.config.adaptive.alpha)
-            if (msg.prompt_tokens or msg.completion_tokens) and (
-                msg.kind or msg.module_type
-            ) != "Module":
-                self.tokens[0] += msg.prompt_tokens
-                self.tokens[1] += msg.completion_tokens
-                if msg.cost is None:
-                    self.unpriced += 1
-                else:
-                    self.cost = (self.cost or 0.0) + msg.cost
+            if msg.prompt_tokens or msg.completion_tokens:
+                self.cell.spent.add(
+                    msg.kind or msg.module_type, msg.prompt_tokens, msg.completion_tokens, msg.cost
+                )
+            if msg.stopped:  # a budget ended it: no verdict on the implementation
+                if msg.probe:
+                    self._probe_abandoned(msg.module_type)
+                return
             if msg.probe:
                 self._probe_result(msg.module_type, msg.ok)
             self._update_leader(msg.module_type)
@@ -394,9 +414,7 @@ class RouterActor(Actor):
         elif isinstance(msg, NativeCrashed):
             self._native_crashed(msg)
         elif isinstance(msg, ProbeAbandoned):
-            circuit = self.circuits.get(msg.module_type)
-            if circuit is not None and circuit.probing:
-                self._open(msg.module_type, "probe_abandoned")
+            self._probe_abandoned(msg.module_type)
         elif isinstance(msg, ModuleRestarted):
             self.restarts[msg.module_type] = self.restarts.get(msg.module_type, 0) + 1
             attributes = {telemetry.OPERATION: msg.module_type}
@@ -404,6 +422,12 @@ class RouterActor(Actor):
             telemetry.tracer.start_span("dspex.restart", attributes=attributes).end()
         else:
             await super().handle_cast(msg)
+
+    def _probe_abandoned(self, module_type: str) -> None:
+        """The probe granted to a call will not report: open the circuit again."""
+        circuit = self.circuits.get(module_type)
+        if circuit is not None and circuit.probing:
+            self._open(module_type, "probe_abandoned")
 
     def _update_leader(self, module_type: str) -> None:
         n = self.stats.get((module_type, "native"))
@@ -556,6 +580,21 @@ class RouterActor(Actor):
             modules.setdefault(module_type, {})[impl] = stats.report()
         circuits: dict[str, str] = {t: c.state(now) for t, c in self.circuits.items()}
         shadow = {t: stats.report() for t, stats in self.shadows.items()}
+        spent, config = self.cell.spent, self.config
+        use = spent.runtime
+        scopes: list[tuple[str, Budget | None, Use | None]] = [("runtime", config.budget, use)]
+        scopes += [(t, b, spent.types.get(t)) for t, b in config.budgets.items()]
+        budgets = {
+            scope: BudgetReport(
+                max_tokens=budget.max_tokens,
+                max_cost=budget.max_cost,
+                tokens=used.tokens if used is not None else 0,
+                cost=used.cost if used is not None else 0.0,
+                spent=used is not None and budget.spent(used.tokens, used.cost),
+            )
+            for scope, budget, used in scopes
+            if budget is not None
+        }
         return MetricsReport(
             modules=modules,
             circuits=circuits,
@@ -563,8 +602,13 @@ class RouterActor(Actor):
             rollbacks=dict(self.rollbacks),
             shadow=shadow,
             usage=UsageReport(
-                self.tokens[0], self.tokens[1], sum(self.tokens), self.cost, self.unpriced
+                prompt_tokens=use.prompt_tokens,
+                completion_tokens=use.completion_tokens,
+                total_tokens=use.tokens,
+                cost=use.cost if use.priced else None,
+                unpriced_calls=use.unpriced,
             ),
+            budgets=budgets,
         )
 
     async def terminate(self, reason: object) -> None:
