@@ -478,7 +478,7 @@ class ModuleActor(Actor):
             token = otel_context.attach(trace.set_span_in_context(span)) if recording else None
             try:
                 pred = await self._attempt(
-                    impl, forced, inputs, msg.options, reason, start, recording
+                    impl, forced, inputs, msg.options, reason, start, recording, spend
                 )
             except Exception as err:
                 error = type(err).__name__
@@ -501,7 +501,9 @@ class ModuleActor(Actor):
                     if spend is not None:  # what native used counts against the call's budget
                         spend.before_request()
                     again = time.perf_counter()
-                    pred = await self._attempt("dspy", None, inputs, once, reason, again, recording)
+                    pred = await self._attempt(
+                        "dspy", None, inputs, once, reason, again, recording, spend
+                    )
                     if stream is not None:
                         await stream.finish()
                 except Exception as second:
@@ -721,14 +723,15 @@ class ModuleActor(Actor):
         reason: RouteReason,
         start: float,
         traced: bool,
+        spend: CallSpend | None,
     ) -> Prediction:
         """One try on one implementation, reported to the router and to the metrics; traced
         in a ``dspex.module.execute`` span when its parent, the call's route span, is recorded
-        (as a parent-based sampler would decide: without an SDK, neither span costs a thing)."""
+        (as a parent-based sampler would decide: without an SDK, neither span costs a thing).
+        ``spend``: the call's LM use, when a budget applies."""
         ok = fell_back = stopped = False
         usage: dict[str, int] = _NO_USAGE
         cost: float | None = None
-        spend = CALL_SPEND.get()
         used = (spend.prompt_tokens, spend.completion_tokens, spend.cost) if spend else None
         span = telemetry.tracer.start_span("dspex.module.execute") if traced else None
         token = otel_context.attach(trace.set_span_in_context(span)) if span is not None else None

@@ -225,8 +225,12 @@ class _Stats:
         self.samples: deque[float] = deque(maxlen=_SAMPLES)
 
     def record(self, o: Outcome, alpha: float) -> None:
+        self.prompt_tokens += o.prompt_tokens
+        self.completion_tokens += o.completion_tokens
+        if o.cost is not None:
+            self.cost += o.cost
+            self.priced = True
         if o.stopped:  # a budget ended it: its use counts, not its outcome
-            self._use(o)
             return
         first = self.calls == 0
         self.calls += 1
@@ -236,20 +240,12 @@ class _Stats:
             self.failures += 1
         if o.fell_back:
             self.fallbacks += 1
-        self._use(o)
         self.samples.append(o.duration)
         ok = 1.0 if o.ok else 0.0
         self.ewma_latency = (
             o.duration if first else self.ewma_latency + alpha * (o.duration - self.ewma_latency)
         )
         self.ewma_success = ok if first else self.ewma_success + alpha * (ok - self.ewma_success)
-
-    def _use(self, o: Outcome) -> None:
-        self.prompt_tokens += o.prompt_tokens
-        self.completion_tokens += o.completion_tokens
-        if o.cost is not None:
-            self.cost += o.cost
-            self.priced = True
 
     def report(self) -> ImplementationMetrics:
         ordered = sorted(self.samples)
