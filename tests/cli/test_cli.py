@@ -8,6 +8,7 @@ import threading
 from collections import Counter
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from io import StringIO
+from pathlib import Path
 
 import pytest
 from rich.console import Console
@@ -191,3 +192,27 @@ def test_calculator_tool_evaluates_arithmetic_only() -> None:
     assert calculator("(1 + 2) / 4") == "0.75"
     with pytest.raises(ValueError, match="not plain arithmetic"):
         calculator("__import__('os')")
+
+
+def test_pull_runs_pip_again_when_a_download_breaks(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    """Real pip, made to download (into a scratch target) from an index that does not
+    answer: three tries, then a clear error."""
+    import dspex.cli
+
+    monkeypatch.setattr(dspex.cli, "_parts_installed", lambda model: False)
+    pip_env = {
+        "PIP_INDEX_URL": closed_port_url().removesuffix("/v1") + "/simple",
+        "PIP_RETRIES": "0",
+        "PIP_TIMEOUT": "2",
+        "PIP_NO_CACHE_DIR": "1",
+        "PIP_IGNORE_INSTALLED": "1",
+        "PIP_TARGET": str(tmp_path),
+    }
+    for name, value in pip_env.items():
+        monkeypatch.setenv(name, value)
+    result = runner.invoke(app, ["lm", "pull"], env={"COLUMNS": "200"})
+    assert result.exit_code == 1
+    assert result.output.count("pip failed; trying again") == 2
+    assert "pip failed 3 times" in result.output
