@@ -677,6 +677,7 @@ class ModuleActor(Actor):
         output: dict[str, Any] | None = None
         error: str | None = None
         STREAM.set(None)  # a streamed call's shadow streams to nobody
+        CALL_SPEND.set(None)  # and spends nothing of the call's budget
         try:
             shadow = await self.rt.backends[impl].execute(
                 await self._instance(impl), inputs, options

@@ -168,3 +168,22 @@ async def test_a_bad_per_call_budget_is_an_input_error() -> None:
         with pytest.raises(InputError, match=r"budget must be a dspex\.Budget"):
             await predict.execute({"question": "q"}, budget=bad)
         assert len(server.requests) == 0
+
+
+async def test_a_shadow_run_spends_nothing_of_the_calls_budget() -> None:
+    config = _config(shadow={"Predict": {"rate": 1.0}})
+    async with (
+        ScriptedLM(ANSWER, strict=False) as server,
+        Runtime(lm=_lm(server), config=config) as rt,
+    ):
+        predict = await dspex.Predict.create("question -> answer")
+        # dspy serves the call and uses the whole budget; native shadows it, outside it
+        await predict.execute({"question": "q"}, implementation="dspy", budget=Budget(max_tokens=1))
+        for _ in range(100):
+            shadow = (await rt.metrics()).shadow.get("Predict")
+            if shadow is not None and shadow.calls:
+                break
+            await asyncio.sleep(0.02)
+    assert shadow is not None
+    assert (shadow.calls, shadow.errors) == (1, 0)
+    assert len(server.requests) == 2
