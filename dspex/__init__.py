@@ -69,7 +69,7 @@ from dspex.modules import (
 )
 from dspex.modules._saved import load
 from dspex.prediction import Prediction
-from dspex.routing import ImplementationMetrics, MetricsReport, UsageReport
+from dspex.routing import BudgetReport, ImplementationMetrics, MetricsReport, UsageReport
 from dspex.runtime import Runtime
 from dspex.signature import Signature
 from dspex.streaming import StatusMessage, Stream, StreamChunk
@@ -95,6 +95,7 @@ __all__ = [
     "BestOfN",
     "Budget",
     "BudgetExceeded",
+    "BudgetReport",
     "Caller",
     "CallingSelf",
     "ChainOfThought",

@@ -10,6 +10,7 @@ from dspex.routing._policy import (
 )
 from dspex.routing._registry import Registry
 from dspex.routing._router import (
+    BudgetReport,
     ClaimProbe,
     Configure,
     Divergence,
@@ -28,6 +29,7 @@ from dspex.routing._router import (
 )
 
 __all__ = [
+    "BudgetReport",
     "Circuit",
     "CircuitState",
     "ClaimProbe",
