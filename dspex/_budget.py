@@ -1,10 +1,9 @@
 """Budgets of LM use: what the runtime and each module type have spent (written by the router
 alone, from the outcomes module actors cast it; read by module actors as a call starts), and
-what one call has spent (its own, in its task's context, checked before each LM request)."""
+what one call has spent (its own, in its task's context, checked by the native LM client
+before each request)."""
 
 from __future__ import annotations
-
-import contextvars
 
 from dspex.config import Budget, Config
 from dspex.errors import BudgetExceeded
@@ -77,7 +76,8 @@ class Spent:
 
 class CallSpend(Use):
     """One call's own use, against its own ``budget`` (None: the call has none, only the
-    runtime's or its type's)."""
+    runtime's or its type's); the module actor puts it in ``CALL_SPEND``
+    (:mod:`dspex.lm._client`), where the native LM client checks and counts each request."""
 
     __slots__ = ("budget",)
 
@@ -100,9 +100,3 @@ class CallSpend(Use):
         tokens = None if budget.max_tokens is None else budget.max_tokens - self.tokens
         cost = None if budget.max_cost is None else budget.max_cost - self.cost
         return Budget(max_tokens=tokens, max_cost=cost)
-
-
-#: The use of the call this task serves, when any budget applies (set by the call's task).
-CALL_SPEND: contextvars.ContextVar[CallSpend | None] = contextvars.ContextVar(
-    "dspex_call_spend", default=None
-)

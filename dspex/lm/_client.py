@@ -11,7 +11,7 @@ import random
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from email.utils import parsedate_to_datetime
 from types import TracebackType
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import TYPE_CHECKING, Any, Protocol, TypeVar
 from urllib.parse import urlsplit
 
 import msgspec
@@ -21,6 +21,7 @@ from dspex import telemetry
 from dspex.errors import ConfigError, LMConnectionError, LMError, LMTimeout
 from dspex.lm._config import LM, api_key_of, is_reasoning_model, redact
 from dspex.lm._litellm_catalog import system_as_user
+from dspex.lm._prices import price_of
 from dspex.lm._wire import (
     Completion,
     Message,
@@ -31,7 +32,7 @@ from dspex.lm._wire import (
     params_suffix,
 )
 
-__all__ = ["CALL_DEADLINE", "LMClient", "RetryPolicy"]
+__all__ = ["CALL_DEADLINE", "CALL_SPEND", "LMClient", "RetryPolicy"]
 
 if TYPE_CHECKING:
     import aiohttp
@@ -58,6 +59,25 @@ _STREAM = {"stream": True, "stream_options": {"include_usage": True}}
 #: actor in each call's task. The client waits for no retry that would start after it.
 CALL_DEADLINE: contextvars.ContextVar[float | None] = contextvars.ContextVar(
     "dspex_call_deadline", default=None
+)
+
+
+class Spending(Protocol):
+    """A call's LM use under a budget (``dspex._budget.CallSpend``)."""
+
+    def before_request(self) -> None:
+        """Raise BudgetExceeded if the next request must not be sent."""
+        ...
+
+    def add(self, prompt_tokens: int, completion_tokens: int, cost: float | None) -> None:
+        """Count a request's tokens and cost (None: the model has no price)."""
+        ...
+
+
+#: The current call's LM use, when a budget applies: set by the module actor in each call's
+#: task; the client checks it before each request and counts each completion in it.
+CALL_SPEND: contextvars.ContextVar[Spending | None] = contextvars.ContextVar(
+    "dspex_call_spend", default=None
 )
 
 
@@ -339,6 +359,9 @@ class LMClient:
         client_timeout = prepared.timeout
         if timeout is not None:
             client_timeout = _http().ClientTimeout(total=timeout)
+        spend = CALL_SPEND.get()
+        if spend is not None:
+            spend.before_request()  # BudgetExceeded: nothing is sent
         span = telemetry.tracer.start_span(
             prepared.span_name, kind=SpanKind.CLIENT, attributes=prepared.span_attributes
         )
@@ -370,6 +393,10 @@ class LMClient:
         self._prompt_tokens += usage.prompt_tokens
         self._completion_tokens += usage.completion_tokens
         self._total_tokens += usage.total_tokens
+        if spend is not None:
+            price = price_of(lm.model)
+            prompt, output = usage.prompt_tokens, usage.completion_tokens
+            spend.add(prompt, output, price.of(prompt, output) if price is not None else None)
         return completion
 
     async def _send(

@@ -26,7 +26,7 @@ from opentelemetry import context as otel_context
 from opentelemetry import trace
 
 from dspex import telemetry
-from dspex._budget import CALL_SPEND, CallSpend
+from dspex._budget import CallSpend
 from dspex._kinds import KINDS, ModuleKind
 from dspex.actors import NOREPLY, Actor, Caller, Down, TaskRef
 from dspex.backends._spec import CallOptions, ModuleSpec
@@ -47,7 +47,7 @@ from dspex.errors import (
     Timeout,
     Unavailable,
 )
-from dspex.lm._client import CALL_DEADLINE
+from dspex.lm._client import CALL_DEADLINE, CALL_SPEND
 from dspex.lm._config import api_key_of, redact
 from dspex.lm._prices import price_of
 from dspex.prediction import Prediction

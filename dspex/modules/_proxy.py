@@ -30,9 +30,9 @@ from opentelemetry import context as otel_context
 from opentelemetry import trace
 
 from dspex import telemetry
-from dspex._budget import CALL_SPEND, CallSpend
+from dspex._budget import CallSpend, Use
 from dspex.errors import ModuleError, Timeout
-from dspex.lm._client import CALL_DEADLINE
+from dspex.lm._client import CALL_DEADLINE, CALL_SPEND
 from dspex.prediction import Prediction
 from dspex.streaming._call import STREAM, CallStream
 
@@ -59,14 +59,12 @@ class ProgramCall:
 
     __slots__ = (
         "closed",
-        "cost",
         "deadline",
         "dspy",
         "fallbacks",
         "label",
         "local",
         "pending",
-        "priced",
         "scope",
         "served",
         "span",
@@ -74,6 +72,7 @@ class ProgramCall:
         "stream",
         "trace_token",
         "usage",
+        "used",
     )
 
     def __init__(self, label: str, dspy: Any, local: Callable[[Any], str | None] | None = None):
@@ -86,11 +85,10 @@ class ProgramCall:
         self.served: dict[str, set[str]] = {}
         self.fallbacks: list[str] = []
         self.usage: dict[str, int] = {}
-        self.cost = 0.0  # the served predictors' cost, in US dollars
-        self.priced = True  # every one of them has a known cost
         self.pending: set[concurrent.futures.Future[Any]] = set()
         self.stream: CallStream | None = None
         self.spend: CallSpend | None = None
+        self.used = Use()  # the served predictors' tokens and cost (the call's spend if any)
         self.span: trace.Span = trace.INVALID_SPAN
         self.trace_token: contextvars.Token[otel_context.Context] | None = None
 
@@ -102,7 +100,9 @@ class ProgramCall:
             self.trace_token = otel_context.attach(trace.set_span_in_context(span))
         self.deadline = CALL_DEADLINE.get()
         self.stream = STREAM.get()  # a streamed program call: its modules stream into it
-        self.spend = CALL_SPEND.get()  # a budgeted one: its modules spend from it
+        spend = CALL_SPEND.get()  # a budgeted one: its modules spend from it
+        if isinstance(spend, CallSpend):
+            self.spend = self.used = spend
         self.scope = self.dspy.context(**{PROGRAM_KEY: self})
         self.scope.__enter__()
         return self
@@ -156,15 +156,8 @@ class ProgramCall:
             self.fallbacks.append(f"{', '.join(paths)}: {pred.fallback_reason}")
         for key, value in pred.usage.items():
             self.usage[key] = self.usage.get(key, 0) + value
-        if pred.usage and pred.cost is None:
-            self.priced = False  # a model without a price: the program's cost is unknown
-        elif pred.cost is not None:
-            self.cost += pred.cost
-        if self.spend is not None:  # what the program's call has left to spend
-            usage = pred.usage
-            self.spend.add(
-                usage.get("prompt_tokens", 0), usage.get("completion_tokens", 0), pred.cost
-            )
+        usage = pred.usage
+        self.used.add(usage.get("prompt_tokens", 0), usage.get("completion_tokens", 0), pred.cost)
 
     def ran(self, paths: tuple[str, ...], implementation: str) -> None:
         """A call of the sub-module whose predictors are at ``paths`` was served by
@@ -193,7 +186,7 @@ class ProgramCall:
             self.served_by(),
             self.implementation(),
             usage=self.usage,
-            cost=self.cost if self.priced else None,
+            cost=None if self.used.unpriced else self.used.cost,  # unknown if one is
             fallback_reason="; ".join(self.fallbacks) or None,
         )
 

@@ -57,7 +57,7 @@ class _Buffer:
     def __init__(self, capacity: int):
         self.sender, self.receiver = anyio.create_memory_object_stream[StreamEvent](capacity)
         self.sent = False  # a chunk went out, from any module of the call
-        self.drained: asyncio.Event | None = None  # made by the first take()
+        self.drained = asyncio.Event()  # set once take() returned the end
 
     async def put(self, event: StreamEvent) -> None:
         # closed: the call is over, or its reader left, and nobody reads it
@@ -95,8 +95,6 @@ class _Buffer:
     async def take(self) -> tuple[list[StreamEvent], bool]:
         """Every event buffered, once there is one (or the end), and whether the stream
         ended with them."""
-        if self.drained is None:
-            self.drained = asyncio.Event()
         first = await self.get()
         if first is None:
             self.drained.set()
@@ -193,11 +191,8 @@ class CallStream:
 
     async def drained(self) -> None:
         """Close, and wait until a :meth:`take` returned the end (every event was taken)."""
-        buffer = self._buffer
-        buffer.close()
-        if buffer.drained is None:
-            buffer.drained = asyncio.Event()
-        await buffer.drained.wait()
+        self._buffer.close()
+        await self._buffer.drained.wait()
 
     def discard(self) -> None:
         """Nobody reads the call's events any more: the buffer's both ends closed."""

@@ -14,6 +14,7 @@ calls, so concurrent streams cannot mix.
 
 from __future__ import annotations
 
+import functools
 import re
 from collections import deque
 
@@ -58,7 +59,10 @@ _CHAT_END = re.compile(r"\[\[ ## (\w+) ## \]\]")
 _JSON_END = re.compile(r"\w*\"(,|\s*})")
 
 
+@functools.lru_cache(maxsize=4096)
 def _markers(adapter: str, field: str) -> _Markers:
+    """How ``adapter`` marks ``field``: made once per adapter and field, shared (never
+    written) by every call's listeners."""
     if adapter == "JSONAdapter":
         return _Markers("json", f'"{field}":', _JSON_END, '"', ('"', '",', '" ', '"}'), "}")
     if adapter == "XMLAdapter":

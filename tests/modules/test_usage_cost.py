@@ -23,12 +23,15 @@ def _lm(server: ScriptedLM, model: str) -> LM:
     return LM(f"openai/{model}", api_base=server.base_url, api_key="k")
 
 
-@pytest.mark.parametrize("implementation", ["native", "dspy"])
-async def test_a_call_has_its_cost(implementation: str) -> None:
+@pytest.mark.parametrize(("implementation", "workers"), [("native", 0), ("dspy", 0), ("dspy", 1)])
+async def test_a_call_has_its_cost(implementation: str, workers: int) -> None:
+    """On dspy in this process and in a worker process (the cost comes back with the
+    prediction) as on native."""
     reply = Reply("[[ ## answer ## ]]\nParis\n\n[[ ## completed ## ]]", prompt_tokens=1200)
+    config = Config(dspy_workers=workers, adaptive={"explore_rate": 0.0})
     async with (
         ScriptedLM(reply, strict=False) as server,
-        Runtime(lm=_lm(server, "gpt-4o-mini"), config=CONFIG) as rt,
+        Runtime(lm=_lm(server, "gpt-4o-mini"), config=config) as rt,
     ):
         predict = await dspex.Predict.create("question -> answer")
         pred = await predict.execute({"question": "q"}, implementation=implementation)

@@ -8,7 +8,6 @@ from typing import Any, ClassVar
 
 import msgspec
 
-from dspex._budget import CALL_SPEND, CallSpend
 from dspex.backends._spec import NO_OPTIONS, CallOptions
 from dspex.backends.native import _adapters
 from dspex.backends.native._adapters import Adapter
@@ -23,7 +22,6 @@ from dspex.backends.native._types import allows_none, is_reasoning, is_tool_call
 from dspex.config import ADAPTER_CLASSES, ADAPTERS, AdapterName, TwoStep
 from dspex.errors import ConfigError, InputError, ParseError, SignatureError
 from dspex.lm import LM, Completion, LMClient, Usage
-from dspex.lm._prices import price_of
 from dspex.prediction import Prediction
 from dspex.signature import Signature, SignatureLike, ensure_signature
 from dspex.streaming._call import STREAM
@@ -200,9 +198,6 @@ class NativePredict:
             extra = adapter.request_kwargs(sig, response_format_support(lm))
             if self.tools is not None:
                 extra = {**extra, "tools": _function_specs(self.tools, values.get(self.tools))}
-            spend = CALL_SPEND.get()
-            if spend is not None:
-                spend.before_request()  # BudgetExceeded: the call's budget is spent
             completion = await self.client.complete(
                 lm,
                 messages,
@@ -212,8 +207,6 @@ class NativePredict:
                 extra=extra or None,
                 on_text=on_text,
             )
-            if spend is not None:
-                _spent(spend, lm, completion.usage)
             try:
                 if self.tool_calls is not None and (self.tools or completion.tool_calls):
                     outputs = _parse_with_tool_calls(
@@ -237,9 +230,6 @@ class NativePredict:
         """TwoStepAdapter: the module's LM answers the plain prompt, then the extraction LM
         reads the outputs from each answer."""
         assert self.extract is not None
-        spend = CALL_SPEND.get()
-        if spend is not None:
-            spend.before_request()
         completion = await self.client.complete(
             self.lm,
             self.adapter.format(self.signature, self.demos, values),
@@ -247,8 +237,6 @@ class NativePredict:
             max_tokens=options.max_tokens,
             n=options.n,
         )
-        if spend is not None:
-            _spent(spend, self.lm, completion.usage)
         return await _extracted(self.extract, completion, self.tool_calls)
 
 
@@ -284,13 +272,6 @@ async def _extracted(
             step.get("total_tokens", 0),
         )
     return _prediction(values, usage)
-
-
-def _spent(spend: CallSpend, lm: LM, usage: Usage) -> None:
-    """Count an LM request's tokens and cost against the call's budgets."""
-    price = price_of(lm.model)
-    prompt, completion = usage.prompt_tokens, usage.completion_tokens
-    spend.add(prompt, completion, price.of(prompt, completion) if price is not None else None)
 
 
 def _prediction(outputs: list[dict[str, Any]], usage: Usage) -> Prediction:
