@@ -135,7 +135,9 @@ async def dspex_runtime(
     (so the adaptive policy's exploration does not mix dspy into native figures), and a native
     connection pool of ``callers`` (``max_connections``), and the dspy implementation in this
     process (``dspy_workers=0``: the published dspy figures of these scripts are in-process ones;
-    bench_workers.py passes ``dspy_workers`` to measure worker processes, the default). Without
+    bench_workers.py passes ``dspy_workers`` to measure worker processes, the default), and the
+    response cache off (every call reaches the LM, as with the plain DSPy baselines'
+    ``cache=False``; bench_cache.py measures it). Without
     ``url`` the LM is instant: :class:`InstantClient` for native and
     :class:`InstantDSPyBackend` for dspy. ``config`` overrides the Config.
     """
@@ -145,6 +147,7 @@ async def dspex_runtime(
         "mailbox_size": 2 * callers,
         "max_connections": callers,
         "dspy_workers": 0,
+        "cache": {"memory_mb": 0},
         **config,
     }
     lm = dspex.LM("openai/bench", api_base=url or "http://127.0.0.1:9/v1", api_key="bench")

@@ -15,9 +15,11 @@ from dspex.actors import (
     TaskRef,
     is_normal_exit,
 )
+from dspex.cache import CacheReport
 from dspex.config import (
     AdaptiveConfig,
     Budget,
+    CacheConfig,
     CircuitConfig,
     Config,
     RayWorkers,
@@ -96,6 +98,8 @@ __all__ = [
     "Budget",
     "BudgetExceeded",
     "BudgetReport",
+    "CacheConfig",
+    "CacheReport",
     "Caller",
     "CallingSelf",
     "ChainOfThought",

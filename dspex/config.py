@@ -257,6 +257,46 @@ class WorkerConfig(msgspec.Struct, metaclass=_Strict, frozen=True, kw_only=True)
         _check("workers.grace", is_positive_number(self.grace), "seconds > 0", self.grace)
 
 
+class CacheConfig(msgspec.Struct, metaclass=_Strict, frozen=True, kw_only=True):
+    """The LM response cache both implementations share (see ``LM.cache``).
+
+    Replies are kept in memory, least recently used first out past ``memory_mb`` megabytes;
+    with ``disk`` (a folder) they are also written there, where a restarted service finds
+    them. ``memory_mb=0`` and no ``disk`` turns the cache off for the runtime.
+
+    Raises ConfigError for an unknown key or a value out of range.
+    """
+
+    _prefix: ClassVar[str] = "cache"
+
+    memory_mb: float = 256.0
+    """Megabytes of replies (and their keys) kept in memory; 0 keeps none."""
+    disk: str | None = None
+    """A folder for the on-disk cache, which outlives the process (None: memory only)."""
+    disk_mb: float = 1024.0
+    """Megabytes the on-disk cache may hold; the oldest replies go first past it."""
+
+    def __post_init__(self) -> None:
+        _check(
+            "cache.memory_mb",
+            _number(self.memory_mb) and self.memory_mb >= 0,
+            "MB >= 0",
+            self.memory_mb,
+        )
+        _check(
+            "cache.disk",
+            self.disk is None or (isinstance(self.disk, str) and self.disk.strip() != ""),
+            "None or a folder's path",
+            self.disk,
+        )
+        _check("cache.disk_mb", is_positive_number(self.disk_mb), "MB > 0", self.disk_mb)
+
+    @property
+    def enabled(self) -> bool:
+        """Whether replies are kept anywhere."""
+        return self.memory_mb > 0 or self.disk is not None
+
+
 class TwoStep(msgspec.Struct, frozen=True):
     """DSPy's TwoStepAdapter as a module's adapter: ``adapter=dspex.TwoStep(small_lm)``.
 
@@ -534,6 +574,9 @@ class Config(msgspec.Struct, metaclass=_Strict, frozen=True, kw_only=True):
     shadow: dict[str, Shadow] = {}
     """Module type -> `Shadow`: run the other implementation too on a sample of calls and compare.
     Environment: a JSON object."""
+    cache: CacheConfig = CacheConfig()
+    """The LM response cache native and dspy share: a `CacheConfig` or a dict of its keys
+    (`memory_mb`, `disk`, `disk_mb`). Read when the runtime starts."""
     budget: Budget | None = None
     """A `Budget` of LM tokens and/or cost for every call of the runtime (None: no limit).
     Environment: a JSON object, `{"max_tokens": 100000}`."""
@@ -676,13 +719,23 @@ class Config(msgspec.Struct, metaclass=_Strict, frozen=True, kw_only=True):
 
 
 #: The settings a runtime reads once, as it starts: ``Runtime.configure`` refuses to change them.
-START_KEYS = ("dspy_workers", "workers", "preload_dspy", "max_connections", "sync_threads")
+START_KEYS = (
+    "dspy_workers",
+    "workers",
+    "preload_dspy",
+    "max_connections",
+    "sync_threads",
+    "cache",
+)
 
 
-_NESTED: dict[str, type[AdaptiveConfig] | type[CircuitConfig] | type[WorkerConfig]] = {
+_NESTED: dict[
+    str, type[AdaptiveConfig] | type[CircuitConfig] | type[WorkerConfig] | type[CacheConfig]
+] = {
     "adaptive": AdaptiveConfig,
     "circuit": CircuitConfig,
     "workers": WorkerConfig,
+    "cache": CacheConfig,
 }
 
 

@@ -22,6 +22,7 @@ from dspex.actors import SHUTDOWN, ActorRef, Node, is_normal_exit
 from dspex.backends._spec import Backend
 from dspex.backends.dspy import DSPyBackend, import_dspy
 from dspex.backends.native import NativeBackend
+from dspex.cache import ResponseCache
 from dspex.config import Config, RayWorkers
 from dspex.errors import (
     ActorError,
@@ -144,6 +145,8 @@ class Runtime:
         self.client: LMClient | None = None
         # the threads for sync user code (Config.sync_threads), made as the runtime starts
         self.threads: SyncThreads | None = None
+        #: the LM response cache both implementations share (None: Config.cache turns it off)
+        self.cache: ResponseCache | None = None
         self._threads_token: contextvars.Token[SyncThreads | None] | None = None
         self._state = "stopped"
         self.forcing = False
@@ -223,7 +226,9 @@ class Runtime:
             from dspex.workers._ray import connect, start_ray_worker
 
             count = await anyio.to_thread.run_sync(connect, where)
-            start = functools.partial(start_ray_worker, where)
+            start = functools.partial(
+                start_ray_worker, where, config.cache if config.cache.enabled else None
+            )
         else:
             count = where
         woken = asyncio.Event()
@@ -240,7 +245,7 @@ class Runtime:
                 ChildSpec(
                     id=("dspy-worker", slot.index),
                     start=WorkerActor,
-                    args=(WorkerStart(slot, settings, start),),
+                    args=(WorkerStart(slot, settings, start, self.cache),),
                     name=f"dspex.dspy-worker.{slot.index}",
                     shutdown=10.0,
                     max_restarts=config.max_restarts,
@@ -313,7 +318,8 @@ class Runtime:
         if final is None or self.whereis(ROUTER) is not None:
             final = await self.node.call(ROUTER, GetMetrics())
         threads = self.threads.stats() if self.threads is not None else None
-        report: MetricsReport = msgspec.structs.replace(final, threads=threads)
+        cache = self.cache.report() if self.cache is not None else None
+        report: MetricsReport = msgspec.structs.replace(final, threads=threads, cache=cache)
         return report
 
     def module_stopped(self, name: str) -> str | None:
@@ -369,9 +375,10 @@ class Runtime:
         self._node = node = Node()
         self.forcing = False  # a forced shutdown before stays readable until now
         try:
-            pool = LMClient(max_connections=config.max_connections)
+            cache = self.cache = ResponseCache(config.cache) if config.cache.enabled else None
+            pool = LMClient(max_connections=config.max_connections, cache=cache)
             self.client = await pool.__aenter__()
-            local = DSPyBackend(gc_freeze=config.gc_freeze)
+            local = DSPyBackend(gc_freeze=config.gc_freeze, cache=cache)
             native = NativeBackend(self.client)
             dspy = WorkerBackend(self._start_workers, local) if config.dspy_workers else local
             self.backends = {"native": native, "dspy": dspy}
@@ -484,6 +491,8 @@ class Runtime:
             await node.stop_all(self.shutdown_timeout)
             if self.client is not None:
                 await self.client.aclose()
+            if self.cache is not None:
+                await asyncio.get_running_loop().run_in_executor(None, self.cache.close)
         finally:
             _running.discard(self)
             for restore in self._restore_signals:

@@ -31,6 +31,12 @@ native_crashes = meter.create_counter(
     unit="{call}",
     description="Calls whose native code raised an unexpected exception (re-run on dspy)",
 )
+cache_hits = meter.create_counter(
+    "dspex.cache.hits", unit="{request}", description="LM requests answered from the cache"
+)
+cache_misses = meter.create_counter(
+    "dspex.cache.misses", unit="{request}", description="LM requests the cache could not answer"
+)
 
 # Attribute keys of the route decision (the original design's metadata) and of outcomes.
 OPERATION = "dspex.operation"
@@ -42,6 +48,8 @@ FALLBACK_REASON = "dspex.fallback.reason"
 MODULE_ID = "dspex.module.id"
 OUTCOME = "dspex.outcome"
 CIRCUIT_STATE = "dspex.circuit.state"
+CACHE_HIT = "dspex.cache.hit"
+CACHE_HITS = "dspex.cache.hits"
 
 # OpenTelemetry GenAI semantic conventions for LM calls.
 GEN_AI_OPERATION = "gen_ai.operation.name"

@@ -16,6 +16,7 @@ import dspex
 from dspex.config import (
     MODULE_TYPES,
     AdaptiveConfig,
+    CacheConfig,
     CircuitConfig,
     Config,
     Rollout,
@@ -256,11 +257,12 @@ def test_every_dspex_variable_dspex_reads_is_known(caplog: pytest.LogCaptureFixt
     names |= {
         f"DSPEX_{key.upper()}"
         for key in Config.__struct_fields__
-        if key not in ("adaptive", "circuit", "workers")
+        if key not in ("adaptive", "circuit", "workers", "cache")
     }
     names |= {f"DSPEX_ADAPTIVE_{key.upper()}" for key in AdaptiveConfig.__struct_fields__}
     names |= {f"DSPEX_CIRCUIT_{key.upper()}" for key in CircuitConfig.__struct_fields__}
     names |= {f"DSPEX_WORKERS_{key.upper()}" for key in WorkerConfig.__struct_fields__}
+    names |= {f"DSPEX_CACHE_{key.upper()}" for key in CacheConfig.__struct_fields__}
     assert "DSPEX_CACHE_DIR" in names
     with caplog.at_level(logging.WARNING, logger="dspex.config"):
         for name in sorted(names):

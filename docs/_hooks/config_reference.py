@@ -94,6 +94,13 @@ def reference() -> str:
 
 {_table(c.WorkerConfig, "workers", nested)}
 
+## cache: the LM response cache
+
+`Config(cache={{"disk": "/var/cache/myapp/lm"}})`, or one variable per key; see
+[The response cache](cache.md).
+
+{_table(c.CacheConfig, "cache", nested)}
+
 ## RayWorkers: the dspy workers on Ray
 
 `Config(dspy_workers=dspex.RayWorkers(num=8, address="ray://head:10001"))`; see

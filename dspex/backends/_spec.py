@@ -7,6 +7,7 @@ from typing import Any, Protocol
 
 import msgspec
 
+from dspex.cache._cache import CacheUse
 from dspex.config import AdapterName, Implementation, TwoStep
 from dspex.lm import LM
 from dspex.prediction import Prediction
@@ -44,7 +45,10 @@ class ModuleSpec(msgspec.Struct, frozen=True, kw_only=True):
 
 
 class CallOptions(msgspec.Struct, frozen=True, kw_only=True):
-    """Per-call LM overrides: ``temperature``, ``max_tokens``, ``n`` (None: the LM's own).
+    """Per-call LM overrides: ``temperature``, ``max_tokens``, ``n`` (None: the LM's own), and
+    the response cache's ``cache`` (None: the LM's) and ``rollout_id``; ``refresh`` (set by the
+    module actor on a fallback attempt): send the requests, and keep their replies, instead of
+    answering from the cache.
 
     ``num_retries`` is set (to 0) by the module actor on a fallback attempt only, which makes
     one request: the dspy implementation passes it to LiteLLM (native's failed attempt already
@@ -54,6 +58,16 @@ class CallOptions(msgspec.Struct, frozen=True, kw_only=True):
     max_tokens: int | None = None
     n: int | None = None
     num_retries: int | None = None
+    cache: bool | None = None
+    rollout_id: int | None = None
+    refresh: bool = False
+
+    def cache_use(self) -> CacheUse | None:
+        """The call's own cache settings, if it has any (``cache``, ``rollout_id``,
+        ``refresh``)."""
+        if self.cache is None and self.rollout_id is None and not self.refresh:
+            return None
+        return CacheUse(self.cache, self.rollout_id, self.refresh)
 
     def lm_overrides(self) -> dict[str, Any]:
         """The overrides that are set, as LM keyword arguments."""

@@ -113,7 +113,8 @@ def matches(output: object, expected: object) -> bool:
 async def _one(module: dspex.ModuleRef, inputs: dict[str, Any], impl: str) -> Run:
     start = time.perf_counter()
     try:
-        pred = await module(**inputs)
+        # not from the response cache: each implementation's own LM reply, latency and tokens
+        pred = await module.execute(inputs, cache=False)
     except DSPexError as exc:
         return Run(impl, None, type(exc).__name__, time.perf_counter() - start, 0, 0)
     usage = pred.usage

@@ -18,6 +18,7 @@ import msgspec
 from opentelemetry.trace import SpanKind, StatusCode
 
 from dspex import telemetry
+from dspex.cache._cache import CALL_CACHE, Claims, key_of
 from dspex.errors import ConfigError, LMConnectionError, LMError, LMTimeout
 from dspex.lm._config import LM, api_key_of, is_reasoning_model, redact
 from dspex.lm._litellm_catalog import system_as_user
@@ -250,13 +251,25 @@ class LMClient:
     raises :class:`~dspex.errors.LMError` (``.status``, ``.body``), ``LMTimeout`` or
     ``LMConnectionError``. :attr:`usage` sums the tokens of every completion. Use it from one
     event loop.
+
+    With a ``cache`` (a runtime's :class:`~dspex.cache.ResponseCache`), a request whose LM has
+    ``cache=True`` (unless the call's ``CALL_CACHE`` says otherwise) is answered from it when
+    an identical one was answered before (with no usage: nothing was sent), or waits for an
+    identical one in flight; a streamed request is neither answered from it nor kept.
     """
 
-    def __init__(self, *, max_connections: int = 100, retry: RetryPolicy | None = None) -> None:
+    def __init__(
+        self,
+        *,
+        max_connections: int = 100,
+        retry: RetryPolicy | None = None,
+        cache: Claims | None = None,
+    ) -> None:
         if not isinstance(max_connections, int) or max_connections < 1:
             raise ConfigError(f"max_connections must be an int >= 1, got {max_connections!r}")
         self.max_connections = max_connections
         self.retry = retry if retry is not None else RetryPolicy()
+        self.cache = cache
         self._session: aiohttp.ClientSession | None = None
         self._closed = False
         self._prepared: dict[int, _Prepared] = {}
@@ -359,16 +372,75 @@ class LMClient:
         client_timeout = prepared.timeout
         if timeout is not None:
             client_timeout = _http().ClientTimeout(total=timeout)
+        key = None
+        claimed = False
+        if self.cache is not None and on_text is None:
+            use = CALL_CACHE.get()
+            if lm.cache if use is None or use.cache is None else use.cache:
+                key = key_of(body, None if use is None else use.rollout_id)
+                if use is None or not use.refresh:
+                    reply = await self.cache.claim(key)
+                    if reply is not None:
+                        return self._cached(prepared, reply)
+                    claimed = True
         spend = CALL_SPEND.get()
+        content: bytes | None = None
+        try:
+            if spend is not None:
+                spend.before_request()  # BudgetExceeded: nothing is sent
+            completion, content = await self._request(
+                session, prepared, body, client_timeout, on_text, temperature, max_tokens, key
+            )
+        finally:
+            if key is not None and (claimed or content is not None):
+                assert self.cache is not None
+                self.cache.fill(key, content)  # None: nothing to keep (waiters send their own)
+        usage = completion.usage
+        self._prompt_tokens += usage.prompt_tokens
+        self._completion_tokens += usage.completion_tokens
+        self._total_tokens += usage.total_tokens
         if spend is not None:
-            spend.before_request()  # BudgetExceeded: nothing is sent
+            price = price_of(lm.model)
+            prompt, output = usage.prompt_tokens, usage.completion_tokens
+            spend.add(prompt, output, price.of(prompt, output) if price is not None else None)
+        return completion
+
+    def _cached(self, prepared: _Prepared, reply: bytes) -> Completion:
+        """A completion from the cache: no request, so no usage (as DSPy reports a hit)."""
         span = telemetry.tracer.start_span(
             prepared.span_name, kind=SpanKind.CLIENT, attributes=prepared.span_attributes
         )
         try:
-            completion = await self._send(session, prepared, body, client_timeout, on_text)
+            completion = self._decode(prepared, 200, reply, 0)
+            span.set_attribute(telemetry.CACHE_HIT, True)
+            if span.is_recording():
+                span.set_attribute(telemetry.GEN_AI_RESPONSE_MODEL, completion.model)
+        finally:
+            span.end()
+        return msgspec.structs.replace(completion, usage=Usage())
+
+    async def _request(
+        self,
+        session: aiohttp.ClientSession,
+        prepared: _Prepared,
+        body: bytes,
+        client_timeout: aiohttp.ClientTimeout,
+        on_text: Callable[[str], Awaitable[None]] | None,
+        temperature: float | None,
+        max_tokens: int | None,
+        key: bytes | None,
+    ) -> tuple[Completion, bytes | None]:
+        """Send ``body`` under the LM call's span (``key``: the cache was asked and missed);
+        the completion and the reply's bytes (None for a streamed reply)."""
+        span = telemetry.tracer.start_span(
+            prepared.span_name, kind=SpanKind.CLIENT, attributes=prepared.span_attributes
+        )
+        try:
+            completion, content = await self._send(session, prepared, body, client_timeout, on_text)
             usage = completion.usage
             if span.is_recording():  # only with an OpenTelemetry SDK installed
+                if key is not None:
+                    span.set_attribute(telemetry.CACHE_HIT, False)
                 if temperature is not None:
                     span.set_attribute(telemetry.GEN_AI_REQUEST_TEMPERATURE, temperature)
                 if max_tokens is not None:
@@ -390,14 +462,7 @@ class LMClient:
             raise
         finally:
             span.end()
-        self._prompt_tokens += usage.prompt_tokens
-        self._completion_tokens += usage.completion_tokens
-        self._total_tokens += usage.total_tokens
-        if spend is not None:
-            price = price_of(lm.model)
-            prompt, output = usage.prompt_tokens, usage.completion_tokens
-            spend.add(prompt, output, price.of(prompt, output) if price is not None else None)
-        return completion
+        return completion, content
 
     async def _send(
         self,
@@ -406,7 +471,7 @@ class LMClient:
         body: bytes,
         timeout: aiohttp.ClientTimeout,
         on_text: Callable[[str], Awaitable[None]] | None,
-    ) -> Completion:
+    ) -> tuple[Completion, bytes | None]:
         retries = prepared.lm.num_retries
         attempt = 0
         while True:
@@ -428,9 +493,10 @@ class LMClient:
                         and response.content_type == "text/event-stream"
                     ):
                         streamed = StreamedReply(prepared.lm.wire_model)
-                        return await self._read_stream(
+                        reply = await self._read_stream(
                             prepared, response, streamed, on_text, attempt
                         )
+                        return reply, None
                     content = await response.read()
                     if status >= 300:
                         retry_after = retry_after_seconds(response.headers)
@@ -448,7 +514,7 @@ class LMClient:
                     completion = self._decode(prepared, status, content, attempt)
                     if on_text is not None:  # a server that does not stream: one piece
                         await on_text(completion.text)
-                    return completion
+                    return completion, content
                 excerpt = prepared.excerpt(content)
                 retryable = status in (408, 429) or status >= 500
                 message = f"the LM at {prepared.url} answered HTTP {status}{_error_detail(content)}"

@@ -33,6 +33,7 @@ _OWN_FIELDS = frozenset(
         "base_url",
         "timeout",
         "num_retries",
+        "cache",
     }
 )
 # dspy.LM settings the native client does not support (yet).
@@ -116,6 +117,10 @@ class LM(msgspec.Struct, frozen=True):
     calls), and sends another body: ``max_completion_tokens``, ``n`` as n requests, and
     ``response_format`` by its own model catalog. The messages are the same on both.
 
+    ``cache`` (DSPy's default, True): answer a request from the runtime's response cache when
+    an identical one was answered before (see ``Config.cache``; a call's ``cache=`` overrides
+    it).
+
     The API key never appears in ``repr``/``str``; note that ``msgspec.json.encode(lm)`` does
     include it.
     """
@@ -129,6 +134,7 @@ class LM(msgspec.Struct, frozen=True):
     num_retries: int = 3
     extra: dict[str, Any] = msgspec.field(default_factory=dict)
     dspy_engine: Literal["litellm", "auto"] = "litellm"
+    cache: bool = True
 
     def __post_init__(self) -> None:
         if not isinstance(self.model, str) or not self.model.strip():
@@ -151,6 +157,8 @@ class LM(msgspec.Struct, frozen=True):
             raise ConfigError(
                 f"LM.dspy_engine must be 'litellm' or 'auto', got {self.dspy_engine!r}"
             )
+        if not isinstance(self.cache, bool):
+            raise ConfigError(f"LM.cache must be True or False, got {self.cache!r}")
         if not isinstance(self.extra, dict) or not all(isinstance(k, str) for k in self.extra):
             raise ConfigError("LM.extra must be a dict of request body fields keyed by name")
         for key in self.extra:
@@ -193,8 +201,9 @@ class LM(msgspec.Struct, frozen=True):
 
         Runs on ``dspy_engine``: ``"litellm"`` by default, whose request body the native client
         mirrors (DSPy's default engine, ``"auto"``, sends ``max_completion_tokens`` and fans
-        ``n`` out into n requests), with ``cache=False``, since the native client does not
-        cache. ``overrides`` go to ``dspy.LM``.
+        ``n`` out into n requests), with DSPy's own cache off: dspex's response cache, which
+        both implementations share, answers below it (``from_dspy`` of it reads back this LM's
+        ``cache``). ``overrides`` go to ``dspy.LM``.
         DSPy is imported by dspex's one shared import (this thread waits for it).
         """
         dspy = load_dspy()
@@ -212,7 +221,9 @@ class LM(msgspec.Struct, frozen=True):
             kwargs["api_key"] = self.api_key
         kwargs.update(self.extra)
         kwargs.update(overrides)
-        return dspy.LM(self.model, **kwargs)
+        lm = dspy.LM(self.model, **kwargs)
+        lm._dspex_cache = self.cache  # dspex's own setting, for from_dspy
+        return lm
 
     @staticmethod
     def local(model: str = "qwen2.5-coder-1.5b", **settings: Any) -> LocalLM:
@@ -260,6 +271,8 @@ class LM(msgspec.Struct, frozen=True):
             timeout=float(timeout) if timeout is not None else DEFAULT_TIMEOUT,
             num_retries=lm.num_retries,
             extra=kwargs,
+            # an LM to_dspy made: dspex's setting (DSPy's own cache is off there)
+            cache=bool(getattr(lm, "_dspex_cache", getattr(lm, "cache", True))),
         )
 
 

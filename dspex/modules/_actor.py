@@ -31,6 +31,7 @@ from dspex._kinds import KINDS, ModuleKind
 from dspex.actors import NOREPLY, Actor, Caller, Down, TaskRef
 from dspex.backends._spec import CallOptions, ModuleSpec
 from dspex.backends.native import check_inputs
+from dspex.cache import CALL_CACHE
 from dspex.config import Budget, Implementation, TwoStep
 from dspex.errors import (
     ActorExited,
@@ -457,6 +458,8 @@ class ModuleActor(Actor):
                 CALL_DEADLINE.set(msg.deadline)  # this task's context: the LM client reads it
             if stream is not None:
                 STREAM.set(stream)  # likewise: the implementation serving it streams to it
+            if msg.options.cache is not None or msg.options.rollout_id is not None:
+                CALL_CACHE.set(msg.options.cache_use())  # and the response cache reads this
             forced = msg.implementation or self.forced
             snapshot = self.rt.routing.snapshot
             config = snapshot.config
@@ -496,7 +499,10 @@ class ModuleActor(Actor):
                     return
                 served, fallback_reason = "dspy", why
                 telemetry.fallbacks.add(1, {telemetry.OPERATION: self.label})
-                once = msgspec.structs.replace(msg.options, num_retries=0)  # one request, no more
+                # one request, no more, and a new one: not the reply native just failed on,
+                # from the cache (the new reply replaces it there)
+                once = msgspec.structs.replace(msg.options, num_retries=0, refresh=True)
+                CALL_CACHE.set(once.cache_use())
                 try:
                     if spend is not None:  # what native used counts against the call's budget
                         spend.before_request()
@@ -678,6 +684,10 @@ class ModuleActor(Actor):
         error: str | None = None
         STREAM.set(None)  # a streamed call's shadow streams to nobody
         CALL_SPEND.set(None)  # and spends nothing of the call's budget
+        # nor is it answered from the response cache: it would compare the primary's reply
+        # with itself
+        options = msgspec.structs.replace(options, cache=False)
+        CALL_CACHE.set(options.cache_use())
         try:
             shadow = await self.rt.backends[impl].execute(
                 await self._instance(impl), inputs, options

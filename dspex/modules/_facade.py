@@ -115,6 +115,8 @@ class ModuleRef:
         n: int | None = None,
         key: str | int | None = None,
         budget: Budget | None = None,
+        cache: bool | None = None,
+        rollout_id: int | None = None,
     ) -> Prediction:
         """Run the module on ``inputs``.
 
@@ -131,10 +133,23 @@ class ModuleRef:
         ``mailbox_size`` more waiting raises Overloaded (with ``Config(overload="raise")``).
         ``budget`` (a :class:`~dspex.Budget`) limits this call's LM use; once it, the
         runtime's or the module type's budget is spent, the call raises BudgetExceeded before
-        its next LM request.
+        its next LM request. ``cache`` (True or False; None: the LM's ``cache``) says whether
+        the call's LM requests may be answered from the runtime's response cache; a
+        ``rollout_id`` (an int) keeps the call's replies apart from those of other rollout
+        ids, as in DSPy (it is not sent to the LM).
         """
         msg, limit = self._message(
-            inputs, implementation, timeout, temperature, max_tokens, n, key, None, budget
+            inputs,
+            implementation,
+            timeout,
+            temperature,
+            max_tokens,
+            n,
+            key,
+            None,
+            budget,
+            cache=cache,
+            rollout_id=rollout_id,
         )
         return await self._send(msg, limit)
 
@@ -149,6 +164,8 @@ class ModuleRef:
         n: int | None = None,
         key: str | int | None = None,
         budget: Budget | None = None,
+        cache: bool | None = None,
+        rollout_id: int | None = None,
     ) -> Stream:
         """Run the module on ``inputs`` and stream its output fields as the LM writes them:
         ``async for event in module.stream(inputs): ...`` yields
@@ -163,10 +180,21 @@ class ModuleRef:
         take the chat, JSON and XML adapters (a TwoStep module raises ConfigError), and any
         module type but Parallel (its calls return a batch: stream its module per input).
         Leaving the loop early (``break``, :meth:`Stream.aclose`, the end of ``async with``)
-        or the deadline cancels the call, LM request included.
+        or the deadline cancels the call, LM request included. A streamed request is never
+        answered from the response cache, nor kept in it (its chunks come from the LM).
         """
         msg, limit = self._message(
-            inputs, implementation, timeout, temperature, max_tokens, n, key, None, budget
+            inputs,
+            implementation,
+            timeout,
+            temperature,
+            max_tokens,
+            n,
+            key,
+            None,
+            budget,
+            cache=cache,
+            rollout_id=rollout_id,
         )
 
         def start(events: CallStream) -> Coroutine[Any, Any, Prediction]:
@@ -186,12 +214,24 @@ class ModuleRef:
         temperature: float | None = None,
         max_tokens: int | None = None,
         n: int | None = None,
+        cache: bool | None = None,
+        rollout_id: int | None = None,
     ) -> Prediction:
         """:meth:`execute`, its events (if ``stream``) going to ``stream``, within ``budget``:
         how a wrapped program's module streams into the program's call and spends from its
         budget."""
         msg, limit = self._message(
-            inputs, None, timeout, temperature, max_tokens, n, None, stream, budget
+            inputs,
+            None,
+            timeout,
+            temperature,
+            max_tokens,
+            n,
+            None,
+            stream,
+            budget,
+            cache=cache,
+            rollout_id=rollout_id,
         )
         return await self._send(msg, limit)
 
@@ -206,6 +246,9 @@ class ModuleRef:
         key: str | int | None,
         stream: CallStream | None,
         budget: Budget | None = None,
+        *,
+        cache: bool | None = None,
+        rollout_id: int | None = None,
     ) -> tuple[Execute, float | None]:
         """The call's message, its options checked and its deadline set, and its time limit
         in seconds (None: none)."""
@@ -232,6 +275,14 @@ class ModuleRef:
         if temperature is not None or max_tokens is not None or n is not None:
             _check_lm_overrides(temperature, max_tokens, n)
             options = CallOptions(temperature=temperature, max_tokens=max_tokens, n=n)
+        if cache is not None or rollout_id is not None:
+            if cache is not None and not isinstance(cache, bool):
+                raise InputError(f"cache must be True, False or None, got {cache!r}")
+            if rollout_id is not None and (
+                not isinstance(rollout_id, int) or isinstance(rollout_id, bool)
+            ):
+                raise InputError(f"rollout_id must be an int or None, got {rollout_id!r}")
+            options = msgspec.structs.replace(options, cache=cache, rollout_id=rollout_id)
         msg = Execute(
             inputs,
             options,

@@ -31,6 +31,7 @@ from opentelemetry import trace
 
 from dspex import telemetry
 from dspex._budget import CallSpend, Use
+from dspex.cache import CALL_CACHE
 from dspex.errors import ModuleError, Timeout
 from dspex.lm._client import CALL_DEADLINE, CALL_SPEND
 from dspex.prediction import Prediction
@@ -43,7 +44,7 @@ if TYPE_CHECKING:
 #: Call keywords that change what a DSPy predictor does for one call: such a call runs on the
 #: predictor's own DSPy module (``config`` is merged instead when it holds LM overrides only).
 _OWN_KEYWORDS = frozenset({"signature", "demos", "lm"})
-_CALL_CONFIG = frozenset({"temperature", "max_tokens", "n"})
+_CALL_CONFIG = frozenset({"temperature", "max_tokens", "n", "cache", "rollout_id"})
 
 
 class ProgramCall:
@@ -58,6 +59,7 @@ class ProgramCall:
     """
 
     __slots__ = (
+        "cache",
         "closed",
         "deadline",
         "dspy",
@@ -88,6 +90,7 @@ class ProgramCall:
         self.pending: set[concurrent.futures.Future[Any]] = set()
         self.stream: CallStream | None = None
         self.spend: CallSpend | None = None
+        self.cache: dict[str, Any] = {}  # the call's own cache options, for its modules' calls
         self.used = Use()  # the served predictors' tokens and cost (the call's spend if any)
         self.span: trace.Span = trace.INVALID_SPAN
         self.trace_token: contextvars.Token[otel_context.Context] | None = None
@@ -101,6 +104,9 @@ class ProgramCall:
         self.deadline = CALL_DEADLINE.get()
         self.stream = STREAM.get()  # a streamed program call: its modules stream into it
         spend = CALL_SPEND.get()  # a budgeted one: its modules spend from it
+        use = CALL_CACHE.get()  # the call's cache settings: its modules' calls take them
+        if use is not None:
+            self.cache = {"cache": use.cache, "rollout_id": use.rollout_id}
         if isinstance(spend, CallSpend):
             self.spend = self.used = spend
         self.scope = self.dspy.context(**{PROGRAM_KEY: self})
@@ -358,6 +364,8 @@ class PredictorProxy:
         stream = None if call is None or call.stream is None else call.stream.child(self._at)
         # what is left of the program call's budget (BudgetExceeded if nothing)
         budget = None if call is None or call.spend is None else call.spend.left()
+        if call is not None and call.cache:
+            options = {**call.cache, **options}
         if call is None or call.trace_token is None:  # no span recorded
             pred = await self._ref._execute_into(stream, budget, inputs, timeout=timeout, **options)
         else:  # the route span nests in the program's, from whichever thread the call came

@@ -12,6 +12,7 @@ from dspex import telemetry
 from dspex._budget import Spent, Use
 from dspex._threads import ThreadStats
 from dspex.actors import Actor, Caller
+from dspex.cache import CacheReport
 from dspex.config import START_KEYS, Budget, Config, Implementation
 from dspex.errors import ConfigError
 from dspex.routing._policy import Circuit, RoutingSnapshot
@@ -178,7 +179,8 @@ class MetricsReport(msgspec.Struct, frozen=True):
     user code (``Config.sync_threads``: busy, waiting), and the runtime's LM ``usage`` and
     cost (each module's are in its figures: ``prompt_tokens``, ``completion_tokens``,
     ``cost``; a wrapped program's are its predictors', counted once in the runtime's), and
-    the budgets in force (``"runtime"`` and module types) with what each scope has used."""
+    the budgets in force (``"runtime"`` and module types) with what each scope has used, and
+    the response cache's hits, misses and size (``cache``; None when it is off)."""
 
     modules: dict[str, dict[str, ImplementationMetrics]]
     circuits: dict[str, str]
@@ -188,6 +190,7 @@ class MetricsReport(msgspec.Struct, frozen=True):
     threads: ThreadStats | None = None
     usage: UsageReport = UsageReport()
     budgets: dict[str, BudgetReport] = {}
+    cache: CacheReport | None = None
 
     def to_dict(self) -> dict[str, Any]:
         """The report as plain data that ``json.dumps`` accepts (e.g. to return from a web

@@ -182,6 +182,8 @@ class WorkerBackend:
             raise InputError(
                 f"the inputs cannot be sent to a dspy worker process: {type(exc).__name__}: {exc}"
             ) from exc
+        if self.local.cache is None and options.cache is not False:  # none to ask: no Lookup
+            options = msgspec.structs.replace(options, cache=False)
         deadline = CALL_DEADLINE.get()
         stream = STREAM.get()
         loop = asyncio.get_running_loop()

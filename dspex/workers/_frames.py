@@ -6,7 +6,9 @@ Service to worker: :class:`Build` (a module, once per worker), :class:`Run` (a c
 :class:`Cancel` (its caller gave up), :class:`Drop` (the module stopped), :class:`Pull` (the
 next events of a streamed call). Worker to service: :class:`Ready` (DSPy imported, serving),
 :class:`Done` and :class:`Failed` (a call's end, with the worker's resident memory),
-:class:`Events` (a Pull's answer).
+:class:`Events` (a Pull's answer). The response cache lives in the service: a worker claims a
+request with :class:`Lookup` (answered by :class:`Found`) and gives its reply with
+:class:`Store`.
 
 A streamed call's events come by pull, one batch at a time: the service asks for the next batch
 once it has put the last one in its caller's stream. A caller who reads slowly thus holds the
@@ -75,6 +77,29 @@ class SpanRecord(msgspec.Struct, frozen=True):
     error: str | None = None
 
 
+class Lookup(msgspec.Struct, tag=True, frozen=True):
+    """Worker to service: claim the LM reply of cache ``key`` in the service's response cache
+    (answered by :class:`Found` ``id``)."""
+
+    id: int
+    key: bytes
+
+
+class Found(msgspec.Struct, tag=True, frozen=True):
+    """The answer to :class:`Lookup` ``id``: the reply kept, or None: the worker sends the
+    request and answers with :class:`Store`."""
+
+    id: int
+    reply: bytes | None
+
+
+class Store(msgspec.Struct, tag=True, frozen=True):
+    """Worker to service: the reply to a request it claimed (None: none to keep)."""
+
+    key: bytes
+    reply: bytes | None
+
+
 class Cancel(msgspec.Struct, tag=True, frozen=True):
     """The caller of call ``id`` stopped waiting: stop its work."""
 
@@ -118,8 +143,8 @@ class Events(msgspec.Struct, tag=True, frozen=True):
     end: bool
 
 
-ToWorker = Build | Drop | Run | Cancel | Pull
-FromWorker = Ready | Done | Failed | Events
+ToWorker = Build | Drop | Run | Cancel | Pull | Found
+FromWorker = Ready | Done | Failed | Events | Lookup | Store
 
 _encoder = msgspec.msgpack.Encoder()
 to_worker = msgspec.msgpack.Decoder(ToWorker)

@@ -14,6 +14,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import gc
+import itertools
 import os
 import select
 import signal
@@ -29,9 +30,12 @@ import cloudpickle
 import msgspec
 
 from dspex.backends.dspy import DSPyBackend, import_dspy
+from dspex.backends.dspy._cache import CACHING
+from dspex.cache import Claims
 from dspex.errors import DSPexError, ModuleError, Timeout
 from dspex.lm._launcher import die_with_parent
 from dspex.streaming._call import STREAM, CallStream
+from dspex.telemetry import CACHE_HITS
 from dspex.workers._frames import (
     HEADER,
     Build,
@@ -40,11 +44,14 @@ from dspex.workers._frames import (
     Drop,
     Events,
     Failed,
+    Found,
     FromWorker,
+    Lookup,
     Pull,
     Ready,
     Run,
     SpanRecord,
+    Store,
     ToWorker,
     frame,
     to_worker,
@@ -66,18 +73,62 @@ def rss() -> int:
         return peak if sys.platform == "darwin" else peak * 1024
 
 
+class LinkedCache:
+    """A worker process's link to the service's response cache (a
+    :class:`~dspex.cache.Claims`): a claim is a :class:`Lookup` frame, answered by
+    :class:`Found`; a fill, a :class:`Store`. A claim whose waiter was cancelled and that the
+    service then made this worker's to send is given back at once (``Store(key, None)``), so
+    the identical requests waiting in the service send their own."""
+
+    def __init__(self, send: Callable[[FromWorker], None]):
+        self.send = send
+        self.ids = itertools.count(1)
+        self.waiting: dict[int, tuple[asyncio.Future[bytes | None], bytes]] = {}
+
+    async def claim(self, key: bytes) -> bytes | None:
+        """The reply the service keeps for ``key``, or None: send the request, then fill."""
+        claim_id = next(self.ids)
+        answer = asyncio.get_running_loop().create_future()
+        self.waiting[claim_id] = (answer, key)
+        self.send(Lookup(claim_id, key))
+        reply: bytes | None = await answer
+        return reply
+
+    def fill(self, key: bytes, reply: bytes | None) -> None:
+        """The reply to a request this worker claimed (None: none to keep)."""
+        self.send(Store(key, reply))
+
+    def found(self, message: Found) -> None:
+        """The service answered a claim."""
+        answer, key = self.waiting.pop(message.id, (None, b""))
+        if answer is None:
+            return
+        if answer.done():  # its waiter is gone (cancelled)
+            if message.reply is None:
+                self.send(Store(key, None))
+        else:
+            answer.set_result(message.reply)
+
+
 class Worker:
     """The worker's state: its modules (built on first use) and its calls in flight; ``send``
     delivers each answer (a frame on the socket, or a Ray call's result)."""
 
-    def __init__(self, send: Callable[[FromWorker], None], backend: DSPyBackend):
+    def __init__(
+        self,
+        send: Callable[[FromWorker], None],
+        backend: DSPyBackend,
+        cache: LinkedCache | None = None,
+    ):
         self.send = send
         self.backend = backend
+        self.cache = cache
         self.specs: dict[int, bytes] = {}
         self.instances: dict[int, asyncio.Future[Any]] = {}
         self.tasks: dict[int, asyncio.Task[Any]] = {}  # each call's work, by id
         self.answering: set[asyncio.Task[None]] = set()  # what answers each call
         self.streams: dict[int, CallStream] = {}  # each streamed call's events, by id
+        self.hits: dict[int, int] = {}  # a traced call's LM requests answered from the cache
 
     def handle(self, message: ToWorker) -> None:
         if isinstance(message, Run):
@@ -94,6 +145,9 @@ class Worker:
             answering = self.answer(message, call, expired, started)
             self.answering.add(answer := loop.create_task(answering))
             answer.add_done_callback(self.answering.discard)
+        elif isinstance(message, Found):
+            if self.cache is not None:
+                self.cache.found(message)
         elif isinstance(message, Pull):
             self._spawn(self.pull(message))
         elif isinstance(message, Cancel):
@@ -144,7 +198,11 @@ class Worker:
         if stream is None:
             instance = await self.instance(message.key)
             inputs = cloudpickle.loads(message.inputs)
-            return await self.backend.execute(instance, inputs, message.options)
+            result = await self.backend.execute(instance, inputs, message.options)
+            caching = CACHING.get()  # set by execute in this task: its cache hits
+            if caching is not None and caching.hits and message.trace is not None:
+                self.hits[message.id] = caching.hits
+            return result
         STREAM.set(stream)  # this task's context: the backend streams to it
         try:
             instance = await self.instance(message.key)
@@ -192,6 +250,9 @@ class Worker:
                 raised = None if call.cancelled() else call.exception()
                 failure = "Timeout" if raised is None else type(as_dspex_error(raised)).__name__
             attributes: dict[str, str | int | float | bool] = {"dspex.worker.pid": os.getpid()}
+            hits = self.hits.pop(message.id, 0)
+            if hits:
+                attributes[CACHE_HITS] = hits
             span = SpanRecord("dspex.dspy.call", started, time.time_ns(), attributes, failure)
             result = msgspec.structs.replace(result, span=span)
         self.send(result)
@@ -260,15 +321,16 @@ def tune_gc() -> None:
     gc.set_threshold(*GC_THRESHOLDS)
 
 
-def worker_backend() -> DSPyBackend:
+def worker_backend(cache: Claims | None) -> DSPyBackend:
     """The in-process dspy implementation a worker runs its calls on: sync modules in 32
-    threads, and a cancelled call ends when its thread does."""
-    return DSPyBackend(gc_freeze=True, finish_threads=True)
+    threads, and a cancelled call ends when its thread does; LM replies from ``cache``."""
+    return DSPyBackend(gc_freeze=True, finish_threads=True, cache=cache)
 
 
 async def serve(fd: int) -> None:
-    """Serve the frames of socket ``fd`` until it closes (then exit the process)."""
-    backend = worker_backend()
+    """Serve the frames of socket ``fd`` until it closes (then exit the process). The calls'
+    LM requests use the service's response cache (a service without one answers every
+    claim with None)."""
     await import_dspy(gc_freeze=True)
     tune_gc()
     os.nice(NICENESS)
@@ -281,7 +343,8 @@ async def serve(fd: int) -> None:
         except OSError:  # a broken pipe: the service closed the socket, or died
             os._exit(0)  # as at end of file, and before a traceback could reach its logs
 
-    worker = Worker(send, backend)
+    cache = LinkedCache(send)
+    worker = Worker(send, worker_backend(cache), cache)
     loop = asyncio.get_running_loop()
     ended = loop.create_future()
 

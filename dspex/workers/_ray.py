@@ -22,15 +22,18 @@ import os
 import threading
 from typing import Any
 
+import msgspec
 import ray
 
-from dspex.config import RayWorkers
+from dspex.config import CacheConfig, RayWorkers
 from dspex.workers._frames import (
     Build,
     FromWorker,
+    Lookup,
     Pull,
     Ready,
     Run,
+    Store,
     ToWorker,
     WorkerGone,
     encode,
@@ -56,10 +59,15 @@ def connect(config: RayWorkers) -> int:
 class RayWorker:
     """The Ray actor: a dspy worker (see the module's docstring)."""
 
-    def __init__(self) -> None:
+    def __init__(self, cache: bytes = b"") -> None:
+        from dspex.cache import ResponseCache
         from dspex.workers._main import Worker, worker_backend
 
-        self.worker = Worker(self._answer, worker_backend())
+        # A Ray worker keeps a response cache of its own (the service's CacheConfig, msgpack):
+        # its replies are not shared with the service's, but its disk folder, if any, is.
+        config = msgspec.msgpack.decode(cache, type=CacheConfig) if cache else None
+        own = ResponseCache(config) if config is not None and config.enabled else None
+        self.worker = Worker(self._answer, worker_backend(own))
         self.waiting: dict[int, asyncio.Future[FromWorker]] = {}
         # Ray may start an async actor's calls out of order (a large argument, a Build's
         # spec, resolves later than a small Run's): messages are handled in the order sent.
@@ -93,7 +101,7 @@ class RayWorker:
         await asyncio.Event().wait()
 
     def _answer(self, message: FromWorker) -> None:
-        if isinstance(message, Ready):
+        if isinstance(message, (Ready, Lookup, Store)):  # its cache is its own: no Lookup
             return
         answer = self.waiting.pop(message.id, None)
         if answer is not None and not answer.done():
@@ -159,8 +167,9 @@ class RayLink:
             task.cancel()
 
 
-async def start_ray_worker(config: RayWorkers) -> RayLink:
-    """A new worker as a Ray actor (joining the cluster first, off the event loop)."""
+async def start_ray_worker(config: RayWorkers, cache: CacheConfig | None = None) -> RayLink:
+    """A new worker as a Ray actor (joining the cluster first, off the event loop), with a
+    response cache of its own made from ``cache`` (None: none)."""
     import anyio.to_thread
 
     await anyio.to_thread.run_sync(connect, config)
@@ -171,4 +180,4 @@ async def start_ray_worker(config: RayWorkers) -> RayLink:
         max_concurrency=10_000,
         scheduling_strategy="SPREAD",
     )
-    return RayLink(actor.remote())
+    return RayLink(actor.remote(msgspec.msgpack.encode(cache) if cache is not None else b""))

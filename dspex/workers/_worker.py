@@ -36,6 +36,7 @@ from opentelemetry.trace import StatusCode
 from dspex import telemetry
 from dspex.actors import NOREPLY, Actor, Caller
 from dspex.backends._spec import CallOptions
+from dspex.cache import ResponseCache
 from dspex.errors import ModuleError
 from dspex.streaming._events import StreamEvent
 from dspex.workers._frames import (
@@ -45,11 +46,14 @@ from dspex.workers._frames import (
     Drop,
     Events,
     Failed,
+    Found,
     FromWorker,
+    Lookup,
     Pull,
     Ready,
     Run,
     SpanRecord,
+    Store,
     ToWorker,
     WorkerGone,
 )
@@ -191,12 +195,14 @@ class Link(Protocol):
 
 
 class WorkerStart(msgspec.Struct, frozen=True):
-    """What a worker actor starts from: its slot, the settings and how to start its worker
-    (``start``: a coroutine function returning its :class:`Link`)."""
+    """What a worker actor starts from: its slot, the settings, how to start its worker
+    (``start``: a coroutine function returning its :class:`Link`) and the service's response
+    cache, which its worker's LM requests use (None: none)."""
 
     slot: WorkerSlot
     settings: WorkerSettings
     start: Callable[[], Awaitable[Link]] = start_worker
+    cache: ResponseCache | None = None
 
 
 def emit(record: SpanRecord, trace: dict[str, str]) -> None:
@@ -232,6 +238,8 @@ class WorkerActor(Actor):
         self.cancelled: dict[int, asyncio.TimerHandle] = {}
         self.worker: Link | None = None  # the worker's end, once started
         self.start_worker = start.start
+        self.cache = start.cache
+        self.lookups: set[asyncio.Task[None]] = set()  # the worker's cache claims, answering
         # The first worker waits for the zygote to import DSPy (seconds): the actor is up at
         # once, and takes calls once its process says Ready, so its siblings start meanwhile.
         self.start_task(self._receive())
@@ -298,6 +306,10 @@ class WorkerActor(Actor):
             timer.cancel()
         for feed in self.pulls.values():
             feed.close()
+        for lookup in self.lookups:
+            lookup.cancel()
+        if self.cache is not None:  # the requests its worker was sending: others send them
+            self.cache.abandon(self.ref)
         if self.worker is not None:
             await self.worker.close(5.0)
 
@@ -347,6 +359,20 @@ class WorkerActor(Actor):
                     if feed is not None:
                         feed.deliver(msg.events, msg.end)
                     continue
+                if isinstance(msg, Lookup):
+                    reply = None if self.cache is None else self.cache.get(msg.key)
+                    if reply is not None or self.cache is None:  # answered at once
+                        with contextlib.suppress(ConnectionError, RuntimeError):  # it is gone
+                            link.send(Found(msg.id, reply))
+                        continue
+                    lookup = asyncio.get_running_loop().create_task(self._lookup(link, msg))
+                    self.lookups.add(lookup)
+                    lookup.add_done_callback(self.lookups.discard)
+                    continue
+                if isinstance(msg, Store):
+                    if self.cache is not None:
+                        self.cache.fill(msg.key, msg.reply)
+                    continue
                 caller = self.pending.pop(msg.id, None)
                 self.slot.rss = msg.rss
                 trace = self.traces.pop(msg.id, None)
@@ -369,6 +395,17 @@ class WorkerActor(Actor):
                     self._drain()
         except WorkerGone as gone:
             self.stop(("worker_exit", gone.code))
+
+    async def _lookup(self, link: Link, msg: Lookup) -> None:
+        """Answer the worker's claim of a cached reply (a miss makes the request its own to
+        send: the cache waits for its Store, or for this actor's end)."""
+        assert self.cache is not None
+        reply = await self.cache.claim(msg.key, self.ref)
+        try:
+            link.send(Found(msg.id, reply))
+        except (ConnectionError, RuntimeError):  # the worker is gone: it sends nothing
+            if reply is None:
+                self.cache.fill(msg.key, None)
 
     def _abandoned(self, call_id: int) -> None:
         """The caller of ``call_id`` stopped waiting: cancel the call in the process, and

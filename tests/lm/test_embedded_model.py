@@ -76,7 +76,9 @@ async def test_both_implementations_answer_with_the_same_messages(rt: dspex.Runt
             return Reply(body["choices"][0]["message"]["content"])
 
         async with ScriptedLM(forward) as proxy:
-            lm = dspex.LM(rt.lm.model, api_base=proxy.base_url, api_key="local", temperature=0.0)
+            lm = dspex.LM(  # each implementation sends its own request: no response cache
+                rt.lm.model, api_base=proxy.base_url, api_key="local", temperature=0.0, cache=False
+            )
             native = await dspex.Predict.create(
                 "question -> answer", instructions=INSTRUCTIONS, lm=lm, implementation="native"
             )

@@ -38,8 +38,8 @@ async def test_a_spent_runtime_budget_refuses_calls_before_sending_anything() ->
         Runtime(lm=_lm(server), config=_config(budget=budget)) as rt,
     ):
         predict = await dspex.Predict.create("question -> answer")
-        for _ in range(3):
-            await predict(question="q")
+        for i in range(3):  # three requests (the same one thrice would be answered from
+            await predict(question=f"q{i}")  # the response cache, at no cost)
         await asyncio.sleep(0.05)  # the router has counted the outcomes
         with pytest.raises(BudgetExceeded, match=r"the runtime's budget \(300 tokens\)"):
             await predict(question="q")
@@ -115,7 +115,7 @@ async def test_a_program_calls_budget_covers_its_predictors() -> None:
         pred = await program.execute({"question": "q"}, budget=Budget(max_tokens=2 * PER_CALL))
         assert pred.usage["total_tokens"] == 2 * PER_CALL
         with pytest.raises(BudgetExceeded, match="this call's budget"):
-            await program.execute({"question": "q"}, budget=Budget(max_tokens=PER_CALL))
+            await program.execute({"question": "q2"}, budget=Budget(max_tokens=PER_CALL))
         assert len(server.requests) == 3  # the second predictor's request was never sent
 
 

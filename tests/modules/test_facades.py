@@ -227,8 +227,8 @@ async def test_signature_class_instructions_and_descriptions(
         instructions="Answer in one word.",
         descriptions={"answer": "one word"},
     )
-    await from_class(question="q")
-    await from_text(question="q")
+    await from_class.execute({"question": "q"}, cache=False)  # each sends its own request
+    await from_text.execute({"question": "q"}, cache=False)
     assert server.requests[0].messages == server.requests[1].messages
 
 
@@ -266,7 +266,7 @@ async def test_n_completions_are_every_one_and_the_same_on_both_implementations(
     server.script = two
     qa = await module.create("question -> answer")
     served = {
-        impl: await qa.execute({"question": "q"}, implementation=impl, n=2)
+        impl: await qa.execute({"question": "q"}, implementation=impl, n=2, cache=False)
         for impl in ("native", "dspy")
     }
     native, on_dspy = served["native"], served["dspy"]
@@ -291,7 +291,9 @@ async def test_a_prediction_input_is_sent_as_dspy_sends_it(rt: Runtime, server: 
         )
     judge = await dspex.Predict.create("question, prediction -> verdict")
     for impl in ("native", "dspy"):
-        served = await judge.execute({"question": "q", "prediction": earlier}, implementation=impl)
+        served = await judge.execute(
+            {"question": "q", "prediction": earlier}, implementation=impl, cache=False
+        )
         assert served.verdict == "ok"
     plain, native, on_dspy = server.requests
     assert native.body == plain.body

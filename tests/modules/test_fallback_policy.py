@@ -50,7 +50,7 @@ async def test_requests_per_failure(
     dspy: int,
 ) -> None:
     predict = await dspex.Predict.create("question -> answer")
-    await predict.execute({"question": "q"}, implementation="dspy")  # DSPy and LiteLLM loaded
+    await predict.execute({"question": "warm"}, implementation="dspy")  # DSPy, LiteLLM loaded
     server.script = action
     server.requests.clear()
     with pytest.raises(LMError) as info:

@@ -15,6 +15,13 @@ from dspex.testing import RecordedRequest, Reply, ScriptedLM, respond
 DEMOS = [{"question": "Capital of Germany?", "answer": "Berlin"}]
 
 
+@pytest.fixture
+def config() -> dspex.Config:
+    """Each implementation sends its own requests here, to compare them: the response cache,
+    which would answer the second from the first's reply, is off (tests/cache covers it)."""
+    return dspex.Config(adaptive={"explore_rate": 0.0}, cache={"memory_mb": 0})
+
+
 @pytest.mark.parametrize("facade", [dspex.Predict, dspex.ChainOfThought])
 @pytest.mark.parametrize("adapter", ["chat", "json", "xml"])
 async def test_native_and_dspy_send_the_same_messages_and_agree(
@@ -40,7 +47,7 @@ async def test_parameters_set_to_none_are_left_out_as_litellm_leaves_them_out(
 ) -> None:
     extra = {"top_p": None, "seed": None, "reasoning_effort": None, "custom": None, "stop": ["x"]}
     lm = dspex.LM("openai/scripted", api_base=server.base_url, api_key="sk-test", extra=extra)
-    config = dspex.Config(adaptive={"explore_rate": 0.0})
+    config = dspex.Config(adaptive={"explore_rate": 0.0}, cache={"memory_mb": 0})
     async with Runtime(lm=lm, config=config):
         qa = await dspex.Predict.create("question -> answer")
         for implementation in ("native", "dspy"):

@@ -55,7 +55,9 @@ async def served_as_dspy_serves(
     """The same requests, byte for byte, and the same outputs from ``ref`` as from
     ``oracle`` in plain DSPy; dspex's predictions."""
     start = len(server.requests)
-    ours = [await ref(**inputs) for inputs in calls]
+    # every call sends its requests (cache=False reaches each predictor): not the replies an
+    # earlier identical call left in the response cache
+    ours = [await ref.execute(inputs, cache=False) for inputs in calls]
     middle = len(server.requests)
     theirs = [await run_dspy(server, oracle, inputs) for inputs in calls]
     same_requests(server.requests[start:middle], server.requests[middle:])

@@ -136,7 +136,7 @@ async def test_overload_can_wait_for_room_within_the_deadline(
     assert [r.answer for r in results] == ["Paris"] * 6
     server.script = slow(0.3)
     late = await asyncio.gather(
-        *(predict.execute({"question": "q"}, timeout=0.5) for _ in range(6)),
+        *(predict.execute({"question": f"late {i}"}, timeout=0.5) for i in range(6)),
         return_exceptions=True,
     )
     assert {type(r) for r in late} == {dspex.Prediction, Timeout}  # none waits past its deadline
@@ -258,9 +258,9 @@ async def test_the_api_key_never_leaks(
     await predict(question="q")
     server.script = Status(401, message=f"Incorrect API key provided: {SECRET}")
     with pytest.raises(LMError) as info:
-        await predict(question="q")
+        await predict(question="q2")  # not q: the response cache would answer it
     with pytest.raises(LMError) as on_dspy:
-        await predict.execute({"question": "q"}, implementation="dspy")
+        await predict.execute({"question": "q3"}, implementation="dspy")
     texts = [
         repr(rt),
         repr(rt.lm),

@@ -57,8 +57,9 @@ async def test_both_implementations_price_a_call_alike() -> None:
         Runtime(lm=_lm(server, "gpt-4o"), config=CONFIG) as rt,
     ):
         cot = await dspex.ChainOfThought.create("question -> answer")
-        native = await cot.execute({"question": "q"}, implementation="native")
-        on_dspy = await cot.execute({"question": "q"}, implementation="dspy")
+        # the same request from each (not the other's reply, from the response cache)
+        native = await cot.execute({"question": "q"}, implementation="native", cache=False)
+        on_dspy = await cot.execute({"question": "q"}, implementation="dspy", cache=False)
         metrics = await rt.metrics()
     assert native.usage == on_dspy.usage
     assert native.cost is not None

@@ -301,7 +301,8 @@ async def test_a_program_travels_by_value_or_by_factory_path(server: ScriptedLM)
         compiled.refine.demos = [dspy.Example(question="Capital of Chad?", answer="N'Djamena")]
         by_value = await dspex.Module.wrap(compiled, implementation="dspy", name="a")
         assert (await by_value.info()).demos == 1
-        first = await by_value(question="Capital?")
+        # its own requests (its draft is the first program's: the response cache would answer)
+        first = await by_value.execute({"question": "Capital?"}, cache=False)
     assert first.to_dict() == second.to_dict() == {"answer": "Paris"}
     # the same requests as plain DSPy sends (test_programs checks those in process)
     sent = [str(r.messages) for r in server.requests]
@@ -336,7 +337,7 @@ def test_a_worker_whose_answer_meets_a_closed_socket_exits_quietly(tmp_path: Pat
                     module_type="Predict", signature=Signature.parse("q -> a"), lm=lm
                 )
                 link.send(Build(1, cloudpickle.dumps(spec)))
-                link.send(Run(1, 1, cloudpickle.dumps({"q": "x"}), CallOptions()))
+                link.send(Run(1, 1, cloudpickle.dumps({"q": "x"}), CallOptions(cache=False)))
                 await server.wait_for_requests(1)  # the call runs in the worker
                 # the worker can no longer write to us, but reads no end of file either
                 link.writer.get_extra_info("socket").shutdown(socket.SHUT_RD)

@@ -17,10 +17,15 @@ import contextlib
 from collections.abc import Callable, Mapping
 from typing import Any
 
+from opentelemetry import trace
+
+from dspex import telemetry
 from dspex._dspy_import import import_dspy, loaded
 from dspex._kinds import KINDS
 from dspex._threads import current_threads
 from dspex.backends._spec import CallOptions, ModuleSpec
+from dspex.backends.dspy._cache import CACHING, Caching, install
+from dspex.cache import Claims
 from dspex.config import ADAPTER_CLASSES, Implementation, TwoStep
 from dspex.errors import (
     ConfigError,
@@ -93,13 +98,19 @@ class DSPyBackend:
     ``finish_threads``: a cancelled call whose sync module already runs in a thread (which
     nothing can stop) ends only when that thread returns, so that its end says the work
     stopped (a dspy worker process answers a cancelled call then, and is replaced if that
-    takes longer than its grace period). Without it the call stops waiting at once."""
+    takes longer than its grace period). Without it the call stops waiting at once.
+
+    ``cache``: the response cache the calls' LM requests are answered from (the runtime's, or
+    in a worker process its link to the service's; see :mod:`dspex.backends.dspy._cache`)."""
 
     name: Implementation = "dspy"
 
-    def __init__(self, *, gc_freeze: bool = True, finish_threads: bool = False):
+    def __init__(
+        self, *, gc_freeze: bool = True, finish_threads: bool = False, cache: Claims | None = None
+    ):
         self.gc_freeze = gc_freeze
         self.finish_threads = finish_threads
+        self.cache = cache
 
     async def _in_pool(self, fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
         """Run ``fn`` in a thread with this task's context (dspy.context included)."""
@@ -121,6 +132,8 @@ class DSPyBackend:
         """Build the DSPy module for ``spec`` (imports dspy on first use): for a sub-module of
         a wrapped program, a copy of it with the demos of ``spec``."""
         dspy = await import_dspy(gc_freeze=self.gc_freeze)
+        if self.cache is not None:
+            install()
         kind = KINDS[spec.module_type]
         if spec.lm is None and kind.inputs != "program":
             raise ConfigError(f"{spec.module_type} needs an LM: pass lm= or set Runtime(lm=...)")
@@ -165,6 +178,12 @@ class DSPyBackend:
             context["lm"] = lm
         call = instance.open_call() if instance.open_call is not None else None
         stream = STREAM.get() if call is None else None  # a wrapped program's modules stream
+        spec_lm = instance.spec.lm
+        caching = None
+        if self.cache is not None and stream is None and spec_lm is not None:
+            if spec_lm.cache if options.cache is None else options.cache:
+                caching = Caching(self.cache, options.rollout_id, options.refresh)
+            CACHING.set(caching)  # the call's task: a worker reads its hits there after it
         try:
             with dspy.context(**context), call or contextlib.nullcontext():
                 if stream is not None:
@@ -188,6 +207,8 @@ class DSPyBackend:
             failed = None
         if failed is not None:
             raise failed
+        if caching is not None and caching.hits:
+            trace.get_current_span().set_attribute(telemetry.CACHE_HITS, caching.hits)
         pred = to_prediction(result, instance.output_names)
         return call.result(pred) if call is not None else pred
 

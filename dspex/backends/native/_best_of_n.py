@@ -19,6 +19,7 @@ from dspex.backends._spec import NO_OPTIONS, CallOptions, ModuleSpec
 from dspex.backends.native._module import predictor, required, total_usage
 from dspex.backends.native._predict import NativePredict
 from dspex.backends.native._tools import call_user
+from dspex.cache import CALL_CACHE, CacheUse
 from dspex.errors import ConfigError, DSPexError, ModuleError
 from dspex.lm import LMClient
 from dspex.prediction import Prediction
@@ -84,9 +85,17 @@ class NativeBestOfN:
         state = Attempts(options)
         best: Prediction | None = None
         best_reward: Any = -float("inf")
+        call = CALL_CACHE.get() or CacheUse()
+        start = call.rollout_id or 0
         for idx in range(self.N):
             try:
-                pred, used = await self._attempt(values, hot, state)
+                # attempt i runs under rollout id start + i, as DSPy's lm.copy(rollout_id=...):
+                # the response cache keeps each attempt's reply apart
+                CALL_CACHE.set(msgspec.structs.replace(call, rollout_id=start + idx))
+                try:
+                    pred, used = await self._attempt(values, hot, state)
+                finally:
+                    CALL_CACHE.set(call)
                 reward = await self._reward(values, pred)
                 if compare_reward(reward, ">", best_reward):
                     best, best_reward = pred, reward

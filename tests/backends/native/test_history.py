@@ -170,7 +170,8 @@ async def test_history_through_both_implementations(adapter: str) -> None:
 
     config = Config(adaptive={"explore_rate": 0.0})
     async with ScriptedLM(answer) as server:
-        lm = dspex.LM("openai/scripted", api_base=server.base_url, api_key="sk-test")
+        # each implementation sends its own request (not the other's from the cache)
+        lm = dspex.LM("openai/scripted", api_base=server.base_url, api_key="sk-test", cache=False)
         async with Runtime(lm=lm, config=config):
             chat = await dspex.Predict.create(Chat, adapter=adapter)
             history = dspy.History(messages=HISTORIES["pairs"])
@@ -198,7 +199,8 @@ async def test_a_history_of_tool_calls_through_both_implementations(adapter: str
     config = Config(adaptive={"explore_rate": 0.0})
     calls = '{"tool_calls": [{"name": "search", "args": {"q": "y"}}]}'
     async with ScriptedLM(respond(answer="Paris", calls=calls)) as server:
-        lm = dspex.LM("openai/scripted", api_base=server.base_url, api_key="sk-test")
+        # each implementation sends its own request (not the other's from the cache)
+        lm = dspex.LM("openai/scripted", api_base=server.base_url, api_key="sk-test", cache=False)
         async with Runtime(lm=lm, config=config):
             agent = await dspex.Predict.create(sig, adapter=adapter)
             history = dspy.History(messages=TOOL_TURNS["results and answer"])

@@ -1,0 +1,264 @@
+"""The dspy implementation's side of the response cache.
+
+DSPy's own cache stays off (``LM.to_dspy``): DSPy keys a request before LiteLLM turns it into
+what is sent, so its keys cannot be the native client's. dspex answers one level lower, in the
+HTTP transport of the clients LiteLLM makes for OpenAI-compatible servers (:func:`install`):
+there the request is the body on the wire, the same JSON the native client sends, and so has
+the same key (:func:`~dspex.cache.key_of`). Only the requests of a dspex call whose cache is on go
+through the cache (the call's context says so, :data:`CACHING`); any other LiteLLM request in
+the process passes through untouched.
+
+A hit is answered as the server answered, with its usage set to zero (no request was made),
+so DSPy, LiteLLM and dspex report no tokens for it, as DSPy reports a hit of its own cache.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextvars
+import logging
+from collections.abc import AsyncIterator, Callable, Iterator
+from typing import TYPE_CHECKING, Any
+
+import msgspec
+
+from dspex.cache import Claims, key_of
+
+if TYPE_CHECKING:
+    import httpx
+
+__all__ = ["CACHING", "Caching", "install"]
+
+logger = logging.getLogger("dspex.cache")
+
+_NO_USAGE = {"prompt_tokens": 0, "completion_tokens": 0, "total_tokens": 0}
+
+
+class Caching:
+    """A dspex call's use of the response cache, in its context: the cache (or the worker's
+    link to the service's), the event loop it lives on, and the call's rollout id."""
+
+    __slots__ = ("claims", "hits", "loop", "refresh", "rollout_id")
+
+    def __init__(self, claims: Claims, rollout_id: int | None, refresh: bool):
+        self.claims = claims
+        self.loop = asyncio.get_running_loop()
+        self.rollout_id = rollout_id
+        self.refresh = refresh  # send, and keep the reply, without asking the cache first
+        self.hits = 0  # the call's requests answered from the cache
+
+    def key(self, request: httpx.Request) -> bytes | None:
+        """The cache key of ``request``, or None if it is not a chat completion the cache
+        answers (a streamed one, or another endpoint)."""
+        if request.method != "POST" or not request.url.path.endswith("/chat/completions"):
+            return None
+        try:
+            body = msgspec.json.decode(request.content)
+        except (msgspec.DecodeError, RuntimeError):  # RuntimeError: a streamed request body
+            return None
+        if not isinstance(body, dict) or body.get("stream"):
+            return None
+        return key_of(body, self.rollout_id)
+
+
+#: The current dspex call's cache use (None: its LM requests are not cached).
+CACHING: contextvars.ContextVar[Caching | None] = contextvars.ContextVar(
+    "dspex_dspy_caching", default=None
+)
+
+
+def _hit(reply: bytes, request: httpx.Request) -> httpx.Response:
+    import httpx
+
+    body = msgspec.json.decode(reply)
+    body["usage"] = _NO_USAGE
+    headers = {"content-type": "application/json"}
+    return httpx.Response(200, headers=headers, content=msgspec.json.encode(body), request=request)
+
+
+def _keepable(content: bytes) -> bytes | None:
+    """``content`` if it is a chat.completion worth keeping (a JSON object with choices)."""
+    try:
+        body = msgspec.json.decode(content)
+    except msgspec.DecodeError:
+        return None
+    return content if isinstance(body, dict) and body.get("choices") else None
+
+
+def _filler(caching: Caching, key: bytes, *, threadsafe: bool) -> Callable[[bytes | None], None]:
+    """What ends a request's claim with its reply (None: none to keep), from the loop's thread
+    or (``threadsafe``) any other. A refreshing call claimed nothing: it only keeps a reply."""
+
+    def fill(reply: bytes | None) -> None:
+        if caching.refresh and reply is None:
+            return
+        if threadsafe:
+            caching.loop.call_soon_threadsafe(caching.claims.fill, key, reply)
+        else:
+            caching.claims.fill(key, reply)
+
+    return fill
+
+
+def _transports() -> tuple[type[Any], type[Any]]:
+    """The two transport classes (made on first use: httpx is imported with LiteLLM)."""
+    import httpx
+
+    class AsyncKept(httpx.AsyncByteStream):
+        """A reply's body as the client reads it, kept (if it is a chat.completion) once the
+        client has read it all and closes it; given back with nothing if it does not."""
+
+        def __init__(self, inner: Any, done: Callable[[bytes | None], None]):
+            self.inner, self.done = inner, done
+            self.parts: list[bytes] = []
+            self.whole = False
+
+        async def __aiter__(self) -> AsyncIterator[bytes]:
+            async for part in self.inner:
+                self.parts.append(part)
+                yield part
+            self.whole = True
+
+        async def aclose(self) -> None:
+            try:
+                await self.inner.aclose()
+            finally:
+                _end(self)
+
+    class SyncKept(httpx.SyncByteStream):
+        """:class:`AsyncKept` for the sync client."""
+
+        def __init__(self, inner: Any, done: Callable[[bytes | None], None]):
+            self.inner, self.done = inner, done
+            self.parts: list[bytes] = []
+            self.whole = False
+
+        def __iter__(self) -> Iterator[bytes]:
+            for part in self.inner:
+                self.parts.append(part)
+                yield part
+            self.whole = True
+
+        def close(self) -> None:
+            try:
+                self.inner.close()
+            finally:
+                _end(self)
+
+    def _end(kept: Any) -> None:
+        done, kept.done = kept.done, None
+        if done is not None:
+            done(_keepable(b"".join(kept.parts)) if kept.whole else None)
+
+    def keeps(response: httpx.Response) -> bool:
+        """Whether the reply can be kept as it is read: a 200 with a body in no encoding
+        (a compressed one would be kept compressed)."""
+        encoding = response.headers.get("content-encoding", "identity").lower()
+        return response.status_code == 200 and encoding in ("identity", "")
+
+    class AsyncCachingTransport(httpx.AsyncBaseTransport):
+        """LiteLLM's async transport, answering a dspex call's requests from the cache."""
+
+        def __init__(self, inner: httpx.AsyncBaseTransport):
+            self.inner = inner
+
+        async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
+            caching = CACHING.get()
+            key = caching.key(request) if caching is not None else None
+            if key is None:
+                return await self.inner.handle_async_request(request)
+            assert caching is not None
+            if not caching.refresh:
+                reply = await caching.claims.claim(key)
+                if reply is not None:
+                    caching.hits += 1
+                    return _hit(reply, request)
+            fill = _filler(caching, key, threadsafe=False)
+            try:
+                response = await self.inner.handle_async_request(request)
+            except BaseException:
+                fill(None)
+                raise
+            if not keeps(response):
+                fill(None)
+                return response
+            response.stream = AsyncKept(response.stream, fill)
+            return response
+
+        async def aclose(self) -> None:
+            await self.inner.aclose()
+
+    class CachingTransport(httpx.BaseTransport):
+        """LiteLLM's sync transport (DSPy's sync modules, in threads), likewise: the cache is
+        asked on its event loop."""
+
+        def __init__(self, inner: httpx.BaseTransport):
+            self.inner = inner
+
+        def handle_request(self, request: httpx.Request) -> httpx.Response:
+            caching = CACHING.get()
+            key = caching.key(request) if caching is not None else None
+            if key is None:
+                return self.inner.handle_request(request)
+            assert caching is not None
+            if not caching.refresh:
+                claim = caching.claims.claim(key)
+                reply = asyncio.run_coroutine_threadsafe(claim, caching.loop).result()
+                if reply is not None:
+                    caching.hits += 1  # one thread per call at a time: no race
+                    return _hit(reply, request)
+            fill = _filler(caching, key, threadsafe=True)
+            try:
+                response = self.inner.handle_request(request)
+            except BaseException:
+                fill(None)
+                raise
+            if not keeps(response):
+                fill(None)
+                return response
+            response.stream = SyncKept(response.stream, fill)
+            return response
+
+        def close(self) -> None:
+            self.inner.close()
+
+    return AsyncCachingTransport, CachingTransport
+
+
+_installed = False
+
+
+def install() -> None:
+    """Wrap the transport of every HTTP client LiteLLM makes for OpenAI-compatible servers
+    (once per process, after DSPy's import): LiteLLM keeps making, caching (per event loop)
+    and closing its clients as it does; each one's requests pass through the cache's transport
+    first. Leaves LiteLLM alone, with a warning, if its client factory is not where this
+    LiteLLM version is known to keep it (the dspy side then does not cache)."""
+    global _installed
+    if _installed:
+        return
+    _installed = True
+    try:
+        from litellm.llms.openai.common_utils import BaseOpenAILLM
+
+        make_async = BaseOpenAILLM.__dict__["_get_async_http_client"].__func__
+        make_sync = BaseOpenAILLM.__dict__["_get_sync_http_client"].__func__
+    except (ImportError, KeyError, AttributeError) as exc:
+        logger.warning("the dspy implementation will not use the response cache: %r", exc)
+        return
+    async_transport, sync_transport = _transports()
+
+    def get_async_http_client(*args: Any, **kwargs: Any) -> Any:
+        client = make_async(*args, **kwargs)
+        if client is not None and not isinstance(client._transport, async_transport):
+            client._transport = async_transport(client._transport)
+        return client
+
+    def get_sync_http_client(*args: Any, **kwargs: Any) -> Any:
+        client = make_sync(*args, **kwargs)
+        if client is not None and not isinstance(client._transport, sync_transport):
+            client._transport = sync_transport(client._transport)
+        return client
+
+    BaseOpenAILLM._get_async_http_client = staticmethod(get_async_http_client)  # type: ignore[method-assign]
+    BaseOpenAILLM._get_sync_http_client = staticmethod(get_sync_http_client)  # type: ignore[method-assign]
