@@ -7,7 +7,7 @@ import asyncio
 import contextvars
 import hashlib
 import logging
-from collections.abc import Awaitable, Callable, Hashable
+from collections.abc import Awaitable, Callable, Hashable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from typing import TYPE_CHECKING, Any, Protocol
 
@@ -19,7 +19,16 @@ from dspex.cache._stores import DiskStore, MemoryStore
 if TYPE_CHECKING:
     from dspex.config import CacheConfig
 
-__all__ = ["CALL_CACHE", "CacheReport", "CacheUse", "Claims", "ResponseCache", "key_of"]
+__all__ = [
+    "CALL_CACHE",
+    "CacheReport",
+    "CacheUse",
+    "Claims",
+    "ResponseCache",
+    "key_frame",
+    "key_of",
+    "key_of_parts",
+]
 
 logger = logging.getLogger("dspex.cache")
 _MB = 1024 * 1024
@@ -53,7 +62,36 @@ def key_of(request: bytes | dict[str, Any], rollout_id: int | None = None) -> by
     client writes keys in does not count), with the rollout id if any. The API key and base
     URL are not in a body, so, as in DSPy's keys, they do not count."""
     body = _decode.decode(request) if isinstance(request, bytes) else request
-    digest = hashlib.sha256(_canonical.encode(body))
+    return _digest(hashlib.sha256(_canonical.encode(body)), rollout_id)
+
+
+_MESSAGES = "\x00dspex messages\x00"
+_MESSAGES_JSON = _canonical.encode(_MESSAGES)
+
+
+def key_frame(model: str, params: Mapping[str, Any]) -> tuple[bytes, bytes]:
+    """The canonical JSON (as :func:`key_of` writes it) of a request to ``model`` with
+    ``params`` (None values left out, as in the body), before and after its messages: what
+    :func:`key_of_parts` needs, computed once per LM and parameters."""
+    request = {k: v for k, v in params.items() if v is not None}
+    request["model"] = model
+    request["messages"] = _MESSAGES
+    before, _, after = _canonical.encode(request).partition(_MESSAGES_JSON)
+    return before, after
+
+
+def key_of_parts(
+    frame: tuple[bytes, bytes], messages: Sequence[Any], rollout_id: int | None = None
+) -> bytes:
+    """:func:`key_of` of the request of ``frame`` (:func:`key_frame`) and ``messages``,
+    with no body to decode: only the messages are encoded (dicts or msgspec Structs)."""
+    digest = hashlib.sha256(frame[0])
+    digest.update(_canonical.encode(messages))
+    digest.update(frame[1])
+    return _digest(digest, rollout_id)
+
+
+def _digest(digest: hashlib._Hash, rollout_id: int | None) -> bytes:
     if rollout_id is not None:
         digest.update(b"\x00rollout_id=%d" % rollout_id)
     return digest.digest()

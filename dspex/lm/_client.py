@@ -18,7 +18,7 @@ import msgspec
 from opentelemetry.trace import SpanKind, StatusCode
 
 from dspex import telemetry
-from dspex.cache._cache import CALL_CACHE, Claims, key_of
+from dspex.cache._cache import CALL_CACHE, Claims, key_frame, key_of_parts
 from dspex.errors import ConfigError, LMConnectionError, LMError, LMTimeout
 from dspex.lm._config import LM, api_key_of, is_reasoning_model, redact
 from dspex.lm._litellm_catalog import system_as_user
@@ -52,6 +52,10 @@ _C = TypeVar("_C", bound="LMClient")
 _encode = msgspec.json.Encoder().encode
 _EXCERPT = 500
 _CACHE_SIZE = 256
+# the decoded completions of the last replies hit, up to this many and this size each (see
+# LMClient._cached): 512 KB of replies, and their completions, at most
+_HIT_MEMO_SIZE = 64
+_HIT_MEMO_BYTES = 8 * 1024
 _DEFAULT_BASE = "https://api.openai.com/v1"
 _USER_AGENT = "dspex/0.1.0"
 _STREAM = {"stream": True, "stream_options": {"include_usage": True}}
@@ -145,6 +149,7 @@ class _Prepared:
 
     __slots__ = (
         "headers",
+        "key_frame",
         "lm",
         "max_tokens_key",
         "params",
@@ -184,6 +189,7 @@ class _Prepared:
         self.params.update(lm.extra)
         self.prefix = body_prefix(lm.wire_model)
         self.suffix = params_suffix(self.params)
+        self.key_frame = key_frame(lm.wire_model, self.params)
         self.timeout = _http().ClientTimeout(total=lm.timeout)
         url = urlsplit(self.url)
         self.span_name = f"chat {lm.wire_model}"
@@ -273,6 +279,7 @@ class LMClient:
         self._session: aiohttp.ClientSession | None = None
         self._closed = False
         self._prepared: dict[int, _Prepared] = {}
+        self._decoded: dict[bytes, tuple[bytes, Completion]] = {}  # see _cached
         self._prompt_tokens = 0
         self._completion_tokens = 0
         self._total_tokens = 0
@@ -351,6 +358,7 @@ class LMClient:
         session = self._session_or_open()
         prepared = self._prepare(lm)
         suffix = prepared.suffix
+        params: dict[str, Any] | None = None
         if on_text is not None:
             extra = {**(extra or {}), **_STREAM}
         if temperature is not None or max_tokens is not None or n is not None or extra:
@@ -377,11 +385,14 @@ class LMClient:
         if self.cache is not None and on_text is None:
             use = CALL_CACHE.get()
             if lm.cache if use is None or use.cache is None else use.cache:
-                key = key_of(body, None if use is None else use.rollout_id)
+                frame = prepared.key_frame
+                if params is not None:
+                    frame = key_frame(lm.wire_model, params)
+                key = key_of_parts(frame, messages, None if use is None else use.rollout_id)
                 if use is None or not use.refresh:
                     reply = await self.cache.claim(key)
                     if reply is not None:
-                        return self._cached(prepared, reply)
+                        return self._cached(prepared, key, reply)
                     claimed = True
         spend = CALL_SPEND.get()
         content: bytes | None = None
@@ -405,19 +416,30 @@ class LMClient:
             spend.add(prompt, output, price.of(prompt, output) if price is not None else None)
         return completion
 
-    def _cached(self, prepared: _Prepared, reply: bytes) -> Completion:
-        """A completion from the cache: no request, so no usage (as DSPy reports a hit)."""
+    def _cached(self, prepared: _Prepared, key: bytes, reply: bytes) -> Completion:
+        """A completion from the cache: no request, so no usage (as DSPy reports a hit). The
+        last replies hit keep their completion (a kept reply is the same object at each hit
+        until it is replaced), so a hot reply is decoded once."""
         span = telemetry.tracer.start_span(
             prepared.span_name, kind=SpanKind.CLIENT, attributes=prepared.span_attributes
         )
         try:
-            completion = self._decode(prepared, 200, reply, 0)
+            decoded = self._decoded.get(key)
+            if decoded is not None and decoded[0] is reply:
+                completion = decoded[1]
+            else:
+                completion = self._decode(prepared, 200, reply, 0)
+                completion = msgspec.structs.replace(completion, usage=Usage())
+                if len(reply) <= _HIT_MEMO_BYTES:
+                    if len(self._decoded) >= _HIT_MEMO_SIZE:
+                        self._decoded.clear()
+                    self._decoded[key] = (reply, completion)
             span.set_attribute(telemetry.CACHE_HIT, True)
             if span.is_recording():
                 span.set_attribute(telemetry.GEN_AI_RESPONSE_MODEL, completion.model)
         finally:
             span.end()
-        return msgspec.structs.replace(completion, usage=Usage())
+        return completion
 
     async def _request(
         self,

@@ -15,9 +15,11 @@ import msgspec
 import pytest
 
 from dspex.cache import ResponseCache, key_of
+from dspex.cache._cache import key_frame, key_of_parts
 from dspex.cache._stores import ENTRY_OVERHEAD, DiskStore, MemoryStore
 from dspex.config import CacheConfig
 from dspex.errors import ConfigError
+from dspex.lm._wire import Message, body_prefix, params_suffix
 
 
 def test_the_memory_store_drops_the_least_recently_used_past_its_bound() -> None:
@@ -35,6 +37,40 @@ def test_the_memory_store_drops_the_least_recently_used_past_its_bound() -> None
     assert len(store) == 3
     store.put(b"k1", b"short")  # a new reply for a key replaces the old one's bytes
     assert store.bytes == 2 * (2 + 10 + ENTRY_OVERHEAD) + 2 + 5 + ENTRY_OVERHEAD
+
+
+@pytest.mark.parametrize(
+    ("model", "params", "messages"),
+    [
+        ("gpt-4o-mini", {}, [{"role": "user", "content": "hi"}]),
+        (
+            "qwen",
+            {"temperature": 0.0, "max_tokens": 4000, "n": None},
+            [Message("system", 's\u00e9 "q" \n'), {"role": "user", "content": "u"}],
+        ),
+        (
+            "m",
+            {
+                "temperature": 1.0,
+                "n": 3,
+                "response_format": {"type": "json_schema", "json_schema": {"b": 1, "a": [2]}},
+                "zeta": "last",
+                "aaa": "first",
+            },
+            [{"role": "user", "content": [{"type": "text", "text": "x"}, {"type": "image_url"}]}],
+        ),
+        ("m", {"max_completion_tokens": 16000}, []),
+    ],
+)
+def test_a_key_from_the_request_s_pieces_is_the_key_of_its_body(
+    model: str, params: dict[str, object], messages: list[object]
+) -> None:
+    """The native client keys a request from its pieces (no body to decode); the dspy side keys
+    the body LiteLLM sent. The two must agree, whatever the order of keys in either."""
+    body = body_prefix(model) + msgspec.json.encode(messages) + params_suffix(params)
+    frame = key_frame(model, params)
+    assert key_of_parts(frame, messages) == key_of(body)
+    assert key_of_parts(frame, messages, 7) == key_of(body, 7) != key_of(body)
 
 
 def test_memory_stays_under_the_bound_while_100_000_distinct_replies_pass() -> None:

@@ -289,6 +289,10 @@ async def test_a_fallback_asks_the_lm_again_and_keeps_the_new_reply() -> None:
     config = Config(dspy_workers=0, adaptive={"explore_rate": 0.0})
     async with ScriptedLM(script, strict=False) as server, Runtime(lm=_lm(server), config=config):
         predict = await dspex.Predict.create("question -> answer")
+        for _ in range(2):  # the unparseable replies, kept, then hit (and decoded once)
+            with pytest.raises(dspex.ParseError):
+                await predict.execute({"question": "q"}, implementation="native")
+        assert len(server.requests) == 2
         first = await predict(question="q")  # chat, then DSPy's JSON retry; then dspy
         assert (first.implementation, first.fallback, first.answer) == ("dspy", True, "Paris")
         sent = len(server.requests)
