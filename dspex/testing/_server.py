@@ -15,6 +15,7 @@ aiohttp's graceful-shutdown timeout.
 from __future__ import annotations
 
 import asyncio
+import gzip
 import inspect
 import itertools
 import logging
@@ -87,6 +88,8 @@ class ScriptedLM:
     ``GET /v1/models`` lists ``model``. A script that raises, gives something other than an
     action or runs out of steps answers HTTP 500 and, when ``strict``, raises ``ScriptError``
     when the server stops. ``record=False`` keeps no requests (for long benchmarks).
+    ``gzip=True`` sends each whole reply gzip-compressed (``Content-Encoding: gzip``) to a
+    client whose ``Accept-Encoding`` takes it, as OpenAI's servers compress their replies.
     """
 
     def __init__(
@@ -98,8 +101,10 @@ class ScriptedLM:
         port: int = 0,
         record: bool = True,
         strict: bool = True,
+        gzip: bool = False,
     ) -> None:
         self.model = model
+        self.gzip = gzip
         self.host = host
         self.requests: list[RecordedRequest] = []
         """Every request received, in arrival order."""
@@ -365,7 +370,11 @@ class ScriptedLM:
                 task.add_done_callback(self._tasks.discard)
                 return
             body = chat_completion(action, request.body, self.model)
-            request.finished_at = connection.respond(200, body)
+            headers = []
+            if self.gzip and "gzip" in request.headers.get("accept-encoding", ""):
+                body = gzip.compress(body)
+                headers.append(("Content-Encoding", "gzip"))
+            request.finished_at = connection.respond(200, body, headers=headers)
         elif isinstance(action, Status):
             retry_after = action.retry_after
             if isinstance(retry_after, (int, float)):

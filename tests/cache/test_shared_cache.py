@@ -59,6 +59,28 @@ async def test_either_implementation_answers_the_other_from_the_cache(
     assert metrics.usage.prompt_tokens == 100  # only the request sent counts
 
 
+@pytest.mark.parametrize("first", ["native", "dspy"])
+async def test_compressed_replies_are_kept_as_the_client_reads_them(first: str) -> None:
+    """OpenAI's servers gzip their replies: the dspy side keeps the reply LiteLLM reads (not
+    the compressed bytes), so either implementation answers the other from it."""
+    second = "dspy" if first == "native" else "native"
+    async with (
+        ScriptedLM(ANSWER, strict=False, gzip=True) as server,
+        Runtime(lm=_lm(server), config=Config(dspy_workers=0)) as rt,
+    ):
+        predict = await dspex.Predict.create("question -> answer")
+        one = await predict.execute({"question": "q"}, implementation=first)
+        two = await predict.execute({"question": "q"}, implementation=second)
+        three = await predict.execute({"question": "q"}, implementation=first)
+        metrics = await rt.metrics()
+    assert len(server.requests) == 1
+    assert "gzip" in server.requests[0].headers["accept-encoding"]  # so it went compressed
+    assert one.answer == two.answer == three.answer == "Paris"
+    assert two.usage == three.usage == NO_USAGE
+    assert metrics.cache is not None
+    assert (metrics.cache.hits, metrics.cache.misses) == (2, 1)
+
+
 @pytest.mark.parametrize("adapter", ["json", "xml"])
 async def test_other_adapters_share_their_replies_too(adapter: str) -> None:
     """The JSON adapter's request carries a response_format: native's and LiteLLM's bodies

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import gzip
 import json
 from collections.abc import Iterator
 from typing import Any
@@ -68,6 +69,23 @@ async def test_reply_is_an_openai_chat_completion() -> None:
     assert usage["prompt_tokens"] > len(MESSAGES)
     assert usage["completion_tokens"] >= 1
     assert usage["total_tokens"] == usage["prompt_tokens"] + usage["completion_tokens"]
+
+
+async def test_gzip_compresses_whole_replies_for_clients_that_take_it() -> None:
+    async with ScriptedLM("Paris", gzip=True) as lm, aiohttp.ClientSession() as session:
+        async with session.post(
+            f"{lm.base_url}/chat/completions", json=chat_body(), auto_decompress=False
+        ) as r:
+            encoding, raw = r.headers.get("Content-Encoding"), await r.read()
+        plain = {"Accept-Encoding": "identity"}
+        async with session.post(
+            f"{lm.base_url}/chat/completions", json=chat_body(), headers=plain
+        ) as r:
+            refused, content = r.headers.get("Content-Encoding"), await r.read()
+    assert encoding == "gzip"  # aiohttp asks for gzip by default
+    assert json.loads(gzip.decompress(raw))["choices"][0]["message"]["content"] == "Paris"
+    assert refused is None
+    assert json.loads(content)["choices"][0]["message"]["content"] == "Paris"
 
 
 async def test_requests_are_recorded() -> None:

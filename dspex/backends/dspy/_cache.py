@@ -15,6 +15,7 @@ so DSPy, LiteLLM and dspex report no tokens for it, as DSPy reports a hit of its
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import contextvars
 import logging
 from collections.abc import AsyncIterator, Callable, Iterator
@@ -85,6 +86,33 @@ def _keepable(content: bytes) -> bytes | None:
     return content if isinstance(body, dict) and body.get("choices") else None
 
 
+def _as_sent(content: bytes) -> bytes:
+    return content
+
+
+def _decoding(response: httpx.Response) -> Callable[[bytes], bytes] | None:
+    """What turns the body of ``response`` as read from the socket into the reply, as the
+    client will read it (httpx undoes the ``Content-Encoding`` that it asked for: gzip and
+    deflate, and br or zstd when their packages are installed), or None when the reply is not
+    to be kept (not a 200, or in an encoding httpx does not undo)."""
+    if response.status_code != 200:
+        return None
+    encoding = response.headers.get("content-encoding", "identity").strip().lower()
+    if encoding in ("identity", ""):
+        return _as_sent
+    from httpx._decoders import SUPPORTED_DECODERS  # httpx's own, to undo exactly what it does
+
+    make = SUPPORTED_DECODERS.get(encoding)
+    if make is None:
+        return None
+
+    def decode(content: bytes) -> bytes:
+        decoder = make()
+        return decoder.decode(content) + decoder.flush()
+
+    return decode
+
+
 def _filler(caching: Caching, key: bytes, *, threadsafe: bool) -> Callable[[bytes | None], None]:
     """What ends a request's claim with its reply (None: none to keep), from the loop's thread
     or (``threadsafe``) any other. A refreshing call claimed nothing: it only keeps a reply."""
@@ -108,8 +136,13 @@ def _transports() -> tuple[type[Any], type[Any]]:
         """A reply's body as the client reads it, kept (if it is a chat.completion) once the
         client has read it all and closes it; given back with nothing if it does not."""
 
-        def __init__(self, inner: Any, done: Callable[[bytes | None], None]):
-            self.inner, self.done = inner, done
+        def __init__(
+            self,
+            inner: Any,
+            done: Callable[[bytes | None], None],
+            decode: Callable[[bytes], bytes],
+        ):
+            self.inner, self.done, self.decode = inner, done, decode
             self.parts: list[bytes] = []
             self.whole = False
 
@@ -128,8 +161,13 @@ def _transports() -> tuple[type[Any], type[Any]]:
     class SyncKept(httpx.SyncByteStream):
         """:class:`AsyncKept` for the sync client."""
 
-        def __init__(self, inner: Any, done: Callable[[bytes | None], None]):
-            self.inner, self.done = inner, done
+        def __init__(
+            self,
+            inner: Any,
+            done: Callable[[bytes | None], None],
+            decode: Callable[[bytes], bytes],
+        ):
+            self.inner, self.done, self.decode = inner, done, decode
             self.parts: list[bytes] = []
             self.whole = False
 
@@ -147,14 +185,13 @@ def _transports() -> tuple[type[Any], type[Any]]:
 
     def _end(kept: Any) -> None:
         done, kept.done = kept.done, None
-        if done is not None:
-            done(_keepable(b"".join(kept.parts)) if kept.whole else None)
-
-    def keeps(response: httpx.Response) -> bool:
-        """Whether the reply can be kept as it is read: a 200 with a body in no encoding
-        (a compressed one would be kept compressed)."""
-        encoding = response.headers.get("content-encoding", "identity").lower()
-        return response.status_code == 200 and encoding in ("identity", "")
+        if done is None:
+            return
+        reply = None
+        # a body httpx cannot decode fails the client too: nothing to keep
+        with contextlib.suppress(httpx.DecodingError):
+            reply = _keepable(kept.decode(b"".join(kept.parts))) if kept.whole else None
+        done(reply)
 
     class AsyncCachingTransport(httpx.AsyncBaseTransport):
         """LiteLLM's async transport, answering a dspex call's requests from the cache."""
@@ -179,10 +216,11 @@ def _transports() -> tuple[type[Any], type[Any]]:
             except BaseException:
                 fill(None)
                 raise
-            if not keeps(response):
+            decode = _decoding(response)
+            if decode is None:
                 fill(None)
                 return response
-            response.stream = AsyncKept(response.stream, fill)
+            response.stream = AsyncKept(response.stream, fill, decode)
             return response
 
         async def aclose(self) -> None:
@@ -213,10 +251,11 @@ def _transports() -> tuple[type[Any], type[Any]]:
             except BaseException:
                 fill(None)
                 raise
-            if not keeps(response):
+            decode = _decoding(response)
+            if decode is None:
                 fill(None)
                 return response
-            response.stream = SyncKept(response.stream, fill)
+            response.stream = SyncKept(response.stream, fill, decode)
             return response
 
         def close(self) -> None:
