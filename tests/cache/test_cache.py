@@ -73,9 +73,10 @@ def test_a_key_from_the_request_s_pieces_is_the_key_of_its_body(
     assert key_of_parts(frame, messages, 7) == key_of(body, 7) != key_of(body)
 
 
-def test_memory_stays_under_the_bound_while_100_000_distinct_replies_pass() -> None:
+async def test_memory_stays_under_the_bound_while_100_000_distinct_replies_pass() -> None:
     """The bound counts what the entries really take: traced, the cache's memory stays within
-    it (and the count it keeps is what is left after every eviction)."""
+    it (and the count it keeps is what is left after every eviction), each reply claimed and
+    filled as a client does."""
     bound = 2 * 1024 * 1024
     cache = ResponseCache(CacheConfig(memory_mb=bound / (1024 * 1024)))
     reply = b'{"choices":[{"message":{"content":"%06d"}}]}' + b" " * 300
@@ -86,7 +87,8 @@ def test_memory_stays_under_the_bound_while_100_000_distinct_replies_pass() -> N
         peak_over = 0
         for i in range(100_000):
             key = key_of(b'{"n": %d}' % i)
-            cache.memory.put(key, reply.replace(b"%06d", b"%06d" % i))
+            assert await cache.claim(key) is None
+            cache.fill(key, reply.replace(b"%06d", b"%06d" % i))
             if i % 5_000 == 0:
                 peak_over = max(peak_over, tracemalloc.get_traced_memory()[0] - base)
         used = tracemalloc.get_traced_memory()[0] - base
@@ -97,6 +99,7 @@ def test_memory_stays_under_the_bound_while_100_000_distinct_replies_pass() -> N
     assert 3_000 < len(cache.memory) < 4_000  # ~580 bytes an entry: about 3,600 kept
     assert cache.memory.get(key_of(b'{"n": 99999}')) is not None
     assert cache.memory.get(key_of(b'{"n": 0}')) is None
+    assert (cache.misses, cache.hits, cache._flights) == (100_000, 0, {})
 
 
 def test_the_disk_store_outlives_its_process_and_keeps_to_its_bound(tmp_path: Path) -> None:
