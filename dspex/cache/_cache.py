@@ -7,6 +7,7 @@ import asyncio
 import contextvars
 import hashlib
 import logging
+import sqlite3
 from collections.abc import Awaitable, Callable, Hashable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from typing import TYPE_CHECKING, Any, Protocol
@@ -15,6 +16,7 @@ import msgspec
 
 from dspex import telemetry
 from dspex.cache._stores import DiskStore, MemoryStore
+from dspex.errors import ConfigError
 
 if TYPE_CHECKING:
     from dspex.config import CacheConfig
@@ -140,7 +142,11 @@ class ResponseCache:
     :meth:`claim` answers a request from the cache, or makes its caller the one that sends it:
     identical requests claimed meanwhile wait for that one's :meth:`fill` (single flight); if
     it ends with no reply (an error, a cancelled call, a worker that died), one waiter sends
-    it instead. Disk reads and writes run in a thread of the cache's own.
+    it instead. Disk reads and writes run in a thread of the cache's own; a read or write
+    that fails (a damaged file, a full disk) is logged and counts as a miss, or is not kept.
+
+    :raises ConfigError: ``CacheConfig.disk`` cannot be opened (not a folder this process can
+        create and write, or a file there that is not a cache).
     """
 
     def __init__(self, config: CacheConfig):
@@ -149,7 +155,14 @@ class ResponseCache:
         self.disk: DiskStore | None = None
         self._io: ThreadPoolExecutor | None = None
         if config.disk is not None:
-            self.disk = DiskStore(config.disk, int(config.disk_mb * _MB))
+            try:
+                self.disk = DiskStore(config.disk, int(config.disk_mb * _MB))
+            except (OSError, sqlite3.Error) as exc:
+                raise ConfigError(
+                    f"Config.cache.disk={config.disk!r} cannot hold the response cache "
+                    f"({type(exc).__name__}: {exc}); give a folder this process can create "
+                    f"and write, or remove {DiskStore.FILE} there if it is damaged"
+                ) from exc
             self._io = ThreadPoolExecutor(1, thread_name_prefix="dspex-cache")
         self._flights: dict[bytes, _Flight] = {}
         self.hits = 0
@@ -195,7 +208,10 @@ class ResponseCache:
         if self.disk is not None:
             try:
                 reply = await self._in_thread(self.disk.get, key)
-            except BaseException:
+            except Exception as exc:  # an unreadable disk is a miss, not the call's failure
+                logger.warning("could not read the disk cache: %s", exc)
+                reply = None
+            except BaseException:  # cancelled: its waiters send their own
                 self.fill(key, None)
                 raise
             if reply is not None:

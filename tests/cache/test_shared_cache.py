@@ -7,6 +7,7 @@ cache across a restart; shadow runs and ``dspex compare`` answered by the LM, no
 from __future__ import annotations
 
 import asyncio
+import re
 from pathlib import Path
 from typing import Any
 
@@ -16,7 +17,7 @@ from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanE
 import dspex
 from dspex import telemetry
 from dspex.config import Config
-from dspex.errors import InputError
+from dspex.errors import ConfigError, InputError
 from dspex.lm import LM
 from dspex.runtime import Runtime
 from dspex.testing import Reply, ScriptedLM, Status, respond
@@ -251,6 +252,49 @@ async def test_the_disk_cache_answers_after_a_restart(tmp_path: Path) -> None:
     assert again.usage == NO_USAGE
     assert metrics.cache is not None
     assert metrics.cache.disk == str(tmp_path / "cache")
+
+
+@pytest.mark.parametrize("damage", ["a file", "not a cache"])
+async def test_a_disk_folder_that_cannot_hold_the_cache_is_a_config_error(
+    tmp_path: Path, damage: str
+) -> None:
+    disk = tmp_path / "cache"
+    if damage == "a file":
+        disk.write_text("not a folder")
+    else:
+        disk.mkdir()
+        (disk / "responses.sqlite3").write_bytes(b"garbage" * 1000)
+    config = Config(dspy_workers=0, cache={"disk": str(disk)})
+    with pytest.raises(ConfigError, match=re.escape(f"Config.cache.disk={str(disk)!r} cannot")):
+        async with Runtime(config=config):
+            pass
+
+
+async def test_a_disk_that_fails_mid_run_is_a_miss_not_the_call_s_failure(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A damaged disk or a full one is the cache's trouble: the call is served on native as
+    if it had missed, no fallback, no circuit moved; the memory cache still answers."""
+    config = Config(
+        dspy_workers=0, adaptive={"explore_rate": 0.0}, cache={"disk": str(tmp_path / "c")}
+    )
+    async with (
+        ScriptedLM(ANSWER, strict=False) as server,
+        Runtime(lm=_lm(server), config=config) as rt,
+    ):
+        assert rt.cache is not None
+        assert rt.cache.disk is not None
+        rt.cache.disk._db.close()  # every read and write of the file fails from now on
+        predict = await dspex.Predict.create("question -> answer")
+        first = await predict(question="q")
+        second = await predict(question="q")
+        metrics = await rt.metrics()
+    assert (first.implementation, first.fallback, first.answer) == ("native", False, "Paris")
+    assert (second.implementation, second.usage) == ("native", NO_USAGE)
+    assert len(server.requests) == 1
+    assert metrics.circuits == {}
+    assert "could not read the disk cache" in caplog.text
+    assert "could not write a reply to the disk cache" in caplog.text
 
 
 async def test_a_shadow_run_asks_the_lm_not_the_cache() -> None:
