@@ -55,7 +55,16 @@ CALL_CACHE: contextvars.ContextVar[CacheUse | None] = contextvars.ContextVar(
 
 
 _canonical = msgspec.json.Encoder(order="sorted")
+_encode = msgspec.json.Encoder().encode
 _decode = msgspec.json.Decoder()
+
+
+def _canonical_json(value: Any) -> bytes:
+    """``value`` as JSON with sorted keys."""
+    try:
+        return _canonical.encode(value)
+    except TypeError:  # a dict keyed by numbers (logit_bias), which JSON writes as strings
+        return _canonical.encode(_decode.decode(_encode(value)))
 
 
 def key_of(request: bytes | dict[str, Any], rollout_id: int | None = None) -> bytes:
@@ -78,7 +87,7 @@ def key_frame(model: str, params: Mapping[str, Any]) -> tuple[bytes, bytes]:
     request = {k: v for k, v in params.items() if v is not None}
     request["model"] = model
     request["messages"] = _MESSAGES
-    before, _, after = _canonical.encode(request).partition(_MESSAGES_JSON)
+    before, _, after = _canonical_json(request).partition(_MESSAGES_JSON)
     return before, after
 
 
@@ -88,7 +97,7 @@ def key_of_parts(
     """:func:`key_of` of the request of ``frame`` (:func:`key_frame`) and ``messages``,
     with no body to decode: only the messages are encoded (dicts or msgspec Structs)."""
     digest = hashlib.sha256(frame[0])
-    digest.update(_canonical.encode(messages))
+    digest.update(_canonical_json(messages))
     digest.update(frame[1])
     return _digest(digest, rollout_id)
 

@@ -60,6 +60,11 @@ def test_the_memory_store_drops_the_least_recently_used_past_its_bound() -> None
             [{"role": "user", "content": [{"type": "text", "text": "x"}, {"type": "image_url"}]}],
         ),
         ("m", {"max_completion_tokens": 16000}, []),
+        (  # keys that are numbers, which JSON writes as strings
+            "m",
+            {"logit_bias": {50256: -100, 13: 5}},
+            [{"role": "user", "content": "x", "extra": {2: "b", 10: "a"}}],
+        ),
     ],
 )
 def test_a_key_from_the_request_s_pieces_is_the_key_of_its_body(
