@@ -132,7 +132,7 @@ def _transports() -> tuple[type[Any], type[Any]]:
     """The two transport classes (made on first use: httpx is imported with LiteLLM)."""
     import httpx
 
-    class AsyncKept(httpx.AsyncByteStream):
+    class Kept:
         """A reply's body as the client reads it, kept (if it is a chat.completion) once the
         client has read it all and closes it; given back with nothing if it does not."""
 
@@ -142,9 +142,23 @@ def _transports() -> tuple[type[Any], type[Any]]:
             done: Callable[[bytes | None], None],
             decode: Callable[[bytes], bytes],
         ):
-            self.inner, self.done, self.decode = inner, done, decode
+            self.inner, self.decode = inner, decode
+            self.done: Callable[[bytes | None], None] | None = done  # None once called
             self.parts: list[bytes] = []
             self.whole = False
+
+        def end(self) -> None:
+            done, self.done = self.done, None
+            if done is None:
+                return
+            reply = None
+            # a body httpx cannot decode fails the client too: nothing to keep
+            with contextlib.suppress(httpx.DecodingError):
+                reply = _keepable(self.decode(b"".join(self.parts))) if self.whole else None
+            done(reply)
+
+    class AsyncKept(Kept, httpx.AsyncByteStream):
+        """:class:`Kept` for the async client."""
 
         async def __aiter__(self) -> AsyncIterator[bytes]:
             async for part in self.inner:
@@ -156,20 +170,10 @@ def _transports() -> tuple[type[Any], type[Any]]:
             try:
                 await self.inner.aclose()
             finally:
-                _end(self)
+                self.end()
 
-    class SyncKept(httpx.SyncByteStream):
-        """:class:`AsyncKept` for the sync client."""
-
-        def __init__(
-            self,
-            inner: Any,
-            done: Callable[[bytes | None], None],
-            decode: Callable[[bytes], bytes],
-        ):
-            self.inner, self.done, self.decode = inner, done, decode
-            self.parts: list[bytes] = []
-            self.whole = False
+    class SyncKept(Kept, httpx.SyncByteStream):
+        """:class:`Kept` for the sync client."""
 
         def __iter__(self) -> Iterator[bytes]:
             for part in self.inner:
@@ -181,17 +185,7 @@ def _transports() -> tuple[type[Any], type[Any]]:
             try:
                 self.inner.close()
             finally:
-                _end(self)
-
-    def _end(kept: Any) -> None:
-        done, kept.done = kept.done, None
-        if done is None:
-            return
-        reply = None
-        # a body httpx cannot decode fails the client too: nothing to keep
-        with contextlib.suppress(httpx.DecodingError):
-            reply = _keepable(kept.decode(b"".join(kept.parts))) if kept.whole else None
-        done(reply)
+                self.end()
 
     class AsyncCachingTransport(httpx.AsyncBaseTransport):
         """LiteLLM's async transport, answering a dspex call's requests from the cache."""
