@@ -226,9 +226,7 @@ class Runtime:
             from dspex.workers._ray import connect, start_ray_worker
 
             count = await anyio.to_thread.run_sync(connect, where)
-            start = functools.partial(
-                start_ray_worker, where, config.cache if config.cache.enabled else None
-            )
+            start = functools.partial(start_ray_worker, where)
         else:
             count = where
         woken = asyncio.Event()

@@ -4,7 +4,9 @@
 :class:`~dspex.workers._main.Worker` a forked worker runs, each message of the protocol
 (:mod:`dspex.workers._frames`, msgspec-encoded) one actor call, whose result is the answer
 (empty for the messages that have none). Calls are numbered and handled in the order sent,
-whatever order Ray starts them in. :class:`RayLink` is the service's end of it, which a
+whatever order Ray starts them in. The worker's own messages (its response cache's Lookup and
+Store: it asks the service's cache, as a forked worker does) are the results of a call the
+service keeps waiting (``outgoing``). :class:`RayLink` is the service's end of it, which a
 :class:`~dspex.workers.WorkerActor` owns as it owns a forked process: Ray's own restarts and
 retries are off (``max_restarts=0``, ``max_task_retries=0``), so a dead actor is a worker exit
 to dspex's supervisor, and dspex's restart intensity and retry-once rules apply. A call that
@@ -25,7 +27,7 @@ from typing import Any
 import msgspec
 import ray
 
-from dspex.config import CacheConfig, RayWorkers
+from dspex.config import RayWorkers
 from dspex.workers._frames import (
     Build,
     FromWorker,
@@ -42,6 +44,8 @@ from dspex.workers._frames import (
 )
 
 _lock = threading.Lock()
+_batch = msgspec.msgpack.Encoder()
+_outgoing = msgspec.msgpack.Decoder(list[Lookup | Store])
 
 
 def connect(config: RayWorkers) -> int:
@@ -59,15 +63,14 @@ def connect(config: RayWorkers) -> int:
 class RayWorker:
     """The Ray actor: a dspy worker (see the module's docstring)."""
 
-    def __init__(self, cache: bytes = b"") -> None:
-        from dspex.cache import ResponseCache
-        from dspex.workers._main import Worker, worker_backend
+    def __init__(self) -> None:
+        from dspex.workers._main import LinkedCache, Worker, worker_backend
 
-        # A Ray worker keeps a response cache of its own (the service's CacheConfig, msgpack):
-        # its replies are not shared with the service's, but its disk folder, if any, is.
-        config = msgspec.msgpack.decode(cache, type=CacheConfig) if cache else None
-        own = ResponseCache(config) if config is not None and config.enabled else None
-        self.worker = Worker(self._answer, worker_backend(own))
+        # Its LM requests ask the service's response cache, as a forked worker's do: its
+        # Lookup and Store messages wait in ``outbox`` for the service's ``outgoing`` call.
+        self.outbox: asyncio.Queue[Lookup | Store] = asyncio.Queue()
+        cache = LinkedCache(self._answer)
+        self.worker = Worker(self._answer, worker_backend(cache), cache)
         self.waiting: dict[int, asyncio.Future[FromWorker]] = {}
         # Ray may start an async actor's calls out of order (a large argument, a Build's
         # spec, resolves later than a small Run's): messages are handled in the order sent.
@@ -96,12 +99,23 @@ class RayWorker:
             self.next += 1
         return b"" if answer is None else encode(await answer)
 
+    async def outgoing(self) -> bytes:
+        """The worker's next messages that answer no call (its cache's Lookup and Store),
+        as soon as there is one: all those waiting, at once."""
+        batch = [await self.outbox.get()]
+        while not self.outbox.empty():
+            batch.append(self.outbox.get_nowait())
+        return _batch.encode(batch)
+
     async def watch(self) -> None:
         """Never returns: its call fails when the actor dies."""
         await asyncio.Event().wait()
 
     def _answer(self, message: FromWorker) -> None:
-        if isinstance(message, (Ready, Lookup, Store)):  # its cache is its own: no Lookup
+        if isinstance(message, (Lookup, Store)):
+            self.outbox.put_nowait(message)
+            return
+        if isinstance(message, Ready):  # ready() says so
             return
         answer = self.waiting.pop(message.id, None)
         if answer is not None and not answer.done():
@@ -123,6 +137,7 @@ class RayLink:
         self.sent = itertools.count()
         self._start(self.actor.ready.remote())
         self._start(self._watch())
+        self._start(self._outgoing())
 
     def _start(self, awaitable: Any) -> None:
         task = asyncio.ensure_future(
@@ -139,6 +154,13 @@ class RayLink:
             return
         if data:
             self.answers.put_nowait(from_worker.decode(data))
+
+    async def _outgoing(self) -> None:
+        """The worker's cache messages, as it sends them, until it dies."""
+        with contextlib.suppress(ray.exceptions.RayError):
+            while True:
+                for message in _outgoing.decode(await self.actor.outgoing.remote()):
+                    self.answers.put_nowait(message)
 
     async def _watch(self) -> None:
         with contextlib.suppress(ray.exceptions.RayError):
@@ -167,9 +189,8 @@ class RayLink:
             task.cancel()
 
 
-async def start_ray_worker(config: RayWorkers, cache: CacheConfig | None = None) -> RayLink:
-    """A new worker as a Ray actor (joining the cluster first, off the event loop), with a
-    response cache of its own made from ``cache`` (None: none)."""
+async def start_ray_worker(config: RayWorkers) -> RayLink:
+    """A new worker as a Ray actor (joining the cluster first, off the event loop)."""
     import anyio.to_thread
 
     await anyio.to_thread.run_sync(connect, config)
@@ -180,4 +201,4 @@ async def start_ray_worker(config: RayWorkers, cache: CacheConfig | None = None)
         max_concurrency=10_000,
         scheduling_strategy="SPREAD",
     )
-    return RayLink(actor.remote(msgspec.msgpack.encode(cache) if cache is not None else b""))
+    return RayLink(actor.remote())

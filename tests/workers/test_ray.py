@@ -59,6 +59,27 @@ async def test_calls_are_served_by_ray_actors(
         assert any(isinstance(e, dspex.StreamChunk) and e.is_last for e in on_ray)
 
 
+async def test_ray_workers_share_the_service_s_response_cache(
+    local_ray: None, server: ScriptedLM
+) -> None:
+    """A reply a Ray worker got answers native, and the other way round: one cache, as with
+    forked workers (with Config() defaults but for the workers)."""
+    config = Config(dspy_workers=dspex.RayWorkers(num=1), preload_dspy=True)
+    async with Runtime(lm=lm_of(server), config=config) as rt:
+        qa = await dspex.Predict.create("question -> answer")
+        on_ray = await qa.execute({"question": "q"}, implementation="dspy")
+        native = await qa.execute({"question": "q"}, implementation="native")
+        first = await qa.execute({"question": "q2"}, implementation="native")
+        then_ray = await qa.execute({"question": "q2"}, implementation="dspy")
+        metrics = await rt.metrics()
+    assert len(server.requests) == 2
+    assert on_ray.answer == native.answer == first.answer == then_ray.answer == "Paris"
+    assert (on_ray.implementation, then_ray.implementation) == ("dspy", "dspy")
+    assert native.usage["total_tokens"] == then_ray.usage["total_tokens"] == 0  # hits
+    assert metrics.cache is not None
+    assert (metrics.cache.hits, metrics.cache.misses) == (2, 2)
+
+
 async def test_an_actor_killed_mid_call_is_replaced_and_its_call_retried(
     local_ray: None, server: ScriptedLM
 ) -> None:
@@ -107,7 +128,9 @@ async def test_messages_are_handled_in_the_order_sent_whatever_order_ray_starts_
             lm=lm_of(server),
         )
         inputs = cloudpickle.dumps({"question": "q"})
-        run = link.actor.handle.remote(1, encode(Run(1, 7, inputs, CallOptions())))
+        # no cache here (a runtime's worker backend asks its own): no Lookup to answer
+        options = CallOptions(cache=False)
+        run = link.actor.handle.remote(1, encode(Run(1, 7, inputs, options)))
         await asyncio.sleep(0.5)  # the Run has reached the actor, alone
         build = link.actor.handle.remote(0, encode(Build(7, cloudpickle.dumps(spec))))
         assert await build == b""
