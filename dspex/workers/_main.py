@@ -283,12 +283,17 @@ def _expire(call: asyncio.Task[Any], expired: list[bool]) -> None:
 
 
 def read_frames(fd: int, deliver: Callable[[ToWorker | None], None]) -> None:
-    """Read frames from ``fd`` until end of file (then ``deliver(None)``); runs in a thread."""
+    """Read frames from ``fd`` until end of file (then ``deliver(None)``); runs in a thread.
+    A connection reset is an end of file too: the service closed its end while frames this
+    worker sent were still unread (stopping, or killing the worker)."""
 
     def exactly(n: int) -> bytes | None:
         chunks, left = [], n
         while left:
-            chunk = os.read(fd, left)
+            try:
+                chunk = os.read(fd, left)
+            except OSError:  # reset by the service
+                return None
             if not chunk:
                 return None
             chunks.append(chunk)
@@ -364,7 +369,10 @@ async def serve(fd: int) -> None:
 def _recv_exactly(sock: socket.socket, size: int) -> bytes:
     chunks, left = [], size
     while left:
-        chunk = sock.recv(left)
+        try:
+            chunk = sock.recv(left)
+        except OSError:  # reset by the service: its end is closed, as at end of file
+            os._exit(0)
         if not chunk:
             os._exit(0)
         chunks.append(chunk)

@@ -352,3 +352,20 @@ def test_a_worker_whose_answer_meets_a_closed_socket_exits_quietly(tmp_path: Pat
     assert out.returncode == 0, out.stderr
     assert out.stdout.splitlines()[-1] == "exit 0"
     assert "Traceback" not in out.stderr, out.stderr
+
+
+def test_a_worker_reads_a_reset_connection_as_the_end_of_its_frames() -> None:
+    """The service may close its end with frames of the worker's still unread (a drain's
+    end, a kill): the worker's read then fails with ECONNRESET, which must end it as an end
+    of file does, not print a traceback into the service's logs."""
+    import socket
+
+    from dspex.workers._main import read_frames
+
+    service, worker = socket.socketpair()
+    with worker:
+        worker.sendall(b"frames the service never read")
+        service.close()
+        delivered: list[object] = []
+        read_frames(worker.fileno(), delivered.append)  # returns; raises nothing
+    assert delivered == [None]
