@@ -458,8 +458,9 @@ class ModuleActor(Actor):
                 CALL_DEADLINE.set(msg.deadline)  # this task's context: the LM client reads it
             if stream is not None:
                 STREAM.set(stream)  # likewise: the implementation serving it streams to it
-            if msg.options.cache is not None or msg.options.rollout_id is not None:
-                CALL_CACHE.set(msg.options.cache_use())  # and the response cache reads this
+            use = msg.options.cache_use()
+            if use is not None:
+                CALL_CACHE.set(use)  # and the response cache reads this
             forced = msg.implementation or self.forced
             snapshot = self.rt.routing.snapshot
             config = snapshot.config
