@@ -106,11 +106,22 @@ class LocalModelError(DSPexError):
 
 
 class LMError(DSPexError):
-    """The LM endpoint failed. ``status`` is the HTTP status when there was one."""
+    """The LM endpoint failed. ``status`` is the HTTP status when there was one.
+    ``context_window``: whether the endpoint said the prompt is too long for the model's
+    context window, when the client judged it by the rule of DSPy's engine for the request
+    (None: judge by the error's text, as LiteLLM does)."""
 
-    def __init__(self, message: str, *, status: int | None = None, body: str | None = None):
+    def __init__(
+        self,
+        message: str,
+        *,
+        status: int | None = None,
+        body: str | None = None,
+        context_window: bool | None = None,
+    ):
         self.status = status
         self.body = body
+        self.context_window = context_window
         super().__init__(message)
 
 

@@ -21,6 +21,7 @@ from dspex import telemetry
 from dspex.cache._cache import CALL_CACHE, Claims, key_frame, key_of_parts
 from dspex.errors import ConfigError, LMConnectionError, LMError, LMTimeout
 from dspex.lm._config import LM, api_key_of, is_reasoning_model, redact
+from dspex.lm._engine import by_lm15, lm15_request
 from dspex.lm._litellm_catalog import system_as_user
 from dspex.lm._prices import price_of
 from dspex.lm._wire import (
@@ -30,6 +31,8 @@ from dspex.lm._wire import (
     Usage,
     body_prefix,
     decode_completion,
+    lm15_params,
+    lm15_suffix,
     params_suffix,
 )
 
@@ -151,6 +154,10 @@ class _Prepared:
         "headers",
         "key_frame",
         "lm",
+        "lm15",
+        "lm15_key_frame",
+        "lm15_params",
+        "lm15_suffix",
         "max_tokens_key",
         "params",
         "prefix",
@@ -190,6 +197,14 @@ class _Prepared:
         self.prefix = body_prefix(lm.wire_model)
         self.suffix = params_suffix(self.params)
         self.key_frame = key_frame(lm.wire_model, self.params)
+        # requests that go by DSPy's default engine (see dspex.lm._engine) have a body of its own
+        self.lm15 = by_lm15(lm)
+        self.lm15_params = lm15_params(self.params) if self.lm15 else None
+        self.lm15_suffix = b""
+        self.lm15_key_frame = self.key_frame
+        if self.lm15_params is not None:
+            self.lm15_suffix = lm15_suffix(self.lm15_params)
+            self.lm15_key_frame = key_frame(lm.wire_model, self.lm15_params)
         self.timeout = _http().ClientTimeout(total=lm.timeout)
         url = urlsplit(self.url)
         self.span_name = f"chat {lm.wire_model}"
@@ -208,6 +223,16 @@ class _Prepared:
     def excerpt(self, content: bytes) -> str:
         """The start of a reply body, for an error, with the API key masked."""
         return redact(content[:_EXCERPT].decode("utf-8", "replace"), self.secret)
+
+
+def _error_code(content: bytes) -> str | None:
+    """The ``error.code`` of an OpenAI-style error body, as text, if it has one."""
+    try:
+        error = msgspec.json.decode(content).get("error")
+        code = error.get("code") if isinstance(error, dict) else None
+    except (msgspec.DecodeError, AttributeError):
+        return None
+    return str(code) if code else None
 
 
 def _error_detail(content: bytes) -> str:
@@ -357,7 +382,6 @@ class LMClient:
         """
         session = self._session_or_open()
         prepared = self._prepare(lm)
-        suffix = prepared.suffix
         params: dict[str, Any] | None = None
         if on_text is not None:
             extra = {**(extra or {}), **_STREAM}
@@ -371,8 +395,19 @@ class LMClient:
                 params["n"] = n
             if extra:
                 params.update(extra)
-            suffix = params_suffix(params)
-        messages = as_litellm_sends(messages, prepared.system_as_user)
+        # the body as DSPy's engine for this request writes it (see dspex.lm._engine)
+        written = None
+        if prepared.lm15:
+            written = lm15_request(params if params is not None else prepared.params, messages)
+        if written is not None:
+            suffix, frame = prepared.lm15_suffix, prepared.lm15_key_frame
+            if params is not None:
+                suffix, params = lm15_suffix(written), written
+        else:
+            suffix, frame = prepared.suffix, prepared.key_frame
+            if params is not None:
+                suffix = params_suffix(params)
+            messages = as_litellm_sends(messages, prepared.system_as_user)
         try:
             body = prepared.prefix + _encode(messages) + suffix
         except (TypeError, msgspec.EncodeError) as exc:
@@ -385,14 +420,13 @@ class LMClient:
         if self.cache is not None and on_text is None:
             use = CALL_CACHE.get()
             if lm.cache if use is None or use.cache is None else use.cache:
-                frame = prepared.key_frame
-                if params is not None:
+                if params is not None:  # the parameters as written
                     frame = key_frame(lm.wire_model, params)
                 key = key_of_parts(frame, messages, None if use is None else use.rollout_id)
                 if use is None or not use.refresh:
                     reply = await self.cache.claim(key)
                     if reply is not None:
-                        return self._cached(prepared, key, reply)
+                        return self._cached(prepared, key, reply, written is not None)
                     claimed = True
         spend = CALL_SPEND.get()
         content: bytes | None = None
@@ -400,7 +434,15 @@ class LMClient:
             if spend is not None:
                 spend.before_request()  # BudgetExceeded: nothing is sent
             completion, content = await self._request(
-                session, prepared, body, client_timeout, on_text, temperature, max_tokens, key
+                session,
+                prepared,
+                body,
+                client_timeout,
+                on_text,
+                temperature,
+                max_tokens,
+                key,
+                written is not None,
             )
         finally:
             if key is not None and (claimed or content is not None):
@@ -416,7 +458,7 @@ class LMClient:
             spend.add(prompt, output, price.of(prompt, output) if price is not None else None)
         return completion
 
-    def _cached(self, prepared: _Prepared, key: bytes, reply: bytes) -> Completion:
+    def _cached(self, prepared: _Prepared, key: bytes, reply: bytes, lm15: bool) -> Completion:
         """A completion from the cache: no request, so no usage (as DSPy reports a hit). The
         last replies hit keep their completion (a kept reply is the same object at each hit
         until it is replaced), so a hot reply is decoded once."""
@@ -428,7 +470,7 @@ class LMClient:
             if decoded is not None and decoded[0] is reply:
                 completion = decoded[1]
             else:
-                completion = self._decode(prepared, 200, reply, 0)
+                completion = self._decode(prepared, 200, reply, 0, lm15)
                 completion = msgspec.structs.replace(completion, usage=Usage())
                 if len(reply) <= _HIT_MEMO_BYTES:
                     if len(self._decoded) >= _HIT_MEMO_SIZE:
@@ -451,14 +493,19 @@ class LMClient:
         temperature: float | None,
         max_tokens: int | None,
         key: bytes | None,
+        lm15: bool,
     ) -> tuple[Completion, bytes | None]:
-        """Send ``body`` under the LM call's span (``key``: the cache was asked and missed);
-        the completion and the reply's bytes (None for a streamed reply)."""
+        """Send ``body`` under the LM call's span (``key``: the cache was asked and missed;
+        ``lm15``: the request is one DSPy's default engine sends, whose reading of the reply
+        :func:`decode_completion` follows); the completion and the reply's bytes (None for a
+        streamed reply)."""
         span = telemetry.tracer.start_span(
             prepared.span_name, kind=SpanKind.CLIENT, attributes=prepared.span_attributes
         )
         try:
-            completion, content = await self._send(session, prepared, body, client_timeout, on_text)
+            completion, content = await self._send(
+                session, prepared, body, client_timeout, on_text, lm15
+            )
             usage = completion.usage
             if span.is_recording():  # only with an OpenTelemetry SDK installed
                 if key is not None:
@@ -493,6 +540,7 @@ class LMClient:
         body: bytes,
         timeout: aiohttp.ClientTimeout,
         on_text: Callable[[str], Awaitable[None]] | None,
+        lm15: bool,
     ) -> tuple[Completion, bytes | None]:
         retries = prepared.lm.num_retries
         attempt = 0
@@ -502,6 +550,7 @@ class LMClient:
             status: int | None = None
             excerpt: str | None = None
             retry_after: float | None = None
+            context_window: bool | None = None
             cause: BaseException | None = None
             streamed: StreamedReply | None = None
             try:
@@ -533,13 +582,15 @@ class LMClient:
                 message = f"could not reach the LM at {prepared.url}: {type(exc).__name__}: {exc}"
             else:
                 if status < 300:
-                    completion = self._decode(prepared, status, content, attempt)
+                    completion = self._decode(prepared, status, content, attempt, lm15)
                     if on_text is not None:  # a server that does not stream: one piece
                         await on_text(completion.text)
                     return completion, content
                 excerpt = prepared.excerpt(content)
                 retryable = status in (408, 429) or status >= 500
                 message = f"the LM at {prepared.url} answered HTTP {status}{_error_detail(content)}"
+                if lm15:  # DSPy's default engine knows a context window error by its code
+                    context_window = _error_code(content) == "context_length_exceeded"
             if streamed is not None and streamed.events:  # pieces went out: no retry
                 message += f" (its stream broke after {streamed.events} events)"
                 retryable = False
@@ -557,7 +608,9 @@ class LMClient:
                 )
             elif attempt > 1:
                 message += f" (after {attempt} attempts)"
-            raise kind(message, status=status, body=excerpt) from cause
+            raise kind(
+                message, status=status, body=excerpt, context_window=context_window
+            ) from cause
 
     @staticmethod
     async def _read_stream(
@@ -588,9 +641,11 @@ class LMClient:
             raise LMError(redact(message, prepared.secret), status=response.status) from exc
 
     @staticmethod
-    def _decode(prepared: _Prepared, status: int, content: bytes, attempts: int) -> Completion:
+    def _decode(
+        prepared: _Prepared, status: int, content: bytes, attempts: int, lm15: bool
+    ) -> Completion:
         try:
-            return decode_completion(content, prepared.lm.wire_model, attempts)
+            return decode_completion(content, prepared.lm.wire_model, attempts, lm15)
         except (msgspec.DecodeError, ValueError) as exc:
             if isinstance(exc, msgspec.ValidationError):
                 problem = "is not a chat.completion"

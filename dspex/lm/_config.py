@@ -111,11 +111,14 @@ class LM(msgspec.Struct, frozen=True):
     ``api_key`` None the native client reads ``OPENAI_BASE_URL`` (or ``OPENAI_API_BASE``) and
     ``OPENAI_API_KEY`` when it first uses the LM, as LiteLLM does.
 
-    ``dspy_engine`` is the engine the dspy implementation runs DSPy's LM on: ``"litellm"``
-    (the default) sends the request body the native client sends; ``"auto"``, DSPy 3.4.1's own
-    default engine, takes about half the CPU per call (so the dspy workers serve about twice the
-    calls), and sends another body: ``max_completion_tokens``, ``n`` as n requests, and
-    ``response_format`` by its own model catalog. The messages are the same on both.
+    ``dspy_engine`` picks the engine of DSPy's that the dspy implementation sends requests by.
+    ``"auto"`` (the default): DSPy 3.4.1's own default engine (lm15, without LiteLLM, about
+    half the CPU per call) for the requests whose body the native client writes as it does
+    (text turns, and ``temperature``, ``max_tokens``, ``top_p``, ``seed``, the penalties and
+    ``stop``), DSPy's LiteLLM engine for all others (``n``, tools, ``response_format``, media,
+    streams, other parameters, OpenAI reasoning models, a base URL set in the environment).
+    ``"litellm"``: every request by LiteLLM's engine. Either way the native client sends what
+    the dspy implementation sends, byte for byte.
 
     ``cache`` (DSPy's default, True): answer a request from the runtime's response cache when
     an identical one was answered before (see ``Config.cache``; a call's ``cache=`` overrides
@@ -133,7 +136,7 @@ class LM(msgspec.Struct, frozen=True):
     timeout: float = DEFAULT_TIMEOUT
     num_retries: int = 3
     extra: dict[str, Any] = msgspec.field(default_factory=dict)
-    dspy_engine: Literal["litellm", "auto"] = "litellm"
+    dspy_engine: Literal["litellm", "auto"] = "auto"
     cache: bool = True
 
     def __post_init__(self) -> None:
@@ -199,11 +202,11 @@ class LM(msgspec.Struct, frozen=True):
     def to_dspy(self, **overrides: Any) -> dspy.LM:
         """An equivalent ``dspy.LM`` (imports dspy), sending the same request body.
 
-        Runs on ``dspy_engine``: ``"litellm"`` by default, whose request body the native client
-        mirrors (DSPy's default engine, ``"auto"``, sends ``max_completion_tokens`` and fans
-        ``n`` out into n requests), with DSPy's own cache off: dspex's response cache, which
-        both implementations share, answers below it (``from_dspy`` of it reads back this LM's
-        ``cache``). ``overrides`` go to ``dspy.LM``.
+        With ``dspy_engine="auto"`` it sends each request by DSPy's default engine or by its
+        LiteLLM engine as the native client does (see ``dspy_engine``), with ``"litellm"`` by
+        LiteLLM's; DSPy's own cache is off: dspex's response cache, which both implementations
+        share, answers below it (``from_dspy`` of it reads back this LM's ``cache`` and
+        ``dspy_engine``). ``overrides`` go to ``dspy.LM``.
         DSPy is imported by dspex's one shared import (this thread waits for it).
         """
         dspy = load_dspy()
@@ -213,7 +216,7 @@ class LM(msgspec.Struct, frozen=True):
             "num_retries": self.num_retries,
             "timeout": self.timeout,
             "cache": False,
-            "engine": self.dspy_engine,
+            "engine": "litellm",
         }
         if self.api_base is not None:
             kwargs["api_base"] = self.api_base
@@ -221,8 +224,17 @@ class LM(msgspec.Struct, frozen=True):
             kwargs["api_key"] = self.api_key
         kwargs.update(self.extra)
         kwargs.update(overrides)
-        lm = dspy.LM(self.model, **kwargs)
-        lm._dspex_cache = self.cache  # dspex's own setting, for from_dspy
+        from dspex.lm._engine import by_lm15
+
+        if kwargs["engine"] == "litellm" and by_lm15(self):
+            from dspex.lm._dspy_lm import EngineLM
+
+            lm = EngineLM(self.model, **kwargs)
+            lm.lm15 = dspy.LM(self.model, **{**kwargs, "engine": "auto"})
+        else:
+            lm = dspy.LM(self.model, **kwargs)
+        lm._dspex_cache = self.cache  # dspex's own settings, for from_dspy
+        lm._dspex_engine = self.dspy_engine
         return lm
 
     @staticmethod
@@ -271,9 +283,15 @@ class LM(msgspec.Struct, frozen=True):
             timeout=float(timeout) if timeout is not None else DEFAULT_TIMEOUT,
             num_retries=lm.num_retries,
             extra=kwargs,
-            # an LM to_dspy made: dspex's setting (DSPy's own cache is off there)
+            # an LM to_dspy made: dspex's settings (DSPy's own cache is off there)
             cache=bool(getattr(lm, "_dspex_cache", getattr(lm, "cache", True))),
+            dspy_engine=getattr(lm, "_dspex_engine", _engine_of(lm)),
         )
+
+
+def _engine_of(lm: Any) -> Literal["litellm", "auto"]:
+    """``dspy_engine`` for a ``dspy.LM``: ``"litellm"`` when it runs on LiteLLM's engine."""
+    return "litellm" if getattr(lm, "engine", "auto") == "litellm" else "auto"
 
 
 def _check_number(

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+import json
+import math
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import msgspec
@@ -110,7 +112,7 @@ def body_prefix(wire_model: str) -> bytes:
 
 
 class _WireMessage(msgspec.Struct):
-    content: str | None = None
+    content: str | list[Any] | None = None  # a list of parts: only DSPy's default engine reads it
     reasoning_content: Any = None  # a str from reasoning models; anything else is ignored
     reasoning: Any = None  # what some servers (vLLM, OpenRouter) call it; LiteLLM reads both
     tool_calls: Any = None
@@ -138,15 +140,40 @@ class _WireCompletion(msgspec.Struct):
 _decode_reply = msgspec.json.Decoder(_WireCompletion).decode
 
 
-def _reasoning_of(message: _WireMessage) -> Any:
+def _reasoning_of(message: _WireMessage, lm15: bool) -> str | None:
     """LiteLLM's rule: ``reasoning_content`` when the server sent it (even empty), else
-    ``reasoning``."""
+    ``reasoning``; a string only. DSPy's default engine's: the first of them that is not
+    empty, as a string."""
+    if lm15:
+        found = message.reasoning_content or message.reasoning
+        return str(found) if found else None
     found = message.reasoning_content
-    return found if found is not None else message.reasoning
+    if found is None:
+        found = message.reasoning
+    return found if isinstance(found, str) else None
 
 
-def decode_completion(content: bytes, default_model: str, attempts: int) -> Completion:
-    """Decode a chat.completion; raise ``msgspec.DecodeError`` or ``ValueError`` if unusable."""
+def _text_of(choice: _WireChoice, index: int, lm15: bool) -> str:
+    """A choice's text: its content, or (DSPy's default engine) its text parts joined."""
+    content = choice.message.content
+    if content is None or isinstance(content, str):
+        return content or ""
+    if not lm15:  # as the reply's type says, for LiteLLM
+        raise msgspec.ValidationError(
+            f"Expected `str | null`, got `array` - at `$.choices[{index}].message.content`"
+        )
+    return "".join(
+        str(part.get("text") or "")
+        for part in content
+        if isinstance(part, dict) and part.get("type") == "text"
+    )
+
+
+def decode_completion(
+    content: bytes, default_model: str, attempts: int, lm15: bool = False
+) -> Completion:
+    """Decode a chat.completion, read as DSPy reads it by LiteLLM, or (``lm15``) by its default
+    engine; raise ``msgspec.DecodeError`` or ``ValueError`` if unusable."""
     reply = _decode_reply(content)
     if not reply.choices:
         raise ValueError("the reply has no choices")
@@ -161,15 +188,12 @@ def decode_completion(content: bytes, default_model: str, attempts: int) -> Comp
         completion = wire.completion_tokens or 0
         total = wire.total_tokens if wire.total_tokens is not None else prompt + completion
         usage = Usage(prompt, completion, total)
-    reasonings = [
-        reasoning if isinstance(reasoning := _reasoning_of(choice.message), str) else None
-        for choice in choices
-    ]
+    reasonings = [_reasoning_of(choice.message, lm15) for choice in choices]
     tool_calls = [choice.message.tool_calls for choice in choices]
     return Completion(
         reasonings=reasonings if any(reasonings) else [],
         tool_calls=tool_calls if any(tool_calls) else [],
-        texts=[choice.message.content or "" for choice in choices],
+        texts=[_text_of(choice, i, lm15) for i, choice in enumerate(choices)],
         finish_reasons=[choice.finish_reason for choice in choices],
         usage=usage,
         model=reply.model or default_model,
@@ -312,3 +336,89 @@ def _add_tool_calls(tools: dict[int, dict[str, Any]], deltas: list[Any]) -> None
                 call["function"]["name"] = function["name"]
             if isinstance(function.get("arguments"), str):
                 call["function"]["arguments"] += function["arguments"]
+
+
+# -- DSPy's default engine (lm15) ------------------------------------------------------------
+
+# The request parameters dspex writes as DSPy 3.4.1's default engine (lm15) writes them, in its
+# order; a request with any other goes by DSPy's LiteLLM engine (see dspex.lm._engine).
+_LM15_ORDER = {
+    name: i
+    for i, name in enumerate(
+        (
+            "max_completion_tokens",
+            "temperature",
+            "top_p",
+            "seed",
+            "frequency_penalty",
+            "presence_penalty",
+            "stop",
+        )
+    )
+}
+_LM15_FLOATS = frozenset({"temperature", "top_p", "frequency_penalty", "presence_penalty"})
+_LM15_ROLES = frozenset({"system", "user", "assistant"})
+_json_dumps = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False).encode
+
+
+def lm15_params(params: Mapping[str, Any]) -> dict[str, Any] | None:
+    """``params`` as lm15 writes them (``max_tokens`` as ``max_completion_tokens``, numbers of
+    float fields as floats, ``stop`` as a list, in its order; None values left out), or None
+    when one of them is not a parameter dspex writes as lm15 does."""
+    out: dict[str, Any] = {}
+    for key, value in params.items():
+        if value is None:
+            continue
+        if isinstance(value, bool):
+            return None
+        if key in ("max_tokens", "max_completion_tokens"):
+            if not isinstance(value, int) or value < 1 or "max_completion_tokens" in out:
+                return None
+            key = "max_completion_tokens"
+        elif key in _LM15_FLOATS:
+            if not isinstance(value, (int, float)) or not math.isfinite(value):
+                return None
+            value = float(value)
+        elif key == "seed":
+            if not isinstance(value, int):
+                return None
+        elif key == "stop":
+            stops = [value] if isinstance(value, str) else value
+            if not (
+                isinstance(stops, list)
+                and stops
+                and all(isinstance(stop, str) and stop for stop in stops)
+            ):
+                return None
+            value = list(stops)
+        else:
+            return None
+        out[key] = value
+    return dict(sorted(out.items(), key=lambda item: _LM15_ORDER[item[0]]))
+
+
+def lm15_suffix(params: Mapping[str, Any]) -> bytes:
+    """The tail of an lm15 request body after the messages, for :func:`lm15_params`' output:
+    written as lm15 writes JSON (Python's ``json``, compact, not ASCII-escaped)."""
+    if not params:
+        return b"}"
+    return b"," + _json_dumps(params)[1:].encode()
+
+
+def plain_messages(messages: Sequence[Message | Mapping[str, Any]]) -> bool:
+    """Whether every message is a system, user or assistant turn of text only (``role`` and a
+    ``content`` string; a system one not empty), which lm15 writes back as it was given."""
+    role: Any
+    content: Any
+    for message in messages:
+        if type(message) is Message:
+            role, content = message.role, message.content
+        elif isinstance(message, Mapping) and len(message) == 2 and next(iter(message)) == "role":
+            role, content = message["role"], message.get("content")
+        else:
+            return False
+        if role not in _LM15_ROLES or type(content) is not str:
+            return False
+        if not content and role == "system":  # DSPy's engine sends those by LiteLLM
+            return False
+    return True

@@ -9,7 +9,7 @@ from __future__ import annotations
 import asyncio
 import re
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import pytest
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
@@ -21,6 +21,7 @@ from dspex.errors import ConfigError, InputError
 from dspex.lm import LM
 from dspex.runtime import Runtime
 from dspex.testing import Reply, ScriptedLM, Status, respond
+from tests.modules.programs import Shout
 
 ANSWER = Reply("[[ ## answer ## ]]\nParis\n\n[[ ## completed ## ]]", prompt_tokens=100)
 NATIVE_ONLY = Config(adaptive={"explore_rate": 0.0})
@@ -32,25 +33,32 @@ def _lm(server: ScriptedLM, **settings: Any) -> LM:
 
 
 @pytest.mark.parametrize(
-    ("first", "workers", "gzip"),
+    ("first", "workers", "engine", "gzip"),
     [
-        (first, workers, gzip)
+        (first, workers, engine, gzip)
         for first in ("native", "dspy")
-        for workers, gzip in ((0, False), (1, False), (0, True))
+        for workers, engine, gzip in (
+            (0, "auto", False),
+            (1, "auto", False),
+            (0, "litellm", False),
+            (1, "litellm", False),
+            (0, "litellm", True),
+        )
     ],
 )
 async def test_either_implementation_answers_the_other_from_the_cache(
-    first: str, workers: int, gzip: bool
+    first: str, workers: int, engine: Literal["auto", "litellm"], gzip: bool
 ) -> None:
     """The request each sends is the same bytes, so the second finds the first's reply: in
-    this process and through a worker process (whose requests the service's cache answers).
-    A compressed reply (OpenAI's servers gzip theirs) is kept as the client reads it, not as
-    the compressed bytes."""
+    this process and through a worker process (whose requests the service's cache answers),
+    by DSPy's default engine (lm15) and by its LiteLLM engine. A compressed reply (OpenAI's
+    servers gzip theirs; LiteLLM asks for it) is kept as the client reads it, not as the
+    compressed bytes."""
     second = "dspy" if first == "native" else "native"
     config = Config(dspy_workers=workers, adaptive={"explore_rate": 0.0})
     async with (
         ScriptedLM(ANSWER, strict=False, gzip=gzip) as server,
-        Runtime(lm=_lm(server), config=config) as rt,
+        Runtime(lm=_lm(server, dspy_engine=engine), config=config) as rt,
     ):
         predict = await dspex.Predict.create("question -> answer")
         one = await predict.execute({"question": "q"}, implementation=first)
@@ -58,7 +66,11 @@ async def test_either_implementation_answers_the_other_from_the_cache(
         three = await predict.execute({"question": "q"}, implementation=first)
         metrics = await rt.metrics()
     assert len(server.requests) == 1
-    assert "gzip" in server.requests[0].headers["accept-encoding"]  # gzip: it went compressed
+    sent = server.requests[0].headers
+    if gzip:
+        assert "gzip" in sent["accept-encoding"]  # it went compressed
+    if first == "dspy":  # by the engine the LM says
+        assert sent["user-agent"].startswith("lm15/" if engine == "auto" else "DSPy/")
     assert one.answer == two.answer == three.answer == "Paris"
     assert (one.implementation, two.implementation) == (first, second)
     assert one.usage["prompt_tokens"] == 100
@@ -373,3 +385,28 @@ async def test_best_of_n_attempts_are_kept_apart_by_rollout_id() -> None:
         assert len(server.requests) == 3
         await best.execute({"question": "q"}, rollout_id=1)  # ids 1, 2, 3: one new request
         assert len(server.requests) == 4
+
+
+@pytest.mark.parametrize("program_first", [True, False])
+async def test_a_program_s_sync_calls_share_the_cache_too(program_first: bool) -> None:
+    """A wrapped program whose forward is sync runs in a thread on DSPy, whose default engine
+    sends by its sync transport: that one answers from the cache and keeps replies too (its
+    predictor asks what a native Predict of the same signature asks)."""
+    config = Config(dspy_workers=0, adaptive={"explore_rate": 0.0})
+    async with (
+        ScriptedLM(ANSWER, strict=False) as server,
+        Runtime(lm=_lm(server), config=config) as rt,
+    ):
+        shout = await dspex.Module.wrap(Shout, lm=rt.lm, implementation="dspy")
+        predict = await dspex.Predict.create("question -> answer", implementation="native")
+        if program_first:
+            program = await shout(question="q")
+            native = await predict(question="q")
+        else:
+            native = await predict(question="q")
+            program = await shout(question="q")
+    assert (program.answer, native.answer) == ("PARIS", "Paris")
+    assert len(server.requests) == 1
+    if program_first:
+        assert server.requests[0].headers["user-agent"].startswith("lm15/")
+    assert (native if program_first else program).usage == NO_USAGE

@@ -1,15 +1,17 @@
-"""The native client sends the same request body as DSPy 3.4.1 through LiteLLM (LM.to_dspy()).
+"""The native client sends the same request body as DSPy 3.4.1 (LM.to_dspy()), by whichever of
+DSPy's engines the request goes (its default engine, lm15, or LiteLLM's; see dspex.lm._engine).
 
 DSPy is the oracle: each case sends one call through ``lm.to_dspy()`` and the equivalent call
-through LMClient to a ScriptedLM, and compares the recorded JSON bodies, key order included.
+through LMClient to a ScriptedLM, and compares the recorded bodies byte for byte.
 """
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Literal
 
 import pytest
 
+from dspex.errors import LMError
 from dspex.lm import LM, LMClient
 from dspex.testing import ScriptedLM
 
@@ -43,37 +45,40 @@ CASES: list[tuple[str, dict[str, Any], dict[str, Any]]] = [
 ]
 
 
-async def dspy_body(lm: LM, call: dict[str, Any]) -> dict[str, Any]:
+async def dspy_body(lm: LM, call: dict[str, Any]) -> bytes:
     async with ScriptedLM("ok") as server:
         local = LM(lm.model, api_base=server.base_url, api_key="k", **_settings(lm))
         dspy_lm = local.to_dspy()
         await dspy_lm.acall("Hello there", **call)
         await dspy_lm.aclose()
-    body = server.requests[0].body
-    assert body is not None
-    return body
+    return server.requests[0].content
 
 
-async def native_body(lm: LM, messages: list[dict[str, Any]], call: dict[str, Any]) -> Any:
+async def native_body(lm: LM, messages: list[dict[str, Any]], call: dict[str, Any]) -> bytes:
     async with ScriptedLM("ok") as server, LMClient() as client:
         local = LM(lm.model, api_base=server.base_url, api_key="k", **_settings(lm))
         await client.complete(local, messages, **call)
-    return server.requests[0].body
+    return server.requests[0].content
 
 
 def _settings(lm: LM) -> dict[str, Any]:
-    return {"temperature": lm.temperature, "max_tokens": lm.max_tokens, "extra": lm.extra}
+    return {
+        "temperature": lm.temperature,
+        "max_tokens": lm.max_tokens,
+        "extra": lm.extra,
+        "dspy_engine": lm.dspy_engine,
+    }
 
 
+@pytest.mark.parametrize("engine", ["auto", "litellm"])
 @pytest.mark.parametrize(("model", "settings", "call"), CASES)
-async def test_same_body_as_dspy_through_litellm(
-    model: str, settings: dict[str, Any], call: dict[str, Any]
+async def test_same_body_as_dspy(
+    model: str, settings: dict[str, Any], call: dict[str, Any], engine: str
 ) -> None:
-    lm = LM(model, **settings)
+    lm = LM(model, dspy_engine=engine, **settings)  # type: ignore[arg-type]
     expected = await dspy_body(lm, call)
     messages = [{"role": "user", "content": "Hello there"}]
-    native = await native_body(lm, messages, call)
-    assert list(native.items()) == list(expected.items())
+    assert await native_body(lm, messages, call) == expected
 
 
 async def test_same_body_for_a_dspy_predict_call() -> None:
@@ -133,14 +138,16 @@ async def test_messages_go_on_the_wire_as_litellm_sends_them(
 REASONING_REPLIES = [
     {"reasoning": "because"},  # vLLM's and OpenRouter's name for it
     {"reasoning": "r", "reasoning_content": "rc"},  # reasoning_content wins
-    {"reasoning": "r", "reasoning_content": ""},  # even empty
+    {"reasoning": "r", "reasoning_content": ""},  # even empty for LiteLLM; not for lm15
     {"reasoning": ""},
+    {"reasoning_content": 5},  # LiteLLM refuses it; lm15 reads it as text
 ]
 
 
+@pytest.mark.parametrize("engine", ["auto", "litellm"])
 @pytest.mark.parametrize("fields", REASONING_REPLIES)
-async def test_the_reasoning_a_server_sends_is_read_as_litellm_reads_it(
-    fields: dict[str, Any],
+async def test_the_reasoning_a_server_sends_is_read_as_dspy_reads_it(
+    fields: dict[str, Any], engine: Literal["auto", "litellm"]
 ) -> None:
     import json
 
@@ -160,11 +167,36 @@ async def test_the_reasoning_a_server_sends_is_read_as_litellm_reads_it(
         ],
     }
     async with ScriptedLM(Malformed(json.dumps(reply))) as server:
+        lm = LM("openai/m", api_base=server.base_url, api_key="k", dspy_engine=engine)
+        dspy_lm = lm.to_dspy()
+        try:
+            outputs = await dspy_lm.acall("hi")
+        except Exception:
+            outputs = None
+        await dspy_lm.aclose()
+        async with LMClient() as client:
+            completion = await client.complete(lm, [{"role": "user", "content": "hi"}])
+    if outputs is None:  # native is more lenient: it keeps the text, drops the odd reasoning
+        assert (completion.text, completion.reasonings) == ("x", [])
+        return
+    expected = outputs[0].get("reasoning_content") if isinstance(outputs[0], dict) else None
+    assert (completion.reasonings[0] if completion.reasonings else None) == expected
+
+
+async def test_a_reply_of_text_parts_is_read_as_dspys_default_engine_reads_it() -> None:
+    import json
+
+    from dspex.testing import Malformed
+
+    parts = [{"type": "text", "text": "a"}, {"type": "image_url"}, {"type": "text", "text": "b"}]
+    reply = {"model": "m", "choices": [{"message": {"role": "assistant", "content": parts}}]}
+    async with ScriptedLM(Malformed(json.dumps(reply))) as server:
         lm = LM("openai/m", api_base=server.base_url, api_key="k")
         dspy_lm = lm.to_dspy()
         outputs = await dspy_lm.acall("hi")
         await dspy_lm.aclose()
         async with LMClient() as client:
             completion = await client.complete(lm, [{"role": "user", "content": "hi"}])
-    expected = outputs[0].get("reasoning_content") if isinstance(outputs[0], dict) else None
-    assert (completion.reasonings[0] if completion.reasonings else None) == expected
+            with pytest.raises(LMError, match=r"not a chat\.completion"):  # LiteLLM refuses it
+                await client.complete(lm, [{"role": "user", "content": "hi"}], n=1)
+    assert outputs == completion.texts == ["ab"]

@@ -8,6 +8,7 @@ import dspy
 import pytest
 
 import dspex
+from dspex.config import ADAPTER_CLASSES
 from dspex.errors import ConfigError, ParseError
 from dspex.runtime import Runtime
 from dspex.testing import RecordedRequest, Reply, ScriptedLM, respond
@@ -122,40 +123,88 @@ def test_bad_adapters_are_config_errors() -> None:
         dspex.TwoStep("openai/gpt-4o-mini")  # type: ignore[arg-type]
 
 
-async def test_the_dspy_implementation_may_run_dspys_default_engine(server: ScriptedLM) -> None:
-    # LM(dspy_engine="auto"): the dspy implementation sends what plain DSPy sends on its own
-    # default engine; native keeps the LiteLLM engine's body; the messages are the same
+@pytest.mark.parametrize("adapter", ["chat", "xml"])
+async def test_text_requests_go_by_dspys_default_engine_and_native_writes_them_alike(
+    server: ScriptedLM, adapter: str
+) -> None:
+    # LM() as a new user leaves it (dspy_engine="auto"): a request of text turns goes by DSPy's
+    # default engine (lm15), whose body plain DSPy sends; native sends the same bytes
+    lm = dspex.LM(
+        "openai/scripted",
+        api_base=server.base_url,
+        api_key="sk-test",
+        temperature=0,
+        max_tokens=100,
+        extra={"top_p": 1, "stop": "\n\n\n"},
+    )
+    async with Runtime(lm=lm, config=dspex.Config(adaptive={"explore_rate": 0.0})):
+        qa = await dspex.Predict.create("question -> answer", adapter=adapter)
+        for implementation in ("native", "dspy"):
+            await qa.execute({"question": "q"}, implementation=implementation, cache=False)
+    native, on_dspy = server.requests
+    plain_lm = dspy.LM(
+        "openai/scripted",
+        api_base=server.base_url,
+        api_key="sk-test",
+        temperature=0,
+        max_tokens=100,
+        top_p=1,
+        stop="\n\n\n",
+        cache=False,
+    )
+    with dspy.context(lm=plain_lm, adapter=getattr(dspy, ADAPTER_CLASSES[adapter])()):
+        await dspy.Predict("question -> answer").acall(question="q")
+    plain = server.requests[-1]
+    assert plain.headers["user-agent"].startswith("lm15/")  # plain DSPy's default engine
+    assert on_dspy.headers["user-agent"] == plain.headers["user-agent"]
+    assert native.content == on_dspy.content == plain.content
+    assert native.body is not None
+    assert native.body["max_completion_tokens"] == 100
+    assert native.body["stop"] == ["\n\n\n"]
+
+
+@pytest.mark.parametrize(
+    ("adapter", "extra", "per_call"),
+    [
+        ("json", {}, {}),  # response_format
+        ("chat", {"logit_bias": {"5": 1}}, {}),  # a parameter native writes only as LiteLLM does
+        ("chat", {}, {"n": 2}),  # DSPy's default engine sends n requests for n
+        ("chat", {}, {"temperature": 0.5, "max_tokens": 20}),  # these go by lm15, per call too
+    ],
+)
+async def test_other_requests_go_by_litellm_on_both(
+    server: ScriptedLM, adapter: str, extra: dict[str, Any], per_call: dict[str, Any]
+) -> None:
+    lm = dspex.LM("openai/scripted", api_base=server.base_url, api_key="sk-test", extra=extra)
+    async with Runtime(lm=lm, config=dspex.Config(adaptive={"explore_rate": 0.0})):
+        qa = await dspex.Predict.create("question -> answer", adapter=adapter)
+        for implementation in ("native", "dspy"):
+            await qa.execute(
+                {"question": "q"}, implementation=implementation, cache=False, **per_call
+            )
+    native, on_dspy = server.requests
+    assert native.content == on_dspy.content
+    by_lm15 = per_call == {"temperature": 0.5, "max_tokens": 20}
+    assert on_dspy.headers["user-agent"].startswith("lm15/" if by_lm15 else "DSPy/")
+
+
+async def test_dspy_engine_litellm_sends_every_request_by_litellm(server: ScriptedLM) -> None:
     lm = dspex.LM(
         "openai/scripted",
         api_base=server.base_url,
         api_key="sk-test",
         max_tokens=100,
-        dspy_engine="auto",
+        dspy_engine="litellm",
     )
     async with Runtime(lm=lm, config=dspex.Config(adaptive={"explore_rate": 0.0})):
         qa = await dspex.Predict.create("question -> answer")
         for implementation in ("native", "dspy"):
-            assert (await qa.execute({"question": "q"}, implementation=implementation)).answer
+            await qa.execute({"question": "q"}, implementation=implementation, cache=False)
     native, on_dspy = server.requests
-    with dspy.context(
-        lm=dspy.LM(
-            "openai/scripted",
-            api_base=server.base_url,
-            api_key="sk-test",
-            max_tokens=100,
-            cache=False,
-            num_retries=3,
-            timeout=lm.timeout,
-        ),
-        adapter=dspy.ChatAdapter(),
-    ):
-        await dspy.Predict("question -> answer").acall(question="q")
-    plain = server.requests[-1]
-    assert on_dspy.body == plain.body
-    assert native.messages == on_dspy.messages
+    assert on_dspy.headers["user-agent"].startswith("DSPy/")
+    assert native.content == on_dspy.content
     assert native.body is not None
-    assert on_dspy.body is not None
-    assert (native.body["max_tokens"], on_dspy.body["max_completion_tokens"]) == (100, 100)
+    assert native.body["max_tokens"] == 100
 
 
 def test_an_unknown_dspy_engine_is_a_config_error() -> None:

@@ -24,7 +24,7 @@ import dspex
 from dspex.config import Config
 from dspex.errors import ConfigError, LMError, Timeout, Unavailable
 from dspex.runtime import Runtime
-from dspex.testing import Reply, ScriptedLM, respond
+from dspex.testing import ScriptedLM, Status, respond
 from dspex.workers._worker import WorkerTraceback
 
 from .support import lm_of, until, workers
@@ -74,13 +74,13 @@ async def test_calls_run_in_worker_processes(
                 ancestors.append(span.name)
             assert ancestors[:3] == ["dspex.dspy.worker", "dspex.module.execute", "dspex.route"]
         # the LM error of a call, raised in a worker, reaches the caller as itself
-        server.script = lambda request: Reply("no", status=500)
+        server.script = Status(500)
         with pytest.raises(LMError) as info:
             await qa(question="q")
         assert info.value.status == 500
         # what it was raised from stays in the worker; its traceback there is the cause
         assert isinstance(info.value.__cause__, WorkerTraceback)
-        assert "litellm.InternalServerError" in str(info.value.__cause__)
+        assert "dspy.utils.exceptions.LMServerError" in str(info.value.__cause__)
 
 
 async def test_exploring_stays_on_native_until_the_workers_take_calls(server: ScriptedLM) -> None:

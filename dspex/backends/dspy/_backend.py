@@ -306,6 +306,19 @@ def _chain_text(exc: BaseException) -> str:
     return "\n".join(texts)
 
 
+def _timed_out(exc: BaseException) -> bool:
+    """Whether ``exc`` or an exception it was raised from is a timeout (DSPy's default engine
+    raises a read timeout as a transport error, from its transport's ReadTimeout)."""
+    seen = set()
+    current: BaseException | None = exc
+    while current is not None and id(current) not in seen:
+        seen.add(id(current))
+        if "Timeout" in type(current).__name__ or isinstance(current, TimeoutError):
+            return True
+        current = current.__cause__ or current.__context__
+    return False
+
+
 def map_dspy_error(exc: Exception, secret: str | None = None) -> DSPexError:
     """DSPy's and LiteLLM's exceptions as dspex errors, ``secret`` masked in the message."""
     name = type(exc).__name__
@@ -322,7 +335,7 @@ def map_dspy_error(exc: Exception, secret: str | None = None) -> DSPexError:
         status = getattr(exc, "status", None) or getattr(exc, "status_code", None)
         status = status if isinstance(status, int) else None
         message = f"LM request failed: {name}: {text}"
-        if "Timeout" in name:  # the LM's own timeout, not the call's deadline
+        if _timed_out(exc):  # the LM's own timeout, not the call's deadline
             return LMTimeout(
                 f"the LM did not answer within its timeout (LM.timeout): {name}: {text}",
                 status=status,

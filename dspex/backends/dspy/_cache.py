@@ -1,12 +1,13 @@
 """The dspy implementation's side of the response cache.
 
-DSPy's own cache stays off (``LM.to_dspy``): DSPy keys a request before LiteLLM turns it into
+DSPy's own cache stays off (``LM.to_dspy``): DSPy keys a request before its engine turns it into
 what is sent, so its keys cannot be the native client's. dspex answers one level lower, in the
-HTTP transport of the clients LiteLLM makes for OpenAI-compatible servers (:func:`install`):
+HTTP transport of the clients LiteLLM makes for OpenAI-compatible servers (:func:`install`), and
+in those of DSPy's default engine (:mod:`dspex.backends.dspy._cache_lm15`):
 there the request is the body on the wire, the same JSON the native client sends, and so has
 the same key (:func:`~dspex.cache.key_of`). Only the requests of a dspex call whose cache is on go
-through the cache (the call's context says so, :data:`CACHING`); any other LiteLLM request in
-the process passes through untouched.
+through the cache (the call's context says so, :data:`CACHING`); any other request in the
+process passes through untouched.
 
 A hit is answered as the server answered, with its usage set to zero (no request was made),
 so DSPy, LiteLLM and dspex report no tokens for it, as DSPy reports a hit of its own cache.
@@ -49,13 +50,22 @@ class Caching:
         self.hits = 0  # the call's requests answered from the cache
 
     def key(self, request: httpx.Request) -> bytes | None:
-        """The cache key of ``request``, or None if it is not a chat completion the cache
-        answers (a streamed one, or another endpoint)."""
-        if request.method != "POST" or not request.url.path.endswith("/chat/completions"):
+        """The cache key of ``request`` (LiteLLM's), or None if it is not a chat completion
+        the cache answers (a streamed one, or another endpoint)."""
+        try:
+            content = request.content
+        except RuntimeError:  # a streamed request body
+            return None
+        return self.key_of(request.method, request.url.path, content)
+
+    def key_of(self, method: str, path: str, content: bytes) -> bytes | None:
+        """The cache key of a request with this method, URL path and body, or None if it is not
+        a chat completion the cache answers."""
+        if method != "POST" or not path.endswith("/chat/completions"):
             return None
         try:
-            body = msgspec.json.decode(request.content)
-        except (msgspec.DecodeError, RuntimeError):  # RuntimeError: a streamed request body
+            body = msgspec.json.decode(content)
+        except msgspec.DecodeError:
             return None
         if not isinstance(body, dict) or body.get("stream"):
             return None
@@ -68,13 +78,18 @@ CACHING: contextvars.ContextVar[Caching | None] = contextvars.ContextVar(
 )
 
 
+def _hit_body(reply: bytes) -> bytes:
+    """A kept reply as a hit answers it: with no usage (no request was made)."""
+    body = msgspec.json.decode(reply)
+    body["usage"] = _NO_USAGE
+    return msgspec.json.encode(body)
+
+
 def _hit(reply: bytes, request: httpx.Request) -> httpx.Response:
     import httpx
 
-    body = msgspec.json.decode(reply)
-    body["usage"] = _NO_USAGE
     headers = {"content-type": "application/json"}
-    return httpx.Response(200, headers=headers, content=msgspec.json.encode(body), request=request)
+    return httpx.Response(200, headers=headers, content=_hit_body(reply), request=request)
 
 
 def _keepable(content: bytes) -> bytes | None:
@@ -266,11 +281,15 @@ def install() -> None:
     (once per process, after DSPy's import): LiteLLM keeps making, caching (per event loop)
     and closing its clients as it does; each one's requests pass through the cache's transport
     first. Leaves LiteLLM alone, with a warning, if its client factory is not where this
-    LiteLLM version is known to keep it (the dspy side then does not cache)."""
+    LiteLLM version is known to keep it (the dspy side then does not cache). Wraps the
+    transports of DSPy's default engine likewise (:mod:`dspex.backends.dspy._cache_lm15`)."""
     global _installed
     if _installed:
         return
     _installed = True
+    from dspex.backends.dspy import _cache_lm15
+
+    _cache_lm15.install()
     try:
         from litellm.llms.openai.common_utils import BaseOpenAILLM
 
@@ -293,5 +312,5 @@ def install() -> None:
             client._transport = sync_transport(client._transport)
         return client
 
-    BaseOpenAILLM._get_async_http_client = staticmethod(get_async_http_client)  # type: ignore[method-assign]
-    BaseOpenAILLM._get_sync_http_client = staticmethod(get_sync_http_client)  # type: ignore[method-assign]
+    BaseOpenAILLM._get_async_http_client = staticmethod(get_async_http_client)
+    BaseOpenAILLM._get_sync_http_client = staticmethod(get_sync_http_client)

@@ -67,10 +67,13 @@ class ContextWindowExceeded(LMError):
 
 
 def exceeds_context_window(error: LMError) -> bool:
-    """Whether the LM rejected the request as too long for its context window, by LiteLLM's
-    rules (so native and dspy agree on when ReAct truncates its trajectory)."""
+    """Whether the LM rejected the request as too long for its context window, by the rules of
+    the engine DSPy sends the request by (so native and dspy agree on when ReAct truncates its
+    trajectory): LiteLLM's reads the error's text."""
     if isinstance(error, ContextWindowExceeded):
         return True
+    if error.context_window is not None:  # a request by DSPy's default engine: its rule
+        return error.context_window
     if error.status is None or error.status == 429:
         return False
     text = f"{error}\n{error.body or ''}".lower()

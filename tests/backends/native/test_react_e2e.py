@@ -8,6 +8,7 @@ so both implementations get the same replies; each test asserts the same sequenc
 from __future__ import annotations
 
 import asyncio
+import json
 import re
 import time
 from typing import Any
@@ -214,6 +215,20 @@ async def test_a_bad_tool_name_fails_like_dspy(
     assert len(sent) == 2  # the ChatAdapter request, then its JSONAdapter fallback
 
 
+# OpenAI's answer to a prompt too long: LiteLLM knows it by its message, DSPy's default
+# engine by its code
+CONTEXT_LENGTH_EXCEEDED = json.dumps(
+    {
+        "error": {
+            "message": "This model's maximum context length is 100 tokens.",
+            "type": "invalid_request_error",
+            "param": "messages",
+            "code": "context_length_exceeded",
+        }
+    }
+)
+
+
 def _too_long_at(observations: int) -> Any:
     """A script whose LM rejects any request showing ``observations`` or more observations."""
     base = react_script([LOOKUP, LOOKUP, LOOKUP, FINISH])
@@ -221,7 +236,7 @@ def _too_long_at(observations: int) -> Any:
     def script(request: RecordedRequest) -> Any:
         shown = request.messages[-1]["content"].count("[[ ## observation_")
         if shown >= observations:
-            return Status(400, message="This model's maximum context length is 100 tokens.")
+            return Status(400, body=CONTEXT_LENGTH_EXCEEDED)
         return base(request)
 
     return script
