@@ -34,6 +34,7 @@ from dspex.lm._wire import (
     lm15_params,
     lm15_suffix,
     params_suffix,
+    plain_messages,
 )
 
 __all__ = ["CALL_DEADLINE", "CALL_SPEND", "LMClient", "RetryPolicy"]
@@ -398,7 +399,10 @@ class LMClient:
         # the body as DSPy's engine for this request writes it (see dspex.lm._engine)
         written = None
         if prepared.lm15:
-            written = lm15_request(params if params is not None else prepared.params, messages)
+            if params is not None:
+                written = lm15_request(params, messages)
+            elif prepared.lm15_params is not None and plain_messages(messages):
+                written = prepared.lm15_params
         if written is not None:
             suffix, frame = prepared.lm15_suffix, prepared.lm15_key_frame
             if params is not None:

@@ -106,10 +106,11 @@ class LM(msgspec.Struct, frozen=True):
     ``model`` follows DSPy's ``"openai/<name>"`` convention; the native client sends ``<name>``
     as the wire ``model``, as LiteLLM does. The defaults mirror ``dspy.LM``: ``temperature`` and
     ``max_tokens`` of None are not sent (the server decides), 3 retries. ``timeout`` bounds each
-    attempt, in seconds. ``extra`` holds further request body fields (``top_p``, ``stop``,
-    ``seed``, ``response_format``, ...), like ``dspy.LM(**kwargs)``. With ``api_base`` or
-    ``api_key`` None the native client reads ``OPENAI_BASE_URL`` (or ``OPENAI_API_BASE``) and
-    ``OPENAI_API_KEY`` when it first uses the LM, as LiteLLM does.
+    attempt, in seconds (on the dspy side, DSPy's default engine bounds each read, write and
+    wait for a connection by it, as lm15 does). ``extra`` holds further request body fields
+    (``top_p``, ``stop``, ``seed``, ``response_format``, ...), like ``dspy.LM(**kwargs)``. With
+    ``api_base`` or ``api_key`` None the native client reads ``OPENAI_BASE_URL`` (or
+    ``OPENAI_API_BASE``) and ``OPENAI_API_KEY`` when it first uses the LM, as LiteLLM does.
 
     ``dspy_engine`` picks the engine of DSPy's that the dspy implementation sends requests by.
     ``"auto"`` (the default): DSPy 3.4.1's own default engine (lm15, without LiteLLM, about

@@ -200,3 +200,69 @@ async def test_a_reply_of_text_parts_is_read_as_dspys_default_engine_reads_it() 
             with pytest.raises(LMError, match=r"not a chat\.completion"):  # LiteLLM refuses it
                 await client.complete(lm, [{"role": "user", "content": "hi"}], n=1)
     assert outputs == completion.texts == ["ab"]
+
+
+# Requests the rule of dspex.lm._engine sends by DSPy's default engine: plain DSPy (a dspy.LM
+# of its own, engine "auto") is the oracle for the native client's bytes
+LM15_CASES: list[tuple[str, dict[str, Any], list[dict[str, Any]]]] = [
+    ("openai/gpt-4o-mini", {}, [{"role": "user", "content": "hi"}]),
+    (
+        "openai/gpt-4.1",
+        {"temperature": 0, "max_tokens": 100},
+        [{"role": "system", "content": "s"}, {"role": "user", "content": "é 😀 \u2028 \\ /"}],
+    ),
+    (
+        "openai/deepseek-chat",
+        {"temperature": 2, "top_p": 2.5e-05, "seed": -5, "stop": "x"},
+        [
+            {"role": "system", "content": "s"},
+            {"role": "user", "content": "a"},
+            {"role": "assistant", "content": ""},
+            {"role": "user", "content": "c"},
+        ],
+    ),
+    (
+        "openai/Qwen/Qwen2.5-7B",
+        {"frequency_penalty": -2, "presence_penalty": 2.0, "stop": ["a", "b", "c", "d"]},
+        [{"role": "user", "content": "a"}, {"role": "user", "content": ""}],
+    ),
+    (
+        "openai/llama-3.1-8b",
+        {
+            "max_tokens": 10,
+            "temperature": 1e-7,
+            "top_p": 0.9,
+            "seed": 1,
+            "frequency_penalty": 0.1,
+            "presence_penalty": 0.2,
+            "stop": ["\n\n", "é"],
+        },
+        [{"role": "assistant", "content": "first"}, {"role": "user", "content": "y"}],
+    ),
+]
+
+
+@pytest.mark.parametrize(("model", "params", "messages"), LM15_CASES)
+async def test_native_writes_what_plain_dspy_sends_by_its_default_engine(
+    model: str, params: dict[str, Any], messages: list[dict[str, Any]]
+) -> None:
+    import dspy
+
+    async with ScriptedLM("ok") as server:
+        plain = dspy.LM(model, api_base=server.base_url, api_key="k", cache=False, **params)
+        await plain.acall(messages=messages)
+        await plain.aclose()
+        extra = {k: v for k, v in params.items() if k not in ("temperature", "max_tokens")}
+        lm = LM(
+            model,
+            api_base=server.base_url,
+            api_key="k",
+            temperature=params.get("temperature"),
+            max_tokens=params.get("max_tokens"),
+            extra=extra,
+        )
+        async with LMClient() as client:
+            await client.complete(lm, messages)
+    by_dspy, native = server.requests
+    assert by_dspy.headers["user-agent"].startswith("lm15/")  # plain DSPy's default engine
+    assert native.content == by_dspy.content
