@@ -11,32 +11,17 @@ from typing import Any
 import dspy
 from dspy.clients._deprecation import _adapter_call, adapter_message_call
 
+from dspex.lm._config import _OWN_FIELDS, _UNSUPPORTED
 from dspex.lm._engine import lm15_request
 
 __all__ = ["EngineLM"]
 
 # What a dspy.LM's kwargs and a call's keyword arguments hold besides the request body's
-# parameters (DSPy's client settings and its own switches)
-_NOT_BODY = frozenset(
-    {
-        "api_key",
-        "api_base",
-        "base_url",
-        "timeout",
-        "num_retries",
-        "cache",
-        "rollout_id",
-        "headers",
-        "extra_headers",
-        "api_version",
-        "azure_ad_token_provider",
-        "organization",
-        "project",
-        "extra_query",
-        "custom_llm_provider",
-        "prompt_cache",
-    }
-)
+# parameters: DSPy's client settings and its own switches (a stream's keys stay: they are the
+# body's, and streams go by LiteLLM)
+_NOT_BODY = (
+    _OWN_FIELDS - {"model", "messages", "temperature", "max_tokens", "max_completion_tokens"}
+) | (_UNSUPPORTED - {"stream", "stream_options"})
 
 
 class EngineLM(dspy.LM):  # type: ignore[misc]

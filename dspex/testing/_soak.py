@@ -11,7 +11,7 @@ from typing import Any
 
 import msgspec
 
-from dspex.config import AdaptiveConfig, CircuitConfig, Config
+from dspex.config import AdaptiveConfig, CacheConfig, CircuitConfig, Config
 from dspex.errors import DSPexError
 from dspex.lm import LM
 from dspex.lm._config import DEFAULT_TIMEOUT
@@ -112,9 +112,10 @@ async def soak(
     The LM has ``timeout=lm_timeout`` (default: a quarter of the deadline, cutting hangs well
     inside it) and ``num_retries=lm_retries``. ``dspy_workers`` runs the dspy implementation
     (the fallback) in that many worker processes (``Config.dspy_workers``; None: its default,
-    one per core; 0: in this process). ``config`` replaces
-    the runtime's chaos configuration, as is: its ``call_timeout`` is then the calls'
-    deadline."""
+    one per core; 0: in this process). The response cache is bounded at 2 MB (each call asks
+    its own question: the default 256 MB would fill all run long and hide a leak in the RSS
+    drift). ``config`` replaces the runtime's chaos configuration, as is: its
+    ``call_timeout`` is then the calls' deadline."""
     before = asyncio.all_tasks()
     threads_before = set(threading.enumerate())
     children_before = _child_pids()
@@ -135,6 +136,10 @@ async def soak(
             max_concurrency=concurrency,
             mailbox_size=concurrency * 4,
             max_restarts=1000,
+            # every call asks a question of its own, so the response cache grows with the run
+            # up to its bound (256 MB by default): bounded at 2 MB, it is full within the
+            # first tenth, and the RSS drift measures what a leak would leave
+            cache=CacheConfig(memory_mb=2),
         )
         if dspy_workers is not None:
             config = config.replace(dspy_workers=dspy_workers)
