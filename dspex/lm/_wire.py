@@ -1,4 +1,5 @@
-"""The chat-completions wire format: request bodies as LiteLLM writes them, replies as Structs."""
+"""The chat-completions wire format: request bodies as DSPy's two engines write them (LiteLLM's
+and lm15's), replies as Structs."""
 
 from __future__ import annotations
 

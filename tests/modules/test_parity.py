@@ -172,7 +172,7 @@ async def test_text_requests_go_by_dspys_default_engine_and_native_writes_them_a
         ("chat", {}, {"temperature": 0.5, "max_tokens": 20}),  # these go by lm15, per call too
     ],
 )
-async def test_other_requests_go_by_litellm_on_both(
+async def test_each_request_goes_by_the_engine_the_rule_picks_on_both(
     server: ScriptedLM, adapter: str, extra: dict[str, Any], per_call: dict[str, Any]
 ) -> None:
     lm = dspex.LM("openai/scripted", api_base=server.base_url, api_key="sk-test", extra=extra)
