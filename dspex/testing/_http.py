@@ -1,4 +1,5 @@
-"""A minimal HTTP/1.1 server connection on ``asyncio.Protocol``, just enough for LM clients.
+"""A minimal HTTP/1.1 server connection on ``asyncio.BufferedProtocol``, just enough for LM
+clients.
 
 It reads requests with a ``Content-Length`` body (chunked request bodies get 411), keeps
 connections alive, answers ``Expect: 100-continue``, and handles one request at a time per
@@ -17,6 +18,10 @@ __all__ = ["Connection", "Handler", "Request"]
 
 _MAX_HEAD = 64 * 1024
 _MAX_BODY = 64 * 1024 * 1024
+#: Bytes read at once, into an area the connection keeps: asyncio's plain protocols read
+#: with ``sock.recv(256 KiB)``, a fresh heap block per read that fragments the heap of a
+#: long-running process (see ``dspex/workers/_link.py``).
+_CHUNK = 64 * 1024
 
 
 class Request:
@@ -51,7 +56,7 @@ def _reason(status: int) -> str:
         return "Unknown"
 
 
-class Connection(asyncio.Protocol):
+class Connection(asyncio.BufferedProtocol):
     """One client connection: parses requests and writes the answers its handler chooses."""
 
     def __init__(self, handler: Handler, ident: int) -> None:
@@ -60,6 +65,7 @@ class Connection(asyncio.Protocol):
         self._handler = handler
         self._transport: asyncio.Transport | None = None
         self._buffer = bytearray()
+        self._read = bytearray(_CHUNK)
         self._busy = False
         self._parsing = False
         self._keep_alive = True
@@ -70,8 +76,11 @@ class Connection(asyncio.Protocol):
         self._transport = transport
         self._handler.connection_opened(self)
 
-    def data_received(self, data: bytes) -> None:
-        self._buffer += data
+    def get_buffer(self, sizehint: int) -> memoryview:
+        return memoryview(self._read)
+
+    def buffer_updated(self, nbytes: int) -> None:
+        self._buffer += memoryview(self._read)[:nbytes]
         if not self._busy:
             self._parse()
 

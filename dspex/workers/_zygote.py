@@ -33,7 +33,8 @@ import threading
 
 import msgspec
 
-from dspex.workers._frames import HEADER, FromWorker, ToWorker, WorkerGone, frame, from_worker
+from dspex.workers._frames import FromWorker, ToWorker, WorkerGone, frame
+from dspex.workers._link import FrameLink
 
 #: The length of a request, and the pid or exit code of an answer (the zygote's messages).
 INT = struct.Struct(">i")
@@ -60,13 +61,12 @@ class WorkerProcess:
         self._status_fd = status
         self.returncode: int | None = None
         self._exited: asyncio.Future[int | None] | None = None
-        self.reader: asyncio.StreamReader
-        self.writer: asyncio.StreamWriter
+        self._link = FrameLink()
 
     async def open(self) -> None:
         """Attach the worker's socket and exit status to the running event loop."""
-        self.reader, self.writer = await asyncio.open_unix_connection(sock=self._sock)
         loop = asyncio.get_running_loop()
+        await loop.create_unix_connection(lambda: self._link, sock=self._sock)
         exited = self._exited = loop.create_future()
         status = os.fdopen(self._status_fd, "rb", buffering=0)
 
@@ -84,15 +84,14 @@ class WorkerProcess:
 
     def send(self, message: ToWorker) -> None:
         """Send ``message`` to the worker."""
-        self.writer.write(frame(message))
+        self._link.send(frame(message))
 
     async def receive(self) -> FromWorker:
         """The worker's next message; WorkerGone once it has ended."""
-        try:
-            (size,) = HEADER.unpack(await self.reader.readexactly(HEADER.size))
-            return from_worker.decode(await self.reader.readexactly(size))
-        except (asyncio.IncompleteReadError, ConnectionError):
-            raise WorkerGone(await self.wait()) from None
+        msg = await self._link.receive()
+        if msg is None:
+            raise WorkerGone(await self.wait())
+        return msg
 
     async def wait(self) -> int | None:
         """The exit code (negative: the signal that killed it), once the worker has ended."""
@@ -109,7 +108,7 @@ class WorkerProcess:
         """Close its socket (the worker exits at end of file); kill it if it has not ended
         ``timeout`` seconds later."""
         if self.returncode is None:
-            self.writer.close()
+            self._link.close()
             try:
                 await asyncio.wait_for(self.wait(), timeout)
             except (TimeoutError, asyncio.TimeoutError):

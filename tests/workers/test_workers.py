@@ -340,7 +340,7 @@ def test_a_worker_whose_answer_meets_a_closed_socket_exits_quietly(tmp_path: Pat
                 link.send(Run(1, 1, cloudpickle.dumps({"q": "x"}), CallOptions(cache=False)))
                 await server.wait_for_requests(1)  # the call runs in the worker
                 # the worker can no longer write to us, but reads no end of file either
-                link.writer.get_extra_info("socket").shutdown(socket.SHUT_RD)
+                link._sock.shutdown(socket.SHUT_RD)
                 print("exit", await asyncio.wait_for(link.wait(), 30))
 
         asyncio.run(main())
