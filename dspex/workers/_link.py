@@ -37,6 +37,7 @@ class FrameLink(asyncio.BufferedProtocol):
         self._start = 0  # the first byte not decoded yet
         self._end = 0  # the end of the bytes read
         self._messages: deque[FromWorker | Exception] = deque()
+        self._outgoing: list[bytes] = []  # sent in this turn of the loop, not written yet
         self._waiter: asyncio.Future[None] | None = None
         self._transport: asyncio.Transport | None = None
         self._ended = False
@@ -133,11 +134,22 @@ class FrameLink(asyncio.BufferedProtocol):
         return msg
 
     def send(self, data: bytes) -> None:
-        """Write ``data`` (dropped once the socket is closing, as a transport does)."""
-        if self._transport is not None:
-            self._transport.write(data)
+        """Write ``data`` once the running callback has returned: what is sent in one turn of
+        the event loop goes in one write (a system call per turn, not per frame). Dropped
+        once the socket is closing, as a transport does."""
+        if self._transport is None:
+            return
+        if not self._outgoing:
+            asyncio.get_running_loop().call_soon(self._flush)
+        self._outgoing.append(data)
+
+    def _flush(self) -> None:
+        if self._transport is not None and self._outgoing:
+            self._transport.write(b"".join(self._outgoing))
+        self._outgoing.clear()
 
     def close(self) -> None:
-        """Close the socket (after writing what is buffered)."""
+        """Close the socket (after writing what has been sent)."""
         if self._transport is not None:
+            self._flush()
             self._transport.close()

@@ -106,7 +106,7 @@ async def test_over_a_socket_messages_arrive_then_none_at_end_of_file() -> None:
     await asyncio.get_running_loop().create_unix_connection(lambda: made, sock=ours)
     made.send(frame(Ready(1)))
     theirs.settimeout(5)
-    assert theirs.recv(100) == frame(Ready(1))
+    assert await asyncio.to_thread(theirs.recv, 100) == frame(Ready(1))
     messages = [done(i, 1000 * i) for i in range(100)]
 
     def write() -> None:  # more than the socket holds: the link reads while this writes
@@ -132,3 +132,23 @@ async def test_a_reset_socket_ends_the_messages_and_a_waiting_reader_wakes() -> 
     theirs.close()
     assert await asyncio.wait_for(waiting, 5) is None
     made.send(b"dropped")  # writing to a closed link is not an error
+
+
+async def test_what_is_sent_in_one_turn_is_written_in_order_and_close_writes_it_first() -> None:
+    ours, theirs = socket.socketpair()
+    made = FrameLink()
+    await asyncio.get_running_loop().create_unix_connection(lambda: made, sock=ours)
+    sent = [frame(Ready(i)) for i in range(1000)]
+    for data in sent:
+        made.send(data)
+    made.close()  # before the loop has turned: what was sent is written, then end of file
+
+    def read_all() -> bytes:
+        theirs.settimeout(5)
+        chunks = []
+        while chunk := theirs.recv(65536):
+            chunks.append(chunk)
+        return b"".join(chunks)
+
+    assert await asyncio.to_thread(read_all) == b"".join(sent)
+    theirs.close()
