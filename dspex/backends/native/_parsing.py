@@ -5,7 +5,9 @@ Everything that depends only on the signature (a value parser per output field, 
 paths skip work whose result is known to be DSPy's, and otherwise run DSPy's steps:
 
 - :func:`loads_lenient` returns ``json.loads(text)`` without json_repair when the text is plain
-  JSON, which is what ``json_repair.loads`` itself returns first;
+  JSON, which is what ``json_repair.loads`` itself returns first, and ``""`` without it for a
+  text in which json_repair finds nothing that starts a value (prose);
+- a text value that cannot be a Python literal stays the text without ``ast.literal_eval``;
 - an ``int``, ``float`` or ``bool`` field reads a plain JSON number with ``int()`` / ``float()``,
   as json's scanner does, and a candidate value of exactly the field's type is returned as is,
   which is what pydantic's validation returns for it;
@@ -19,6 +21,7 @@ import ast
 import enum
 import json
 import re
+import sys
 import types
 from collections.abc import Callable
 from typing import Any, Literal, Union, get_args, get_origin
@@ -33,6 +36,15 @@ ValueParser = Callable[[Any], Any]
 HEADER = re.compile(r"\[\[ ## (\w+) ## \]\]")
 _JSON_OBJECT = r"\{(?:[^{}]|(?R))*\}"
 _decode_json = json.JSONDecoder().raw_decode  # json.loads's decoder: the default settings
+_JSON_SPACE = frozenset(" \t\n\r")  # what json.loads skips around a value
+_JSON_STARTS = frozenset('"{[-0123456789tfnNI')  # the first characters of JSON values it reads
+# Texts in which json_repair's parser finds no value to start: none of the characters that
+# start one outside a container (a container, a tuple, a comment, a quote), nor code fences or
+# other quote marks (kept out for safety). A property test holds loads_lenient on these equal to
+# json_repair.loads.
+_NO_VALUE_START = re.compile("[^{}\\[\\]()#/\"'`\u201c\u201d\u201e\u2018\u2019]*")
+# ASCII texts without what starts a Python literal (see _literal_free).
+_NO_LITERAL = re.compile("[^0-9{}\\[\\]()\"'`#/]*")
 # The texts json.loads reads as one number (ASCII digits only), with an integer part short enough
 # for int()'s digit limit (640 at the lowest): json's scanner converts these with int() / float().
 _JSON_NUMBER = re.compile(r"-?(?:0|[1-9][0-9]{0,500})(\.[0-9]+)?([eE][-+]?[0-9]+)?")
@@ -48,21 +60,35 @@ class UnrecoverableParseError(ParseError):
 
 
 def loads_lenient(text: str) -> Any:
-    """``json_repair.loads(text)``, without json_repair when ``text`` is plain JSON.
+    """``json_repair.loads(text)``, without json_repair when ``text`` is plain JSON or holds
+    nothing json_repair could read as a value.
 
     json_repair returns ``json.loads(text)`` whenever that succeeds. ``json.loads`` skips leading
     whitespace, ``raw_decode``-s one value and accepts only whitespace after it, so a value
-    decoded from index 0 that ends exactly at ``len(text)`` is its result. Anything else
-    (surrounding whitespace, repairs, errors) goes through json_repair itself. (JSON nested so
-    deep that json.loads hits the recursion limit raises RecursionError, as in DSPy.)
+    decoded from index 0 that ends exactly at ``len(text)`` is its result. Otherwise its parser
+    scans the text for the start of a value; outside a container only ``{``, ``[``, ``(``, a
+    comment's ``#`` or ``/`` and a quote start one, so in a text without any of these (prose:
+    a Reasoning, an answer) it finds none and returns ``""``. Anything else (repairs, errors)
+    goes through json_repair itself. (JSON nested so deep that json.loads hits the recursion
+    limit raises RecursionError, as in DSPy.)
     """
-    try:
-        value, end = _decode_json(text)
-    except ValueError:  # JSONDecodeError: not one JSON value from the first character
-        pass
-    else:
-        if end == len(text):
-            return value
+    first = text[:1]
+    if first in _JSON_STARTS or first.isdigit():
+        try:
+            value, end = _decode_json(text)
+        except ValueError:  # JSONDecodeError: not one JSON value from the first character
+            pass
+        else:
+            if end == len(text):
+                return value
+    if _NO_VALUE_START.fullmatch(text):
+        if text[:1] in _JSON_SPACE or text[-1:] in _JSON_SPACE:
+            try:  # a number or literal with whitespace around it: json.loads reads it
+                return json.loads(text)
+            except ValueError:
+                pass
+        # (otherwise json.loads fails as raw_decode did, or finds text after the value)
+        return ""
     import json_repair
 
     return json_repair.loads(text)
@@ -78,10 +104,30 @@ def find_enum_member(enum_cls: Any, identifier: Any) -> Any:
     raise ValueError(f"{identifier} is not a valid name or value for the enum {enum_cls.__name__}")
 
 
+def _literal_free(text: str) -> bool:
+    """Whether ``ast.literal_eval(text)`` is sure to raise ValueError or SyntaxError.
+
+    Every literal it reads holds a digit, a quote, a bracket, a brace, a parenthesis, ``True``,
+    ``False``, ``None`` or ``...``. ASCII only (identifiers are NFKC-normalized, so other
+    letters may spell a keyword), and shorter than half the recursion limit: operators nested
+    deeper (``- - - x``) make the parser raise RecursionError instead."""
+    return (
+        len(text) < sys.getrecursionlimit() // 2
+        and text.isascii()
+        and _NO_LITERAL.fullmatch(text) is not None
+        and "True" not in text
+        and "False" not in text
+        and "None" not in text
+        and "..." not in text
+    )
+
+
 def _candidate(value: str) -> Any:
     """What DSPy's ``parse_value`` validates for a text value: lenient JSON, then a literal."""
     candidate = loads_lenient(value)
     if candidate == "" and value != "":  # json_repair's "nothing found"
+        if _literal_free(value):
+            return value  # what literal_eval's failure leaves
         try:
             candidate = ast.literal_eval(value)
         except (ValueError, SyntaxError):

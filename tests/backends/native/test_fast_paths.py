@@ -2,7 +2,9 @@
 
 - scalar fields (int / float / bool) read plain JSON numbers with int() / float() and skip
   pydantic for values of exactly the right type;
-- lenient JSON skips json_repair when ``json.loads`` alone reads the text;
+- lenient JSON skips json_repair when ``json.loads`` alone reads the text, or when nothing in
+  the text starts a value for json_repair (prose), and a text value skips ``ast.literal_eval``
+  when nothing in it can be a Python literal;
 - JSONAdapter writes flat objects of scalars without json's (slow) indenting encoder;
 - ChatAdapter looks up exact header lines in a dict before trying the header regex;
 - user messages are joined without DSPy's final strip where it cannot change anything.
@@ -10,6 +12,7 @@
 
 from __future__ import annotations
 
+import ast
 import json
 import math
 from typing import Any, Literal, Optional
@@ -22,7 +25,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from dspex.backends.native import ChatAdapter, JSONAdapter
-from dspex.backends.native._parsing import loads_lenient, make_value_parser
+from dspex.backends.native._parsing import _candidate, loads_lenient, make_value_parser
 from dspex.backends.native._values import json_object_text
 from dspex.signature import Signature
 
@@ -105,6 +108,10 @@ LENIENT_TEXTS = [
     *["[" * 150 + "]" * 150, "[" * 199 + "]" * 199, "[" * 200 + "]" * 200, "[" * 3000],
     *["{" * 300, "[" * 3000 + "]" * 3000, '{"a": ' + "[" * 250 + "]" * 250 + "}"],
     *["[" + ", ".join(["[1]"] * 300) + "]", '"' + "[" * 300 + '"', "true", "True", "null"],
+    # prose: nothing in it starts a value for json_repair (or json.loads reads it whole)
+    *["Floppy ears.", "It is the capital.", " true ", "\t-Infinity\n", " NaN", " 12 ", "12 a"],
+    *["-", "...", "a, b", "1, 2", "x: 1, y: 2", "key: value", "a: {b}", "a:\n- b\n- c"],
+    *["\\", "a\\nb", "é\u2028", "\u00a0", "1" * 5000 + " ", " " + "1" * 5000, "- 1e400"],
 ]
 
 
@@ -126,10 +133,59 @@ def test_lenient_json_equals_json_repair(text: str) -> None:
             max_leaves=8,
         ).map(json.dumps),
         st.lists(st.sampled_from(list('{}[]",: 1a\n')), max_size=20).map("".join),
+        # prose, and texts of any characters but those that start a value for json_repair
+        st.lists(
+            st.sampled_from(["It", "is", "the", "true", "null", "NaN", "-", "1", "2.5", "e"])
+            | st.sampled_from([" ", "  ", "\n", ".", ",", ":", ";", "!", "?", "-1", "\\"]),
+            max_size=12,
+        ).map("".join),
+        st.text(st.characters(blacklist_characters="{}[]()#/\"'`\u201c\u201d\u201e\u2018\u2019")),
     )
 )
 def test_generated_texts_load_like_json_repair(text: str) -> None:
     assert outcome(loads_lenient, text) == outcome(json_repair.loads, text)
+
+
+def dspy_candidate(text: str) -> Any:
+    """What DSPy 3.4.1's ``parse_value`` validates for a text value (its own steps)."""
+    candidate = json_repair.loads(text)
+    if candidate == "" and text != "":
+        try:
+            candidate = ast.literal_eval(text)
+        except (ValueError, SyntaxError):
+            candidate = text
+    return candidate
+
+
+CANDIDATE_TEXTS = [
+    *["Floppy ears.", "It is the capital.", "a, b", "x = 1", "a if b else c", "not a", "-a"],
+    *["True", "a True", "None", "Nonesuch", "...", "a...", "Ellipsis", "1", "1j", "0x1f"],
+    *["-" * 1400 + "a", "-" * 1600 + "a", "~" * 3000 + "a", "a" + "+a" * 800, "not " * 2000],
+    *["\U0001d413\U0001d42b\U0001d42e\U0001d41e", "caf\u00e9", "a\\\nb", "a\x00b", "", " ", "\t"],
+    *["lambda: a", "a: b", "a @ b % c", "a; b", "yield a", "await a", "*a", "a := b", "a,"],
+]
+
+
+@pytest.mark.parametrize("text", CANDIDATE_TEXTS, ids=lambda s: repr(s[:30]))
+def test_text_values_become_what_dspy_validates(text: str) -> None:
+    assert outcome(_candidate, text) == outcome(dspy_candidate, text)
+
+
+@FAST
+@given(
+    st.one_of(
+        st.lists(
+            st.sampled_from(["a", "Floppy", "ears", "not", "if", "else", "lambda", "Tru", "e"])
+            | st.sampled_from(["None", "Non", "Fals", "..", ".", " ", "\n", "\t", ",", ":", ";"])
+            | st.sampled_from(["-", "+", "~", "*", "**", "=", "<", "@", "%", "&", "|", "^", "!"])
+            | st.sampled_from(["\\", "1", "'", "(", ")", "[", "é", "\x00", "j", "_"]),
+            max_size=16,
+        ).map("".join),
+        st.text(st.characters(max_codepoint=127), max_size=30),
+    )
+)
+def test_generated_text_values_become_what_dspy_validates(text: str) -> None:
+    assert outcome(_candidate, text) == outcome(dspy_candidate, text)
 
 
 _SCALARS = st.one_of(
