@@ -18,7 +18,7 @@ from dspex.backends.native import (
 from dspex.errors import InputError, LMError, ParseError, SignatureError
 from dspex.signature import Signature
 
-from .corpus import Agentic, CodeGen, Media, Think
+from .corpus import Agentic, CodeGen, Media, Think, outcome
 
 FULL = ResponseFormatSupport(response_format=True, response_schema=True)
 
@@ -172,6 +172,38 @@ def test_media_types_are_native() -> None:
         "f": dspy.File(file_id="file-1"),
     }
     assert ChatAdapter().format(sig, [], inputs) == dspy.ChatAdapter().format(sig, [], inputs)
+
+
+def test_media_parts_are_written_once_and_never_shared_between_requests() -> None:
+    # DSPy caches an Image's format() list: the same image in a demo and in the inputs, formatted
+    # twice, gives DSPy's messages each time, with parts of their own (changing one request's
+    # parts leaves the next request alone)
+    sig = dspy.Signature("image: dspy.Image -> caption")
+    cat = dspy.Image("https://example.com/cat.png")
+    demos = [{"image": cat, "caption": "A cat."}]
+    expected = dspy.ChatAdapter().format(sig, demos, {"image": cat})
+    first = ChatAdapter().format(sig, demos, {"image": cat})
+    assert first == expected
+
+    def image_part(message: Any) -> Any:
+        (part,) = (p for p in message["content"] if p["type"] == "image_url")
+        return part
+
+    assert [m["role"] for m in first] == ["system", "user", "assistant", "user"]
+    assert image_part(first[1]) is not image_part(first[3])
+    image_part(first[1])["image_url"]["url"] = "changed"
+    assert ChatAdapter().format(sig, demos, {"image": cat}) == expected
+
+
+def test_a_media_value_whose_format_fails_ends_as_in_dspy(monkeypatch: pytest.MonkeyPatch) -> None:
+    def broken(self: dspy.Image) -> Any:
+        raise ValueError("no")
+
+    monkeypatch.setattr(dspy.Image, "format", broken)
+    sig = dspy.Signature("image: dspy.Image -> caption")
+    inputs = {"image": dspy.Image("https://example.com/cat.png")}
+    native = outcome(ChatAdapter().format, sig, [], inputs)
+    assert native == outcome(dspy.ChatAdapter().format, sig, [], inputs)
 
 
 def test_reasoning_is_an_ordinary_leading_string_output() -> None:
