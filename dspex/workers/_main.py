@@ -340,8 +340,20 @@ async def serve(fd: int) -> None:
     tune_gc()
     os.nice(NICENESS)
 
+    loop = asyncio.get_running_loop()
+    unsent: list[bytes] = []
+
     def send(message: FromWorker) -> None:
-        data = memoryview(frame(message))
+        """Send ``message`` once the running callback has returned: what is sent in one turn
+        of the loop goes in one write, so the service reads it at once. Called on the loop's
+        thread only (DSPy's threads hop to it to claim and fill the cache)."""
+        if not unsent:
+            loop.call_soon(flush)
+        unsent.append(frame(message))
+
+    def flush() -> None:
+        data = memoryview(b"".join(unsent))
+        unsent.clear()
         try:
             while data:
                 data = data[os.write(fd, data) :]
@@ -350,7 +362,6 @@ async def serve(fd: int) -> None:
 
     cache = LinkedCache(send)
     worker = Worker(send, worker_backend(cache), cache)
-    loop = asyncio.get_running_loop()
     ended = loop.create_future()
 
     def deliver(message: ToWorker | None) -> None:
