@@ -349,6 +349,18 @@ async def test_pipelined_requests_are_answered_in_order() -> None:
     assert response.rstrip().endswith(b"}")
 
 
+async def test_bodies_and_pipelined_requests_larger_than_a_read_arrive_whole() -> None:
+    # the connection reads 64 KiB at a time into an area it keeps: a body several times that,
+    # and a second request behind it in the same writes, are put together before parsing
+    big = chat_body(messages=[{"role": "user", "content": "x" * 300_000}])
+    body = json.dumps(big).encode()
+    async with ScriptedLM(["one", "two"]) as lm:
+        data = raw_request(body) + raw_request(body, "Connection: close")
+        response = await asyncio.wait_for(raw_exchange(lm, data), 30)  # lost bytes: no answer
+        assert [r.body for r in lm.requests] == [big, big]
+    assert response.count(b"HTTP/1.1 200 OK") == 2
+
+
 async def test_chunked_request_bodies_are_refused_clearly() -> None:
     async with ScriptedLM("ok") as lm:
         request = (

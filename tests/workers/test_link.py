@@ -20,11 +20,9 @@ class Transport(asyncio.Transport):
     def __init__(self) -> None:
         super().__init__()
         self.paused = False
-        self.pauses = 0
 
     def pause_reading(self) -> None:
         self.paused = True
-        self.pauses += 1
 
     def resume_reading(self) -> None:
         self.paused = False

@@ -174,7 +174,7 @@ def test_media_types_are_native() -> None:
     assert ChatAdapter().format(sig, [], inputs) == dspy.ChatAdapter().format(sig, [], inputs)
 
 
-def test_media_parts_are_written_once_and_never_shared_between_requests() -> None:
+def test_media_parts_are_never_shared_between_messages_or_requests() -> None:
     # DSPy caches an Image's format() list: the same image in a demo and in the inputs, formatted
     # twice, gives DSPy's messages each time, with parts of their own (changing one request's
     # parts leaves the next request alone)
