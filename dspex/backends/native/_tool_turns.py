@@ -9,11 +9,10 @@ the assistant message's ``tool_calls`` and each result a ``tool`` message.
 
 from __future__ import annotations
 
-import json
 from collections.abc import Mapping
 from typing import Any
 
-from ._values import serialize_for_json
+from ._values import compact_json, serialize_for_json
 
 
 def tool_calls_in(turn: Mapping[str, Any]) -> tuple[str | None, Any]:
@@ -54,7 +53,7 @@ def matching(calls: Any, results: Any) -> Any:
 
 def openai_tool_call(call: Any) -> dict[str, Any]:
     """One call as an assistant message's ``tool_calls`` item."""
-    arguments = json.dumps(serialize_for_json(call.args), ensure_ascii=False)
+    arguments = compact_json(serialize_for_json(call.args))
     return {
         "id": call.id,
         "type": "function",
@@ -65,11 +64,7 @@ def openai_tool_call(call: Any) -> dict[str, Any]:
 def tool_message(result: Any) -> dict[str, Any]:
     """One result as a ``tool`` message (a value that is not text, as JSON)."""
     value = result.value
-    content = (
-        value
-        if isinstance(value, str)
-        else json.dumps(serialize_for_json(value), ensure_ascii=False)
-    )
+    content = value if isinstance(value, str) else compact_json(serialize_for_json(value))
     return {
         "role": "tool",
         "tool_call_id": result.call_id,

@@ -10,7 +10,7 @@ from __future__ import annotations
 import json
 import math
 import re
-from json.encoder import encode_basestring
+from json.encoder import JSONEncoder, encode_basestring
 from typing import Any
 
 import msgspec
@@ -105,6 +105,24 @@ def json_object_text(value: dict[str, Any]) -> str:
 
 _encode = msgspec.json.Encoder().encode
 
+# json.dumps(data, ensure_ascii=False)'s C encoder, built once: json.dumps builds a JSONEncoder,
+# then its C encoder, on every call, which costs more than encoding a small value. No circular
+# check (markers=None): what serialize_for_json returns is acyclic (pydantic's output, or a value
+# _is_plain walked to its end).
+_compact: Any = getattr(json.encoder, "c_make_encoder", None)  # None: no C accelerator
+if _compact is not None:
+    _compact = _compact(
+        None, JSONEncoder().default, encode_basestring, None, ": ", ", ", False, False, True
+    )
+
+
+def compact_json(data: Any) -> str:
+    """``json.dumps(data, ensure_ascii=False)`` for acyclic JSON data (what
+    :func:`serialize_for_json` returns), by json's own C encoder built once."""
+    if _compact is None:  # a Python without json's C accelerator
+        return json.dumps(data, ensure_ascii=False)
+    return "".join(_compact(data, 0))
+
 
 def indented_json(data: Any) -> str:
     """``json.dumps(data, indent=2, ensure_ascii=False)``, written by msgspec (C, not json's
@@ -142,7 +160,7 @@ def format_value(value: Any, annotation_is_str: bool) -> str:
         return _format_list(value)
     jsonable = serialize_for_json(value)
     if isinstance(jsonable, (dict, list)):
-        return json.dumps(jsonable, ensure_ascii=False)
+        return compact_json(jsonable)
     return str(jsonable)
 
 

@@ -6,6 +6,7 @@
   the text starts a value for json_repair (prose), and a text value skips ``ast.literal_eval``
   when nothing in it can be a Python literal;
 - JSONAdapter writes flat objects of scalars without json's (slow) indenting encoder;
+- a field value that is a list or an object is written by json's C encoder, built once;
 - ChatAdapter looks up exact header lines in a dict before trying the header regex;
 - user messages are joined without DSPy's final strip where it cannot change anything.
 """
@@ -20,13 +21,14 @@ from typing import Any, Literal, Optional
 import dspy
 import json_repair
 import pytest
-from dspy.adapters.utils import parse_value, serialize_for_json
+from dspy.adapters.utils import format_field_value, parse_value, serialize_for_json
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from pydantic.fields import FieldInfo
 
 from dspex.backends.native import ChatAdapter, JSONAdapter
 from dspex.backends.native._parsing import _candidate, loads_lenient, make_value_parser
-from dspex.backends.native._values import json_object_text
+from dspex.backends.native._values import format_value, json_object_text
 from dspex.signature import Signature
 
 from .corpus import outcome, typed
@@ -251,6 +253,22 @@ def test_nested_json_objects_are_written_like_dspy(value: dict[str, Any]) -> Non
 )
 def test_json_object_edge_cases_are_written_like_dspy(value: dict[Any, Any]) -> None:
     assert json_object_text(value) == _dspy_json_object(value)
+
+
+@settings(max_examples=1000, deadline=None)
+@given(_NESTED | st.dictionaries(_ANY_TEXT, _NESTED, max_size=4))
+def test_field_values_are_written_like_dspy(value: Any) -> None:
+    # lists and objects (tuples, floats, non-str keys, lone surrogates) through the C encoder
+    assert format_value(value, False) == format_field_value(FieldInfo(annotation=Any), value)
+
+
+@pytest.mark.parametrize(
+    "value",
+    [[math.nan, math.inf, -0.0, 1e16, 1e-7], {"k": [{"deep": (1, None)}]}, [10**40], ["é \u2028"]],
+    ids=repr,
+)
+def test_field_value_edge_cases_are_written_like_dspy(value: Any) -> None:
+    assert format_value(value, False) == format_field_value(FieldInfo(annotation=Any), value)
 
 
 QA_TEXT = "context, question -> answer, confidence: float"
