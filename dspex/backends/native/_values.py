@@ -15,12 +15,12 @@ from typing import Any
 
 import msgspec
 
+from dspex._dspy_import import imported_class
 from dspex.errors import InputError
 
 _PLAIN_SCALARS = (str, int, bool, type(None))
 MARKER_START = "<<CUSTOM-TYPE-START-IDENTIFIER>>"
 MARKER_END = "<<CUSTOM-TYPE-END-IDENTIFIER>>"
-_MARKER = re.compile(rf"{MARKER_START}(.*?){MARKER_END}", re.DOTALL)
 
 
 def _is_plain(value: Any, depth: int = 0) -> bool:
@@ -65,10 +65,44 @@ def serialize_for_json(value: Any) -> Any:
     t = type(value)
     if t is str or t is float or _is_plain(value):
         return value
+    if _formats_itself(t):
+        # What pydantic's dump returns for it: dspy.Type's serializer, format() as a text, or
+        # a list of content parts between the custom-type markers (a failure: str(value)).
+        try:
+            formatted = value.format()
+            if type(formatted) is str:
+                return formatted
+            if isinstance(formatted, list):
+                return f"{MARKER_START}{compact_json(formatted)}{MARKER_END}"
+        except Exception:
+            return str(value)
     try:
         return _type_adapter(t).dump_python(value, mode="json", fallback=str)
     except Exception:
         return str(value)
+
+
+_FORMATS_ITSELF: dict[type, bool] = {}
+
+
+def _formats_itself(t: type) -> bool:
+    """Whether pydantic dumps a ``t`` by dspy.Type's own serializer alone: ``t`` is a
+    ``dspy.Type`` that keeps its ``serialize_model`` (Image, Audio, File, Reasoning, Tool, a
+    user's type; not Code or ToolCalls, which write their own)."""
+    known = _FORMATS_ITSELF.get(t)
+    if known is None:
+        base: Any = imported_class("dspy.adapters.types.base_type", "Type")
+        known = False
+        if base is not None and issubclass(t, base):
+            serializers = t.__pydantic_decorators__.model_serializers  # type: ignore[attr-defined]
+            ours = base.__pydantic_decorators__.model_serializers["serialize_model"]
+            known = list(serializers) == ["serialize_model"] and (
+                serializers["serialize_model"].func is ours.func
+            )
+        if len(_FORMATS_ITSELF) > 512:  # bound the cache (types can be created dynamically)
+            _FORMATS_ITSELF.clear()
+        _FORMATS_ITSELF[t] = known
+    return known
 
 
 def json_object_text(value: dict[str, Any]) -> str:
@@ -104,6 +138,7 @@ def json_object_text(value: dict[str, Any]) -> str:
 
 
 _encode = msgspec.json.Encoder().encode
+_decode = msgspec.json.Decoder().decode
 
 # json.dumps(data, ensure_ascii=False)'s C encoder, built once: json.dumps builds a JSONEncoder,
 # then its C encoder, on every call, which costs more than encoding a small value. No circular
@@ -188,38 +223,54 @@ def _format_blob(blob: Any) -> str:
 
 
 def expand_markers(content: str) -> str | list[dict[str, Any]]:
-    """DSPy's legacy custom-type marker expansion of user message content (rarely needed)."""
-    if MARKER_START not in content:
+    """DSPy's ``split_message_content_for_custom_types`` on one user message's content (what
+    media and other dspy.Types write): the text between the custom-type markers, and what each
+    marked payload holds (content parts), as DSPy leaves them; ``content`` itself if no marker
+    pair is found.
+
+    As DSPy's non-greedy ``START(.*?)END`` regex over the whole text, with ``str.find``."""
+    start = content.find(MARKER_START)
+    if start < 0:
         return content
-    blocks: list[dict[str, Any]] = []
+    blocks: list[Any] = []
     last_end = 0
-    for match in _MARKER.finditer(content):
-        start, end = match.span()
+    while start >= 0:
+        close = content.find(MARKER_END, start + len(MARKER_START))
+        if close < 0:  # no END after this START: none after a later one either
+            break
         if start > last_end:
             blocks.append({"type": "text", "text": content[last_end:start]})
-        blocks.extend(_payload_blocks(match.group(1).strip()))
-        last_end = end
+        payload = content[start + len(MARKER_START) : close].strip()
+        parsed = _parse_payload(payload)
+        if parsed:
+            blocks.extend(parsed)  # what iterating it gives, as DSPy appends it
+        else:
+            blocks.append({"type": "text", "text": payload})
+        last_end = close + len(MARKER_END)
+        start = content.find(MARKER_START, last_end)
+    if not last_end:
+        return content
     if last_end < len(content):
         blocks.append({"type": "text", "text": content[last_end:]})
     return blocks
 
 
-def _payload_blocks(payload: str) -> list[dict[str, Any]]:
-    parsed = _parse_payload(payload)
-    if isinstance(parsed, list):
-        return [b if isinstance(b, dict) else {"type": "text", "text": str(b)} for b in parsed]
-    return [{"type": "text", "text": payload}]
-
-
 def _parse_payload(payload: str) -> Any:
+    """DSPy's reading of a marked payload: json.loads, then doubly quoted JSON, then
+    json_repair, each tried on a JSONDecodeError (other errors escape); None if all fail."""
+    try:  # msgspec reads what json.loads reads alike, or fails (NaN, 1e400, a lone surrogate)
+        return _decode(payload)
+    except msgspec.DecodeError:
+        pass
     import json_repair
 
-    def doubly_quoted(value: str) -> Any:
-        return json.loads(json.loads(f'"{value}"'))
-
-    for parse_fn in (json.loads, doubly_quoted, json_repair.loads):
+    for parse_fn in (json.loads, _doubly_quoted, json_repair.loads):
         try:
             return parse_fn(payload)
-        except Exception:
+        except json.JSONDecodeError:
             continue
     return None
+
+
+def _doubly_quoted(payload: str) -> Any:
+    return json.loads(json.loads(f'"{payload}"'))

@@ -28,7 +28,7 @@ from pydantic.fields import FieldInfo
 
 from dspex.backends.native import ChatAdapter, JSONAdapter
 from dspex.backends.native._parsing import _candidate, loads_lenient, make_value_parser
-from dspex.backends.native._values import format_value, json_object_text
+from dspex.backends.native._values import expand_markers, format_value, json_object_text
 from dspex.signature import Signature
 
 from .corpus import outcome, typed
@@ -388,3 +388,139 @@ def test_typed_comparison_sees_float_types() -> None:
     # the oracle helper compares types too: 1 and 1.0 differ, nan equals nan
     assert typed(1) != typed(1.0)
     assert typed(math.nan) == typed(math.nan)
+
+
+class Shout(dspy.Type):
+    """A user's type that formats as text."""
+
+    text: str
+
+    def format(self) -> str:
+        return self.text.upper()
+
+
+class Parts(dspy.Type):
+    """A user's type that formats as content parts (non-ASCII, nested, a float)."""
+
+    items: list[Any]
+
+    def format(self) -> list[Any]:
+        return self.items
+
+
+class AsMapping(dspy.Type):
+    """A user's type whose format() returns neither text nor parts."""
+
+    def format(self) -> Any:
+        return {"k": (1, 2.5)}
+
+
+class Broken(dspy.Type):
+    """A user's type whose format() fails."""
+
+    def format(self) -> str:
+        raise ValueError("no format")
+
+
+def _mark(payload: str) -> str:
+    return f"<<CUSTOM-TYPE-START-IDENTIFIER>>{payload}<<CUSTOM-TYPE-END-IDENTIFIER>>"
+
+
+DSPY_TYPE_VALUES = [
+    dspy.Image("https://example.com/cat.png"),
+    dspy.Image("data:image/png;base64,iVBORw0KGgo="),
+    dspy.Audio(data="UklGRg==", audio_format="wav"),
+    dspy.File(file_id="file-1"),
+    dspy.Reasoning(content="Whiskers."),
+    dspy.Tool(lambda query: query, name="search", desc="Search."),
+    dspy.Code(code="print(1)"),
+    dspy.ToolCalls.from_dict_list([{"name": "search", "args": {"query": "é"}}]),
+    Shout(text="hi"),
+    Parts(items=[{"type": "text", "text": "日本 \u2028"}, {"n": [1, 2.5, None]}]),
+    Parts(items=[]),
+    Parts(items=[b"bytes"]),  # json.dumps fails: DSPy writes str(value)
+    AsMapping(),
+    Broken(),
+]
+
+
+@pytest.mark.parametrize("value", DSPY_TYPE_VALUES, ids=lambda v: type(v).__name__)
+def test_dspy_type_values_serialize_like_dspy(value: Any) -> None:
+    # dspy.Type's own serializer is run directly (format(), then text or marked parts); types
+    # with a serializer of their own (Code, ToolCalls) and other returns go through pydantic
+    assert outcome(format_value, value, False) == outcome(
+        format_field_value, FieldInfo(annotation=Any), value
+    )
+
+
+def _dspy_split(content: str) -> Any:
+    from dspy.adapters.types.base_type import split_message_content_for_custom_types
+
+    return split_message_content_for_custom_types([{"role": "user", "content": content}])[0][
+        "content"
+    ]
+
+
+_PAYLOADS = [
+    '[{"type": "image_url", "image_url": {"url": "https://example.com/a.png"}}]',
+    '[{"type": "text", "text": "日本"}]',
+    "[NaN, 1e400]",  # json.loads reads these, msgspec does not
+    '["\\ud800"]',
+    "[]",
+    '""',
+    "{}",
+    '{"a": 1}',  # a dict: DSPy appends its keys
+    '"ab"',  # a string: DSPy appends its characters
+    "1",  # not iterable: DSPy fails
+    "0",
+    "not json",
+    '\\"[1]\\"',  # doubly quoted
+    "[1, 2",  # json_repair's
+    "  [1]  ",
+    "",
+]
+
+
+@pytest.mark.parametrize("payload", _PAYLOADS, ids=repr)
+@pytest.mark.parametrize(
+    "shape",
+    [
+        "{}",
+        "before {} after",
+        "{}{}",
+        "a {} b {} c",
+        "{} <<CUSTOM-TYPE-START-IDENTIFIER>> dangling",
+    ],
+)
+def test_marked_user_content_splits_like_dspy(shape: str, payload: str) -> None:
+    content = shape.replace("{}", _mark(payload))
+    assert outcome(expand_markers, content) == outcome(_dspy_split, content)
+
+
+@pytest.mark.parametrize(
+    "content",
+    [
+        "no markers",
+        "<<CUSTOM-TYPE-START-IDENTIFIER>> no end",  # DSPy leaves the text as it is
+        "<<CUSTOM-TYPE-END-IDENTIFIER>> end first <<CUSTOM-TYPE-START-IDENTIFIER>>",
+        "<<CUSTOM-TYPE-START-IDENTIFIER>><<CUSTOM-TYPE-START-IDENTIFIER>>[1]"
+        "<<CUSTOM-TYPE-END-IDENTIFIER>><<CUSTOM-TYPE-END-IDENTIFIER>>",
+        "<<CUSTOM-TYPE-START-IDENTIFIER>>\n[1]\n<<CUSTOM-TYPE-END-IDENTIFIER>>\n",
+    ],
+    ids=repr,
+)
+def test_marker_edge_cases_split_like_dspy(content: str) -> None:
+    assert outcome(expand_markers, content) == outcome(_dspy_split, content)
+
+
+@settings(max_examples=500, deadline=None)
+@given(
+    st.lists(
+        st.sampled_from(_PAYLOADS).map(_mark)
+        | st.sampled_from(["<<CUSTOM-TYPE-START-IDENTIFIER>>", "<<CUSTOM-TYPE-END-IDENTIFIER>>"])
+        | st.text(max_size=8),
+        max_size=6,
+    ).map("".join)
+)
+def test_generated_marked_contents_split_like_dspy(content: str) -> None:
+    assert outcome(expand_markers, content) == outcome(_dspy_split, content)
