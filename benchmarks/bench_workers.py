@@ -16,15 +16,21 @@ bench_programs.py: the time the calls after a warm-up take):
 - ``dspex dspy, N workers, LiteLLM engine``: the same on ``LM(dspy_engine="litellm")``.
 
 With workers it also measures the service's event-loop lag during the measured calls: a task
-sleeping 10 ms at a time records how late it wakes (p99 reported; target <= 5 ms).
+sleeping 10 ms at a time records how late it wakes (p99 reported; target <= 5 ms). What the
+worst wake-ups are made of is reported beside it: the service's collections of Python's older
+GC generations (1 and 2: they walk every call in flight; the collector stops the loop while it
+runs) and the share of the machine's CPU time its host took (steal: a VM's vCPU not running,
+which no process on the machine can change).
 """
 
 from __future__ import annotations
 
 import asyncio
 import functools
+import gc
 import os
 import sys
+import time
 from pathlib import Path
 from typing import Any
 
@@ -64,6 +70,31 @@ def contenders() -> dict[str, str]:
     }
 
 
+class GCPauses:
+    """How long each collection of the older generations (1 and 2) took in this process."""
+
+    def __init__(self) -> None:
+        self.pauses: list[float] = []
+        self._start = 0.0
+        gc.callbacks.append(self._on_gc)
+
+    def _on_gc(self, phase: str, info: dict[str, Any]) -> None:
+        if phase == "start":
+            self._start = time.perf_counter()
+        elif info["generation"] > 0:
+            self.pauses.append(time.perf_counter() - self._start)
+
+
+def steal_ticks() -> int:
+    """The machine's CPU time taken by its host so far, in clock ticks (0 where unknown)."""
+    try:
+        with open("/proc/stat") as f:
+            fields = f.readline().split()
+        return int(fields[8])  # cpu user nice system idle iowait irq softirq steal
+    except (OSError, IndexError, ValueError):
+        return 0
+
+
 async def lag_monitor(samples: list[float], stop: asyncio.Event) -> None:
     """How late a 10 ms sleep wakes, again and again, until ``stop``."""
     loop = asyncio.get_running_loop()
@@ -93,12 +124,18 @@ async def contender(kind: str, url: str, args: Any) -> None:
             await asyncio.gather(*(qa(**INPUTS) for _ in range(2 * max(workers, 1))))
         samples: list[float] = []
         stop = asyncio.Event()
+        pauses = GCPauses()
+        steal0, wall0 = steal_ticks(), time.perf_counter()
         monitor = asyncio.create_task(lag_monitor(samples, stop))
         result = await closed_loop(
             functools.partial(qa, **INPUTS), args.callers, args.measured, args.cap
         )
         stop.set()
         await monitor
+        ticks = (time.perf_counter() - wall0) * os.sysconf("SC_CLK_TCK") * CORES
+        result["steal_pct"] = 100 * (steal_ticks() - steal0) / ticks
+        result["gc_old_pauses"] = len(pauses.pauses)
+        result["gc_old_max_ms"] = max(pauses.pauses, default=0.0) * 1000
         result["lag_p99_ms"] = percentile(samples, 99) * 1000
         result["lag_max_ms"] = max(samples) * 1000
         if workers:
@@ -178,6 +215,18 @@ def rows(runs: dict[str, dict[str, float]]) -> list[Row]:
             ok=many["lag_p99_ms"] <= 5.0,
         ),
         Row(
+            f"  its GC pauses, generations 1-2 ({int(many['gc_old_pauses'])}), the longest",
+            many["gc_old_max_ms"],
+            "ms",
+            target="reported",
+        ),
+        Row(
+            "  the host's steal of the machine's CPU time meanwhile",
+            many["steal_pct"],
+            "%",
+            target="reported",
+        ),
+        Row(
             "service event-loop lag p99, in process",
             runs["in_process"]["lag_p99_ms"],
             "ms",
@@ -207,7 +256,11 @@ def main() -> int:
         contenders(),
         args,
         LATENCY,
-        lambda r: f", loop lag p99 {r['lag_p99_ms']:.1f} ms" if "lag_p99_ms" in r else "",
+        lambda r: (
+            f", loop lag p99 {r['lag_p99_ms']:.1f} ms (steal {r['steal_pct']:.0f}%)"
+            if "lag_p99_ms" in r
+            else ""
+        ),
     )
     extra = {"latency_s": LATENCY, "callers": args.callers, "cores": CORES, "runs": runs}
     return 0 if report("bench_workers", rows(runs), extra) else 1
