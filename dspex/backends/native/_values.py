@@ -68,6 +68,7 @@ def serialize_for_json(value: Any) -> Any:
     if _formats_itself(t):
         # What pydantic's dump returns for it: dspy.Type's serializer, format() as a text, or
         # a list of content parts between the custom-type markers (a failure: str(value)).
+        # Any other return (a dict, say) is left to pydantic, which calls format() again.
         try:
             formatted = value.format()
             if type(formatted) is str:
