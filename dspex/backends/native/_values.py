@@ -140,6 +140,7 @@ def json_object_text(value: dict[str, Any]) -> str:
 
 _encode = msgspec.json.Encoder().encode
 _decode = msgspec.json.Decoder().decode
+_SHALLOW = 100  # brackets and braces in a marked payload read by msgspec (see _parse_payload)
 
 # json.dumps(data, ensure_ascii=False)'s C encoder, built once: json.dumps builds a JSONEncoder,
 # then its C encoder, on every call, which costs more than encoding a small value. No circular
@@ -259,10 +260,14 @@ def expand_markers(content: str) -> str | list[dict[str, Any]]:
 def _parse_payload(payload: str) -> Any:
     """DSPy's reading of a marked payload: json.loads, then doubly quoted JSON, then
     json_repair, each tried on a JSONDecodeError (other errors escape); None if all fail."""
-    try:  # msgspec reads what json.loads reads alike, or fails (NaN, 1e400, a lone surrogate)
-        return _decode(payload)
-    except msgspec.DecodeError:
-        pass
+    if payload.count("[") + payload.count("{") < _SHALLOW:
+        # msgspec reads what json.loads reads alike, or fails (NaN, 1e400, a lone surrogate,
+        # escaped or not). Only shallow payloads: near the recursion limit it nests a few
+        # levels deeper than json.loads, which DSPy lets fail.
+        try:
+            return _decode(payload)
+        except (msgspec.DecodeError, UnicodeEncodeError):
+            pass
     import json_repair
 
     for parse_fn in (json.loads, _doubly_quoted, json_repair.loads):

@@ -439,6 +439,7 @@ DSPY_TYPE_VALUES = [
     Parts(items=[{"type": "text", "text": "日本 \u2028"}, {"n": [1, 2.5, None]}]),
     Parts(items=[]),
     Parts(items=[b"bytes"]),  # json.dumps fails: DSPy writes str(value)
+    Parts(items=[{"type": "text", "text": "lone \ud800 surrogate"}]),
     AsMapping(),
     Broken(),
 ]
@@ -466,6 +467,7 @@ _PAYLOADS = [
     '[{"type": "text", "text": "日本"}]',
     "[NaN, 1e400]",  # json.loads reads these, msgspec does not
     '["\\ud800"]',
+    '[{"type": "text", "text": "\ud800"}]',  # a lone surrogate itself: msgspec cannot encode it
     "[]",
     '""',
     "{}",
@@ -511,6 +513,28 @@ def test_marked_user_content_splits_like_dspy(shape: str, payload: str) -> None:
 )
 def test_marker_edge_cases_split_like_dspy(content: str) -> None:
     assert outcome(expand_markers, content) == outcome(_dspy_split, content)
+
+
+def _nested(depth: int) -> str:
+    return "[" * depth + "]" * depth
+
+
+def _fails_deep(fn: Any, content: str) -> bool:
+    """Whether ``fn(content)`` hits the recursion limit (values this deep cannot be compared)."""
+    try:
+        fn(content)
+    except RecursionError:
+        return True
+    return False
+
+
+def test_deep_marked_payloads_split_like_dspy() -> None:
+    # near the recursion limit json.loads fails a few levels before msgspec would: around the
+    # depth at which it fails from here, and around the depth the fast path stops at
+    limit = next(d for d in range(1, 10_000) if _fails_deep(json.loads, _nested(d)))
+    for depth in (*range(limit - 12, limit + 12), *range(95, 105)):
+        content = _mark(_nested(depth))
+        assert _fails_deep(expand_markers, content) == _fails_deep(_dspy_split, content), depth
 
 
 @settings(max_examples=500, deadline=None)
