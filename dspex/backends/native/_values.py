@@ -1,8 +1,11 @@
 """Values to prompt text, as DSPy's ``format_field_value`` / ``serialize_for_json`` do it.
 
 The common cases (``str``, numbers, ``None``, lists and dicts of those) take a fast path whose
-output equals pydantic's ``dump_python(mode="json")``; anything else goes through pydantic exactly
-as DSPy does.
+output equals pydantic's ``dump_python(mode="json")``, and so does a ``dspy.Type`` that keeps
+``dspy.Type``'s own serializer (its ``format()``, called directly); anything else goes through
+pydantic exactly as DSPy does. Lists and objects are written by json's C encoder, built once.
+User message content is split at DSPy's custom-type markers as DSPy splits it
+(:func:`expand_markers`).
 """
 
 from __future__ import annotations

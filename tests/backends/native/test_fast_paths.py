@@ -7,6 +7,9 @@
   when nothing in it can be a Python literal;
 - JSONAdapter writes flat objects of scalars without json's (slow) indenting encoder;
 - a field value that is a list or an object is written by json's C encoder, built once;
+- a dspy.Type that keeps dspy.Type's serializer is written by its own format(), not pydantic's
+  dump, and user content is split at the custom-type markers with str.find, payloads read by
+  msgspec where it reads as json.loads does;
 - ChatAdapter looks up exact header lines in a dict before trying the header regex;
 - user messages are joined without DSPy's final strip where it cannot change anything.
 """
