@@ -13,6 +13,7 @@ and its shutdown.
 from __future__ import annotations
 
 import asyncio
+import contextvars
 import itertools
 import logging
 from collections.abc import Callable, Coroutine
@@ -94,6 +95,10 @@ class TaskSupervisor(Actor):
         self._loop = asyncio.get_running_loop()
         self._name = f"dspex:task of #{self.ref.pid}"
         self._proc.owned = self._tasks.keys()  # cancelled if this supervisor is killed
+        # What _ended runs in: it reads no context variable, and without one given
+        # add_done_callback copies the caller's context for every task (one loop runs them,
+        # one at a time, so one context serves them all)
+        self._ended_context = contextvars.Context()
 
     @classmethod
     async def start(
@@ -146,7 +151,7 @@ class TaskSupervisor(Actor):
         task = self._loop.create_task(fn(*args), name=self._name)
         handle._task = task
         tasks[task] = handle  # also what the process cancels if this supervisor is killed
-        task.add_done_callback(self._ended)
+        task.add_done_callback(self._ended, context=self._ended_context)
         return handle
 
     def children(self, owner: ActorRef | None) -> list[TaskRef]:

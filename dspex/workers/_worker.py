@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import itertools
 import logging
 from collections import deque
@@ -270,7 +271,7 @@ class WorkerActor(Actor):
                 self.traces[call_id] = msg.trace
             self.slot.in_flight += 1
             self.requests += 1
-            caller.on_abandon(lambda: self._abandoned(call_id))
+            caller.on_abandon(functools.partial(self._abandoned, call_id))
             if self._spent():
                 self._drain()
             return NOREPLY
