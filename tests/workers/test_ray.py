@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import signal
 from collections.abc import Iterator
 
 import pytest
@@ -25,9 +26,13 @@ pytestmark = pytest.mark.ray
 
 @pytest.fixture(scope="module")
 def local_ray() -> Iterator[None]:
+    # ray.init in the main thread replaces the SIGTERM handler with its own (sys.exit), and
+    # ray.shutdown leaves it: put back what was there, or later tests' SIGTERM exits
+    sigterm = signal.getsignal(signal.SIGTERM)
     ray.init(num_cpus=2, include_dashboard=False)
     yield
     ray.shutdown()
+    signal.signal(signal.SIGTERM, sigterm)
 
 
 async def test_calls_are_served_by_ray_actors(
