@@ -585,7 +585,7 @@ class ActorRef:
             p.blocked.append(item)
         else:
             raise MailboxFull(f"mailbox of {self!r} is full ({p.capacity} messages)")
-        del item  # the mailbox's once taken: not kept alive by this frame while the call runs
+        del item  # the mailbox holds it now: this frame need not keep it alive while the call runs
         pending = p.pending
         pending.add(fut)
         timer = (
