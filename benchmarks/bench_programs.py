@@ -159,6 +159,7 @@ async def closed_loop(call: Call, callers: int, measured: int, cap: float) -> di
     if done == 0 and failure:
         raise failure[0]
     t0, cpu0, gc0, done0 = time.perf_counter(), time.process_time(), gc_clock.total, done
+    old0 = len(gc_clock.old)
     with contextlib.suppress(asyncio.TimeoutError):
         await asyncio.wait_for(finished.wait(), cap)
     elapsed, calls = time.perf_counter() - t0, done - done0
@@ -169,6 +170,8 @@ async def closed_loop(call: Call, callers: int, measured: int, cap: float) -> di
         "warmup_s": t0 - begin,
         "client_cpu_us": (time.process_time() - cpu0) / max(calls, 1) * 1e6,
         "gc_us": (gc_clock.total - gc0) / max(calls, 1) * 1e6,
+        "gc_old_pauses": len(gc_clock.old) - old0,
+        "gc_old_max_ms": max(gc_clock.old[old0:], default=0.0) * 1000,
         "errors": errors,
         "tasks": len(tasks),
     }

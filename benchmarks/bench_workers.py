@@ -27,7 +27,6 @@ from __future__ import annotations
 
 import asyncio
 import functools
-import gc
 import os
 import sys
 import time
@@ -71,21 +70,6 @@ def contenders() -> dict[str, str]:
     }
 
 
-class GCPauses:
-    """How long each collection of the older generations (1 and 2) took in this process."""
-
-    def __init__(self) -> None:
-        self.pauses: list[float] = []
-        self._start = 0.0
-        gc.callbacks.append(self._on_gc)
-
-    def _on_gc(self, phase: str, info: dict[str, Any]) -> None:
-        if phase == "start":
-            self._start = time.perf_counter()
-        elif info["generation"] > 0:
-            self.pauses.append(time.perf_counter() - self._start)
-
-
 def steal_ticks() -> int:
     """The machine's CPU time taken by its host so far, in clock ticks (0 where unknown)."""
     try:
@@ -125,7 +109,6 @@ async def contender(kind: str, url: str, args: Any) -> None:
             await asyncio.gather(*(qa(**INPUTS) for _ in range(2 * max(workers, 1))))
         samples: list[float] = []
         stop = asyncio.Event()
-        pauses = GCPauses()
         steal0, wall0 = steal_ticks(), time.perf_counter()
         monitor = asyncio.create_task(lag_monitor(samples, stop))
         result = await closed_loop(
@@ -135,8 +118,6 @@ async def contender(kind: str, url: str, args: Any) -> None:
         await monitor
         ticks = (time.perf_counter() - wall0) * os.sysconf("SC_CLK_TCK") * CORES
         result["steal_pct"] = 100 * (steal_ticks() - steal0) / ticks
-        result["gc_old_pauses"] = len(pauses.pauses)
-        result["gc_old_max_ms"] = max(pauses.pauses, default=0.0) * 1000
         result["lag_p99_ms"] = percentile(samples, 99) * 1000
         result["lag_max_ms"] = max(samples) * 1000
         if workers:

@@ -49,18 +49,46 @@ def _plain_key(key: Any) -> bool:
 
 
 _SURROGATE = re.compile("[\ud800-\udfff]")
-_ADAPTERS: dict[type, Any] = {}
 
 
-def _type_adapter(tp: type) -> Any:
-    adapter = _ADAPTERS.get(tp)
-    if adapter is None:
-        from pydantic import TypeAdapter
+class _Dump:
+    """How values of one type are dumped (made once per type): whether dspy.Type's own
+    serializer alone dumps them (Image, Audio, File, Reasoning, Tool, a user's type; not Code
+    or ToolCalls, which write their own), and the pydantic TypeAdapter, built on first use."""
 
-        if len(_ADAPTERS) > 512:  # bound the cache (types can be created dynamically)
-            _ADAPTERS.clear()
-        adapter = _ADAPTERS.setdefault(tp, TypeAdapter(tp))
-    return adapter
+    __slots__ = ("_adapter", "formats_itself", "type")
+
+    def __init__(self, t: type):
+        self.type = t
+        self._adapter: Any = None
+        base: Any = imported_class("dspy.adapters.types.base_type", "Type")
+        self.formats_itself = False
+        if base is not None and issubclass(t, base):
+            serializers = t.__pydantic_decorators__.model_serializers  # type: ignore[attr-defined]
+            ours = base.__pydantic_decorators__.model_serializers["serialize_model"]
+            self.formats_itself = list(serializers) == ["serialize_model"] and (
+                serializers["serialize_model"].func is ours.func
+            )
+
+    def python(self, value: Any) -> Any:
+        """pydantic's ``dump_python(value, mode="json", fallback=str)``."""
+        if self._adapter is None:
+            from pydantic import TypeAdapter
+
+            self._adapter = TypeAdapter(self.type)
+        return self._adapter.dump_python(value, mode="json", fallback=str)
+
+
+_DUMPS: dict[type, _Dump] = {}
+
+
+def _dump(t: type) -> _Dump:
+    dump = _DUMPS.get(t)
+    if dump is None:
+        if len(_DUMPS) > 512:  # bound the cache (types can be created dynamically)
+            _DUMPS.clear()
+        dump = _DUMPS[t] = _Dump(t)
+    return dump
 
 
 def serialize_for_json(value: Any) -> Any:
@@ -68,7 +96,8 @@ def serialize_for_json(value: Any) -> Any:
     t = type(value)
     if t is str or t is float or _is_plain(value):
         return value
-    if _formats_itself(t):
+    dump = _dump(t)
+    if dump.formats_itself:
         # What pydantic's dump returns for it: dspy.Type's serializer, format() as a text, or
         # a list of content parts between the custom-type markers (a failure: str(value)).
         # Any other return (a dict, say) is left to pydantic, which calls format() again.
@@ -81,32 +110,9 @@ def serialize_for_json(value: Any) -> Any:
         except Exception:
             return str(value)
     try:
-        return _type_adapter(t).dump_python(value, mode="json", fallback=str)
+        return dump.python(value)
     except Exception:
         return str(value)
-
-
-_FORMATS_ITSELF: dict[type, bool] = {}
-
-
-def _formats_itself(t: type) -> bool:
-    """Whether pydantic dumps a ``t`` by dspy.Type's own serializer alone: ``t`` is a
-    ``dspy.Type`` that keeps its ``serialize_model`` (Image, Audio, File, Reasoning, Tool, a
-    user's type; not Code or ToolCalls, which write their own)."""
-    known = _FORMATS_ITSELF.get(t)
-    if known is None:
-        base: Any = imported_class("dspy.adapters.types.base_type", "Type")
-        known = False
-        if base is not None and issubclass(t, base):
-            serializers = t.__pydantic_decorators__.model_serializers  # type: ignore[attr-defined]
-            ours = base.__pydantic_decorators__.model_serializers["serialize_model"]
-            known = list(serializers) == ["serialize_model"] and (
-                serializers["serialize_model"].func is ours.func
-            )
-        if len(_FORMATS_ITSELF) > 512:  # bound the cache (types can be created dynamically)
-            _FORMATS_ITSELF.clear()
-        _FORMATS_ITSELF[t] = known
-    return known
 
 
 def json_object_text(value: dict[str, Any]) -> str:
