@@ -6,8 +6,9 @@ paths skip work whose result is known to be DSPy's, and otherwise run DSPy's ste
 
 - :func:`loads_lenient` returns ``json.loads(text)`` without json_repair when the text is plain
   JSON, which is what ``json_repair.loads`` itself returns first, and ``""`` without it for a
-  text in which json_repair finds nothing that starts a value (prose);
-- a text value that cannot be a Python literal stays the text without ``ast.literal_eval``;
+  text in which json_repair finds nothing that starts a value (prose, most code);
+- a text value that cannot be a Python literal (prose, a fenced code block) stays the text
+  without ``ast.literal_eval``;
 - an ``int``, ``float`` or ``bool`` field reads a plain JSON number with ``int()`` / ``float()``,
   as json's scanner does, and a candidate value of exactly the field's type is returned as is,
   which is what pydantic's validation returns for it;
@@ -20,6 +21,7 @@ from __future__ import annotations
 import ast
 import enum
 import json
+import keyword
 import re
 import sys
 import types
@@ -38,12 +40,13 @@ _JSON_OBJECT = r"\{(?:[^{}]|(?R))*\}"
 _decode_json = json.JSONDecoder().raw_decode  # json.loads's decoder: the default settings
 _JSON_SPACE = frozenset(" \t\n\r")  # what json.loads skips around a value
 _JSON_STARTS = frozenset('"{[-0123456789tfnNI')  # the first characters of JSON values it reads
-# Texts in which json_repair's parser finds no value to start: none of the characters that
-# start one outside a container (a container, a tuple, a comment, a quote), nor code fences or
-# other quote marks (kept out for safety). A property test holds loads_lenient on these equal to
-# json_repair.loads.
-_NO_VALUE_START = re.compile("[^{}\\[\\]()#/\"'`\u201c\u201d\u201e\u2018\u2019]*")
-# ASCII texts without what starts a Python literal (see _literal_free).
+# Texts in which json_repair's parser finds no value to start (see loads_lenient): no bracket
+# or brace, and no "(" with nothing but whitespace before it on its line. Property tests hold
+# loads_lenient on such texts (prose, code) equal to json_repair.loads.
+_NO_CONTAINER = re.compile(r"[^{}\[\]]*")
+_LINE_START_PAREN = re.compile(r"(?:\A|[\n\r])[^\S\n\r]*\(")  # (re's \s is str.isspace)
+# ASCII texts without what starts a Python literal; a leading ASCII name (see _literal_free).
+_FIRST_NAME = re.compile("[A-Za-z_][A-Za-z0-9_]*(?![A-Za-z0-9_'\"]|[^\x00-\x7f])")
 _NO_LITERAL = re.compile("[^0-9{}\\[\\]()\"'`#/]*")
 # The texts json.loads reads as one number (ASCII digits only), with an integer part short enough
 # for int()'s digit limit (640 at the lowest): json's scanner converts these with int() / float().
@@ -66,11 +69,15 @@ def loads_lenient(text: str) -> Any:
     json_repair returns ``json.loads(text)`` whenever that succeeds. ``json.loads`` skips leading
     whitespace, ``raw_decode``-s one value and accepts only whitespace after it, so a value
     decoded from index 0 that ends exactly at ``len(text)`` is its result. Otherwise its parser
-    scans the text for the start of a value; outside a container only ``{``, ``[``, ``(``, a
-    comment's ``#`` or ``/`` and a quote start one, so in a text without any of these (prose:
-    a Reasoning, an answer) it finds none and returns ``""``. Anything else (repairs, errors)
-    goes through json_repair itself. (JSON nested so deep that json.loads hits the recursion
-    limit raises RecursionError, as in DSPy.)
+    scans the text for the start of a value. Outside a container it starts one only at ``{``,
+    at ``[``, and at a ``(`` with nothing but whitespace before it on its line (a tuple); it
+    skips comments (``#``, ``/``), reads a leading quote as a key only when the text ends with
+    ``}``, and steps over every other character. So a text without brackets, braces and such
+    a ``(`` (prose: a Reasoning, an answer; most code) holds no value for it, and it returns
+    ``""``. Each comment costs it two nested calls; a text with so many that json_repair would
+    hit the recursion limit (and raise) goes through json_repair, as does anything else
+    (repairs, errors). (JSON nested so deep that json.loads hits the recursion limit raises
+    RecursionError, as in DSPy.)
     """
     first = text[:1]
     if first in _JSON_STARTS or first.isdigit():
@@ -81,7 +88,11 @@ def loads_lenient(text: str) -> Any:
         else:
             if end == len(text):
                 return value
-    if _NO_VALUE_START.fullmatch(text):
+    if (
+        _NO_CONTAINER.fullmatch(text)
+        and _LINE_START_PAREN.search(text) is None
+        and text.count("#") + text.count("/") < sys.getrecursionlimit() // 8
+    ):
         if text[:1] in _JSON_SPACE or text[-1:] in _JSON_SPACE:
             try:  # a number or literal with whitespace around it: json.loads reads it
                 return json.loads(text)
@@ -107,13 +118,26 @@ def find_enum_member(enum_cls: Any, identifier: Any) -> Any:
 def _literal_free(text: str) -> bool:
     """Whether ``ast.literal_eval(text)`` is sure to raise ValueError or SyntaxError.
 
-    Every literal it reads holds a digit, a quote, a bracket, a brace, a parenthesis, ``True``,
-    ``False``, ``None`` or ``...``. ASCII only (identifiers are NFKC-normalized, so other
-    letters may spell a keyword), and shorter than half the recursion limit: operators nested
-    deeper (``- - - x``) make the parser raise RecursionError instead."""
+    literal_eval strips leading spaces and tabs, then parses an expression. A first token that
+    is a backtick (a fenced code block) fails the parse: no Python token starts with one. A
+    first token that is a name (``print(2)``, ``x = 1``), but for a keyword (``None``,
+    ``not``, ...) and ``set`` (``set()`` is a literal), is a name in whatever expression parses,
+    and literal_eval rejects names: an ASCII name, not followed by a quote (a string prefix) or
+    by a non-ASCII letter (identifiers are NFKC-normalized). Otherwise every literal it reads
+    holds a digit, a quote, a bracket, a brace, a parenthesis, ``True``, ``False``, ``None``
+    or ``...``, checked on ASCII texts. But for the backtick, only texts shorter than half the
+    recursion limit: operators nested deeper (``- - - x``) make the parser raise
+    RecursionError instead."""
+    stripped = text.lstrip(" \t")
+    if stripped[:1] == "`":
+        return True
+    if len(text) >= sys.getrecursionlimit() // 2:
+        return False
+    name = _FIRST_NAME.match(stripped)
+    if name is not None and not keyword.iskeyword(name[0]) and name[0] != "set":
+        return True
     return (
-        len(text) < sys.getrecursionlimit() // 2
-        and text.isascii()
+        text.isascii()
         and _NO_LITERAL.fullmatch(text) is not None
         and "True" not in text
         and "False" not in text
@@ -142,14 +166,12 @@ def make_value_parser(annotation: Any) -> ValueParser:
     if isinstance(annotation, enum.EnumMeta):
         return lambda value: find_enum_member(annotation, value)
 
-    adapter: list[Any] = []
+    validator: list[ValueParser] = []  # built on first use
 
     def validate(value: Any) -> Any:
-        if not adapter:
-            from pydantic import TypeAdapter
-
-            adapter.append(TypeAdapter(annotation))
-        return adapter[0].validate_python(value)
+        if not validator:
+            validator.append(_validator(annotation))
+        return validator[0](value)
 
     if annotation is int or annotation is float or annotation is bool:
 
@@ -181,6 +203,8 @@ def make_value_parser(annotation: Any) -> ValueParser:
     # A dspy.Type (Code, Reasoning, a user's type) whose candidate does not validate is
     # validated once more from the text itself: its own validator may take text.
     dspy_type = _is_dspy_type(annotation)
+    if dspy_type:
+        from pydantic import ValidationError
 
     def parse(value: Any) -> Any:
         if is_literal:
@@ -199,17 +223,28 @@ def make_value_parser(annotation: Any) -> ValueParser:
             return validate(value)
         if not dspy_type:
             return validate(_candidate(value))
-        import pydantic
-
         try:
             return validate(_candidate(value))
-        except pydantic.ValidationError as error:
+        except ValidationError as error:
             try:
                 return validate(value)
-            except pydantic.ValidationError:
+            except ValidationError:
                 raise error from None
 
     return parse
+
+
+def _validator(annotation: Any) -> ValueParser:
+    """``TypeAdapter(annotation).validate_python`` with its defaults: the core validator's own
+    method, without TypeAdapter's Python wrapper (unless pydantic defers building it)."""
+    from pydantic import TypeAdapter
+
+    adapter = TypeAdapter(annotation)
+    core = getattr(adapter, "validator", None)
+    if type(core).__name__ in ("SchemaValidator", "PluggableSchemaValidator"):
+        method: ValueParser = core.validate_python  # type: ignore[union-attr]
+        return method
+    return adapter.validate_python
 
 
 def _is_dspy_type(annotation: Any) -> bool:

@@ -2,14 +2,15 @@
 
 The common cases (``str``, numbers, ``None``, lists and dicts of those) take a fast path whose
 output equals pydantic's ``dump_python(mode="json")``, and so does a ``dspy.Type`` that keeps
-``dspy.Type``'s own serializer (its ``format()``, called directly); anything else goes through
-pydantic exactly as DSPy does. Lists and objects are written by json's C encoder, built once.
-User message content is split at DSPy's custom-type markers as DSPy splits it
-(:func:`expand_markers`).
+``dspy.Type``'s or ``dspy.Code``'s serializer (its ``format()``, called directly); anything
+else goes through pydantic exactly as DSPy does. Lists and objects are written by json's C
+encoder, built once. User message content is split at DSPy's custom-type markers as DSPy
+splits it (:func:`expand_markers`).
 """
 
 from __future__ import annotations
 
+import functools
 import json
 import math
 import re
@@ -52,23 +53,40 @@ _SURROGATE = re.compile("[\ud800-\udfff]")
 
 
 class _Dump:
-    """How values of one type are dumped (made once per type): whether dspy.Type's own
-    serializer alone dumps them (Image, Audio, File, Reasoning, Tool, a user's type; not Code
-    or ToolCalls, which write their own), and the pydantic TypeAdapter, built on first use."""
+    """How values of one type are dumped (made once per type): by their own ``format()`` where
+    the type's pydantic serializer is one of DSPy's that only calls it, ``"parts"`` for
+    dspy.Type's (Image, Audio, File, Reasoning, Tool, a user's type: a text, or content parts
+    between the markers), ``"text"`` for Code's (a text); else (``None``: ToolCalls, a model)
+    by the pydantic TypeAdapter, built on first use.
 
-    __slots__ = ("_adapter", "formats_itself", "type")
+    ``texts`` keeps the texts of a frozen type whose ``format()`` DSPy caches by value
+    (``functools.lru_cache``: Image): DSPy writes the same JSON for equal values, from the same
+    list, so its text is kept by value too (a few, as DSPy keeps a few), while the type's
+    ``format`` is that cache (``cached``)."""
+
+    __slots__ = ("_adapter", "cached", "formats", "texts", "type")
 
     def __init__(self, t: type):
         self.type = t
         self._adapter: Any = None
+        self.formats: str | None = None
+        self.texts: dict[Any, str] | None = None
+        self.cached: Any = None
         base: Any = imported_class("dspy.adapters.types.base_type", "Type")
-        self.formats_itself = False
         if base is not None and issubclass(t, base):
             serializers = t.__pydantic_decorators__.model_serializers  # type: ignore[attr-defined]
-            ours = base.__pydantic_decorators__.model_serializers["serialize_model"]
-            self.formats_itself = list(serializers) == ["serialize_model"] and (
-                serializers["serialize_model"].func is ours.func
-            )
+            if list(serializers) == ["serialize_model"]:
+                func = serializers["serialize_model"].func
+                code: Any = imported_class("dspy.adapters.types.code", "Code")
+                for formats, owner in (("parts", base), ("text", code)):
+                    theirs = getattr(owner, "__pydantic_decorators__", None)
+                    if theirs and func is theirs.model_serializers["serialize_model"].func:
+                        self.formats = formats
+            cached = getattr(t, "format", None)
+            if isinstance(cached, functools._lru_cache_wrapper) and (
+                t.model_config.get("frozen")  # type: ignore[attr-defined]
+            ):
+                self.texts, self.cached = {}, cached
 
     def python(self, value: Any) -> Any:
         """pydantic's ``dump_python(value, mode="json", fallback=str)``."""
@@ -80,6 +98,7 @@ class _Dump:
 
 
 _DUMPS: dict[type, _Dump] = {}
+_KEPT_TEXTS = 32  # per type, as DSPy's cache of Image.format
 
 
 def _dump(t: type) -> _Dump:
@@ -97,18 +116,35 @@ def serialize_for_json(value: Any) -> Any:
     if t is str or t is float or _is_plain(value):
         return value
     dump = _dump(t)
-    if dump.formats_itself:
-        # What pydantic's dump returns for it: dspy.Type's serializer, format() as a text, or
-        # a list of content parts between the custom-type markers (a failure: str(value)).
-        # Any other return (a dict, say) is left to pydantic, which calls format() again.
+    if dump.formats is not None:
+        texts = dump.texts
+        if texts is not None and t.format is not dump.cached:
+            texts = None  # (format replaced since)
+        if texts is not None:
+            try:
+                return texts[value]
+            except (KeyError, TypeError):  # (TypeError: unhashable, and so is format's key)
+                pass
+        # What pydantic's dump returns for it: format() as a text or, by dspy.Type's
+        # serializer, a list of content parts between the custom-type markers (a failure:
+        # str(value)). Any other return (a dict, say) is left to pydantic, which calls
+        # format() again.
         try:
             formatted = value.format()
             if type(formatted) is str:
-                return formatted
-            if isinstance(formatted, list):
-                return f"{MARKER_START}{compact_json(formatted)}{MARKER_END}"
+                text = formatted
+            elif dump.formats == "parts" and isinstance(formatted, list):
+                text = f"{MARKER_START}{compact_json(formatted)}{MARKER_END}"
+            else:
+                text = None
         except Exception:
             return str(value)
+        if text is not None:
+            if texts is not None:
+                if len(texts) >= _KEPT_TEXTS:
+                    texts.clear()
+                texts[value] = text
+            return text
     try:
         return dump.python(value)
     except Exception:

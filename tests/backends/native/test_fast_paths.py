@@ -3,13 +3,15 @@
 - scalar fields (int / float / bool) read plain JSON numbers with int() / float() and skip
   pydantic for values of exactly the right type;
 - lenient JSON skips json_repair when ``json.loads`` alone reads the text, or when nothing in
-  the text starts a value for json_repair (prose), and a text value skips ``ast.literal_eval``
-  when nothing in it can be a Python literal;
+  the text starts a value for json_repair (prose, most code), and a text value skips
+  ``ast.literal_eval`` when it cannot be a Python literal (prose, code starting with a name or
+  a fence);
 - JSONAdapter writes flat objects of scalars without json's (slow) indenting encoder;
 - a field value that is a list or an object is written by json's C encoder, built once;
-- a dspy.Type that keeps dspy.Type's serializer is written by its own format(), not pydantic's
-  dump, and user content is split at the custom-type markers with str.find, payloads read by
-  msgspec where it reads as json.loads does;
+- a dspy.Type that keeps dspy.Type's or Code's serializer is written by its own format(), not
+  pydantic's dump (an Image's text kept by value, as DSPy keeps its format()), and user
+  content is split at the custom-type markers with str.find, payloads read by msgspec where
+  it reads as json.loads does;
 - ChatAdapter looks up exact header lines in a dict before trying the header regex;
 - user messages are joined without DSPy's final strip where it cannot change anything.
 """
@@ -19,7 +21,7 @@ from __future__ import annotations
 import ast
 import json
 import math
-from typing import Any, Literal, Optional
+from typing import Any, ClassVar, Literal, Optional
 
 import dspy
 import json_repair
@@ -117,6 +119,19 @@ LENIENT_TEXTS = [
     *["Floppy ears.", "It is the capital.", " true ", "\t-Infinity\n", " NaN", " 12 ", "12 a"],
     *["-", "...", "a, b", "1, 2", "x: 1, y: 2", "key: value", "a: {b}", "a:\n- b\n- c"],
     *["\\", "a\\nb", "é\u2028", "\u00a0", "1" * 5000 + " ", " " + "1" * 5000, "- 1e400"],
+    # code: a "(" starts a value only with nothing but whitespace before it on its line
+    *["print(2)", "```python\nprint(2)\n```", "def f(x):\n    return x", "f(a, 'b', \"c\")"],
+    *["(1, 2)", " (1)", "x\n(1, 2)", "x\r  (1)", 'x\n\t("a")', "x (1)", "x\n y (1)", "()"],
+    *["\u3000(1)", "x\u2028(1)", "x\x0c(1)", "# c\n(1)", "(1) # c", "a / b", "a // b", "/* c */"],
+    *["/* c", "x = 'a'\n# note (1)\nprint(x)", "'a': 1", '"a": 1', "“a”: 1", "a: 'b'"],
+    *["# c\n" * 100 + "x", "# c\nx\n" * 400, "a / b\n" * 400, "/" * 3000, "x = 1  # one"],
+]
+
+
+_CODE_TOKENS = [
+    *["print", "x", "é", "set", "None", "not", "b", "rb", "f", " ", "  ", "\t", "\n", "\r", "\x0c"],
+    *["(", ")", "'", '"', "“", "”", "`", "```", "#", "/", "*", ":", ",", "=", "1", "-", ".", "\\"],
+    *["[", "]", "{", "}", "\u3000", "\u2028", "\x00"],
 ]
 
 
@@ -145,6 +160,9 @@ def test_lenient_json_equals_json_repair(text: str) -> None:
             max_size=12,
         ).map("".join),
         st.text(st.characters(blacklist_characters="{}[]()#/\"'`\u201c\u201d\u201e\u2018\u2019")),
+        st.text(st.characters(blacklist_characters="{}[]")),
+        # code and prose with quotes, comments and parentheses in and at the start of lines
+        st.lists(st.sampled_from(_CODE_TOKENS), max_size=16).map("".join),
     )
 )
 def test_generated_texts_load_like_json_repair(text: str) -> None:
@@ -168,6 +186,12 @@ CANDIDATE_TEXTS = [
     *["-" * 1400 + "a", "-" * 1600 + "a", "~" * 3000 + "a", "a" + "+a" * 800, "not " * 2000],
     *["\U0001d413\U0001d42b\U0001d42e\U0001d41e", "caf\u00e9", "a\\\nb", "a\x00b", "", " ", "\t"],
     *["lambda: a", "a: b", "a @ b % c", "a; b", "yield a", "await a", "*a", "a := b", "a,"],
+    # code: a leading name (not a keyword, not set) or a fence is no literal
+    *["print(2)", "```python\nprint(2)\n```", " \t```x", "`", "`" + "(" * 300, "\tprint(1)"],
+    *["set()", "set(), 1", "sett()", "b'x'", "rb'x'", 'Rb"x"', "f'x'", "u'x'", "br''", "x = 1"],
+    *["None", "None, 1", "True or x", "not x", "lambda: 1", "await x", "pr\u00e9nom(1)", "Nonė"],
+    *["\uff2e\uff4f\uff4e\uff45", "a" + "+a" * 300, "a" + "-" * 1400 + "1", "x, 1", "x\n(1)"],
+    *["print('a'\n'b')", "a\x00", "a\ud800", "print(2)\nprint(3)", "_", "match", "x.y[1]"],
 ]
 
 
@@ -183,14 +207,31 @@ def test_text_values_become_what_dspy_validates(text: str) -> None:
             st.sampled_from(["a", "Floppy", "ears", "not", "if", "else", "lambda", "Tru", "e"])
             | st.sampled_from(["None", "Non", "Fals", "..", ".", " ", "\n", "\t", ",", ":", ";"])
             | st.sampled_from(["-", "+", "~", "*", "**", "=", "<", "@", "%", "&", "|", "^", "!"])
-            | st.sampled_from(["\\", "1", "'", "(", ")", "[", "é", "\x00", "j", "_"]),
+            | st.sampled_from(["\\", "1", "'", "(", ")", "[", "é", "\x00", "j", "_"])
+            | st.sampled_from(["print", "set", "b", "rb", "f", "`", "```", "\u00e9", "\uff2e"]),
             max_size=16,
         ).map("".join),
         st.text(st.characters(max_codepoint=127), max_size=30),
+        st.lists(st.sampled_from(_CODE_TOKENS), max_size=16).map("".join),
     )
 )
 def test_generated_text_values_become_what_dspy_validates(text: str) -> None:
     assert outcome(_candidate, text) == outcome(dspy_candidate, text)
+
+
+JAVA = dspy.Code["java"]  # (each subscript makes a new class)
+CODE_REPLIES = [
+    *["print(2)", "```python\nprint(2)\n```", "```\nx = [1]\n```", "```print(1)```", "x = 1"],
+    *['{"code": "print(1)"}', '"print(1)"', "'print(1)'", "[1, 2]", "42", "", "```", "set()"],
+    *["def f(x):\n    return {'a': x}", "# comment\nprint(1)", "b'x'", "(print(1))", "None"],
+]
+
+
+@pytest.mark.parametrize("annotation", [dspy.Code, JAVA], ids=["Code", "Code_java"])
+@pytest.mark.parametrize("text", CODE_REPLIES, ids=repr)
+def test_code_values_parse_like_dspy(annotation: Any, text: str) -> None:
+    parse = make_value_parser(annotation)
+    assert outcome(parse, text) == outcome(parse_value, text, annotation)
 
 
 _SCALARS = st.one_of(
@@ -425,6 +466,28 @@ class Broken(dspy.Type):
         raise ValueError("no format")
 
 
+class ListedCode(dspy.Code):
+    """Code whose format() returns a list: pydantic dumps what Code's serializer returns."""
+
+    def format(self) -> Any:
+        return [self.code]
+
+
+class BrokenCode(dspy.Code):
+    def format(self) -> str:
+        raise ValueError("no format")
+
+
+class Tinted(dspy.Image):
+    """An Image whose format() DSPy does not cache (nor does native keep its text)."""
+
+    calls: ClassVar[int] = 0
+
+    def format(self) -> Any:
+        Tinted.calls += 1
+        return [{"type": "image_url", "image_url": {"url": self.url + "#tint"}}]
+
+
 def _mark(payload: str) -> str:
     return f"<<CUSTOM-TYPE-START-IDENTIFIER>>{payload}<<CUSTOM-TYPE-END-IDENTIFIER>>"
 
@@ -437,6 +500,10 @@ DSPY_TYPE_VALUES = [
     dspy.Reasoning(content="Whiskers."),
     dspy.Tool(lambda query: query, name="search", desc="Search."),
     dspy.Code(code="print(1)"),
+    JAVA(code="```java\nint x;\n```"),
+    ListedCode(code="print(1)"),
+    BrokenCode(code="print(1)"),
+    Tinted("https://example.com/cat.png"),
     dspy.ToolCalls.from_dict_list([{"name": "search", "args": {"query": "é"}}]),
     Shout(text="hi"),
     Parts(items=[{"type": "text", "text": "日本 \u2028"}, {"n": [1, 2.5, None]}]),
@@ -455,6 +522,20 @@ def test_dspy_type_values_serialize_like_dspy(value: Any) -> None:
     assert outcome(format_value, value, False) == outcome(
         format_field_value, FieldInfo(annotation=Any), value
     )
+
+
+def test_image_texts_are_kept_by_value_as_dspy_keeps_its_format() -> None:
+    # equal images (other objects) write the same text, also past the kept texts' bound
+    urls = [f"https://example.com/{i}.png" for i in range(80)]
+    for url in urls + urls:
+        image = dspy.Image(url)
+        expected = format_field_value(FieldInfo(annotation=Any), image)
+        assert format_value(dspy.Image(url), False) == expected
+    # a subclass with a format() of its own is formatted on every call, as DSPy does
+    before = Tinted.calls
+    for _ in range(3):
+        format_value(Tinted("https://example.com/cat.png"), False)
+    assert Tinted.calls == before + 3
 
 
 def _dspy_split(content: str) -> Any:
