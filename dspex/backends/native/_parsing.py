@@ -40,6 +40,7 @@ _JSON_OBJECT = r"\{(?:[^{}]|(?R))*\}"
 _decode_json = json.JSONDecoder().raw_decode  # json.loads's decoder: the default settings
 _JSON_SPACE = frozenset(" \t\n\r")  # what json.loads skips around a value
 _JSON_STARTS = frozenset('"{[-0123456789tfnNI')  # the first characters of JSON values it reads
+_JSON_WORDS = frozenset(("true", "false", "null", "NaN", "Infinity", "-Infinity"))
 # Texts in which json_repair's parser finds no value to start (see loads_lenient): no bracket
 # or brace, and no "(" with nothing but whitespace before it on its line. Property tests hold
 # loads_lenient on such texts (prose, code) equal to json_repair.loads.
@@ -115,6 +116,23 @@ def find_enum_member(enum_cls: Any, identifier: Any) -> Any:
     raise ValueError(f"{identifier} is not a valid name or value for the enum {enum_cls.__name__}")
 
 
+def _prose(text: str) -> bool:
+    """Whether ``text`` is a text neither json_repair nor literal_eval reads a value from (the
+    quick check for prose): what :func:`loads_lenient` and :func:`_literal_free` decide for an
+    ASCII text without digits, quotes, brackets, braces, parentheses, ``#``, ``/``, ``True``,
+    ``False``, ``None`` and ``...``, unless json.loads reads it (a JSON word, as ``null``)."""
+    return (
+        _NO_LITERAL.fullmatch(text) is not None
+        and text.isascii()
+        and len(text) < sys.getrecursionlimit() // 2
+        and "True" not in text
+        and "False" not in text
+        and "None" not in text
+        and "..." not in text
+        and text.strip(" \t\n\r") not in _JSON_WORDS
+    )
+
+
 def _literal_free(text: str) -> bool:
     """Whether ``ast.literal_eval(text)`` is sure to raise ValueError or SyntaxError.
 
@@ -148,6 +166,8 @@ def _literal_free(text: str) -> bool:
 
 def _candidate(value: str) -> Any:
     """What DSPy's ``parse_value`` validates for a text value: lenient JSON, then a literal."""
+    if _prose(value):
+        return value
     candidate = loads_lenient(value)
     if candidate == "" and value != "":  # json_repair's "nothing found"
         if _literal_free(value):

@@ -192,6 +192,8 @@ CANDIDATE_TEXTS = [
     *["None", "None, 1", "True or x", "not x", "lambda: 1", "await x", "pr\u00e9nom(1)", "Nonė"],
     *["\uff2e\uff4f\uff4e\uff45", "a" + "+a" * 300, "a" + "-" * 1400 + "1", "x, 1", "x\n(1)"],
     *["print('a'\n'b')", "a\x00", "a\ud800", "print(2)\nprint(3)", "_", "match", "x.y[1]"],
+    # JSON words json.loads reads (prose otherwise)
+    *["true", " null ", "NaN", "-Infinity", "Infinity\n", "nan", "true false", "\ttrue"],
 ]
 
 
