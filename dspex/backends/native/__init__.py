@@ -4,11 +4,12 @@
 (``format``), parse replies into the same values and types (``parse``, ``parse_completions``),
 say which extra request arguments DSPy adds (``request_kwargs``) and whether DSPy would retry
 with another adapter after an error (``fallback_adapter``).
-Templates are built once per signature and adapter.
+Templates are built once per signature and adapter; a predictor's demos' messages once per
+demos it holds (``adapter.demo_messages(sig, demos)``, which ``format`` takes in their place).
 
 A native Predict call is therefore::
 
-    messages = adapter.format(sig, demos, inputs)
+    messages = adapter.format(sig, demo_messages, inputs)
     reply = await lm(messages, **adapter.request_kwargs(sig, support))
     try:
         outputs = adapter.parse_completions(sig, reply.texts)
@@ -25,6 +26,7 @@ Parallel) are built on those predictors and send exactly the requests DSPy's mod
 from dspex.backends.native._adapters import (
     Adapter,
     ChatAdapter,
+    DemoMessages,
     JSONAdapter,
     ResponseFormatSupport,
     XMLAdapter,
@@ -49,6 +51,7 @@ __all__ = [
     "Adapter",
     "ChatAdapter",
     "ContextWindowExceeded",
+    "DemoMessages",
     "JSONAdapter",
     "NativeBackend",
     "NativeBestOfN",

@@ -31,6 +31,8 @@ from ._types import (
 )
 from ._values import (
     MARKER_START,
+    decode_json,
+    encode_json,
     expand_markers,
     format_value,
     json_object_text,
@@ -130,6 +132,46 @@ class _Plan:
         self.formats: dict[Any, dict[str, Any]] = {}
 
 
+class DemoMessages:
+    """The messages an adapter writes for a signature's demos, made once by
+    :meth:`Adapter.demo_messages`; each :meth:`Adapter.format` that takes it copies them into
+    its messages (content parts too: a caller may change the messages it gets)."""
+
+    __slots__ = ("_copies", "demos", "messages", "plan")
+
+    def __init__(
+        self, plan: _Plan, demos: tuple[Mapping[str, Any], ...], messages: tuple[Message, ...]
+    ) -> None:
+        self.plan = plan
+        self.demos = demos
+        self.messages = messages
+        # (role, content, its parts as JSON when msgspec gives them back equal: decoding them
+        # is the quickest copy)
+        copies = []
+        for message in messages:
+            content, raw = message["content"], None
+            if type(content) is not str:
+                try:
+                    raw = encode_json(content)
+                    if decode_json(raw) != content:  # (nan, say)
+                        raw = None
+                except (TypeError, ValueError, OverflowError):  # (a lone surrogate, a big int)
+                    raw = None
+            copies.append((message["role"], content, raw))
+        self._copies = tuple(copies)
+
+    def fresh(self) -> list[Message]:
+        """A copy of the messages, for one call."""
+        out: list[Message] = []
+        for role, content, raw in self._copies:
+            if raw is not None:
+                content = decode_json(raw)
+            elif type(content) is not str:
+                content = _copy_json(content)
+            out.append({"role": role, "content": content})
+        return out
+
+
 def _sections(
     fields: tuple[FieldSpec, ...], values: Mapping[str, Any], missing: Any = _SKIP
 ) -> str:
@@ -225,18 +267,18 @@ class Adapter(abc.ABC):
     def format(
         self,
         signature: SignatureLike,
-        demos: Sequence[Mapping[str, Any]] = (),
+        demos: Sequence[Mapping[str, Any]] | DemoMessages = (),
         inputs: Mapping[str, Any] | None = None,
     ) -> list[Message]:
         """The chat messages DSPy's adapter sends for ``signature``, ``demos`` and ``inputs``.
 
         Demos are mappings keyed by field name (extra keys are ignored); demos missing a field come
-        first, demos without any input or any output are dropped, as in DSPy.
+        first, demos without any input or any output are dropped, as in DSPy. ``demos`` may be
+        their messages made once by :meth:`demo_messages` (copied into each call's messages).
         """
         plan = self._plan(signature)
         messages: list[Message] = [{"role": "system", "content": plan.system}]
-        if demos:
-            self._demos(plan, demos, messages)
+        self._add_demos(plan, demos, messages)
         values = inputs or {}
         if plan.history is not None and plan.history in values:
             self._history(plan, values[plan.history], messages)
@@ -245,6 +287,20 @@ class Adapter(abc.ABC):
         text = _sections(plan.turn_inputs, values)
         messages.append(_user(f"{text}\n\n{plan.reminder}" if text else plan.reminder))
         return messages
+
+    def demo_messages(
+        self, signature: SignatureLike, demos: Sequence[Mapping[str, Any]]
+    ) -> DemoMessages:
+        """The messages :meth:`format` writes for ``demos`` (as DSPy's adapter writes them on every
+        call), made now, for :meth:`format` to take in place of the demos: a predictor's demos
+        are its state, so their messages are made once, not per call.
+
+        Raises what :meth:`format` raises for these demos (InputError, SignatureError).
+        """
+        plan = self._plan(signature)
+        messages: list[Message] = []
+        self._demos(plan, demos, messages)
+        return DemoMessages(plan, tuple(demos), tuple(messages))
 
     def _history(self, plan: _Plan, history: Any, messages: list[Message]) -> None:
         """Append a ``dspy.History``'s turns as DSPy 3.4.1 does: each message's inputs as a user
@@ -313,6 +369,22 @@ class Adapter(abc.ABC):
             messages.append(message)
         if results is not None:
             messages.extend(tool_message(result) for result in results.tool_call_results)
+
+    def _add_demos(
+        self,
+        plan: _Plan,
+        demos: Sequence[Mapping[str, Any]] | DemoMessages,
+        messages: list[Message],
+    ) -> None:
+        """Append the demos' messages: copies of those made by :meth:`demo_messages` for this
+        signature and adapter, else written now."""
+        if isinstance(demos, DemoMessages):
+            if demos.plan is plan:
+                messages.extend(demos.fresh())
+            else:  # made for another signature or adapter
+                self._demos(plan, demos.demos, messages)
+        elif demos:
+            self._demos(plan, demos, messages)
 
     def _demos(
         self, plan: _Plan, demos: Iterable[Mapping[str, Any]], messages: list[Message]

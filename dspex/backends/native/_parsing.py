@@ -46,6 +46,12 @@ _JSON_WORDS = frozenset(("true", "false", "null", "NaN", "Infinity", "-Infinity"
 # loads_lenient on such texts (prose, code) equal to json_repair.loads.
 _NO_CONTAINER = re.compile(r"[^{}\[\]]*")
 _LINE_START_PAREN = re.compile(r"(?:\A|[\n\r])[^\S\n\r]*\(")  # (re's \s is str.isspace)
+# A text starting with an ASCII name (as _FIRST_NAME), without brackets or braces, in which no
+# "(" opens a line (see _plain_code).
+_NAMED_CODE = re.compile(
+    "([A-Za-z_][A-Za-z0-9_]*)(?![A-Za-z0-9_'\"]|[^\\x00-\\x7f])"
+    "[^{}\\[\\]\\n\\r]*(?:[\\n\\r]+(?![^\\S\\n\\r]*\\()[^{}\\[\\]\\n\\r]*)*"
+)
 # ASCII texts without what starts a Python literal; a leading ASCII name (see _literal_free).
 _FIRST_NAME = re.compile("[A-Za-z_][A-Za-z0-9_]*(?![A-Za-z0-9_'\"]|[^\x00-\x7f])")
 _NO_LITERAL = re.compile("[^0-9{}\\[\\]()\"'`#/]*")
@@ -133,6 +139,22 @@ def _prose(text: str) -> bool:
     )
 
 
+def _plain_code(text: str) -> bool:
+    """The quick check for code (``print(2)``): a text in which json_repair finds no value
+    (:func:`loads_lenient`: no bracket or brace, no ``(`` opening a line, not too many comment
+    starts, not a JSON word) and whose first token is a name literal_eval rejects
+    (:func:`_literal_free`)."""
+    code = _NAMED_CODE.fullmatch(text)
+    return (
+        code is not None
+        and not keyword.iskeyword(code[1])
+        and code[1] != "set"
+        and len(text) < sys.getrecursionlimit() // 2
+        and text.count("#") + text.count("/") < sys.getrecursionlimit() // 8
+        and text.rstrip(" \t\n\r") not in _JSON_WORDS
+    )
+
+
 def _literal_free(text: str) -> bool:
     """Whether ``ast.literal_eval(text)`` is sure to raise ValueError or SyntaxError.
 
@@ -166,7 +188,7 @@ def _literal_free(text: str) -> bool:
 
 def _candidate(value: str) -> Any:
     """What DSPy's ``parse_value`` validates for a text value: lenient JSON, then a literal."""
-    if _prose(value):
+    if _prose(value) or _plain_code(value):
         return value
     candidate = loads_lenient(value)
     if candidate == "" and value != "":  # json_repair's "nothing found"

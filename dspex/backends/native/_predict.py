@@ -98,10 +98,11 @@ class NativePredict:
     """
 
     __slots__ = (
+        "_demo_messages",
+        "_demos",
         "_signature",
         "adapter",
         "client",
-        "demos",
         "extract",
         "lm",
         "prompt",
@@ -124,12 +125,35 @@ class NativePredict:
     ):
         self.lm = lm
         self.client = client
-        self.demos = tuple(demos)
         self.adapter = make_adapter(adapter)
+        self.demos = demos
         self.signature = ensure_signature(signature)
         # its path in DSPy's named_predictors, which its stream chunks carry; None: a
         # predictor DSPy makes per call (Refine's feedback), whose replies DSPy does not stream
         self.stream_name = stream_name
+
+    @property
+    def demos(self) -> tuple[Mapping[str, Any], ...]:
+        """The demos; setting them (the predictor's state, as DSPy's ``demos``) drops the
+        messages made for the previous ones. A call sends their messages as made on its first
+        use: change demos by setting them, not by changing their values in place."""
+        return self._demos
+
+    @demos.setter
+    def demos(self, demos: Sequence[Mapping[str, Any]]) -> None:
+        self._demos = tuple(demos)
+        self._demo_messages: _adapters.DemoMessages | None = None
+
+    def _demos_for(self, adapter: Adapter, prompt: Signature) -> Any:
+        """What ``adapter.format`` takes for the demos: their messages, made once for the
+        predictor's own adapter and prompt (the JSONAdapter a ChatAdapter falls back to
+        writes them per call)."""
+        if not self._demos or adapter is not self.adapter:
+            return self._demos
+        made = self._demo_messages
+        if made is None or made.plan is not adapter._plan(prompt):
+            made = self._demo_messages = adapter.demo_messages(prompt, self._demos)
+        return made
 
     @property
     def signature(self) -> Signature:
@@ -194,7 +218,7 @@ class NativePredict:
             # the listeners read the configured adapter's markers, also in a JSON retry (DSPy)
             on_text = stream.listeners(self.stream_name, adapter.name, sig.output_names).feed
         while True:  # one coroutine for both tries: fewer frames held per call in flight
-            messages = adapter.format(prompt, self.demos, values)
+            messages = adapter.format(prompt, self._demos_for(adapter, prompt), values)
             extra = adapter.request_kwargs(sig, response_format_support(lm))
             if self.tools is not None:
                 extra = {**extra, "tools": _function_specs(self.tools, values.get(self.tools))}

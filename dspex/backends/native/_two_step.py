@@ -9,14 +9,14 @@ step is a native Predict on ``text -> <the outputs>`` with DSPy's extraction ins
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any, ClassVar
 
 from dspex.errors import ParseError
 from dspex.lm import LM
 from dspex.signature import Field, Signature, SignatureLike
 
-from ._adapters import Adapter, Message, Render, _Plan, sort_demos
+from ._adapters import Adapter, DemoMessages, Message, Render, _Plan, sort_demos
 from ._parsing import ReplyParser
 from ._types import field_descriptions
 
@@ -74,22 +74,28 @@ class TwoStepAdapter(Adapter):
     def format(
         self,
         signature: SignatureLike,
-        demos: Sequence[Mapping[str, Any]] = (),
+        demos: Sequence[Mapping[str, Any]] | DemoMessages = (),
         inputs: Mapping[str, Any] | None = None,
     ) -> list[Message]:
         """The first step's messages: the task, the demos, the inputs (``name: value``)."""
         plan = self._plan(signature)
         messages: list[Message] = [{"role": "system", "content": plan.system}]
+        self._add_demos(plan, demos, messages)
+        values = inputs or {}
+        lines = [f"{name}: {values.get(name, '')}" for name in plan.input_names if name in values]
+        messages.append({"role": "user", "content": "\n\n".join(lines).strip()})
+        return messages
+
+    def _demos(
+        self, plan: _Plan, demos: Iterable[Mapping[str, Any]], messages: list[Message]
+    ) -> None:
+        """Each demo's inputs as ``name: value`` lines, its outputs as the assistant's reply."""
         complete, incomplete = sort_demos(plan, demos)
         for demo, prefix in [(d, _INCOMPLETE) for d in incomplete] + [(d, "") for d in complete]:
             lines = [f"{name}: {demo.get(name, '')}" for name in plan.input_names if name in demo]
             messages.append({"role": "user", "content": "\n\n".join([prefix, *lines]).strip()})
             content = self._assistant(plan, demo, _MISSING_IN_EXAMPLE).strip()
             messages.append({"role": "assistant", "content": content})
-        values = inputs or {}
-        lines = [f"{name}: {values.get(name, '')}" for name in plan.input_names if name in values]
-        messages.append({"role": "user", "content": "\n\n".join(lines).strip()})
-        return messages
 
     def extractor(self, signature: SignatureLike) -> Signature:
         """The second step's signature: ``text`` in, the outputs out, DSPy's instructions."""

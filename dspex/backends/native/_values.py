@@ -183,8 +183,10 @@ def json_object_text(value: dict[str, Any]) -> str:
     return indented_json(serialize_for_json(value))
 
 
-_encode = msgspec.json.Encoder().encode
-_decode = msgspec.json.Decoder().decode
+encode_json = msgspec.json.Encoder().encode
+"""msgspec's JSON encoder (compact)."""
+decode_json = msgspec.json.Decoder().decode
+"""msgspec's JSON decoder."""
 _SHALLOW = 100  # brackets and braces in a marked payload read by msgspec (see _parse_payload)
 
 # json.dumps(data, ensure_ascii=False)'s C encoder, built once: json.dumps builds a JSONEncoder,
@@ -213,7 +215,7 @@ def indented_json(data: Any) -> str:
     it), where floats differ (msgspec writes ``1e16``, json ``1e+16``)."""
     if _float_free(data, 0):
         try:
-            return msgspec.json.format(_encode(data), indent=2).decode()
+            return msgspec.json.format(encode_json(data), indent=2).decode()
         except (TypeError, ValueError, OverflowError):  # a lone surrogate, say: json's way
             pass
     return json.dumps(data, indent=2, ensure_ascii=False)
@@ -310,7 +312,7 @@ def _parse_payload(payload: str) -> Any:
         # escaped or not). Only shallow payloads: near the recursion limit it nests a few
         # levels deeper than json.loads, which DSPy lets fail.
         try:
-            return _decode(payload)
+            return decode_json(payload)
         except (msgspec.DecodeError, UnicodeEncodeError):
             pass
     import json_repair

@@ -195,6 +195,39 @@ def test_media_parts_are_never_shared_between_messages_or_requests() -> None:
     assert ChatAdapter().format(sig, demos, {"image": cat}) == expected
 
 
+def test_demo_messages_made_once_are_copied_into_every_call() -> None:
+    # a predictor's demos' messages are made once; each call gets its own copy (parts too),
+    # so a caller changing one request's messages leaves the next ones alone
+    sig = dspy.Signature("image: dspy.Image, note -> caption")
+    cat = dspy.Image("https://example.com/cat.png")
+    demos = [{"image": cat, "note": "n", "caption": "A cat."}, {"note": "m", "caption": "B."}]
+    inputs = {"image": cat, "note": "x"}
+    expected = dspy.ChatAdapter().format(sig, demos, inputs)
+    adapter = ChatAdapter()
+    made = adapter.demo_messages(sig, demos)
+    first, second = adapter.format(sig, made, inputs), adapter.format(sig, made, inputs)
+    assert first == second == expected
+    for one, other in zip(first[1:-1], second[1:-1], strict=True):
+        assert one is not other
+        assert isinstance(one["content"], str) or one["content"] is not other["content"]
+    first[3]["content"][1]["image_url"]["url"] = "changed"  # (incomplete demos come first)
+    first[4]["content"] = "changed"
+    assert adapter.format(sig, made, inputs) == expected
+
+
+def test_demo_messages_for_another_signature_or_adapter_are_written_anew() -> None:
+    # made for one signature and adapter, taken by another: the demos are formatted for it
+    demos = [{"question": "q", "answer": "a", "extra": "e"}]
+    made = ChatAdapter().demo_messages("question -> answer", demos)
+    for adapter, sig in [
+        (ChatAdapter(), "question -> answer, score: float"),
+        (JSONAdapter(), "question -> answer"),
+    ]:
+        assert adapter.format(sig, made, {"question": "x"}) == adapter.format(
+            sig, demos, {"question": "x"}
+        )
+
+
 def test_a_media_value_whose_format_fails_ends_as_in_dspy(monkeypatch: pytest.MonkeyPatch) -> None:
     def broken(self: dspy.Image) -> Any:
         raise ValueError("no")

@@ -52,6 +52,11 @@ def test_messages_match_dspy(
     for dspy_adapter, native_adapter in ADAPTERS:
         expected = dspy_adapter().format(dspy_sig, demos, inputs)
         _assert_same(expected, native_adapter().format(native, demos, inputs))
+        # the demos' messages made once (as a native predictor keeps them), copied into calls
+        adapter = native_adapter()
+        made = adapter.demo_messages(native, demos)
+        _assert_same(expected, adapter.format(native, made, inputs))
+        _assert_same(expected, adapter.format(native, made, inputs))
         # a dspy.Signature class is accepted wherever a signature is
         _assert_same(expected, native_adapter().format(dspy_sig, demos, inputs))
         # ChainOfThought: the reasoning-extended signature

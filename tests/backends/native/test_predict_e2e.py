@@ -126,13 +126,23 @@ async def test_same_requests_and_predictions_as_dspy(
             assert len(requests) == 1
 
 
+QA_DEMO = {
+    "context": "Rome is in Italy.",
+    "question": "Capital?",
+    "answer": "Rome",
+    "confidence": 1.0,
+}
+
+
+@pytest.mark.parametrize("demos", [[], [QA_DEMO]], ids=["no demos", "a demo"])
 @pytest.mark.parametrize("mode", MODES)
 async def test_unparsable_reply_falls_back_like_dspy(
-    server: ScriptedLM, client: LMClient, mode: str
+    server: ScriptedLM, client: LMClient, mode: str, demos: list[dict[str, Any]]
 ) -> None:
+    # (the retry's JSONAdapter writes the demos itself; the first try sent those made once)
     server.script = "I refuse to follow the format."
     inputs = {"context": "Paris is in France.", "question": "Capital of France?"}
-    got_native, got_dspy, requests = await _both(server, client, QA, mode, [], inputs)
+    got_native, got_dspy, requests = await _both(server, client, QA, mode, demos, inputs)
     assert got_native == got_dspy == ("parse_error",)
     # ChatAdapter (and XMLAdapter) retry once with JSONAdapter (a second LM call); JSONAdapter
     # does not.
@@ -149,6 +159,21 @@ async def test_fallback_reply_in_json_is_parsed_like_dspy(
     assert got_native == got_dspy
     assert got_native == ("ok", typed({"answer": "Paris", "confidence": 0.9}))
     assert len(requests) == 2
+
+
+async def test_demos_set_on_a_predictor_are_the_ones_its_next_call_sends(
+    server: ScriptedLM, client: LMClient
+) -> None:
+    lm = LM("openai/scripted", api_base=server.base_url, api_key="sk-test")
+    server.script = _reply_for(QA, "chat")
+    inputs = {"context": "Paris is in France.", "question": "Capital of France?"}
+    predict = NativePredict(Signature.from_dspy(QA), lm=lm, client=client, demos=[QA_DEMO])
+    other = {**QA_DEMO, "answer": "Roma"}
+    for demos in ([QA_DEMO], [other], []):
+        predict.demos = demos
+        await predict(inputs)
+        expected = dspy.ChatAdapter().format(QA, demos, inputs)
+        assert server.requests[-1].messages == expected
 
 
 async def test_n_completions_like_dspy(server: ScriptedLM, client: LMClient) -> None:
