@@ -137,7 +137,7 @@ class DemoMessages:
     :meth:`Adapter.demo_messages`; each :meth:`Adapter.format` that takes it copies them into
     its messages (content parts too: a caller may change the messages it gets)."""
 
-    __slots__ = ("_copies", "demos", "messages", "plan")
+    __slots__ = ("_copies", "_raw", "demos", "messages", "plan")
 
     def __init__(
         self, plan: _Plan, demos: tuple[Mapping[str, Any], ...], messages: tuple[Message, ...]
@@ -145,31 +145,28 @@ class DemoMessages:
         self.plan = plan
         self.demos = demos
         self.messages = messages
-        # (role, content, its parts as JSON when msgspec gives them back equal: decoding them
-        # is the quickest copy)
-        copies = []
-        for message in messages:
-            content, raw = message["content"], None
-            if type(content) is not str:
-                try:
-                    raw = encode_json(content)
-                    if decode_json(raw) != content:  # (nan, say)
-                        raw = None
-                except (TypeError, ValueError, OverflowError):  # (a lone surrogate, a big int)
-                    raw = None
-            copies.append((message["role"], content, raw))
-        self._copies = tuple(copies)
+        # With content parts, the messages as JSON when msgspec gives them back equal (not
+        # nan, a lone surrogate, a big int): decoding them is the quickest copy. Else each
+        # message is copied, its parts (if any) as JSON data.
+        self._raw: bytes | None = None
+        if any(type(m["content"]) is not str for m in messages):
+            try:
+                raw = encode_json(messages)
+                if decode_json(raw) == list(messages):
+                    self._raw = raw
+            except (TypeError, ValueError, OverflowError):
+                pass
+        self._copies = tuple((m["role"], m["content"]) for m in messages)
 
     def fresh(self) -> list[Message]:
         """A copy of the messages, for one call."""
-        out: list[Message] = []
-        for role, content, raw in self._copies:
-            if raw is not None:
-                content = decode_json(raw)
-            elif type(content) is not str:
-                content = _copy_json(content)
-            out.append({"role": role, "content": content})
-        return out
+        if self._raw is not None:
+            copy: list[Message] = decode_json(self._raw)
+            return copy
+        return [
+            {"role": role, "content": content if type(content) is str else _copy_json(content)}
+            for role, content in self._copies
+        ]
 
 
 def _sections(

@@ -113,9 +113,11 @@ def _dump(t: type) -> _Dump:
 def serialize_for_json(value: Any) -> Any:
     """DSPy's ``serialize_for_json``: a JSON-compatible form of ``value`` (pydantic, else str)."""
     t = type(value)
-    if t is str or t is float or _is_plain(value):
+    if t is str or t is float or t in _PLAIN_SCALARS:
         return value
-    dump = _dump(t)
+    if (t is list or t is dict) and _is_plain(value):
+        return value
+    dump = _DUMPS.get(t) or _dump(t)
     if dump.formats is not None:
         texts = dump.texts
         if texts is not None and t.format is not dump.cached:
@@ -290,7 +292,13 @@ def expand_markers(content: str) -> str | list[dict[str, Any]]:
         if start > last_end:
             blocks.append({"type": "text", "text": content[last_end:start]})
         payload = content[start + len(MARKER_START) : close].strip()
-        parsed = _parse_payload(payload)
+        if len(payload) < _SHALLOW:  # (msgspec's fast path, below, without counting)
+            try:
+                parsed = decode_json(payload)
+            except (msgspec.DecodeError, UnicodeEncodeError):
+                parsed = _parse_payload(payload)
+        else:
+            parsed = _parse_payload(payload)
         if parsed:
             blocks.extend(parsed)  # what iterating it gives, as DSPy appends it
         else:
