@@ -243,10 +243,26 @@ def make_value_parser(annotation: Any) -> ValueParser:
     )
 
     # A dspy.Type (Code, Reasoning, a user's type) whose candidate does not validate is
-    # validated once more from the text itself: its own validator may take text.
+    # validated once more from the text itself: its own validator may take text. (Its
+    # validator is built now: DSPy, hence pydantic, is loaded.)
     dspy_type = _is_dspy_type(annotation)
-    if dspy_type:
+    if dspy_type and not is_literal:
         from pydantic import ValidationError
+
+        core = _validator(annotation)
+
+        def parse_dspy_type(value: Any) -> Any:
+            if not isinstance(value, str):
+                return core(value)
+            try:
+                return core(_candidate(value))
+            except ValidationError as error:
+                try:
+                    return core(value)
+                except ValidationError:
+                    raise error from None
+
+        return parse_dspy_type
 
     def parse(value: Any) -> Any:
         if is_literal:
@@ -263,15 +279,7 @@ def make_value_parser(annotation: Any) -> ValueParser:
                 value = v
         if not isinstance(value, str) or optional_str:
             return validate(value)
-        if not dspy_type:
-            return validate(_candidate(value))
-        try:
-            return validate(_candidate(value))
-        except ValidationError as error:
-            try:
-                return validate(value)
-            except ValidationError:
-                raise error from None
+        return validate(_candidate(value))
 
     return parse
 
