@@ -145,12 +145,14 @@ def _plain_code(text: str) -> bool:
     starts, not a JSON word) and whose first token is a name literal_eval rejects
     (:func:`_literal_free`)."""
     code = _NAMED_CODE.fullmatch(text)
+    if code is None:
+        return False
+    name, limit = code[1], sys.getrecursionlimit()
     return (
-        code is not None
-        and not keyword.iskeyword(code[1])
-        and code[1] != "set"
-        and len(text) < sys.getrecursionlimit() // 2
-        and text.count("#") + text.count("/") < sys.getrecursionlimit() // 8
+        name != "set"
+        and not keyword.iskeyword(name)
+        and len(text) < limit // 2
+        and text.count("#") + text.count("/") < limit // 8
         and text.rstrip(" \t\n\r") not in _JSON_WORDS
     )
 
