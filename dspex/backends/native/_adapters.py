@@ -132,6 +132,9 @@ class _Plan:
         self.formats: dict[Any, dict[str, Any]] = {}
 
 
+_DECODED_COPY_MAX = 4096  # bytes of JSON: longer demo messages are copied in Python
+
+
 class DemoMessages:
     """The messages an adapter writes for a signature's demos, made once by
     :meth:`Adapter.demo_messages`; each :meth:`Adapter.format` that takes it copies them into
@@ -146,13 +149,14 @@ class DemoMessages:
         self.demos = demos
         self.messages = messages
         # With content parts, the messages as JSON when msgspec gives them back equal (not
-        # nan, a lone surrogate, a big int): decoding them is the quickest copy. Else each
-        # message is copied, its parts (if any) as JSON data.
+        # nan, a lone surrogate, a big int) and they are short: decoding them is the quickest
+        # copy. Else each message is copied, its parts (if any) as JSON data whose texts are
+        # shared (an image's data URI is not copied per call).
         self._raw: bytes | None = None
         if any(type(m["content"]) is not str for m in messages):
             try:
                 raw = encode_json(messages)
-                if decode_json(raw) == list(messages):
+                if len(raw) <= _DECODED_COPY_MAX and decode_json(raw) == list(messages):
                     self._raw = raw
             except (TypeError, ValueError, OverflowError):
                 pass
@@ -669,10 +673,14 @@ def sort_demos(
 
 
 def _copy_json(value: Any) -> Any:
-    if isinstance(value, dict):
-        return {k: _copy_json(v) for k, v in value.items()}
-    if isinstance(value, list):
-        return [_copy_json(v) for v in value]
+    """A copy of JSON data: new dicts and lists, the same texts and numbers."""
+    t = type(value)
+    if t is str:
+        return value
+    if t is dict or isinstance(value, dict):
+        return {k: v if type(v) is str else _copy_json(v) for k, v in value.items()}
+    if t is list or isinstance(value, list):
+        return [v if type(v) is str else _copy_json(v) for v in value]
     return value
 
 

@@ -195,11 +195,16 @@ def test_media_parts_are_never_shared_between_messages_or_requests() -> None:
     assert ChatAdapter().format(sig, demos, {"image": cat}) == expected
 
 
-def test_demo_messages_made_once_are_copied_into_every_call() -> None:
+@pytest.mark.parametrize(
+    "url",
+    ["https://example.com/cat.png", "data:image/png;base64," + "iVBORw0KGgo" * 1000],
+    ids=["url", "long data URI"],  # copied by a msgspec round trip / in Python
+)
+def test_demo_messages_made_once_are_copied_into_every_call(url: str) -> None:
     # a predictor's demos' messages are made once; each call gets its own copy (parts too),
     # so a caller changing one request's messages leaves the next ones alone
     sig = dspy.Signature("image: dspy.Image, note -> caption")
-    cat = dspy.Image("https://example.com/cat.png")
+    cat = dspy.Image(url)
     demos = [{"image": cat, "note": "n", "caption": "A cat."}, {"note": "m", "caption": "B."}]
     inputs = {"image": cat, "note": "x"}
     expected = dspy.ChatAdapter().format(sig, demos, inputs)
