@@ -349,43 +349,45 @@ class ReplyParser:
         if not isinstance(completion, str):
             raise _not_text("ChatAdapter", completion)
         lines = completion.splitlines()
-        # Where each section starts: its header's line index and name (and, by line index, any
-        # text after the header on its line).
-        starts: list[int] = []
-        names: list[str] = []
-        rests: dict[int, str] = {}
         headers = self.headers
-        for i, line in enumerate(lines):
-            if "[[ ## " in line:
-                name = headers.get(line)
-                if name is None:
-                    match = HEADER.match(line.strip())
-                    if match is None:
-                        continue
-                    name = match.group(1)
-                    rest = line[match.end() :].strip()
-                    if rest:
-                        rests[i] = rest
-                starts.append(i)
-                names.append(name)
-        starts.append(len(lines))  # where the last section ends
-
-        # The first section of each output field, parsed in the order of the reply.
         parsers = self.parsers
         fields: dict[str, Any] = {}
-        for k, name in enumerate(names):
-            if name in parsers and name not in fields:
-                i = starts[k]
-                body = lines[i + 1 : starts[k + 1]]
-                if i in rests:
-                    body.insert(0, rests[i])
-                value = "\n".join(body).strip()
-                parser = parsers[name]
-                try:
-                    fields[name] = value if parser is str else parser(value)
-                except Exception as exc:
-                    raise _value_error("ChatAdapter", name, value, exc, completion, fields) from exc
+        # One pass: a header line closes the section before it (parsed if it is the first of
+        # an output field's) and opens its own (with any text after the header on its line).
+        name: str | None = None  # the open section's field (None: before the first header)
+        first = 0  # the open section's first line
+        rest = ""
+        for i, line in enumerate(lines):
+            if "[[ ## " not in line:
+                continue
+            found = headers.get(line)
+            after = ""
+            if found is None:
+                match = HEADER.match(line.strip())
+                if match is None:
+                    continue
+                found = match.group(1)
+                after = line[match.end() :].strip()
+            if name is not None and name in parsers and name not in fields:
+                self._take(name, lines[first:i], rest, completion, fields)
+            name, first, rest = found, i + 1, after
+        if name is not None and name in parsers and name not in fields:
+            self._take(name, lines[first:], rest, completion, fields)
         return self.complete("ChatAdapter", completion, fields)
+
+    def _take(
+        self, name: str, body: list[str], rest: str, completion: str, fields: dict[str, Any]
+    ) -> None:
+        """Parse one section's text (its lines, after any text beside the header) into
+        ``fields[name]``."""
+        if rest:
+            body.insert(0, rest)
+        value = "\n".join(body).strip()
+        parser = self.parsers[name]
+        try:
+            fields[name] = value if parser is str else parser(value)
+        except Exception as exc:
+            raise _value_error("ChatAdapter", name, value, exc, completion, fields) from exc
 
     def parse_json(self, completion: str) -> dict[str, Any]:
         """JSONAdapter.parse: lenient JSON (json_repair, then the first ``{...}``), typed values."""
