@@ -46,14 +46,16 @@ _JSON_WORDS = frozenset(("true", "false", "null", "NaN", "Infinity", "-Infinity"
 # loads_lenient on such texts (prose, code) equal to json_repair.loads.
 _NO_CONTAINER = re.compile(r"[^{}\[\]]*")
 _LINE_START_PAREN = re.compile(r"(?:\A|[\n\r])[^\S\n\r]*\(")  # (re's \s is str.isspace)
-# A text starting with an ASCII name (as _FIRST_NAME), without brackets or braces, in which no
-# "(" opens a line (see _plain_code).
+# A leading ASCII name: not a string prefix (no quote after it), no non-ASCII letter in it (see
+# _literal_free).
+_NAME = "[A-Za-z_][A-Za-z0-9_]*(?![A-Za-z0-9_'\"]|[^\\x00-\\x7f])"
+_FIRST_NAME = re.compile(_NAME)
+# A text starting with such a name, without brackets or braces, in which no "(" opens a line
+# (see _plain_code).
 _NAMED_CODE = re.compile(
-    "([A-Za-z_][A-Za-z0-9_]*)(?![A-Za-z0-9_'\"]|[^\\x00-\\x7f])"
-    "[^{}\\[\\]\\n\\r]*(?:[\\n\\r]+(?![^\\S\\n\\r]*\\()[^{}\\[\\]\\n\\r]*)*"
+    f"({_NAME})[^{{}}\\[\\]\\n\\r]*(?:[\\n\\r]+(?![^\\S\\n\\r]*\\()[^{{}}\\[\\]\\n\\r]*)*"
 )
-# ASCII texts without what starts a Python literal; a leading ASCII name (see _literal_free).
-_FIRST_NAME = re.compile("[A-Za-z_][A-Za-z0-9_]*(?![A-Za-z0-9_'\"]|[^\x00-\x7f])")
+# ASCII texts without what starts a Python literal (see _literal_free).
 _NO_LITERAL = re.compile("[^0-9{}\\[\\]()\"'`#/]*")
 # The texts json.loads reads as one number (ASCII digits only), with an integer part short enough
 # for int()'s digit limit (640 at the lowest): json's scanner converts these with int() / float().
@@ -98,7 +100,7 @@ def loads_lenient(text: str) -> Any:
     if (
         _NO_CONTAINER.fullmatch(text)
         and _LINE_START_PAREN.search(text) is None
-        and text.count("#") + text.count("/") < sys.getrecursionlimit() // 8
+        and _few_comments(text, sys.getrecursionlimit())
     ):
         if text[:1] in _JSON_SPACE or text[-1:] in _JSON_SPACE:
             try:  # a number or literal with whitespace around it: json.loads reads it
@@ -147,14 +149,25 @@ def _plain_code(text: str) -> bool:
     code = _NAMED_CODE.fullmatch(text)
     if code is None:
         return False
-    name, limit = code[1], sys.getrecursionlimit()
+    limit = sys.getrecursionlimit()
     return (
-        name != "set"
-        and not keyword.iskeyword(name)
+        _not_literal_name(code[1])
         and len(text) < limit // 2
-        and text.count("#") + text.count("/") < limit // 8
+        and _few_comments(text, limit)
         and text.rstrip(" \t\n\r") not in _JSON_WORDS
     )
+
+
+def _few_comments(text: str, limit: int) -> bool:
+    """Whether json_repair's nested calls for the comments in ``text`` (two for each ``#`` or
+    ``/``) stay well under the recursion ``limit``."""
+    return text.count("#") + text.count("/") < limit // 8
+
+
+def _not_literal_name(name: str) -> bool:
+    """Whether an expression starting with the name ``name`` can be no literal: neither a
+    keyword (``None``, ``not``, ...) nor ``set`` (``set()`` is one)."""
+    return name != "set" and not keyword.iskeyword(name)
 
 
 def _literal_free(text: str) -> bool:
@@ -176,7 +189,7 @@ def _literal_free(text: str) -> bool:
     if len(text) >= sys.getrecursionlimit() // 2:
         return False
     name = _FIRST_NAME.match(stripped)
-    if name is not None and not keyword.iskeyword(name[0]) and name[0] != "set":
+    if name is not None and _not_literal_name(name[0]):
         return True
     return (
         text.isascii()
@@ -248,7 +261,7 @@ def make_value_parser(annotation: Any) -> ValueParser:
     # validated once more from the text itself: its own validator may take text. (Its
     # validator is built now: DSPy, hence pydantic, is loaded.)
     dspy_type = _is_dspy_type(annotation)
-    if dspy_type and not is_literal:
+    if dspy_type:
         from pydantic import ValidationError
 
         core = _validator(annotation)

@@ -292,13 +292,7 @@ def expand_markers(content: str) -> str | list[dict[str, Any]]:
         if start > last_end:
             blocks.append({"type": "text", "text": content[last_end:start]})
         payload = content[start + len(MARKER_START) : close].strip()
-        if len(payload) < _SHALLOW:  # (msgspec's fast path, below, without counting)
-            try:
-                parsed = decode_json(payload)
-            except (msgspec.DecodeError, UnicodeEncodeError):
-                parsed = _parse_payload(payload)
-        else:
-            parsed = _parse_payload(payload)
+        parsed = _parse_payload(payload)
         if parsed:
             blocks.extend(parsed)  # what iterating it gives, as DSPy appends it
         else:
@@ -315,7 +309,7 @@ def expand_markers(content: str) -> str | list[dict[str, Any]]:
 def _parse_payload(payload: str) -> Any:
     """DSPy's reading of a marked payload: json.loads, then doubly quoted JSON, then
     json_repair, each tried on a JSONDecodeError (other errors escape); None if all fail."""
-    if payload.count("[") + payload.count("{") < _SHALLOW:
+    if len(payload) < _SHALLOW or payload.count("[") + payload.count("{") < _SHALLOW:
         # msgspec reads what json.loads reads alike, or fails (NaN, 1e400, a lone surrogate,
         # escaped or not). Only shallow payloads: near the recursion limit it nests a few
         # levels deeper than json.loads, which DSPy lets fail.
