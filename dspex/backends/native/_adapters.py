@@ -140,7 +140,7 @@ class DemoMessages:
     :meth:`Adapter.demo_messages`; each :meth:`Adapter.format` that takes it copies them into
     its messages (content parts too: a caller may change the messages it gets)."""
 
-    __slots__ = ("_copies", "_raw", "demos", "messages", "plan")
+    __slots__ = ("_raw", "demos", "messages", "plan")
 
     def __init__(
         self, plan: _Plan, demos: tuple[Mapping[str, Any], ...], messages: tuple[Message, ...]
@@ -160,7 +160,6 @@ class DemoMessages:
                     self._raw = raw
             except (TypeError, ValueError, OverflowError):
                 pass
-        self._copies = tuple((m["role"], m["content"]) for m in messages)
 
     def fresh(self) -> list[Message]:
         """A copy of the messages, for one call."""
@@ -168,8 +167,8 @@ class DemoMessages:
             copy: list[Message] = decode_json(self._raw)
             return copy
         return [
-            {"role": role, "content": content if type(content) is str else _copy_json(content)}
-            for role, content in self._copies
+            {"role": m["role"], "content": c if type(c := m["content"]) is str else _copy_json(c)}
+            for m in self.messages
         ]
 
 

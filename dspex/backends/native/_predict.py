@@ -144,15 +144,15 @@ class NativePredict:
         self._demos = tuple(demos)
         self._demo_messages: _adapters.DemoMessages | None = None
 
-    def _demos_for(self, adapter: Adapter, prompt: Signature) -> Any:
-        """What ``adapter.format`` takes for the demos: their messages, made once for the
-        predictor's own adapter and prompt (the JSONAdapter a ChatAdapter falls back to
-        writes them per call)."""
+    def _demos_for(self, adapter: Adapter) -> Any:
+        """What ``adapter.format`` takes for the demos: their messages, made on the first call
+        for the predictor's own adapter and prompt (setting the demos or the signature drops
+        them; the JSONAdapter a ChatAdapter falls back to writes the demos per call)."""
         if not self._demos or adapter is not self.adapter:
             return self._demos
         made = self._demo_messages
-        if made is None or made.plan is not adapter._plan(prompt):
-            made = self._demo_messages = adapter.demo_messages(prompt, self._demos)
+        if made is None:
+            made = self._demo_messages = adapter.demo_messages(self.prompt, self._demos)
         return made
 
     @property
@@ -179,6 +179,7 @@ class NativePredict:
                 "on the dspy backend"
             )
         self._signature = signature
+        self._demo_messages = None  # (made for the previous prompt)
         # dspy.Reasoning outputs: the LM's own reasoning (reasoning_content) replaces the text
         self.reasoning = tuple(f.name for f in signature.outputs if is_reasoning(f.annotation))
         # a dspy.ToolCalls output: the tool calls an LM sends replace it
@@ -218,7 +219,7 @@ class NativePredict:
             # the listeners read the configured adapter's markers, also in a JSON retry (DSPy)
             on_text = stream.listeners(self.stream_name, adapter.name, sig.output_names).feed
         while True:  # one coroutine for both tries: fewer frames held per call in flight
-            messages = adapter.format(prompt, self._demos_for(adapter, prompt), values)
+            messages = adapter.format(prompt, self._demos_for(adapter), values)
             extra = adapter.request_kwargs(sig, response_format_support(lm))
             if self.tools is not None:
                 extra = {**extra, "tools": _function_specs(self.tools, values.get(self.tools))}

@@ -101,12 +101,10 @@ _DUMPS: dict[type, _Dump] = {}
 _KEPT_TEXTS = 32  # per type, as DSPy's cache of Image.format
 
 
-def _dump(t: type) -> _Dump:
-    dump = _DUMPS.get(t)
-    if dump is None:
-        if len(_DUMPS) > 512:  # bound the cache (types can be created dynamically)
-            _DUMPS.clear()
-        dump = _DUMPS[t] = _Dump(t)
+def _new_dump(t: type) -> _Dump:
+    if len(_DUMPS) > 512:  # bound the cache (types can be created dynamically)
+        _DUMPS.clear()
+    dump = _DUMPS[t] = _Dump(t)
     return dump
 
 
@@ -117,7 +115,7 @@ def serialize_for_json(value: Any) -> Any:
         return value
     if (t is list or t is dict) and _is_plain(value):
         return value
-    dump = _DUMPS.get(t) or _dump(t)
+    dump = _DUMPS.get(t) or _new_dump(t)
     if dump.formats is not None:
         texts = dump.texts
         if texts is not None and t.format is not dump.cached:

@@ -174,6 +174,14 @@ async def test_demos_set_on_a_predictor_are_the_ones_its_next_call_sends(
         await predict(inputs)
         expected = dspy.ChatAdapter().format(QA, demos, inputs)
         assert server.requests[-1].messages == expected
+    # a new signature is sent with the demos written for it (here without one output)
+    predict.demos = [QA_DEMO]
+    await predict(inputs)
+    fewer = QA.delete("confidence")
+    server.script = _reply_for(fewer, "chat")
+    predict.signature = Signature.from_dspy(fewer)
+    await predict(inputs)
+    assert server.requests[-1].messages == dspy.ChatAdapter().format(fewer, [QA_DEMO], inputs)
 
 
 async def test_n_completions_like_dspy(server: ScriptedLM, client: LMClient) -> None:
